@@ -1,0 +1,138 @@
+import { LRUCache } from 'lru-cache';
+import type { SessionRecord, SessionState } from '../store/model.js';
+
+/** What this replica believes of one token id. Entries are mutated in place for activity tracking. */
+export interface Decision {
+  /** `unknown`: no login was seen for the token; `unavailable`: the store could not answer. */
+  readonly state: SessionState | 'unknown' | 'unavailable';
+  readonly session: SessionRecord | undefined;
+  /** When the store was read (clock milliseconds). */
+  readonly fetchedAt: number;
+  /** The cache epoch at fill; a live entry from an older epoch is not trusted. */
+  readonly epoch: number;
+  /** Last activity seen (here or in the store). */
+  lastSeenAt: number;
+  /** Last activity written to the store. */
+  lastWrittenAt: number;
+}
+
+export interface DecisionCacheOptions {
+  /** Entries kept (LRU beyond). */
+  max: number;
+  /** Milliseconds a live or unknown decision is trusted before the store is asked again. */
+  maxStaleness: number;
+  /** Clock in epoch milliseconds. @default Date.now */
+  now?: () => number;
+}
+
+/** A store read in flight for one token id; an invalidation during the read voids it. */
+export interface FillTicket {
+  readonly tokenId: string;
+  readonly epoch: number;
+  voided: boolean;
+}
+
+/**
+ * The per-replica LRU of token decisions. Live and unknown decisions are trusted for `maxStaleness` and
+ * only within the current epoch (bumped when the invalidation channel may have lost messages); ended
+ * sessions (tombstones) are trusted until the session's own `expiresAt`, whatever the channel does,
+ * because a token once dead never lives again.
+ *
+ * The cache-fill race (a store read that returns "live" after the revocation it raced was applied) is
+ * closed with fill tickets: `invalidate` voids the pending read of the same token id, and a voided or
+ * older-epoch fill is not cached.
+ */
+export class DecisionCache {
+  readonly #lru: LRUCache<string, Decision>;
+  readonly #pending = new Map<string, FillTicket>();
+  readonly #maxStaleness: number;
+  readonly #now: () => number;
+  #epoch = 0;
+
+  constructor(options: DecisionCacheOptions) {
+    this.#lru = new LRUCache<string, Decision>({ max: options.max });
+    this.#maxStaleness = options.maxStaleness;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  get size(): number {
+    return this.#lru.size;
+  }
+
+  /** A trusted decision, or undefined (ask the store). */
+  get(tokenId: string, now: number): Decision | undefined {
+    const d = this.#lru.get(tokenId);
+    if (d === undefined) return undefined;
+    if (d.state === 'live' || d.state === 'unknown') {
+      if (d.epoch !== this.#epoch || now - d.fetchedAt >= this.#maxStaleness) return undefined;
+      return d;
+    }
+    // A tombstone: trusted until the session's own end.
+    if (d.session !== undefined && now >= d.session.expiresAt) {
+      this.#lru.delete(tokenId);
+      return undefined;
+    }
+    return d;
+  }
+
+  beginFill(tokenId: string): FillTicket {
+    const ticket: FillTicket = { tokenId, epoch: this.#epoch, voided: false };
+    this.#pending.set(tokenId, ticket);
+    return ticket;
+  }
+
+  /**
+   * Caches the result of a store read unless an invalidation or an epoch change happened during it.
+   * Returns false when the read must not be trusted (the caller reads again).
+   */
+  completeFill(ticket: FillTicket, decision: Decision): boolean {
+    if (this.#pending.get(ticket.tokenId) === ticket) this.#pending.delete(ticket.tokenId);
+    if (ticket.voided || ticket.epoch !== this.#epoch) {
+      // A dead answer is still true; only a live or unknown one may be stale.
+      if (decision.state !== 'live' && decision.state !== 'unknown') {
+        this.#lru.set(ticket.tokenId, decision);
+        return true;
+      }
+      return false;
+    }
+    this.#lru.set(ticket.tokenId, decision);
+    return true;
+  }
+
+  /** Records a decision known to be current (a login or revocation made on this replica). */
+  set(tokenId: string, decision: Decision): void {
+    const ticket = this.#pending.get(tokenId);
+    if (ticket) ticket.voided = true;
+    this.#lru.set(tokenId, decision);
+  }
+
+  /** These tokens are no longer live: drop their live entries and void reads in flight. */
+  invalidate(tokenIds: readonly string[]): void {
+    for (const id of tokenIds) {
+      const ticket = this.#pending.get(id);
+      if (ticket) ticket.voided = true;
+      const d = this.#lru.peek(id);
+      if (d !== undefined && (d.state === 'live' || d.state === 'unknown')) this.#lru.delete(id);
+    }
+  }
+
+  /** The invalidation channel may have lost messages: no live entry (or read in flight) is trusted now. */
+  distrustLive(): void {
+    this.#epoch++;
+    for (const t of this.#pending.values()) t.voided = true;
+  }
+
+  makeDecision(state: Decision['state'], session: SessionRecord | undefined, fetchedAt: number): Decision {
+    const lastSeenAt = session?.lastSeenAt ?? fetchedAt;
+    return { state, session, fetchedAt, epoch: this.#epoch, lastSeenAt, lastWrittenAt: lastSeenAt };
+  }
+
+  /** For tests: the clock this cache was built with. */
+  now(): number {
+    return this.#now();
+  }
+}

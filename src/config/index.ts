@@ -1,0 +1,3 @@
+export { parseConfig, loadConfigFile, type LoadedConfig } from './load.js';
+export { parseDuration } from './duration.js';
+export type * from './schema.js';

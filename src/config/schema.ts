@@ -1,0 +1,400 @@
+/**
+ * The one configuration schema: keys, defaults, validation and documentation in one place.
+ * Every key is documented here and in README.md ("Configuration"); `test/config/readme.test.ts`
+ * keeps the two in step.
+ */
+import { z } from 'zod';
+import { parseBytes, parseDuration } from './duration.js';
+
+const duration = (what: string) =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration such as 500ms, 30s, 30m, 12h or 7d (${what}), got ${JSON.stringify(v)}`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const bytes = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const n = parseBytes(v);
+  if (n === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a size such as 1mb, 64kb or 4096, got ${JSON.stringify(v)}`,
+    });
+    return z.NEVER;
+  }
+  return n;
+});
+
+const listenAddress = (defaultHost: string) =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const s = String(v);
+    const m = /^(?:(\[[0-9a-fA-F:]+\]|[^:]+):)?(\d{1,5})$/.exec(s);
+    const port = m ? Number(m[2]) : NaN;
+    if (!m || port > 65535) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a port (8080) or "host:port" (0.0.0.0:8080), got ${JSON.stringify(v)}`,
+      });
+      return z.NEVER;
+    }
+    const host = m[1] ? m[1].replace(/^\[|\]$/g, '') : defaultHost;
+    return { host, port };
+  });
+
+const httpUrl = z.string().transform((v, ctx) => {
+  try {
+    const u = new URL(v);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
+    return u.origin;
+  } catch {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected an http:// or https:// URL, got ${JSON.stringify(v)}`,
+    });
+    return z.NEVER;
+  }
+});
+
+/** `POST /api/login`, `GET,POST /login`, `* /oauth/callback/**`. */
+const routeMatch = z
+  .string()
+  .regex(
+    /^(\*|[A-Z]+(,[A-Z]+)*) \/\S*$/,
+    'expected "METHOD /path" such as "POST /api/login" (methods upper-case, comma-separated, or *)',
+  );
+
+/** Where a login response (or its request) carries a token: `json:<path>`, `cookie:<name>`, `header:<name>`. */
+const tokenSourceString = z
+  .string()
+  .regex(/^(json|cookie|header):.+$/, 'expected json:<dot.path>, cookie:<name> or header:<name>');
+
+/**
+ * A token source with options. `cookie` names are exact, or anchored patterns with `*`
+ * (`wordpress_logged_in_*`), or a regular expression in slashes.
+ */
+const tokenSourceObject = z
+  .object({
+    /** `json:<path>` | `cookie:<name or pattern>` | `header:<name>`. */
+    from: tokenSourceString,
+    /** Split the value on this separator and take `field` (WordPress `user|expiry|token|hmac`). */
+    split: z.string().min(1).optional(),
+    /** Zero-based field after `split`. */
+    field: z.number().int().min(0).optional(),
+    /** A regular expression whose first capture group is the token (express-session `^s:([^.]+)`). */
+    capture: z.string().optional(),
+    /** The credential is spread over chunk cookies `Name`, `NameC1..N` / `Name.0..n`, joined in order. */
+    chunked: z.boolean().default(false),
+  })
+  .strict();
+
+const tokenSource = z.union([tokenSourceString, tokenSourceObject]);
+
+const userSourceString = z
+  .string()
+  .regex(
+    /^(json|request\.json|request\.form|jwt|header|path|cookie):.+$/,
+    'expected json:<path>, request.json:<path>, request.form:<field>, jwt:<claim>, header:<name>, path:<param> or cookie:<name>',
+  );
+
+const userSourceObject = z
+  .object({
+    from: userSourceString,
+    split: z.string().min(1).optional(),
+    field: z.number().int().min(0).optional(),
+    capture: z.string().optional(),
+  })
+  .strict();
+
+const normalizeStep = z.enum(['trim', 'lowercase', 'nfkc']);
+
+const statusRange = z.union([
+  z.number().int().min(100).max(599),
+  z.string().regex(/^\d{3}(-\d{3})?$/, 'expected a status (302) or a range (200-299)'),
+]);
+
+const successRule = z
+  .object({
+    /** Status or statuses that may count as a successful login. @default 200-299 */
+    status: z.union([statusRange, z.array(statusRange).min(1)]).default('200-299'),
+    /** For redirects: the `Location` must start with one of these (path or URL prefix). */
+    location: z.union([z.string(), z.array(z.string())]).optional(),
+    /** For redirects: a `Location` containing any of these is a failed login (`/login?error`). */
+    notLocation: z.union([z.string(), z.array(z.string())]).optional(),
+  })
+  .strict();
+
+const probeRule = z
+  .object({
+    /** The app route asked "who am I" with the new token (`GET /api/user`). */
+    match: routeMatch,
+    /** Where the probe's answer names the user (`json:login`). */
+    user: userSourceString,
+    /** How the probe presents the new token. @default the first of `tokens` */
+    presentAs: z
+      .string()
+      .regex(/^(bearer|cookie:.+|header:.+)$/)
+      .optional(),
+    /** @default 2s */
+    timeout: duration('probe timeout').default('2s'),
+    /** What to do with the login response when the probe fails: pass it unregistered, or refuse with 503. @default refuse */
+    onFailure: z.enum(['pass', 'refuse']).default('refuse'),
+  })
+  .strict();
+
+const loginRule = z
+  .object({
+    /** Method and path of the login route. */
+    match: routeMatch,
+    /** The token(s) the login response issues; all belong to the new session (access + refresh, session + remember-me). */
+    token: z.union([tokenSource, z.array(tokenSource).min(1)]),
+    /** Where the user is named. Not needed when `probe` is set. */
+    user: z.union([userSourceString, userSourceObject]).optional(),
+    /** When a response counts as a login. A failed login never ends a session. */
+    success: successRule.default({}),
+    /** User normalisation, applied in order. @default [trim] */
+    normalize: z.array(normalizeStep).default(['trim']),
+    /** Ask the app who the user is when neither request nor response says it (SSO callbacks). */
+    probe: probeRule.optional(),
+  })
+  .strict()
+  .superRefine((rule, ctx) => {
+    if (!rule.user && !rule.probe)
+      ctx.addIssue({ code: 'custom', path: ['user'], message: 'required unless probe is set' });
+  });
+
+const refreshRule = z
+  .object({
+    match: routeMatch,
+    /** The new token(s) the response issues for the same session. */
+    token: z.union([tokenSource, z.array(tokenSource).min(1)]),
+    /** Where the request presents the current token. @default the request's token (see `tokens`) */
+    presented: z
+      .string()
+      .regex(/^(request\.json|request\.form):.+$/, 'expected request.json:<path> or request.form:<field>')
+      .optional(),
+    success: successRule.default({}),
+  })
+  .strict();
+
+const logoutRule = z
+  .object({
+    match: routeMatch,
+    /** Where the request presents the token being revoked (RFC 7009 `token`). @default the request's token */
+    presented: z
+      .string()
+      .regex(/^(request\.json|request\.form):.+$/, 'expected request.json:<path> or request.form:<field>')
+      .optional(),
+    /** Statuses that confirm the logout. @default any status below 500 */
+    success: successRule.default({ status: '100-499' }),
+  })
+  .strict();
+
+const requestTokenSource = z
+  .string()
+  .regex(
+    /^(bearer|cookie:.+|header:.+|pathparam:.+)$/,
+    'expected bearer, cookie:<name>, header:<name> or pathparam:<name>',
+  );
+
+const redisStore = z
+  .object({
+    /** `redis://[user:pass@]host:port/db` or `rediss://` (TLS). Ignored when `sentinels` or `cluster` is set. */
+    url: z
+      .string()
+      .regex(/^rediss?:\/\//, 'expected redis:// or rediss://')
+      .optional(),
+    /** Sentinel addresses (`host:port`). */
+    sentinels: z.array(z.string()).min(1).optional(),
+    /** The Sentinel master name. @default mymaster */
+    sentinelName: z.string().default('mymaster'),
+    /** Cluster seed nodes (`host:port`). */
+    cluster: z.array(z.string()).min(1).optional(),
+    /** Redis password (or in the URL). */
+    password: z.string().optional(),
+    /** Prefix of every key and channel, so several apps share one Redis. @default sg: */
+    keyPrefix: z.string().default('sg:'),
+    /** Per-command timeout on the request path; a stall becomes a failMode decision. @default 250ms */
+    commandTimeout: duration('commandTimeout').default('250ms'),
+    /** Interval of the subscriber's PING; a missed reply counts as a disconnect. @default 1s */
+    pingInterval: duration('pingInterval').default('1s'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    /** Where the gateway listens: a port or "host:port". @default 8080 */
+    listen: listenAddress('0.0.0.0').default(8080),
+    /** The app's origin. */
+    upstream: httpUrl,
+    /** Upstream timeouts. */
+    timeouts: z
+      .object({
+        /** TCP connect to the upstream; 502 when exceeded. @default 5s */
+        connect: duration('connect').default('5s'),
+        /** Until the upstream's response headers; 504 when exceeded. @default 60s */
+        response: duration('response').default('60s'),
+        /** Idle client keep-alive connections close after this. @default 65s */
+        keepAlive: duration('keepAlive').default('65s'),
+      })
+      .strict()
+      .default({}),
+    /** `memory` (one replica), a `redis://` URL, or a Redis object. @default memory */
+    store: z
+      .union([
+        z.literal('memory'),
+        z.string().regex(/^rediss?:\/\//, 'expected "memory" or a redis:// URL'),
+        redisStore,
+      ])
+      .default('memory'),
+    /** HMAC-SHA256 key for token ids; at least 16 characters. Use `${SESSIONGATE_SECRET}`. */
+    secret: z.string().min(16, 'expected at least 16 characters (use ${SESSIONGATE_SECRET})'),
+    /** `enforce` rejects; `report-only` logs and counts what would be rejected and passes it. @default enforce */
+    mode: z.enum(['enforce', 'report-only']).default('enforce'),
+    /** `cached` answers from the LRU within `cache.maxStaleness`; `strict` asks the store on every request. @default cached */
+    consistency: z.enum(['cached', 'strict']).default('cached'),
+    /** With the store unreachable: `closed` answers 503, `open` passes (logged and counted). @default closed */
+    failMode: z.enum(['closed', 'open']).default('closed'),
+    cache: z
+      .object({
+        /** Entries in the per-replica LRU of token decisions. @default 100000 */
+        max: z.number().int().min(1).default(100_000),
+        /** Maximum age of a cached "live" decision: the bound on cross-replica staleness. @default 1s */
+        maxStaleness: duration('maxStaleness').default('1s'),
+      })
+      .strict()
+      .default({}),
+    sessions: z
+      .object({
+        /** Live sessions per user. @default 1 */
+        limit: z.number().int().min(1).default(1),
+        /** `replace-oldest` ends the oldest; `reject-new` refuses the new login with 409. @default replace-oldest */
+        onLimit: z.enum(['replace-oldest', 'reject-new']).default('replace-oldest'),
+        /** A session unused this long expires (PCI-DSS 8.2.8 asks for 15m). @default 30m */
+        idleTimeout: duration('idleTimeout').default('30m'),
+        /** A session expires this long after its login, whatever its activity. @default 12h */
+        maxAge: duration('maxAge').default('12h'),
+        /** A token no login was seen for: `pass` or `reject` (401 session_unknown). @default pass */
+        unknownTokens: z.enum(['pass', 'reject']).default('pass'),
+        /** Values of rotating tokens kept per session; the oldest drop out. @default 8 */
+        maxTokensPerSession: z.number().int().min(1).max(256).default(8),
+        /** Last activity is written to the store at most once per this interval per session. @default 30s */
+        activityInterval: duration('activityInterval').default('30s'),
+      })
+      .strict()
+      .default({}),
+    /** Login routes (one or more). */
+    login: z.array(loginRule).min(1, 'expected at least one login rule'),
+    /** Token refresh routes: a new token linked to the session of the token presented. */
+    refresh: z.array(refreshRule).default([]),
+    /** Logout routes: the presented token's session ends (`session_logged_out`). */
+    logout: z.array(logoutRule).default([]),
+    /** Where requests carry the token, first match wins. @default [bearer] */
+    tokens: z.array(requestTokenSource).min(1).default(['bearer']),
+    /** Path patterns under enforcement. @default ["/**"] */
+    protect: z.array(z.string().regex(/^\//, 'expected a path pattern starting with /')).default(['/**']),
+    /** Client addresses (IPs) whose X-Forwarded-* / Forwarded headers are believed. @default [] */
+    trustedProxies: z.array(z.string()).default([]),
+    /** Ambiguous paths (encoded slash, backslash, NUL): `reject` with 400, or `pass` them unchecked by rules. @default reject */
+    ambiguousPaths: z.enum(['reject', 'pass']).default('reject'),
+    /** Largest login/refresh/logout body (request or response) read; larger ones pass unregistered. @default 1mb */
+    maxLoginBody: bytes.default('1mb'),
+    reject: z
+      .object({
+        /** What users are told. */
+        message: z
+          .string()
+          .default('Another session has been started using your account. You will now be signed out.'),
+        /** Where browsers are redirected (the reason is appended as `reason=`); unset: a page with the message. */
+        redirect: z.string().optional(),
+        /** Cookies cleared on rejection, beyond the request's own token cookie. @default [] */
+        clearCookies: z.array(z.string()).default([]),
+      })
+      .strict()
+      .default({}),
+    cors: z
+      .object({
+        /** Origins whose scripts may read a rejection (`Access-Control-Allow-Origin`). @default [] */
+        allowedOrigins: z.array(z.string()).default([]),
+      })
+      .strict()
+      .default({}),
+    admin: z
+      .object({
+        /** The admin listener (API, /metrics, /healthz, /readyz). @default 127.0.0.1:9090 */
+        listen: listenAddress('127.0.0.1').default('127.0.0.1:9090'),
+        /** Bearer token for the admin API; unset: the API answers 401 to everything but the open endpoints. */
+        token: z.string().min(16, 'expected at least 16 characters').optional(),
+        /** Endpoints reachable without the token. @default [healthz, readyz] */
+        open: z.array(z.enum(['healthz', 'readyz', 'metrics'])).default(['healthz', 'readyz']),
+      })
+      .strict()
+      .default({}),
+    selfService: z
+      .object({
+        /** Serve the self-service sessions page on the proxied origin. @default true */
+        enabled: z.boolean().default(true),
+        /** Reserved path prefix on the proxied origin. @default /.sessiongate/ */
+        prefix: z
+          .string()
+          .regex(/^\/.*\/$/, 'expected a path that starts and ends with /')
+          .default('/.sessiongate/'),
+      })
+      .strict()
+      .default({}),
+    notify: z
+      .object({
+        webhook: z
+          .object({
+            url: httpUrl.or(z.string().url()),
+            /** HMAC-SHA256 key for the `X-Sessiongate-Signature` header. */
+            secret: z.string().min(16, 'expected at least 16 characters'),
+            /** Events sent. @default [session.created, session.superseded] */
+            events: z.array(z.string()).default(['session.created', 'session.superseded']),
+            /** @default 5s */
+            timeout: duration('webhook timeout').default('5s'),
+            /** Attempts per event, with exponential backoff. @default 5 */
+            attempts: z.number().int().min(1).max(20).default(5),
+            /** Pending deliveries kept; beyond it the oldest is dropped and counted. @default 1000 */
+            maxQueue: z.number().int().min(1).default(1000),
+          })
+          .strict()
+          .optional(),
+        /** Add `Sessiongate-Ended-Sessions: <n>` to login responses. @default true */
+        loginHeader: z.boolean().default(true),
+      })
+      .strict()
+      .default({}),
+    /** A header a CDN sets with the client's location (e.g. cf-ipcountry). */
+    locationHeader: z.string().optional(),
+    log: z
+      .object({
+        /** @default info */
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        /** Human-readable logs (for a terminal). @default false */
+        pretty: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
+    /** In-flight requests get this long to finish after SIGTERM. @default 10s */
+    shutdownGrace: duration('shutdownGrace').default('10s'),
+  })
+  .strict();
+
+/** The configuration as written (before defaults). */
+export type ConfigInput = z.input<typeof configSchema>;
+/** The validated configuration, defaults applied. */
+export type Config = z.output<typeof configSchema>;
+export type LoginRuleConfig = z.output<typeof loginRule>;
+export type RefreshRuleConfig = z.output<typeof refreshRule>;
+export type LogoutRuleConfig = z.output<typeof logoutRule>;
+export type TokenSourceConfig = z.output<typeof tokenSource>;
+export type UserSourceConfig = NonNullable<LoginRuleConfig['user']>;
+export type SuccessRuleConfig = z.output<typeof successRule>;
+export type RedisStoreConfig = z.output<typeof redisStore>;
+export type ListenAddress = { host: string; port: number };

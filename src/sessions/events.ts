@@ -1,0 +1,68 @@
+import type { EndState } from '../store/model.js';
+
+export type SessionEventType =
+  | 'session.created'
+  | 'session.superseded'
+  | 'session.refused'
+  | 'session.ended'
+  | 'session.logged_out'
+  | 'session.expired'
+  | 'request.rejected';
+
+/** One audit-worthy event. Never carries a raw token; user is the account name the config extracts. */
+export interface SessionEvent {
+  readonly type: SessionEventType;
+  /** Epoch milliseconds. */
+  readonly at: number;
+  readonly user: string;
+  readonly sessionId?: string;
+  readonly ip?: string;
+  readonly userAgent?: string;
+  readonly location?: string;
+  /** Why (the end state, or the rejection code). */
+  readonly reason?: EndState | string;
+  /** For superseded/ended: the session that caused it, and its client. */
+  readonly by?: {
+    readonly sessionId?: string;
+    readonly ip?: string;
+    readonly userAgent?: string;
+    readonly actor?: 'user' | 'admin' | 'login';
+  };
+  /** For session.created: how many sessions the login ended. */
+  readonly ended?: number;
+}
+
+export type SessionEventListener = (event: SessionEvent) => void;
+
+/** A small synchronous event bus; a throwing listener never breaks the session service. */
+export class SessionEvents {
+  readonly #listeners = new Set<SessionEventListener>();
+  #onListenerError: (err: unknown) => void = () => {};
+
+  on(listener: SessionEventListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  onListenerError(handler: (err: unknown) => void): void {
+    this.#onListenerError = handler;
+  }
+
+  emit(event: SessionEvent): void {
+    for (const l of this.#listeners) {
+      try {
+        l(event);
+      } catch (err) {
+        this.#onListenerError(err);
+      }
+    }
+  }
+}
+
+export const END_EVENT: Readonly<Record<EndState, SessionEventType>> = {
+  superseded: 'session.superseded',
+  logged_out: 'session.logged_out',
+  expired: 'session.expired',
+  ended_by_user: 'session.ended',
+  ended_by_admin: 'session.ended',
+};

@@ -1,0 +1,386 @@
+import { randomUUID } from 'node:crypto';
+import type { Decision, DecisionCache } from '../cache/decision-cache.js';
+import { SessiongateError, StoreConflictError, StoreUnavailableError } from '../errors.js';
+import type { SessionStore } from '../store/contract.js';
+import type { EndedBy, EndState, SessionRecord } from '../store/model.js';
+import { END_EVENT, SessionEvents } from './events.js';
+import { decideLogin } from './policy.js';
+
+export interface SessionServiceConfig {
+  readonly limit: number;
+  readonly onLimit: 'replace-oldest' | 'reject-new';
+  /** Milliseconds. */
+  readonly idleTimeout: number;
+  readonly maxAge: number;
+  readonly maxTokensPerSession: number;
+  readonly activityInterval: number;
+  /** `strict` asks the store on every check. */
+  readonly consistency: 'cached' | 'strict';
+}
+
+export interface SessionServiceOptions {
+  readonly store: SessionStore;
+  readonly cache: DecisionCache;
+  readonly config: SessionServiceConfig;
+  /** Epoch-millisecond clock. @default Date.now */
+  readonly now?: () => number;
+  /** Session id generator. @default crypto.randomUUID */
+  readonly newId?: () => string;
+  readonly events?: SessionEvents;
+  /** Background failures (activity writes, expiry commits). */
+  readonly onBackgroundError?: (err: unknown, what: string) => void;
+}
+
+export interface LoginInput {
+  readonly user: string;
+  /** Token ids the login issued; all belong to the new session. */
+  readonly tokenIds: readonly string[];
+  /** The token id the login request carried, if any (re-login from the same browser). */
+  readonly presentedTokenId?: string;
+  readonly ip: string;
+  readonly userAgent: string;
+  readonly location?: string;
+}
+
+export type LoginOutcome =
+  | { readonly kind: 'created'; readonly session: SessionRecord; readonly ended: readonly SessionRecord[] }
+  | { readonly kind: 'existing'; readonly session: SessionRecord }
+  | { readonly kind: 'refused'; readonly live: number };
+
+/** Thrown when a commit kept losing to concurrent changes of one user. */
+export class SessionContentionError extends SessiongateError {
+  constructor() {
+    super('SG_ERR_SESSION_CONTENTION', 'too many concurrent changes of one user; try again');
+  }
+}
+
+const MAX_COMMIT_ATTEMPTS = 32;
+const UNAVAILABLE: Decision = Object.freeze({
+  state: 'unavailable',
+  session: undefined,
+  fetchedAt: 0,
+  epoch: -1,
+  lastSeenAt: 0,
+  lastWrittenAt: 0,
+}) as Decision;
+
+/**
+ * The session service: logins (with the limit), checks, refreshes, logouts, ending and listing.
+ * It composes the store and the decision cache, and knows nothing of HTTP.
+ */
+export class SessionService {
+  readonly events: SessionEvents;
+  readonly #store: SessionStore;
+  readonly #cache: DecisionCache;
+  readonly #config: SessionServiceConfig;
+  readonly #now: () => number;
+  readonly #newId: () => string;
+  readonly #onBackgroundError: (err: unknown, what: string) => void;
+  readonly #inflight = new Map<string, Promise<Decision>>();
+  readonly #revokedListeners = new Set<(tokenIds: readonly string[]) => void>();
+  readonly #unwatch: () => void;
+
+  constructor(options: SessionServiceOptions) {
+    this.#store = options.store;
+    this.#cache = options.cache;
+    this.#config = options.config;
+    this.#now = options.now ?? Date.now;
+    this.#newId = options.newId ?? randomUUID;
+    this.events = options.events ?? new SessionEvents();
+    this.#onBackgroundError = options.onBackgroundError ?? (() => {});
+    this.#unwatch = this.#store.watch({
+      onInvalidate: (m) => {
+        this.#cache.invalidate(m.tokenIds);
+        this.#notifyRevoked(m.tokenIds);
+      },
+      onChannelLost: () => this.#cache.distrustLive(),
+      onChannelRestored: () => this.#cache.distrustLive(),
+    });
+  }
+
+  get store(): SessionStore {
+    return this.#store;
+  }
+
+  /** Called with token ids that stopped being live (here or on another replica). */
+  onRevoked(listener: (tokenIds: readonly string[]) => void): () => void {
+    this.#revokedListeners.add(listener);
+    return () => this.#revokedListeners.delete(listener);
+  }
+
+  /**
+   * The decision for a token id. Synchronous on a cache hit (the hot path: no promise, no allocation),
+   * a promise otherwise. Never throws: an unreachable store gives state `unavailable`.
+   */
+  check(tokenId: string): Decision | Promise<Decision> {
+    const now = this.#now();
+    const hit = this.#cache.get(tokenId, now);
+    if (hit !== undefined && (this.#config.consistency === 'cached' || hit.state !== 'live')) {
+      return hit.state === 'live' ? this.#applyActivity(tokenId, hit, now) : hit;
+    }
+    return this.#fill(tokenId);
+  }
+
+  #fill(tokenId: string): Promise<Decision> {
+    const existing = this.#inflight.get(tokenId);
+    if (existing) return existing;
+    const p = this.#read(tokenId).finally(() => this.#inflight.delete(tokenId));
+    this.#inflight.set(tokenId, p);
+    return p;
+  }
+
+  async #read(tokenId: string): Promise<Decision> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const ticket = this.#cache.beginFill(tokenId);
+      let decision: Decision;
+      try {
+        const found = await this.#store.lookup(tokenId);
+        const now = this.#now();
+        decision = this.#cache.makeDecision(found ? found.session.state : 'unknown', found?.session, now);
+        const previous = this.#cache.get(tokenId, now);
+        if (previous && previous.lastSeenAt > decision.lastSeenAt) {
+          decision.lastSeenAt = previous.lastSeenAt;
+          decision.lastWrittenAt = previous.lastWrittenAt;
+        }
+      } catch (err) {
+        this.#onBackgroundError(err, 'lookup');
+        return UNAVAILABLE;
+      }
+      if (this.#cache.completeFill(ticket, decision)) {
+        return decision.state === 'live'
+          ? this.#applyActivity(tokenId, decision, decision.fetchedAt)
+          : decision;
+      }
+    }
+    // Invalidated three reads in a row: the token is being revoked right now; ask once more, uncached.
+    try {
+      const found = await this.#store.lookup(tokenId);
+      return this.#cache.makeDecision(found ? found.session.state : 'unknown', found?.session, this.#now());
+    } catch (err) {
+      this.#onBackgroundError(err, 'lookup');
+      return UNAVAILABLE;
+    }
+  }
+
+  /** Idle and absolute timeouts, and the activity write at most once per interval. */
+  #applyActivity(tokenId: string, d: Decision, now: number): Decision {
+    const s = d.session as SessionRecord;
+    if (now >= s.expiresAt || now - d.lastSeenAt >= this.#config.idleTimeout)
+      return this.#expire(tokenId, s, now);
+    d.lastSeenAt = now;
+    if (now - d.lastWrittenAt >= this.#config.activityInterval) {
+      d.lastWrittenAt = now;
+      this.#store.touch(s.user, s.id, now).catch((err: unknown) => this.#onBackgroundError(err, 'touch'));
+    }
+    return d;
+  }
+
+  #expire(tokenId: string, s: SessionRecord, now: number): Decision {
+    const dead = this.#cache.makeDecision('expired', { ...s, state: 'expired', endedAt: now }, now);
+    this.#cache.set(tokenId, dead);
+    this.endSessions(s.user, [s.id], 'expired').catch((err: unknown) =>
+      this.#onBackgroundError(err, 'expire'),
+    );
+    return dead;
+  }
+
+  /** Registers a login, applying the limit atomically. Throws StoreUnavailableError if the store is down. */
+  async login(input: LoginInput): Promise<LoginOutcome> {
+    const now = this.#now();
+    // The same token seen again at a login of the same user is the same session (apps that issue
+    // identical JWTs within one second), never a new one that supersedes itself.
+    for (const tokenId of input.tokenIds) {
+      const known = await this.#store.lookup(tokenId);
+      if (known && known.session.state === 'live' && known.session.user === input.user) {
+        const others = input.tokenIds.filter((t) => !known.session.tokenIds.includes(t));
+        const session = others.length
+          ? ((await this.#store.addTokens(
+              input.user,
+              known.session.id,
+              others,
+              this.#config.maxTokensPerSession,
+            )) ?? known.session)
+          : known.session;
+        this.#cacheLive(input.tokenIds, session, now);
+        return { kind: 'existing', session };
+      }
+    }
+    let replacesSessionId: string | undefined;
+    if (input.presentedTokenId !== undefined) {
+      const presented = await this.#store.lookup(input.presentedTokenId);
+      if (presented && presented.session.state === 'live' && presented.session.user === input.user) {
+        replacesSessionId = presented.session.id;
+      }
+    }
+    const session: SessionRecord = {
+      id: this.#newId(),
+      user: input.user,
+      state: 'live',
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt: now + this.#config.maxAge,
+      ip: input.ip,
+      userAgent: input.userAgent,
+      ...(input.location ? { location: input.location } : {}),
+      tokenIds: input.tokenIds.slice(-this.#config.maxTokensPerSession),
+    };
+    const endedBy: EndedBy = { sessionId: session.id, ip: input.ip, userAgent: input.userAgent };
+    for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
+      const snapshot = await this.#store.readUser(input.user);
+      const decision = decideLogin(
+        snapshot.live,
+        { at: now, ...(replacesSessionId ? { replacesSessionId } : {}) },
+        this.#config,
+      );
+      if (decision.kind === 'refuse') {
+        this.events.emit({
+          type: 'session.refused',
+          at: now,
+          user: input.user,
+          ip: input.ip,
+          userAgent: input.userAgent,
+          reason: 'session_limit_reached',
+        });
+        return { kind: 'refused', live: decision.live };
+      }
+      try {
+        await this.#store.commit({
+          user: input.user,
+          expectedVersion: snapshot.version,
+          create: session,
+          end: decision.end.map((e) => ({ ...e, ...(e.state === 'superseded' ? { endedBy } : {}) })),
+          at: now,
+        });
+      } catch (err) {
+        if (err instanceof StoreConflictError) continue;
+        throw err;
+      }
+      const ended = decision.end.map((e) => {
+        const s = snapshot.live.find((x) => x.id === e.sessionId) as SessionRecord;
+        return { ...s, state: e.state, endedAt: now, ...(e.state === 'superseded' ? { endedBy } : {}) };
+      });
+      this.#cacheLive(session.tokenIds, session, now);
+      this.#recordEnded(ended, now, 'login');
+      this.events.emit({
+        type: 'session.created',
+        at: now,
+        user: input.user,
+        sessionId: session.id,
+        ip: input.ip,
+        userAgent: input.userAgent,
+        ...(input.location ? { location: input.location } : {}),
+        ended: ended.filter((s) => s.state === 'superseded' && s.id !== replacesSessionId).length,
+      });
+      return { kind: 'created', session, ended };
+    }
+    throw new SessionContentionError();
+  }
+
+  /**
+   * Adds new token ids to the live session of the presented token (refresh, rotation, remember-me).
+   * Returns the session, or undefined when the presented token is not live.
+   */
+  async addTokens(presentedTokenId: string, tokenIds: readonly string[]): Promise<SessionRecord | undefined> {
+    const d = await this.check(presentedTokenId);
+    if (d.state === 'unavailable') throw new StoreUnavailableError('session store unavailable');
+    if (d.state !== 'live' || !d.session) return undefined;
+    const session = await this.#store.addTokens(
+      d.session.user,
+      d.session.id,
+      tokenIds,
+      this.#config.maxTokensPerSession,
+    );
+    if (session) this.#cacheLive(tokenIds, session, this.#now());
+    return session;
+  }
+
+  /** Ends the session a token belongs to (logout, or the app clearing the cookie). */
+  async endByToken(tokenId: string, state: EndState): Promise<SessionRecord | undefined> {
+    const found = await this.#store.lookup(tokenId);
+    if (!found || found.session.state !== 'live') return undefined;
+    const [ended] = await this.endSessions(found.session.user, [found.session.id], state);
+    return ended;
+  }
+
+  /**
+   * Ends live sessions of a user (all of them when `sessionIds` is undefined, minus `exceptSessionId`).
+   * Authoritative at once: committed to the store and published to every replica. Returns what ended.
+   */
+  async endSessions(
+    user: string,
+    sessionIds: readonly string[] | undefined,
+    state: EndState,
+    options: { exceptSessionId?: string; actor?: 'user' | 'admin' } = {},
+  ): Promise<SessionRecord[]> {
+    for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
+      const now = this.#now();
+      const snapshot = await this.#store.readUser(user);
+      const targets = snapshot.live.filter(
+        (s) => (sessionIds === undefined || sessionIds.includes(s.id)) && s.id !== options.exceptSessionId,
+      );
+      if (targets.length === 0) return [];
+      try {
+        await this.#store.commit({
+          user,
+          expectedVersion: snapshot.version,
+          end: targets.map((s) => ({ sessionId: s.id, state })),
+          at: now,
+        });
+      } catch (err) {
+        if (err instanceof StoreConflictError) continue;
+        throw err;
+      }
+      const ended = targets.map((s) => ({ ...s, state, endedAt: now }));
+      this.#recordEnded(ended, now, options.actor);
+      return ended;
+    }
+    throw new SessionContentionError();
+  }
+
+  /** The user's live sessions, newest first (sessions idle past the timeout are left out). */
+  async listSessions(user: string): Promise<SessionRecord[]> {
+    const now = this.#now();
+    const { live } = await this.#store.readUser(user);
+    return live
+      .filter((s) => now - s.lastSeenAt < this.#config.idleTimeout && now < s.expiresAt)
+      .sort((a, b) => b.createdAt - a.createdAt);
+  }
+
+  close(): void {
+    this.#unwatch();
+  }
+
+  #cacheLive(tokenIds: readonly string[], session: SessionRecord, now: number): void {
+    for (const t of tokenIds) this.#cache.set(t, this.#cache.makeDecision('live', session, now));
+  }
+
+  #recordEnded(
+    ended: readonly SessionRecord[],
+    now: number,
+    actor: 'user' | 'admin' | 'login' | undefined,
+  ): void {
+    if (ended.length === 0) return;
+    const tokenIds: string[] = [];
+    for (const s of ended) {
+      for (const t of s.tokenIds) {
+        tokenIds.push(t);
+        this.#cache.set(t, this.#cache.makeDecision(s.state, s, now));
+      }
+      this.events.emit({
+        type: END_EVENT[s.state as EndState],
+        at: now,
+        user: s.user,
+        sessionId: s.id,
+        ip: s.ip,
+        userAgent: s.userAgent,
+        reason: s.state,
+        ...(s.endedBy || actor ? { by: { ...s.endedBy, ...(actor ? { actor } : {}) } } : {}),
+      });
+    }
+    this.#notifyRevoked(tokenIds);
+  }
+
+  #notifyRevoked(tokenIds: readonly string[]): void {
+    for (const l of this.#revokedListeners) l(tokenIds);
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The records a session store keeps. Only token ids (HMAC-SHA256 of a token) ever reach a store.
+ */
+
+/** `live`, or why a session ended. */
+export type SessionState =
+  'live' | 'superseded' | 'logged_out' | 'expired' | 'ended_by_user' | 'ended_by_admin';
+export type EndState = Exclude<SessionState, 'live'>;
+
+/** Who or what ended a session, for the "superseded" page ("a new login from Chrome on Windows at 10:02"). */
+export interface EndedBy {
+  readonly sessionId?: string;
+  readonly ip?: string;
+  readonly userAgent?: string;
+}
+
+export interface SessionRecord {
+  readonly id: string;
+  readonly user: string;
+  readonly state: SessionState;
+  /** Epoch milliseconds. */
+  readonly createdAt: number;
+  readonly lastSeenAt: number;
+  /** createdAt + sessions.maxAge: the session's and its tokens' absolute end; tombstones live until then. */
+  readonly expiresAt: number;
+  readonly ip: string;
+  readonly userAgent: string;
+  readonly location?: string;
+  readonly endedAt?: number;
+  readonly endedBy?: EndedBy;
+  /** Token ids of the session, oldest first, at most sessions.maxTokensPerSession. */
+  readonly tokenIds: readonly string[];
+}
+
+/** What a store knows of one token id. */
+export interface TokenLookup {
+  readonly tokenId: string;
+  readonly session: SessionRecord;
+}
+
+/** The live sessions of one user, with the version a commit must match (compare-and-set). */
+export interface UserSessions {
+  readonly user: string;
+  readonly version: number;
+  readonly live: readonly SessionRecord[];
+}
+
+export interface SessionEnd {
+  readonly sessionId: string;
+  readonly state: EndState;
+  readonly endedBy?: EndedBy;
+}
+
+/** One atomic change of a user's sessions, applied only if the user's version is still `expectedVersion`. */
+export interface SessionCommit {
+  readonly user: string;
+  readonly expectedVersion: number;
+  /** A new live session (with its token ids) to add. */
+  readonly create?: SessionRecord;
+  /** Live sessions to end. */
+  readonly end: readonly SessionEnd[];
+  /** Epoch milliseconds of the change. */
+  readonly at: number;
+}
+
+/** Published to every replica when tokens stop being live. */
+export interface Invalidation {
+  readonly tokenIds: readonly string[];
+}
+
+export interface InvalidationListener {
+  /** Tokens that are no longer live. */
+  onInvalidate(message: Invalidation): void;
+  /** The channel may have lost messages: stop trusting cached live decisions. */
+  onChannelLost(): void;
+  /** The channel is back (resubscribed). */
+  onChannelRestored(): void;
+}
