@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { SessionRecord, SessionState } from '../store/model.js';
+import type { SessionRecord, SessionState } from '../model.js';
 
 /** What this replica believes of one token id. Entries are mutated in place for activity tracking. */
 export interface Decision {

@@ -195,12 +195,26 @@ const logoutRule = z
   })
   .strict();
 
-const requestTokenSource = z
+const requestTokenSourceString = z
   .string()
   .regex(
     /^(bearer|cookie:.+|header:.+|pathparam:.+)$/,
     'expected bearer, cookie:<name>, header:<name> or pathparam:<name>',
   );
+
+/** A request token source with the same value options as a login token (so both yield the same token). */
+const requestTokenSource = z.union([
+  requestTokenSourceString,
+  z
+    .object({
+      from: requestTokenSourceString,
+      split: z.string().min(1).optional(),
+      field: z.number().int().min(0).optional(),
+      capture: z.string().optional(),
+      chunked: z.boolean().default(false),
+    })
+    .strict(),
+]);
 
 const redisStore = z
   .object({
@@ -394,6 +408,7 @@ export type LoginRuleConfig = z.output<typeof loginRule>;
 export type RefreshRuleConfig = z.output<typeof refreshRule>;
 export type LogoutRuleConfig = z.output<typeof logoutRule>;
 export type TokenSourceConfig = z.output<typeof tokenSource>;
+export type RequestTokenSourceConfig = z.output<typeof requestTokenSource>;
 export type UserSourceConfig = NonNullable<LoginRuleConfig['user']>;
 export type SuccessRuleConfig = z.output<typeof successRule>;
 export type RedisStoreConfig = z.output<typeof redisStore>;

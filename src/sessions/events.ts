@@ -1,4 +1,4 @@
-import type { EndState } from '../store/model.js';
+import type { EndState } from '../model.js';
 
 export type SessionEventType =
   | 'session.created'

@@ -1,4 +1,4 @@
-import type { EndState, SessionRecord } from '../store/model.js';
+import type { EndState, SessionRecord } from '../model.js';
 
 export interface LimitPolicyConfig {
   readonly limit: number;

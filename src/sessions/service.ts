@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Decision, DecisionCache } from '../cache/decision-cache.js';
 import { SessiongateError, StoreConflictError, StoreUnavailableError } from '../errors.js';
 import type { SessionStore } from '../store/contract.js';
-import type { EndedBy, EndState, SessionRecord } from '../store/model.js';
+import type { EndedBy, EndState, SessionRecord } from '../model.js';
 import { END_EVENT, SessionEvents } from './events.js';
 import { decideLogin } from './policy.js';
 
@@ -189,7 +189,9 @@ export class SessionService {
     const now = this.#now();
     // The same token seen again at a login of the same user is the same session (apps that issue
     // identical JWTs within one second), never a new one that supersedes itself.
-    for (const tokenId of input.tokenIds) {
+    // Only the first (primary) token decides: a secondary one may be shared by every session of the user
+    // (Flask-Login's remember_token is the same at every login) and is re-indexed to the new session.
+    for (const tokenId of input.tokenIds.slice(0, 1)) {
       const known = await this.#store.lookup(tokenId);
       if (known && known.session.state === 'live' && known.session.user === input.user) {
         const others = input.tokenIds.filter((t) => !known.session.tokenIds.includes(t));
@@ -259,8 +261,8 @@ export class SessionService {
         const s = snapshot.live.find((x) => x.id === e.sessionId) as SessionRecord;
         return { ...s, state: e.state, endedAt: now, ...(e.state === 'superseded' ? { endedBy } : {}) };
       });
+      this.#recordEnded(ended, now, 'login', session.tokenIds);
       this.#cacheLive(session.tokenIds, session, now);
-      this.#recordEnded(ended, now, 'login');
       this.events.emit({
         type: 'session.created',
         at: now,
@@ -358,11 +360,13 @@ export class SessionService {
     ended: readonly SessionRecord[],
     now: number,
     actor: 'user' | 'admin' | 'login' | undefined,
+    keep: readonly string[] = [],
   ): void {
     if (ended.length === 0) return;
     const tokenIds: string[] = [];
     for (const s of ended) {
       for (const t of s.tokenIds) {
+        if (keep.includes(t)) continue;
         tokenIds.push(t);
         this.#cache.set(t, this.#cache.makeDecision(s.state, s, now));
       }

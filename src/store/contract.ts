@@ -4,7 +4,7 @@ import type {
   SessionRecord,
   TokenLookup,
   UserSessions,
-} from './model.js';
+} from '../model.js';
 
 /**
  * The session store contract. Every implementation passes `test/store/contract.ts`.

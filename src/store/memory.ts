@@ -6,7 +6,7 @@ import type {
   SessionRecord,
   TokenLookup,
   UserSessions,
-} from './model.js';
+} from '../model.js';
 
 export interface MemoryStoreOptions {
   /** Epoch-millisecond clock; tests inject one. @default Date.now */

@@ -1,4 +1,5 @@
 /**
+ * The session model shared by every layer (types only; imports nothing).
  * The records a session store keeps. Only token ids (HMAC-SHA256 of a token) ever reach a store.
  */
 

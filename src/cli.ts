@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+/** argv -> config -> gateway; signals and graceful shutdown. */
+import { parseArgs } from 'node:util';
+import { loadConfigFile } from './config/load.js';
+import { ConfigError } from './errors.js';
+import { createGateway } from './gateway.js';
+
+const HELP = `sessiongate: keeps each user of an unmodified web app to N live sessions.
+
+Usage:
+  sessiongate [--config FILE]          run the gateway (FILE defaults to $SESSIONGATE_CONFIG)
+  sessiongate check [--config FILE]    validate the configuration and exit
+  sessiongate --help                   this text
+
+Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or usage.
+Configuration reference: README.md ("Configuration").`;
+
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+    });
+  } catch (err) {
+    process.stderr.write(`sessiongate: ${(err as Error).message}\n\n${HELP}\n`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const command = parsed.positionals[0] ?? 'run';
+  if (command !== 'run' && command !== 'check') {
+    process.stderr.write(`sessiongate: unknown command "${command}"\n\n${HELP}\n`);
+    return 2;
+  }
+  const file = parsed.values.config ?? env.SESSIONGATE_CONFIG;
+  if (!file) {
+    process.stderr.write(`sessiongate: no configuration: pass --config FILE or set SESSIONGATE_CONFIG\n`);
+    return 2;
+  }
+  let loaded;
+  try {
+    loaded = loadConfigFile(file, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`sessiongate: ${file}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  for (const w of loaded.warnings) process.stderr.write(`sessiongate: warning: ${w.path}: ${w.message}\n`);
+  if (command === 'check') {
+    process.stdout.write(`sessiongate: ${file}: configuration is valid\n`);
+    return 0;
+  }
+  const gateway = await createGateway(loaded.config);
+  for (const w of loaded.warnings) gateway.logger.warn({ code: 'SG_WARN_CONFIG', path: w.path }, w.message);
+  await gateway.listen();
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    gateway.logger.info({ signal, grace: loaded.config.shutdownGrace }, 'draining');
+    gateway.close().then(
+      () => {
+        gateway.logger.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        gateway.logger.error({ err: (err as Error).message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return -1; // keep running
+}
+
+main(process.argv.slice(2), process.env).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`sessiongate: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

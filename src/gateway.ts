@@ -1,0 +1,272 @@
+/**
+ * The composition root: createGateway(config) wires the parts. The only module that imports everything;
+ * tests use it too, with an injected clock, registry and logger.
+ */
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Registry } from 'prom-client';
+import { createAdminServer } from './admin/server.js';
+import { DecisionCache } from './cache/decision-cache.js';
+import type { Config } from './config/schema.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
+import { compileTrustedProxies } from './proxy/client-address.js';
+import { Upstream } from './proxy/forward.js';
+import { createUserProbe } from './proxy/probe.js';
+import { plainRejectionPage, Rejections, type RejectionPageRenderer } from './proxy/rejection.js';
+import { compileWatchedCookies } from './proxy/rotation-tap.js';
+import { createProxyServer, type ProxyServer, type SelfServiceHandler } from './proxy/server.js';
+import { SessionEvents } from './sessions/events.js';
+import { SessionService } from './sessions/service.js';
+import type { SessionStore } from './store/contract.js';
+import { createStore } from './store/index.js';
+import {
+  compileLoginRule,
+  compileLogoutRule,
+  compileRefreshRule,
+  type CompiledTokenRule,
+} from './tokens/exchange.js';
+import { compileRequestTokenReader } from './tokens/request-token.js';
+import { compilePath } from './tokens/route.js';
+import { createTokenIdOf } from './tokens/token-id.js';
+import { createAuditSink } from './notify/audit.js';
+import { createWebhookNotifier, type WebhookNotifier } from './notify/webhook.js';
+import { createSelfService, renderRejectionPage } from './ui/self-service.js';
+
+export interface GatewayDeps {
+  /** Epoch-millisecond clock (sessions, cache, store). @default Date.now */
+  readonly now?: () => number;
+  readonly registry?: Registry;
+  readonly logger?: Logger;
+  /** A store to use instead of the configured one (tests). */
+  readonly store?: SessionStore;
+  /** Collect Node process metrics. @default true */
+  readonly defaultMetrics?: boolean;
+}
+
+export interface Gateway {
+  readonly config: Config;
+  readonly sessions: SessionService;
+  readonly store: SessionStore;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly proxy: ProxyServer;
+  readonly admin: Server;
+  /** Starts both listeners; resolves with their addresses. */
+  listen(): Promise<{ proxy: AddressInfo; admin: AddressInfo }>;
+  /** `http://host:port` of the proxy and admin listeners (after listen). */
+  readonly url: string;
+  readonly adminUrl: string;
+  isReady(): boolean;
+  /** Stops accepting, lets in-flight requests finish within `grace` ms, then closes the store. */
+  close(grace?: number): Promise<void>;
+}
+
+export async function createGateway(config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
+  const now = deps.now ?? Date.now;
+  const logger = deps.logger ?? createLogger(config.log);
+  const registry = deps.registry ?? new Registry();
+  const metrics = new Metrics({ registry, defaultMetrics: deps.defaultMetrics ?? true });
+  const store =
+    deps.store ??
+    (await createStore(config.store, {
+      now,
+      onError: (err, what) =>
+        logger.warn(
+          { code: (err as { code?: string }).code ?? 'SG_ERR_STORE', what, err: (err as Error).message },
+          'store error',
+        ),
+      onAvailability: (up) => {
+        metrics.storeAvailable.set(up ? 1 : 0);
+        logger[up ? 'info' : 'error'](
+          { code: up ? 'SG_STORE_UP' : 'SG_ERR_STORE_UNAVAILABLE' },
+          up ? 'session store reachable' : 'session store unreachable',
+        );
+      },
+      onChannel: (state) => {
+        if (state === 'lost') metrics.channelLost.inc();
+        logger[state === 'lost' ? 'warn' : 'info'](
+          { code: state === 'lost' ? 'SG_ERR_CHANNEL_LOST' : 'SG_CHANNEL_RESTORED' },
+          `invalidation channel ${state}`,
+        );
+      },
+      onInvalidation: (lagMs) => {
+        metrics.invalidations.inc();
+        if (lagMs !== undefined) metrics.invalidationLagSeconds.observe(Math.max(0, lagMs) / 1000);
+      },
+    }));
+  metrics.storeAvailable.set(store.isAvailable() ? 1 : 0);
+  const cache = new DecisionCache({ max: config.cache.max, maxStaleness: config.cache.maxStaleness, now });
+  const events = new SessionEvents();
+  events.onListenerError((err) =>
+    logger.error({ code: 'SG_ERR_EVENT_LISTENER', err: (err as Error).message }, 'event listener failed'),
+  );
+  const sessions = new SessionService({
+    store,
+    cache,
+    now,
+    events,
+    config: { ...config.sessions, consistency: config.consistency },
+    onBackgroundError: (err, what) => {
+      metrics.storeErrors.inc();
+      logger.warn(
+        { code: (err as { code?: string }).code ?? 'SG_ERR_STORE', what, err: (err as Error).message },
+        'background store operation failed',
+      );
+    },
+  });
+
+  // Audit log and counters, fed by session events.
+  const audit = createAuditSink(logger);
+  events.on(audit);
+  events.on((e) => {
+    if (e.type === 'session.created') metrics.liveSessions.inc();
+    else if (e.type !== 'request.rejected' && e.type !== 'session.refused') {
+      metrics.liveSessions.dec();
+      metrics.sessionsEnded.labels(String(e.reason ?? e.type)).inc();
+    }
+  });
+  let webhook: WebhookNotifier | undefined;
+  if (config.notify.webhook) {
+    webhook = createWebhookNotifier(config.notify.webhook, { logger, metrics, now });
+    events.on((e) => webhook?.enqueue(e));
+  }
+
+  const tokenIdOf = createTokenIdOf(config.secret);
+  const rules: CompiledTokenRule[] = [
+    ...config.login.map(compileLoginRule),
+    ...config.refresh.map(compileRefreshRule),
+    ...config.logout.map(compileLogoutRule),
+  ];
+  const upstream = new Upstream({
+    origin: config.upstream,
+    connectTimeout: config.timeouts.connect,
+    responseTimeout: config.timeouts.response,
+    maxBufferedBody: config.maxLoginBody,
+    onError: (err) => {
+      metrics.upstreamErrors.labels(err.code).inc();
+      logger.warn({ code: err.code, err: (err.cause as Error | undefined)?.message }, err.message);
+    },
+  });
+  const upstreamUrl = new URL(config.upstream);
+  const renderPage: RejectionPageRenderer = renderRejectionPage ?? plainRejectionPage;
+  const rejections = new Rejections({
+    supersededMessage: config.reject.message,
+    redirect: config.reject.redirect,
+    clearCookies: config.reject.clearCookies,
+    allowedOrigins: config.cors.allowedOrigins,
+    renderPage,
+  });
+  const readToken = compileRequestTokenReader(config.tokens);
+  const firstToken = config.tokens[0];
+  const firstFrom = typeof firstToken === 'string' ? firstToken : (firstToken?.from ?? 'bearer');
+  const selfService: SelfServiceHandler | undefined = config.selfService.enabled
+    ? createSelfService({ sessions, prefix: config.selfService.prefix, logger, now })
+    : undefined;
+  const protectAll = config.protect.length === 1 && config.protect[0] === '/**';
+  const proxy = createProxyServer({
+    upstream,
+    upgradeTarget: {
+      host: upstreamUrl.hostname,
+      port: Number(upstreamUrl.port || (upstreamUrl.protocol === 'https:' ? 443 : 80)),
+      tls: upstreamUrl.protocol === 'https:',
+      connectTimeout: config.timeouts.connect,
+    },
+    sessions,
+    tokenIdOf,
+    readToken,
+    rules,
+    protect: protectAll ? undefined : config.protect.map(compilePath),
+    trustedProxies: compileTrustedProxies(config.trustedProxies),
+    rejections,
+    watchedCookies: compileWatchedCookies(config.tokens),
+    mode: config.mode,
+    failMode: config.failMode,
+    unknownTokens: config.sessions.unknownTokens,
+    ambiguousPaths: config.ambiguousPaths,
+    maxLoginBody: config.maxLoginBody,
+    loginHeader: config.notify.loginHeader,
+    locationHeader: config.locationHeader?.toLowerCase(),
+    keepAliveTimeout: config.timeouts.keepAlive,
+    selfServicePrefix: selfService ? config.selfService.prefix : undefined,
+    selfService,
+    probe: createUserProbe(
+      upstream.pool,
+      config.upstream,
+      firstFrom.startsWith('pathparam:') ? 'bearer' : firstFrom,
+      logger,
+    ),
+    metrics,
+    logger,
+  });
+
+  let draining = false;
+  const isReady = () => !draining && store.isAvailable();
+  const admin = createAdminServer({
+    sessions,
+    registry,
+    logger,
+    token: config.admin.token,
+    open: config.admin.open,
+    isReady,
+  });
+
+  let proxyAddress: AddressInfo | undefined;
+  let adminAddress: AddressInfo | undefined;
+  const hostOf = (a: AddressInfo) =>
+    a.family === 'IPv6' ? `[${a.address}]` : a.address === '0.0.0.0' ? '127.0.0.1' : a.address;
+
+  return {
+    config,
+    sessions,
+    store,
+    metrics,
+    logger,
+    proxy,
+    admin,
+    isReady,
+    get url() {
+      if (!proxyAddress) throw new Error('not listening');
+      return `http://${hostOf(proxyAddress)}:${proxyAddress.port}`;
+    },
+    get adminUrl() {
+      if (!adminAddress) throw new Error('not listening');
+      return `http://${hostOf(adminAddress)}:${adminAddress.port}`;
+    },
+    async listen() {
+      proxy.server.listen(config.listen.port, config.listen.host);
+      await once(proxy.server, 'listening');
+      admin.listen(config.admin.listen.port, config.admin.listen.host);
+      await once(admin, 'listening');
+      proxyAddress = proxy.server.address() as AddressInfo;
+      adminAddress = admin.address() as AddressInfo;
+      logger.info(
+        {
+          listen: proxyAddress,
+          admin: adminAddress,
+          upstream: config.upstream,
+          store: store.kind,
+          mode: config.mode,
+        },
+        'sessiongate listening',
+      );
+      return { proxy: proxyAddress, admin: adminAddress };
+    },
+    async close(grace = config.shutdownGrace) {
+      draining = true;
+      const closing = new Promise<void>((resolve) => proxy.server.close(() => resolve()));
+      proxy.server.closeIdleConnections();
+      const timer = setTimeout(() => proxy.server.closeAllConnections(), grace);
+      timer.unref();
+      await closing;
+      clearTimeout(timer);
+      await new Promise<void>((resolve) => admin.close(() => resolve()));
+      admin.closeAllConnections();
+      await upstream.close().catch(() => upstream.destroy());
+      await webhook?.close();
+      sessions.close();
+      if (!deps.store) await store.close();
+    },
+  };
+}

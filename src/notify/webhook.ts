@@ -1,0 +1,179 @@
+import { createHmac } from 'node:crypto';
+import { request } from 'undici';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { describeDevice } from '../sessions/device.js';
+import type { SessionEvent } from '../sessions/events.js';
+
+export interface WebhookConfig {
+  readonly url: string;
+  readonly secret: string;
+  readonly events: readonly string[];
+  /** Milliseconds per attempt. */
+  readonly timeout: number;
+  readonly attempts: number;
+  readonly maxQueue: number;
+}
+
+export interface WebhookNotifier {
+  /** Queues an event (if configured for it); never blocks, never throws. */
+  enqueue(event: SessionEvent): void;
+  /** Pending deliveries. */
+  readonly pending: number;
+  /** Waits for the queue to drain (bounded), then stops. */
+  close(): Promise<void>;
+}
+
+/** The body of a webhook delivery. */
+export interface WebhookPayload {
+  readonly id: string;
+  readonly type: string;
+  readonly time: string;
+  readonly user: string;
+  readonly sessionId: string | null;
+  readonly ip: string | null;
+  readonly device: string | null;
+  readonly location: string | null;
+  readonly reason: string | null;
+  readonly text: string;
+  readonly by: {
+    readonly sessionId: string | null;
+    readonly device: string | null;
+    readonly ip: string | null;
+  } | null;
+}
+
+/**
+ * Signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (the Stripe scheme), so a
+ * receiver can reject replays by the timestamp and forgeries by the MAC.
+ */
+export function signWebhook(secret: string, body: string, timestampSeconds: number): string {
+  const mac = createHmac('sha256', secret).update(`${timestampSeconds}.${body}`).digest('hex');
+  return `t=${timestampSeconds},v1=${mac}`;
+}
+
+function textOf(e: SessionEvent, device: string | null): string {
+  switch (e.type) {
+    case 'session.created':
+      return `New login from ${device ?? 'an unknown device'}${e.ended ? `; ${e.ended} other session(s) ended` : ''}`;
+    case 'session.superseded':
+      return `Session on ${device ?? 'an unknown device'} was ended by a new login${e.by?.userAgent ? ` from ${describeDevice(e.by.userAgent)}` : ''}`;
+    default:
+      return `${e.type} (${e.reason ?? ''})`;
+  }
+}
+
+/**
+ * Webhook delivery off the request path: a bounded queue (the oldest is dropped and counted when full),
+ * one delivery at a time, retried with exponential backoff; failures counted and logged.
+ */
+export function createWebhookNotifier(
+  config: WebhookConfig,
+  deps: { logger: Logger; metrics: Metrics; now?: () => number; backoffBase?: number },
+): WebhookNotifier {
+  const wanted = new Set(config.events);
+  const queue: { payload: WebhookPayload; attempt: number }[] = [];
+  const now = deps.now ?? Date.now;
+  const backoffBase = deps.backoffBase ?? 500;
+  let running = false;
+  let closed = false;
+  let seq = 0;
+  let idle: (() => void) | undefined;
+
+  const pump = async (): Promise<void> => {
+    if (running) return;
+    running = true;
+    while (queue.length > 0 && !closed) {
+      const item = queue[0] as { payload: WebhookPayload; attempt: number };
+      const body = JSON.stringify(item.payload);
+      let ok = false;
+      try {
+        const res = await request(config.url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'x-sessiongate-event': item.payload.type,
+            'x-sessiongate-signature': signWebhook(config.secret, body, Math.floor(now() / 1000)),
+          },
+          body,
+          headersTimeout: config.timeout,
+          bodyTimeout: config.timeout,
+        });
+        await res.body.dump();
+        ok = res.statusCode >= 200 && res.statusCode < 300;
+        if (!ok)
+          deps.logger.warn(
+            { code: 'SG_ERR_WEBHOOK_STATUS', status: res.statusCode, event: item.payload.type },
+            'webhook refused',
+          );
+      } catch (err) {
+        deps.logger.warn(
+          { code: 'SG_ERR_WEBHOOK', err: (err as Error).message, event: item.payload.type },
+          'webhook delivery failed',
+        );
+      }
+      if (ok) {
+        deps.metrics.webhookDeliveries.labels('delivered').inc();
+        queue.shift();
+      } else if (++item.attempt >= config.attempts) {
+        deps.metrics.webhookDeliveries.labels('failed').inc();
+        deps.logger.error(
+          { code: 'SG_ERR_WEBHOOK_GAVE_UP', event: item.payload.type, attempts: item.attempt },
+          'webhook delivery abandoned',
+        );
+        queue.shift();
+      } else {
+        deps.metrics.webhookDeliveries.labels('retried').inc();
+        await new Promise((r) => setTimeout(r, backoffBase * 2 ** (item.attempt - 1)).unref());
+      }
+      deps.metrics.webhookQueue.set(queue.length);
+    }
+    running = false;
+    idle?.();
+  };
+
+  return {
+    get pending() {
+      return queue.length;
+    },
+    enqueue(e) {
+      if (closed || !wanted.has(e.type)) return;
+      const device = e.userAgent !== undefined ? describeDevice(e.userAgent) : null;
+      const payload: WebhookPayload = {
+        id: `${e.at.toString(36)}-${(seq++).toString(36)}`,
+        type: e.type,
+        time: new Date(e.at).toISOString(),
+        user: e.user,
+        sessionId: e.sessionId ?? null,
+        ip: e.ip ?? null,
+        device,
+        location: e.location ?? null,
+        reason: e.reason ?? null,
+        text: textOf(e, device),
+        by: e.by
+          ? {
+              sessionId: e.by.sessionId ?? null,
+              ip: e.by.ip ?? null,
+              device: e.by.userAgent ? describeDevice(e.by.userAgent) : null,
+            }
+          : null,
+      };
+      if (queue.length >= config.maxQueue) {
+        queue.shift();
+        deps.metrics.webhookDeliveries.labels('dropped').inc();
+      }
+      queue.push({ payload, attempt: 0 });
+      deps.metrics.webhookQueue.set(queue.length);
+      void pump();
+    },
+    async close() {
+      if (queue.length > 0 && running) {
+        await Promise.race([
+          new Promise<void>((r) => (idle = r)),
+          new Promise((r) => setTimeout(r, 2000).unref()),
+        ]);
+      }
+      closed = true;
+    },
+  };
+}

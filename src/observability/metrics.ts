@@ -1,0 +1,167 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Request outcomes: a fixed set, so no request value ever becomes a label. */
+export const REQUEST_OUTCOMES = [
+  'passed_live',
+  'passed_no_token',
+  'passed_unprotected',
+  'passed_unknown',
+  'passed_store_unavailable',
+  'passed_report_only',
+  'rejected_superseded',
+  'rejected_expired',
+  'rejected_logged_out',
+  'rejected_ended',
+  'rejected_unknown',
+  'rejected_store_unavailable',
+  'bad_request',
+  'self_service',
+] as const;
+export type RequestOutcome = (typeof REQUEST_OUTCOMES)[number];
+
+export const LOGIN_OUTCOMES = [
+  'created',
+  'existing',
+  'refused',
+  'failed_login',
+  'no_token',
+  'no_user',
+  'body_too_large',
+  'store_unavailable',
+  'probe_failed',
+] as const;
+export type LoginOutcomeLabel = (typeof LOGIN_OUTCOMES)[number];
+
+/**
+ * Every metric of sessiongate, on an injected registry (no module-level singletons). Label children are
+ * created once here, so the request path increments a counter without a label lookup.
+ */
+export class Metrics {
+  readonly registry: Registry;
+  readonly requests: Record<RequestOutcome, Counter.Internal>;
+  readonly checkSeconds: Histogram;
+  readonly cacheHits: Counter;
+  readonly cacheMisses: Counter;
+  readonly storeErrors: Counter;
+  readonly logins: Record<LoginOutcomeLabel, Counter.Internal>;
+  readonly tokenUpdates: Counter<'kind'>;
+  readonly sessionsEnded: Counter<'reason'>;
+  readonly liveSessions: Gauge;
+  readonly invalidations: Counter;
+  readonly invalidationLagSeconds: Histogram;
+  readonly channelLost: Counter;
+  readonly connectionsClosed: Counter<'kind'>;
+  readonly upstreamErrors: Counter<'code'>;
+  readonly webhookDeliveries: Counter<'result'>;
+  readonly webhookQueue: Gauge;
+  readonly storeAvailable: Gauge;
+
+  constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
+    const registry = options.registry ?? new Registry();
+    this.registry = registry;
+    if (options.defaultMetrics !== false)
+      collectDefaultMetrics({ register: registry, prefix: 'sessiongate_' });
+    const requests = new Counter({
+      name: 'sessiongate_requests_total',
+      help: 'Proxied requests by outcome of the session check.',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+    this.requests = Object.fromEntries(REQUEST_OUTCOMES.map((o) => [o, requests.labels(o)])) as Record<
+      RequestOutcome,
+      Counter.Internal
+    >;
+    this.checkSeconds = new Histogram({
+      name: 'sessiongate_store_check_seconds',
+      help: 'Session checks that had to ask the store (cache misses and strict mode), in seconds.',
+      buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    });
+    this.cacheHits = new Counter({
+      name: 'sessiongate_cache_hits_total',
+      help: 'Session checks answered from the LRU.',
+      registers: [registry],
+    });
+    this.cacheMisses = new Counter({
+      name: 'sessiongate_cache_misses_total',
+      help: 'Session checks that asked the store.',
+      registers: [registry],
+    });
+    this.storeErrors = new Counter({
+      name: 'sessiongate_store_errors_total',
+      help: 'Store operations that failed.',
+      registers: [registry],
+    });
+    const logins = new Counter({
+      name: 'sessiongate_logins_total',
+      help: 'Login responses seen, by outcome.',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+    this.logins = Object.fromEntries(LOGIN_OUTCOMES.map((o) => [o, logins.labels(o)])) as Record<
+      LoginOutcomeLabel,
+      Counter.Internal
+    >;
+    this.tokenUpdates = new Counter({
+      name: 'sessiongate_token_updates_total',
+      help: 'Tokens added to live sessions (refresh, rotation) or sessions ended by the app clearing the token.',
+      labelNames: ['kind'],
+      registers: [registry],
+    });
+    this.sessionsEnded = new Counter({
+      name: 'sessiongate_sessions_ended_total',
+      help: 'Sessions ended, by reason (superseded is the supersession count).',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.liveSessions = new Gauge({
+      name: 'sessiongate_live_sessions',
+      help: 'Live sessions created minus ended, as seen by this replica (memory store: exact).',
+      registers: [registry],
+    });
+    this.invalidations = new Counter({
+      name: 'sessiongate_invalidations_total',
+      help: 'Invalidation messages received.',
+      registers: [registry],
+    });
+    this.invalidationLagSeconds = new Histogram({
+      name: 'sessiongate_invalidation_lag_seconds',
+      help: 'From a revocation being committed to this replica applying it.',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+      registers: [registry],
+    });
+    this.channelLost = new Counter({
+      name: 'sessiongate_invalidation_channel_lost_total',
+      help: 'Times the invalidation channel was lost (cached live decisions distrusted).',
+      registers: [registry],
+    });
+    this.connectionsClosed = new Counter({
+      name: 'sessiongate_connections_closed_total',
+      help: 'Long-lived connections (websocket, stream) closed because their session was revoked.',
+      labelNames: ['kind'],
+      registers: [registry],
+    });
+    this.upstreamErrors = new Counter({
+      name: 'sessiongate_upstream_errors_total',
+      help: 'Upstream failures by error code.',
+      labelNames: ['code'],
+      registers: [registry],
+    });
+    this.webhookDeliveries = new Counter({
+      name: 'sessiongate_webhook_deliveries_total',
+      help: 'Webhook delivery attempts by result.',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    this.webhookQueue = new Gauge({
+      name: 'sessiongate_webhook_queue',
+      help: 'Webhook deliveries pending.',
+      registers: [registry],
+    });
+    this.storeAvailable = new Gauge({
+      name: 'sessiongate_store_available',
+      help: '1 while the session store is reachable.',
+      registers: [registry],
+    });
+  }
+}

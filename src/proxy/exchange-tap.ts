@@ -1,0 +1,196 @@
+import type { ServerResponse } from 'node:http';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { StoreUnavailableError } from '../errors.js';
+import type { SessionService } from '../sessions/service.js';
+import {
+  Exchange,
+  type CompiledLoginRule,
+  type CompiledLogoutRule,
+  type CompiledRefreshRule,
+} from '../tokens/exchange.js';
+import type { TokenIdOf } from '../tokens/token-id.js';
+import { decodeBody } from './decode.js';
+import type { ResponseHead, ResponseTap } from './forward.js';
+import { headerObject } from './headers.js';
+import type { Rejections } from './rejection.js';
+import type { RequestScope } from './scope.js';
+
+/** Asks the app who the user of a new token is (SSO callbacks), or undefined. */
+export type UserProbe = (
+  rule: CompiledLoginRule,
+  token: string,
+  scope: RequestScope,
+) => Promise<string | undefined>;
+
+export interface ExchangeTapDeps {
+  readonly sessions: SessionService;
+  readonly tokenIdOf: TokenIdOf;
+  readonly rejections: Rejections;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly failMode: 'open' | 'closed';
+  readonly maxBody: number;
+  readonly loginHeader: boolean;
+  readonly locationHeader: string | undefined;
+  readonly probe: UserProbe;
+}
+
+function release(res: ServerResponse, head: ResponseHead, body: Buffer, extra?: [string, string]): void {
+  if (res.destroyed) return;
+  const headers = extra ? [...head.headers, ...extra] : head.headers;
+  res.writeHead(head.status, head.statusText, headers);
+  res.end(body);
+}
+
+function locationOf(head: ResponseHead): string | undefined {
+  for (let i = 0; i < head.headers.length; i += 2) {
+    if ((head.headers[i] as string).toLowerCase() === 'location') return head.headers[i + 1];
+  }
+  return undefined;
+}
+
+/**
+ * The tap of a login, refresh or logout exchange: the response is held until the store has registered
+ * what it carries, so a client never holds a token the store does not know.
+ */
+export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTapDeps): ResponseTap {
+  const rule = scope.rule as CompiledLoginRule | CompiledRefreshRule | CompiledLogoutRule;
+  const log = deps.logger;
+  return {
+    onHead(head) {
+      if (!rule.isSuccess(head.status, locationOf(head))) {
+        // A failed login never ends or creates anything, even when the app sets a fresh cookie.
+        if (rule.kind === 'login') deps.metrics.logins.failed_login.inc();
+        return 'stream';
+      }
+      return 'buffer';
+    },
+    onOverflow() {
+      deps.metrics.logins.body_too_large.inc();
+      log.warn(
+        { rule: rule.name, code: 'SG_ERR_LOGIN_BODY_TOO_LARGE', max: deps.maxBody },
+        'response body over the cap: passed through unregistered',
+      );
+    },
+    async onBody(head, body, res) {
+      ex.status = head.status;
+      ex.responseHeaders = headerObject(head.headers);
+      if (rule.needsResponseBody) {
+        const decoded = await decodeBody(body, ex.responseHeader('content-encoding'), deps.maxBody);
+        if (decoded === undefined) {
+          log.warn(
+            { rule: rule.name, code: 'SG_ERR_LOGIN_BODY_UNREADABLE' },
+            'could not decode the response body',
+          );
+        }
+        ex.responseBody = decoded;
+      }
+      try {
+        if (rule.kind === 'login') await onLogin(rule, head, body, res);
+        else if (rule.kind === 'refresh') await onRefresh(rule, head, body, res);
+        else await onLogout(rule, head, body, res);
+      } catch (err) {
+        if (!(err instanceof StoreUnavailableError)) throw err;
+        deps.metrics.storeErrors.inc();
+        deps.metrics.logins.store_unavailable.inc();
+        log.error(
+          { rule: rule.name, code: err.code, err: err.message },
+          'session store unavailable during a login exchange',
+        );
+        if (deps.failMode === 'open' || rule.kind === 'logout') release(res, head, body);
+        else deps.rejections.send(res, scope.req.headers, 'session_store_unavailable', undefined, undefined);
+      }
+    },
+  };
+
+  async function onLogin(
+    rule: CompiledLoginRule,
+    head: ResponseHead,
+    body: Buffer,
+    res: ServerResponse,
+  ): Promise<void> {
+    const tokens = rule.readTokens(ex);
+    if (tokens.length === 0) {
+      deps.metrics.logins.no_token.inc();
+      log.warn(
+        { rule: rule.name, code: 'SG_ERR_LOGIN_NO_TOKEN', status: head.status },
+        'login response without a token: passed through unregistered',
+      );
+      release(res, head, body);
+      return;
+    }
+    let user = rule.readUser(ex, tokens);
+    if (user === undefined && rule.config.probe) {
+      user = await deps.probe(rule, tokens[0] as string, scope);
+      if (user === undefined) {
+        deps.metrics.logins.probe_failed.inc();
+        log.warn({ rule: rule.name, code: 'SG_ERR_LOGIN_PROBE_FAILED' }, 'the who-am-i probe gave no user');
+        if (rule.config.probe.onFailure === 'pass') release(res, head, body);
+        else deps.rejections.send(res, scope.req.headers, 'session_store_unavailable', undefined, undefined);
+        return;
+      }
+    }
+    if (user !== undefined) user = rule.normalize(user);
+    if (user === undefined || user === '') {
+      deps.metrics.logins.no_user.inc();
+      log.warn(
+        { rule: rule.name, code: 'SG_ERR_LOGIN_NO_USER', status: head.status },
+        'login response without a user: passed through unregistered',
+      );
+      release(res, head, body);
+      return;
+    }
+    const location = deps.locationHeader ? scope.req.headers[deps.locationHeader] : undefined;
+    const outcome = await deps.sessions.login({
+      user,
+      tokenIds: tokens.map(deps.tokenIdOf),
+      ...(scope.tokenId !== undefined ? { presentedTokenId: scope.tokenId } : {}),
+      ip: scope.clientIp,
+      userAgent: scope.req.headers['user-agent'] ?? '',
+      ...(typeof location === 'string' ? { location } : {}),
+    });
+    deps.metrics.logins[outcome.kind].inc();
+    if (outcome.kind === 'refused') {
+      // reject-new: the token never reaches the client.
+      deps.rejections.send(res, scope.req.headers, 'session_limit_reached', undefined, undefined);
+      return;
+    }
+    const ended =
+      outcome.kind === 'created' ? outcome.ended.filter((s) => s.state === 'superseded').length : 0;
+    release(res, head, body, deps.loginHeader ? ['sessiongate-ended-sessions', String(ended)] : undefined);
+  }
+
+  async function onRefresh(
+    rule: CompiledRefreshRule,
+    head: ResponseHead,
+    body: Buffer,
+    res: ServerResponse,
+  ): Promise<void> {
+    const tokens = rule.readTokens(ex);
+    const presented = rule.readPresented?.(ex);
+    const presentedId = presented !== undefined ? deps.tokenIdOf(presented) : scope.tokenId;
+    if (tokens.length > 0 && presentedId !== undefined) {
+      const session = await deps.sessions.addTokens(presentedId, tokens.map(deps.tokenIdOf));
+      deps.metrics.tokenUpdates.labels(session ? 'refresh' : 'refresh_unlinked').inc();
+      if (!session)
+        log.warn(
+          { rule: rule.name, code: 'SG_ERR_REFRESH_UNLINKED' },
+          'refresh for a token that is not live: new token not registered',
+        );
+    }
+    release(res, head, body);
+  }
+
+  async function onLogout(
+    rule: CompiledLogoutRule,
+    head: ResponseHead,
+    body: Buffer,
+    res: ServerResponse,
+  ): Promise<void> {
+    const presented = rule.readPresented?.(ex);
+    const presentedId = presented !== undefined ? deps.tokenIdOf(presented) : scope.tokenId;
+    if (presentedId !== undefined) await deps.sessions.endByToken(presentedId, 'logged_out');
+    release(res, head, body);
+  }
+}

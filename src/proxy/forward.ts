@@ -1,0 +1,245 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
+import { UpstreamError } from '../errors.js';
+import { clientResponseHeaders } from './headers.js';
+import { sendError } from './rejection.js';
+
+/** The upstream's response head, headers as a flat [name, value, ...] list, hop-by-hop removed. */
+export interface ResponseHead {
+  readonly status: number;
+  readonly statusText: string;
+  headers: string[];
+}
+
+/**
+ * What to do with a response once its head arrives:
+ * - `stream`: write it through now (every ordinary response);
+ * - `buffer`: collect the body (up to the cap) and call `onBody` (login, refresh, logout);
+ * - a promise: hold the head until it settles, then stream (a rotated token being registered).
+ */
+export type HeadAction = 'stream' | 'buffer' | Promise<void>;
+
+export interface ResponseTap {
+  onHead(head: ResponseHead): HeadAction;
+  /** The whole body as the upstream sent it (maybe compressed). Writes the response itself. */
+  onBody(head: ResponseHead, body: Buffer, res: ServerResponse): Promise<void>;
+  /** The body passed the cap: it is streamed through, unread. */
+  onOverflow(head: ResponseHead): void;
+}
+
+export interface UpstreamOptions {
+  readonly origin: string;
+  /** Milliseconds. */
+  readonly connectTimeout: number;
+  readonly responseTimeout: number;
+  /** Largest body a tap buffers. */
+  readonly maxBufferedBody: number;
+  readonly onError?: (err: UpstreamError) => void;
+}
+
+export type RequestBody = IncomingMessage | Buffer | AsyncIterable<Buffer> | null;
+
+const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
+
+/** The connection pool to the app: HTTP/1.1 keep-alive, bodies streamed both ways. */
+export class Upstream {
+  readonly pool: Pool;
+  readonly #options: UpstreamOptions;
+
+  constructor(options: UpstreamOptions) {
+    this.#options = options;
+    this.pool = new Pool(options.origin, {
+      connect: { timeout: options.connectTimeout },
+      headersTimeout: options.responseTimeout,
+      // Streams (SSE, long polls, large downloads) may be silent for long: no body timeout.
+      bodyTimeout: 0,
+      keepAliveTimeout: 30_000,
+      pipelining: 1,
+    });
+  }
+
+  /** Forwards one request; the response (or a 502/504) is written to `res`. */
+  forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    headers: string[],
+    body: RequestBody,
+    tap?: ResponseTap,
+  ): void {
+    const hasBody =
+      body !== null &&
+      (body instanceof Buffer
+        ? body.length > 0
+        : req.headers['content-length'] !== undefined ||
+          req.headers['transfer-encoding'] !== undefined ||
+          !NO_BODY_METHODS.has(req.method ?? 'GET'));
+    const handler = new ForwardHandler(req, res, tap, this.#options);
+    this.pool.dispatch(
+      {
+        origin: this.#options.origin,
+        method: req.method ?? 'GET',
+        path: req.url ?? '/',
+        headers,
+        body: hasBody ? (body as Dispatcher.DispatchOptions['body']) : null,
+      },
+      handler,
+    );
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  destroy(): Promise<void> {
+    return this.pool.destroy();
+  }
+}
+
+/**
+ * One forwarded exchange (undici's dispatch handler: the legacy callbacks are undici 7's native path and
+ * skip a wrapper and a header parse). Backpressure both ways; a client abort aborts the upstream request.
+ */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #tap: ResponseTap | undefined;
+  readonly #options: UpstreamOptions;
+  #abort: ((err?: Error) => void) | undefined;
+  #resume: (() => void) | undefined;
+  #head: ResponseHead | undefined;
+  /** Body chunks held while buffering or while the head is held. */
+  #chunks: Buffer[] | undefined;
+  #size = 0;
+  #mode: 'stream' | 'buffer' | 'hold' = 'stream';
+  #completed = false;
+  #done = false;
+
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    tap: ResponseTap | undefined,
+    options: UpstreamOptions,
+  ) {
+    this.#req = req;
+    this.#res = res;
+    this.#tap = tap;
+    this.#options = options;
+    res.on('close', () => {
+      if (!this.#done && !res.writableFinished) this.#abort?.(new Error('client closed the connection'));
+    });
+    res.on('drain', () => this.#resume?.());
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#res.destroyed) abort(new Error('client closed the connection'));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true; // 1xx: Node answers 100-continue itself; others are not relayed.
+    this.#resume = resume;
+    const head: ResponseHead = { status: statusCode, statusText, headers: clientResponseHeaders(rawHeaders) };
+    this.#head = head;
+    const action = this.#tap ? this.#tap.onHead(head) : 'stream';
+    if (action === 'stream') {
+      this.#writeHead(head);
+      return true;
+    }
+    if (action === 'buffer') {
+      this.#mode = 'buffer';
+      this.#chunks = [];
+      return true;
+    }
+    this.#mode = 'hold';
+    this.#chunks = [];
+    action.then(
+      () => this.#release(),
+      () => this.#release(),
+    );
+    return false;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#mode === 'stream') return this.#res.write(chunk);
+    (this.#chunks as Buffer[]).push(chunk);
+    this.#size += chunk.length;
+    if (this.#mode === 'buffer' && this.#size > this.#options.maxBufferedBody) {
+      this.#tap?.onOverflow(this.#head as ResponseHead);
+      this.#mode = 'stream';
+      this.#writeHead(this.#head as ResponseHead);
+      let ok = true;
+      for (const c of this.#chunks as Buffer[]) ok = this.#res.write(c);
+      this.#chunks = undefined;
+      return ok;
+    }
+    return this.#mode === 'buffer';
+  }
+
+  onComplete(): void {
+    this.#completed = true;
+    if (this.#mode === 'stream') {
+      this.#done = true;
+      this.#res.end();
+      return;
+    }
+    if (this.#mode === 'buffer') {
+      this.#done = true;
+      const body = Buffer.concat(this.#chunks as Buffer[], this.#size);
+      this.#chunks = undefined;
+      (this.#tap as ResponseTap).onBody(this.#head as ResponseHead, body, this.#res).catch((err: unknown) => {
+        sendError(
+          this.#res,
+          502,
+          'SG_ERR_INTERNAL',
+          `the gateway failed to process the response: ${(err as Error).message}`,
+        );
+      });
+    }
+    // hold: #release ends the response.
+  }
+
+  onError(err: Error): void {
+    this.#done = true;
+    if (this.#res.headersSent || this.#res.destroyed) {
+      this.#res.destroy();
+      return;
+    }
+    const code = (err as { code?: string }).code;
+    if (code === 'UND_ERR_ABORTED' || this.#req.destroyed) {
+      this.#res.destroy();
+      return;
+    }
+    const upstreamError =
+      code === 'UND_ERR_HEADERS_TIMEOUT'
+        ? new UpstreamError('SG_ERR_UPSTREAM_TIMEOUT', 504, 'the upstream did not answer in time', {
+            cause: err,
+          })
+        : code === 'UND_ERR_CONNECT_TIMEOUT' ||
+            code === 'ECONNREFUSED' ||
+            code === 'ENOTFOUND' ||
+            code === 'EHOSTUNREACH'
+          ? new UpstreamError('SG_ERR_UPSTREAM_CONNECT', 502, 'the upstream could not be reached', {
+              cause: err,
+            })
+          : new UpstreamError('SG_ERR_UPSTREAM', 502, 'the upstream connection failed', { cause: err });
+    this.#options.onError?.(upstreamError);
+    sendError(this.#res, upstreamError.status, upstreamError.code, upstreamError.message);
+  }
+
+  #writeHead(head: ResponseHead): void {
+    if (this.#res.destroyed) return;
+    this.#res.writeHead(head.status, head.statusText, head.headers);
+  }
+
+  #release(): void {
+    if (this.#mode !== 'hold') return;
+    this.#mode = 'stream';
+    this.#writeHead(this.#head as ResponseHead);
+    for (const c of this.#chunks as Buffer[]) this.#res.write(c);
+    this.#chunks = undefined;
+    if (this.#completed) {
+      this.#done = true;
+      this.#res.end();
+    } else this.#resume?.();
+  }
+}

@@ -1,0 +1,179 @@
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { SessionRecord } from '../model.js';
+import { clearingCookie } from '../tokens/cookies.js';
+import type { PresentedToken } from '../tokens/request-token.js';
+
+/** Stable error codes of rejection bodies. */
+export type RejectionCode =
+  | 'session_superseded'
+  | 'session_expired'
+  | 'session_logged_out'
+  | 'session_ended'
+  | 'session_unknown'
+  | 'session_store_unavailable'
+  | 'session_limit_reached';
+
+export const STATE_TO_CODE = {
+  superseded: 'session_superseded',
+  expired: 'session_expired',
+  logged_out: 'session_logged_out',
+  ended_by_user: 'session_ended',
+  ended_by_admin: 'session_ended',
+  unknown: 'session_unknown',
+  unavailable: 'session_store_unavailable',
+} as const satisfies Record<string, RejectionCode>;
+
+/** What a browser is shown when its session is gone (rendered by ui/, injected by the gateway). */
+export type RejectionPageRenderer = (input: {
+  code: RejectionCode;
+  message: string;
+  session: SessionRecord | undefined;
+  loginUrl: string | undefined;
+}) => string;
+
+export interface RejectionConfig {
+  readonly supersededMessage: string;
+  /** Where browsers are redirected (`reason=<code>` appended); unset: a page. */
+  readonly redirect: string | undefined;
+  readonly clearCookies: readonly string[];
+  readonly allowedOrigins: readonly string[];
+  readonly renderPage: RejectionPageRenderer;
+}
+
+/**
+ * Rejections, compiled once: JSON bodies are serialised at startup. Every rejection is a 401 (503 for
+ * an unreachable store, 409 for a refused login) with a stable code: never a 200, never a redirect for
+ * a fetch/XHR that could not follow it to a login page.
+ */
+export class Rejections {
+  readonly #config: RejectionConfig;
+  readonly #messages: Record<RejectionCode, string>;
+  readonly #bodies: Record<RejectionCode, string>;
+  readonly #origins: ReadonlySet<string>;
+
+  constructor(config: RejectionConfig) {
+    this.#config = config;
+    this.#messages = {
+      session_superseded: config.supersededMessage,
+      session_expired: 'Your session has expired. Please sign in again.',
+      session_logged_out: 'You have signed out. Please sign in again.',
+      session_ended:
+        'This session was ended from another device or by an administrator. Please sign in again.',
+      session_unknown: 'Your session is not recognised. Please sign in again.',
+      session_store_unavailable: 'Sessions cannot be checked right now. Please try again shortly.',
+      session_limit_reached:
+        'Your account already has the maximum number of active sessions. Sign out on another device, then try again.',
+    };
+    this.#bodies = Object.fromEntries(
+      Object.entries(this.#messages).map(([code, message]) => [
+        code,
+        JSON.stringify({ error: code, message }),
+      ]),
+    ) as Record<RejectionCode, string>;
+    this.#origins = new Set(config.allowedOrigins);
+  }
+
+  message(code: RejectionCode): string {
+    return this.#messages[code];
+  }
+
+  /**
+   * Answers a request whose session is not live (or cannot be checked).
+   * Cookies are cleared only for a known-dead session: a 503 leaves them alone.
+   */
+  send(
+    res: ServerResponse,
+    headers: IncomingHttpHeaders,
+    code: RejectionCode,
+    token: PresentedToken | undefined,
+    session: SessionRecord | undefined,
+  ): void {
+    const status = code === 'session_store_unavailable' ? 503 : code === 'session_limit_reached' ? 409 : 401;
+    const out: Record<string, string | string[]> = { 'cache-control': 'no-store' };
+    if (status === 401 && token) {
+      const cookies = [...(token.cookieNames ?? []), ...this.#config.clearCookies];
+      if (cookies.length > 0) out['set-cookie'] = cookies.map((c) => clearingCookie(c));
+      if (token.carrier === 'bearer') {
+        // RFC 6750 section 3.1.
+        out['www-authenticate'] = `Bearer error="invalid_token", error_description="${code}"`;
+      }
+    }
+    if (status === 503) out['retry-after'] = '5';
+    this.#cors(headers, out);
+    if (isNavigation(headers)) {
+      if (this.#config.redirect !== undefined && status === 401) {
+        const sep = this.#config.redirect.includes('?') ? '&' : '?';
+        const location = this.#config.redirect.includes('reason=')
+          ? this.#config.redirect
+          : `${this.#config.redirect}${sep}reason=${code}`;
+        res.writeHead(302, { ...out, location, 'content-length': '0' });
+        res.end();
+        return;
+      }
+      const html = this.#config.renderPage({
+        code,
+        message: this.#messages[code],
+        session,
+        loginUrl: this.#config.redirect,
+      });
+      res.writeHead(status, {
+        ...out,
+        'content-type': 'text/html; charset=utf-8',
+        'content-length': String(Buffer.byteLength(html)),
+      });
+      res.end(html);
+      return;
+    }
+    const body = this.#bodies[code];
+    res.writeHead(status, {
+      ...out,
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+    });
+    res.end(body);
+  }
+
+  #cors(headers: IncomingHttpHeaders, out: Record<string, string | string[]>): void {
+    const origin = headers.origin;
+    if (origin === undefined || !this.#origins.has(origin)) return;
+    out['access-control-allow-origin'] = origin;
+    out['access-control-allow-credentials'] = 'true';
+    out['access-control-expose-headers'] = 'WWW-Authenticate';
+    out.vary = 'Origin';
+  }
+}
+
+/**
+ * A top-level navigation gets a page or redirect; everything else gets JSON. `Sec-Fetch-Mode` is
+ * authoritative where sent (Fetch Metadata); otherwise `Accept: text/html` without `X-Requested-With`.
+ */
+export function isNavigation(headers: IncomingHttpHeaders): boolean {
+  const mode = headers['sec-fetch-mode'];
+  if (mode !== undefined) return mode === 'navigate';
+  if (headers['x-requested-with'] !== undefined) return false;
+  const accept = headers.accept;
+  return accept !== undefined && accept.includes('text/html');
+}
+
+/** A minimal page, used when no renderer is injected. */
+export const plainRejectionPage: RejectionPageRenderer = ({ message, loginUrl }) =>
+  `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Signed out</title></head><body><main><h1>You have been signed out</h1><p>${escapeHtml(message)}</p>${loginUrl ? `<p><a href="${escapeHtml(loginUrl)}">Sign in again</a></p>` : ''}</main></body></html>`;
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A clean JSON error for requests the gateway cannot forward. */
+export function sendError(res: ServerResponse, status: number, code: string, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: code, message });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+  });
+  res.end(body);
+}

@@ -1,0 +1,106 @@
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { SessionService } from '../sessions/service.js';
+import { compileCookieName, parseSetCookie } from '../tokens/cookies.js';
+import { compileValueTransform, type ValueOptions, type ValueTransform } from '../tokens/value.js';
+import type { RequestTokenSourceConfig } from '../config/schema.js';
+import type { TokenIdOf } from '../tokens/token-id.js';
+import type { HeadAction, ResponseHead, ResponseTap } from './forward.js';
+
+/** The cookies that carry session tokens, compiled once; responses that set one are rotations. */
+export interface WatchedCookies {
+  /** The token value a `Set-Cookie` of a watched cookie carries, `null` if it clears it, undefined if not watched. */
+  read(setCookie: string): string | null | undefined;
+}
+
+export function compileWatchedCookies(
+  sources: readonly RequestTokenSourceConfig[],
+): WatchedCookies | undefined {
+  const watched: { test: (n: string) => boolean; transform: ValueTransform }[] = [];
+  for (const s of sources) {
+    const o: { from: string } & ValueOptions = typeof s === 'string' ? { from: s } : s;
+    if (!o.from.startsWith('cookie:')) continue;
+    watched.push({ test: compileCookieName(o.from.slice(7)).test, transform: compileValueTransform(o) });
+  }
+  if (watched.length === 0) return undefined;
+  return {
+    read(header) {
+      const c = parseSetCookie(header);
+      if (!c) return undefined;
+      for (const w of watched) {
+        if (!w.test(c.name)) continue;
+        if (c.clears) return null;
+        return w.transform(c.value) ?? null;
+      }
+      return undefined;
+    },
+  };
+}
+
+export interface RotationDeps {
+  readonly sessions: SessionService;
+  readonly tokenIdOf: TokenIdOf;
+  readonly watched: WatchedCookies;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Long-lived responses of a session, closed when it is revoked. */
+  readonly onStream?: ((head: ResponseHead) => void) | undefined;
+}
+
+/**
+ * Rotating session cookies (signed-cookie stores, `session_regenerate_id`, remember-me re-logins):
+ * a response that sets a watched token for a request that carried a live one adds the new value to
+ * that session before the response is released; a response that only clears it ends the session.
+ * Responses that set no watched cookie pass at once and pay one scan of their header names.
+ */
+export function rotationTap(presentedTokenId: string, deps: RotationDeps): ResponseTap {
+  return {
+    onHead(head): HeadAction {
+      deps.onStream?.(head);
+      let added: string[] | undefined;
+      let cleared = false;
+      const h = head.headers;
+      for (let i = 0; i < h.length; i += 2) {
+        const name = h[i] as string;
+        if (name.length !== 10 || name.toLowerCase() !== 'set-cookie') continue;
+        const value = deps.watched.read(h[i + 1] as string);
+        if (value === undefined) continue;
+        if (value === null) cleared = true;
+        else (added ??= []).push(deps.tokenIdOf(value));
+      }
+      if (added !== undefined) {
+        const ids = added.filter((id) => id !== presentedTokenId);
+        if (ids.length === 0) return 'stream';
+        return deps.sessions.addTokens(presentedTokenId, ids).then(
+          (session) => {
+            deps.metrics.tokenUpdates.labels(session ? 'rotation' : 'rotation_unlinked').inc();
+          },
+          (err: unknown) => {
+            deps.metrics.storeErrors.inc();
+            deps.logger.error(
+              { code: 'SG_ERR_ROTATION', err: (err as Error).message },
+              'could not register a rotated token',
+            );
+          },
+        );
+      }
+      if (cleared) {
+        return deps.sessions.endByToken(presentedTokenId, 'logged_out').then(
+          (ended) => {
+            if (ended) deps.metrics.tokenUpdates.labels('cleared').inc();
+          },
+          (err: unknown) => {
+            deps.metrics.storeErrors.inc();
+            deps.logger.error(
+              { code: 'SG_ERR_ROTATION', err: (err as Error).message },
+              'could not end a session whose cookie was cleared',
+            );
+          },
+        );
+      }
+      return 'stream';
+    },
+    onBody: () => Promise.resolve(),
+    onOverflow: () => {},
+  };
+}

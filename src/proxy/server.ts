@@ -1,0 +1,474 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Decision } from '../cache/decision-cache.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics, RequestOutcome } from '../observability/metrics.js';
+import type { SessionService } from '../sessions/service.js';
+import { Exchange, type CompiledTokenRule } from '../tokens/exchange.js';
+import type { RequestTokenReader } from '../tokens/request-token.js';
+import type { CompiledPath } from '../tokens/route.js';
+import type { TokenIdOf } from '../tokens/token-id.js';
+import { clientAddress, type TrustedProxies } from './client-address.js';
+import { ConnectionRegistry } from './connections.js';
+import { exchangeTap, type UserProbe } from './exchange-tap.js';
+import { Upstream, type RequestBody, type ResponseHead } from './forward.js';
+import { upstreamRequestHeaders } from './headers.js';
+import { normalizePath } from './path.js';
+import { STATE_TO_CODE, sendError, type Rejections, type RejectionCode } from './rejection.js';
+import { rotationTap, type WatchedCookies } from './rotation-tap.js';
+import type { RequestScope } from './scope.js';
+import { CLOSE_CODES, rejectUpgrade, tunnelUpgrade, type UpgradeTarget } from './upgrade.js';
+
+/** Serves the reserved self-service paths on the proxied origin (implemented in ui/). */
+export type SelfServiceHandler = (scope: RequestScope) => void;
+
+export interface ProxyOptions {
+  readonly upstream: Upstream;
+  readonly upgradeTarget: UpgradeTarget;
+  readonly sessions: SessionService;
+  readonly tokenIdOf: TokenIdOf;
+  readonly readToken: RequestTokenReader;
+  /** Login, refresh and logout rules, in config order. */
+  readonly rules: readonly CompiledTokenRule[];
+  /** `undefined`: every path is protected. */
+  readonly protect: readonly CompiledPath[] | undefined;
+  readonly trustedProxies: TrustedProxies;
+  readonly rejections: Rejections;
+  readonly watchedCookies: WatchedCookies | undefined;
+  readonly mode: 'enforce' | 'report-only';
+  readonly failMode: 'open' | 'closed';
+  readonly unknownTokens: 'pass' | 'reject';
+  readonly ambiguousPaths: 'reject' | 'pass';
+  readonly maxLoginBody: number;
+  readonly loginHeader: boolean;
+  readonly locationHeader: string | undefined;
+  readonly keepAliveTimeout: number;
+  readonly selfServicePrefix: string | undefined;
+  readonly selfService: SelfServiceHandler | undefined;
+  readonly probe: UserProbe;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+export interface ProxyServer {
+  readonly server: Server;
+  readonly connections: ConnectionRegistry;
+}
+
+type Verdict = 'pass' | RejectionCode;
+
+/**
+ * The gateway's HTTP server. Per request: normalise the path, read the token, check it (a cache hit
+ * is synchronous), then forward, reject, or tap a login/refresh/logout exchange.
+ */
+export function createProxyServer(options: ProxyOptions): ProxyServer {
+  const o = options;
+  const connections = new ConnectionRegistry();
+  const server = createServer({
+    keepAliveTimeout: o.keepAliveTimeout,
+    requestTimeout: 0,
+    headersTimeout: 30_000,
+  });
+  const tapDeps = {
+    sessions: o.sessions,
+    tokenIdOf: o.tokenIdOf,
+    rejections: o.rejections,
+    metrics: o.metrics,
+    logger: o.logger,
+    failMode: o.failMode,
+    maxBody: o.maxLoginBody,
+    loginHeader: o.loginHeader,
+    locationHeader: o.locationHeader,
+    probe: o.probe,
+  };
+  const log = o.logger;
+
+  o.sessions.onRevoked((tokenIds) => {
+    const closed = connections.close(tokenIds, (id) => {
+      const d = o.sessions.check(id);
+      return d instanceof Promise ? 'session_superseded' : codeOf(d);
+    });
+    for (const c of closed) o.metrics.connectionsClosed.labels(c.kind).inc();
+  });
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const scope = prepare(req, res);
+    if (scope === undefined) return;
+    if (scope.token === undefined || scope.tokenId === undefined || !isProtected(scope.path)) {
+      count(scope.token === undefined ? 'passed_no_token' : 'passed_unprotected');
+      forward(scope);
+      return;
+    }
+    const decision = o.sessions.check(scope.tokenId);
+    if (decision instanceof Promise) {
+      o.metrics.cacheMisses.inc();
+      const end = o.metrics.checkSeconds.startTimer();
+      decision.then(
+        (d) => {
+          end();
+          decide(scope, d);
+        },
+        (err: unknown) => {
+          end();
+          log.error({ code: 'SG_ERR_INTERNAL', err: (err as Error).message }, 'session check failed');
+          sendError(res, 500, 'SG_ERR_INTERNAL', 'the gateway failed to check the session');
+        },
+      );
+    } else {
+      o.metrics.cacheHits.inc();
+      decide(scope, decision);
+    }
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(req, socket, head));
+
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    // Malformed requests (bad headers, smuggling attempts, oversized headers): a clean 400/431, never a crash.
+    o.metrics.requests.bad_request.inc();
+    log.warn({ code: 'SG_ERR_BAD_REQUEST', err: err.code ?? err.message }, 'malformed request');
+    if (!socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    const body = JSON.stringify({ error: 'SG_ERR_BAD_REQUEST', message: 'malformed HTTP request' });
+    socket.end(
+      `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
+
+  return { server, connections };
+
+  function count(outcome: RequestOutcome): void {
+    o.metrics.requests[outcome].inc();
+  }
+
+  function isProtected(path: string): boolean {
+    if (o.protect === undefined) return true;
+    for (const p of o.protect) if (p.match(path) !== undefined) return true;
+    return false;
+  }
+
+  /** Builds the request scope, or answers the request itself (bad path, self-service) and returns undefined. */
+  function prepare(req: IncomingMessage, res: ServerResponse | undefined): RequestScope | undefined {
+    const url = req.url ?? '/';
+    const normalized = normalizePath(url);
+    let path: string;
+    if (!normalized.ok) {
+      if (o.ambiguousPaths === 'reject') {
+        count('bad_request');
+        log.warn({ code: 'SG_ERR_AMBIGUOUS_PATH', reason: normalized.reason }, 'ambiguous path refused');
+        if (res) sendError(res, 400, 'SG_ERR_AMBIGUOUS_PATH', `refused: ${normalized.reason}`);
+        return undefined;
+      }
+      path = url;
+    } else path = normalized.path;
+    const method = req.method ?? 'GET';
+    let rule: CompiledTokenRule | undefined;
+    let params: Readonly<Record<string, string>> = {};
+    for (const r of o.rules) {
+      const m = r.route.matches(method, path);
+      if (m !== undefined) {
+        rule = r;
+        params = m;
+        break;
+      }
+    }
+    const token = o.readToken(req.headers, url);
+    const scope: RequestScope = {
+      req,
+      res: res as ServerResponse,
+      path,
+      clientIp: clientAddress(
+        req.socket.remoteAddress,
+        req.headers['x-forwarded-for'] as string | undefined,
+        o.trustedProxies,
+      ),
+      rule,
+      params,
+      token,
+      tokenId: token === undefined ? undefined : o.tokenIdOf(token.value),
+      decision: undefined,
+    };
+    if (res && o.selfServicePrefix !== undefined && o.selfService && path.startsWith(o.selfServicePrefix)) {
+      count('self_service');
+      o.selfService(scope);
+      return undefined;
+    }
+    return scope;
+  }
+
+  function verdictOf(scope: RequestScope, d: Decision): Verdict {
+    // A login or logout request may carry a dead token (a superseded browser signing in again): it passes.
+    const lenient = scope.rule !== undefined && scope.rule.kind !== 'refresh';
+    switch (d.state) {
+      case 'live':
+        return 'pass';
+      case 'unknown':
+        return o.unknownTokens === 'pass' || lenient ? 'pass' : 'session_unknown';
+      case 'unavailable':
+        return o.failMode === 'open' ? 'pass' : 'session_store_unavailable';
+      default:
+        return lenient ? 'pass' : STATE_TO_CODE[d.state];
+    }
+  }
+
+  function decide(scope: RequestScope, d: Decision): void {
+    scope.decision = d;
+    const verdict = verdictOf(scope, d);
+    if (verdict === 'pass') {
+      count(
+        d.state === 'live'
+          ? 'passed_live'
+          : d.state === 'unavailable'
+            ? 'passed_store_unavailable'
+            : 'passed_unknown',
+      );
+      if (d.state === 'unavailable')
+        log.warn({ code: 'SG_ERR_STORE_UNAVAILABLE', failMode: 'open' }, 'store unavailable: request passed');
+      forward(scope);
+      return;
+    }
+    const session = d.session;
+    o.sessions.events.emit({
+      type: 'request.rejected',
+      at: Date.now(),
+      user: session?.user ?? '',
+      ...(session ? { sessionId: session.id } : {}),
+      ip: scope.clientIp,
+      userAgent: scope.req.headers['user-agent'] ?? '',
+      reason: verdict,
+    });
+    if (o.mode === 'report-only') {
+      count('passed_report_only');
+      log.info(
+        { code: verdict, path: scope.path, sessionId: session?.id, reportOnly: true },
+        'would reject (report-only)',
+      );
+      forward(scope);
+      return;
+    }
+    count(outcomeOf(verdict));
+    o.rejections.send(scope.res, scope.req.headers, verdict, scope.token, session);
+  }
+
+  function forward(scope: RequestScope): void {
+    const { req, res, rule } = scope;
+    const headers = upstreamRequestHeaders(req, scope.clientIp, o.trustedProxies, false);
+    if (rule !== undefined) {
+      forwardExchange(scope, rule, headers);
+      return;
+    }
+    const live = scope.decision?.state === 'live' && scope.tokenId !== undefined;
+    if (live && scope.token?.carrier === 'cookie' && o.watchedCookies !== undefined) {
+      o.upstream.forward(
+        req,
+        res,
+        headers,
+        req,
+        rotationTap(scope.tokenId as string, {
+          sessions: o.sessions,
+          tokenIdOf: o.tokenIdOf,
+          watched: o.watchedCookies,
+          metrics: o.metrics,
+          logger: log,
+          onStream: (head) => trackStream(scope, head),
+        }),
+      );
+      return;
+    }
+    if (live) {
+      o.upstream.forward(req, res, headers, req, {
+        onHead(head) {
+          trackStream(scope, head);
+          return 'stream';
+        },
+        onBody: () => Promise.resolve(),
+        onOverflow: () => {},
+      });
+      return;
+    }
+    o.upstream.forward(req, res, headers, req);
+  }
+
+  /** A streamed response (SSE) of a live session is closed when the session is revoked. */
+  function trackStream(scope: RequestScope, head: ResponseHead): void {
+    if (!isStream(head)) return;
+    const res = scope.res;
+    const remove = connections.add(scope.tokenId as string, {
+      kind: 'stream',
+      close: () => res.end(),
+    });
+    res.once('close', remove);
+  }
+
+  function forwardExchange(scope: RequestScope, rule: CompiledTokenRule, headers: string[]): void {
+    const { req, res } = scope;
+    if (!rule.needsRequestBody) {
+      const ex = new Exchange({
+        method: req.method ?? 'GET',
+        path: scope.path,
+        params: scope.params,
+        requestHeaders: req.headers,
+        requestBody: undefined,
+      });
+      o.upstream.forward(req, res, headers, req, exchangeTap(scope, ex, tapDeps));
+      return;
+    }
+    readCapped(req, o.maxLoginBody).then(
+      ({ buffered, rest }) => {
+        const requestBody = rest === undefined ? buffered : undefined;
+        if (rest !== undefined) {
+          o.metrics.logins.body_too_large.inc();
+          log.warn(
+            { rule: rule.name, code: 'SG_ERR_LOGIN_BODY_TOO_LARGE' },
+            'request body over the cap: not read',
+          );
+        }
+        const ex = new Exchange({
+          method: req.method ?? 'GET',
+          path: scope.path,
+          params: scope.params,
+          requestHeaders: req.headers,
+          requestBody,
+        });
+        const body: RequestBody = rest === undefined ? buffered : rest;
+        // The presented token of a refresh/logout may be in the body: a dead one is refused before the app sees it.
+        if (rule.kind === 'refresh' && 'readPresented' in rule) {
+          const presented = (rule as { readPresented?: (e: Exchange) => string | undefined }).readPresented?.(
+            ex,
+          );
+          if (presented !== undefined) {
+            Promise.resolve(o.sessions.check(o.tokenIdOf(presented))).then(
+              (d) => {
+                if (d.state === 'live' || d.state === 'unknown')
+                  o.upstream.forward(req, res, headers, body, exchangeTap(scope, ex, tapDeps));
+                else decide({ ...scope, token: undefined }, d);
+              },
+              () => sendError(res, 500, 'SG_ERR_INTERNAL', 'the gateway failed to check the session'),
+            );
+            return;
+          }
+        }
+        o.upstream.forward(req, res, headers, body, exchangeTap(scope, ex, tapDeps));
+      },
+      () => res.destroy(),
+    );
+  }
+
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const scope = prepare(req, undefined);
+    if (scope === undefined) {
+      rejectUpgrade(
+        socket,
+        400,
+        'Bad Request',
+        JSON.stringify({ error: 'SG_ERR_AMBIGUOUS_PATH', message: 'ambiguous path refused' }),
+      );
+      return;
+    }
+    const open = (d: Decision | undefined) => {
+      if (d !== undefined) {
+        const verdict = verdictOf(scope, d);
+        if (verdict !== 'pass' && o.mode === 'enforce') {
+          count(outcomeOf(verdict));
+          const status = verdict === 'session_store_unavailable' ? 503 : 401;
+          rejectUpgrade(
+            socket,
+            status,
+            status === 503 ? 'Service Unavailable' : 'Unauthorized',
+            JSON.stringify({ error: verdict, message: o.rejections.message(verdict) }),
+          );
+          return;
+        }
+      }
+      count(d === undefined ? 'passed_no_token' : 'passed_live');
+      const headers = upstreamRequestHeaders(req, scope.clientIp, o.trustedProxies, true);
+      const conn = tunnelUpgrade(req, socket, head, headers, o.upgradeTarget, (err) => {
+        o.metrics.upstreamErrors.labels('upgrade').inc();
+        log.warn({ code: 'SG_ERR_UPSTREAM_UPGRADE', err: err.message }, 'upgrade tunnel failed');
+      });
+      if (d?.state === 'live' && scope.tokenId !== undefined) {
+        const remove = connections.add(scope.tokenId, {
+          kind: 'websocket',
+          close: (code) => conn.close(code),
+        });
+        void conn.closed.then(remove);
+      }
+    };
+    if (scope.tokenId === undefined || !isProtected(scope.path)) {
+      open(undefined);
+      return;
+    }
+    const d = o.sessions.check(scope.tokenId);
+    if (d instanceof Promise) d.then(open, () => socket.destroy());
+    else open(d);
+  }
+}
+
+function outcomeOf(code: RejectionCode): RequestOutcome {
+  switch (code) {
+    case 'session_superseded':
+      return 'rejected_superseded';
+    case 'session_expired':
+      return 'rejected_expired';
+    case 'session_logged_out':
+      return 'rejected_logged_out';
+    case 'session_ended':
+      return 'rejected_ended';
+    case 'session_unknown':
+      return 'rejected_unknown';
+    default:
+      return 'rejected_store_unavailable';
+  }
+}
+
+function codeOf(d: Decision): string {
+  return d.state in STATE_TO_CODE
+    ? STATE_TO_CODE[d.state as keyof typeof STATE_TO_CODE]
+    : 'session_superseded';
+}
+
+function isStream(head: ResponseHead): boolean {
+  for (let i = 0; i < head.headers.length; i += 2) {
+    const name = head.headers[i] as string;
+    if (name.length === 12 && name.toLowerCase() === 'content-type')
+      return (head.headers[i + 1] as string).startsWith('text/event-stream');
+  }
+  return false;
+}
+
+/** Reads a request body up to `max` bytes; past it, returns a stream of what was read plus the rest. */
+function readCapped(
+  req: IncomingMessage,
+  max: number,
+): Promise<{ buffered: Buffer; rest: AsyncIterable<Buffer> | undefined }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+      if (size > max) {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        req.pause();
+        resolve({
+          buffered: Buffer.alloc(0),
+          rest: (async function* () {
+            yield* chunks;
+            for await (const c2 of req) yield c2 as Buffer;
+          })(),
+        });
+      }
+    };
+    const onEnd = () => resolve({ buffered: Buffer.concat(chunks, size), rest: undefined });
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', reject);
+  });
+}
+
+export { CLOSE_CODES };

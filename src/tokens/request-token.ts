@@ -1,0 +1,142 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RequestTokenSourceConfig } from '../config/schema.js';
+import { compileCookieName, readCookie, readCookies, type CookieNameMatcher } from './cookies.js';
+import { compileValueTransform, type ValueTransform } from './value.js';
+
+export type TokenCarrier = 'bearer' | 'cookie' | 'header' | 'pathparam';
+
+/** The token a request carries, and where. */
+export interface PresentedToken {
+  readonly value: string;
+  readonly carrier: TokenCarrier;
+  /** For cookies: the cookie name(s) that carried it (cleared on rejection). */
+  readonly cookieNames?: readonly string[];
+}
+
+/** Reads the token of a request from the configured places, first match wins. Compiled at startup. */
+export type RequestTokenReader = (headers: IncomingHttpHeaders, url: string) => PresentedToken | undefined;
+
+type SourceReader = (headers: IncomingHttpHeaders, url: string) => PresentedToken | undefined;
+
+function bearerReader(transform: ValueTransform): SourceReader {
+  return (headers) => {
+    const auth = headers.authorization;
+    // RFC 6750 section 2.1; the scheme is case-insensitive (RFC 9110 section 11.1).
+    if (auth === undefined || auth.length < 8 || (auth.charCodeAt(6) !== 32 && auth.charCodeAt(6) !== 9))
+      return undefined;
+    if (auth.slice(0, 6).toLowerCase() !== 'bearer') return undefined;
+    const value = transform(auth.slice(7).trim());
+    return value === undefined ? undefined : { value, carrier: 'bearer' };
+  };
+}
+
+function cookieReader(matcher: CookieNameMatcher, transform: ValueTransform, chunked: boolean): SourceReader {
+  if (chunked) {
+    return (headers) => {
+      const header = headers.cookie;
+      if (header === undefined) return undefined;
+      const joined = joinChunks(header, matcher.source);
+      if (joined === undefined) return undefined;
+      const value = transform(joined.value);
+      return value === undefined ? undefined : { value, carrier: 'cookie', cookieNames: joined.names };
+    };
+  }
+  if (matcher.exact !== undefined) {
+    const name = matcher.exact;
+    const names = [name];
+    return (headers) => {
+      const header = headers.cookie;
+      if (header === undefined) return undefined;
+      const raw = readCookie(header, name);
+      const value = raw === undefined ? undefined : transform(raw);
+      return value === undefined ? undefined : { value, carrier: 'cookie', cookieNames: names };
+    };
+  }
+  return (headers) => {
+    const header = headers.cookie;
+    if (header === undefined) return undefined;
+    for (const c of readCookies(header, matcher)) {
+      const value = transform(c.value);
+      if (value !== undefined) return { value, carrier: 'cookie', cookieNames: [c.name] };
+    }
+    return undefined;
+  };
+}
+
+/**
+ * One credential in chunk cookies: `Name` plus `NameC1..N` (ASP.NET Core, whose `Name` then holds
+ * `chunks-N`) or `Name.0..n` (express-openid-connect). Chunks are joined in index order.
+ */
+export function joinChunks(header: string, base: string): { value: string; names: string[] } | undefined {
+  const chunks: { index: number; name: string; value: string }[] = [];
+  let baseValue: string | undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq === -1) continue;
+    const name = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim();
+    if (name === base) baseValue = value;
+    else if (name.startsWith(base)) {
+      const m = /^(?:C|\.)(\d+)$/.exec(name.slice(base.length));
+      if (m) chunks.push({ index: Number(m[1]), name, value });
+    }
+  }
+  if (chunks.length === 0) return baseValue ? { value: baseValue, names: [base] } : undefined;
+  chunks.sort((a, b) => a.index - b.index);
+  const names = chunks.map((c) => c.name);
+  if (baseValue !== undefined) names.unshift(base);
+  return { value: chunks.map((c) => c.value).join(''), names };
+}
+
+function headerReader(name: string, transform: ValueTransform): SourceReader {
+  const key = name.toLowerCase();
+  return (headers) => {
+    const raw = headers[key];
+    const first = Array.isArray(raw) ? raw[0] : raw;
+    const value = first === undefined ? undefined : transform(first.trim());
+    return value === undefined ? undefined : { value, carrier: 'header' };
+  };
+}
+
+/** `;jsessionid=ABC` path parameters (servlet containers without cookies). */
+function pathParamReader(name: string, transform: ValueTransform): SourceReader {
+  const marker = `;${name}=`;
+  return (_headers, url) => {
+    const at = url.indexOf(marker);
+    if (at === -1) return undefined;
+    const start = at + marker.length;
+    let end = start;
+    while (end < url.length && url[end] !== '?' && url[end] !== ';' && url[end] !== '/' && url[end] !== '#')
+      end++;
+    const value = transform(url.slice(start, end));
+    return value === undefined ? undefined : { value, carrier: 'pathparam' };
+  };
+}
+
+export function compileRequestTokenReader(sources: readonly RequestTokenSourceConfig[]): RequestTokenReader {
+  const readers = sources.map((s): SourceReader => {
+    const o = typeof s === 'string' ? { from: s, chunked: false } : s;
+    const transform = compileValueTransform(o);
+    const colon = o.from.indexOf(':');
+    const kind = colon === -1 ? o.from : o.from.slice(0, colon);
+    const arg = colon === -1 ? '' : o.from.slice(colon + 1);
+    switch (kind) {
+      case 'bearer':
+        return bearerReader(transform);
+      case 'cookie':
+        return cookieReader(compileCookieName(arg), transform, o.chunked);
+      case 'header':
+        return headerReader(arg, transform);
+      default:
+        return pathParamReader(arg, transform);
+    }
+  });
+  if (readers.length === 1) return readers[0] as SourceReader;
+  return (headers, url) => {
+    for (const r of readers) {
+      const t = r(headers, url);
+      if (t !== undefined) return t;
+    }
+    return undefined;
+  };
+}
