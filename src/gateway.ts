@@ -72,6 +72,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     deps.store ??
     (await createStore(config.store, {
       now,
+      retention: config.sessions.maxAge,
       onError: (err, what) =>
         logger.warn(
           { code: (err as { code?: string }).code ?? 'SG_ERR_STORE', what, err: (err as Error).message },

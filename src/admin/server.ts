@@ -2,9 +2,10 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/logger.js';
-import { describeDevice } from '../sessions/device.js';
+import { sessionView, type SessionView } from '../sessions/device.js';
 import type { SessionService } from '../sessions/service.js';
-import type { SessionRecord } from '../model.js';
+
+export { sessionView, type SessionView };
 
 export interface AdminOptions {
   readonly sessions: SessionService;
@@ -17,31 +18,19 @@ export interface AdminOptions {
   readonly isReady: () => boolean;
 }
 
-/** The JSON view of a session in the admin API and the self-service page. */
-export interface SessionView {
-  readonly id: string;
-  readonly user: string;
-  readonly createdAt: string;
-  readonly lastSeenAt: string;
-  readonly expiresAt: string;
-  readonly ip: string;
-  readonly userAgent: string;
-  readonly device: string;
-  readonly location: string | null;
+/** One route of the admin API, as `openapi/admin.yaml` names it (path templates in `{braces}`). */
+export interface AdminRoute {
+  readonly method: 'GET' | 'DELETE';
+  readonly path: string;
 }
 
-export function sessionView(s: SessionRecord): SessionView {
-  return {
-    id: s.id,
-    user: s.user,
-    createdAt: new Date(s.createdAt).toISOString(),
-    lastSeenAt: new Date(s.lastSeenAt).toISOString(),
-    expiresAt: new Date(s.expiresAt).toISOString(),
-    ip: s.ip,
-    userAgent: s.userAgent,
-    device: describeDevice(s.userAgent),
-    location: s.location ?? null,
-  };
+type Params = Readonly<Record<string, string>>;
+type Handler = (res: ServerResponse, params: Params) => Promise<void> | void;
+
+interface CompiledRoute extends AdminRoute {
+  readonly pattern: RegExp;
+  readonly names: readonly string[];
+  readonly handle: Handler;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
@@ -58,33 +47,43 @@ function error(res: ServerResponse, status: number, code: string, message: strin
   send(res, status, { error: code, message });
 }
 
-const SESSIONS_PATH = /^\/admin\/users\/([^/]+)\/sessions(?:\/([^/]+))?\/?$/;
+/** `/admin/users/{user}/sessions` -> a regular expression with one capture per parameter (one segment each). */
+function compile(path: string): { pattern: RegExp; names: string[] } {
+  const names: string[] = [];
+  const source = path
+    .split('/')
+    .map((segment) => {
+      const m = /^\{(\w+)\}$/.exec(segment);
+      if (!m) return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      names.push(m[1] as string);
+      return '([^/]+)';
+    })
+    .join('/');
+  return { pattern: new RegExp(`^${source}$`), names };
+}
 
 /**
  * The admin listener: the sessions API, /metrics, /healthz, /readyz. Everything needs
- * `Authorization: Bearer <admin.token>` except the endpoints configured open.
+ * `Authorization: Bearer <admin.token>` except the endpoints configured open. The routes are one table
+ * (`adminRoutes`), which `test/admin/openapi.test.ts` holds against `openapi/admin.yaml`.
  */
 export function createAdminServer(options: AdminOptions): Server {
   const expected = options.token ? Buffer.from(`Bearer ${options.token}`) : undefined;
-  const open = new Set(options.open);
+  const open = new Set<string>(options.open.map((e) => `/${e}`));
   const authorized = (req: IncomingMessage): boolean => {
     if (!expected) return false;
     const got = Buffer.from(req.headers.authorization ?? '');
     return got.length === expected.length && timingSafeEqual(got, expected);
   };
+  const routes = compileRoutes(options);
 
   return createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const path = url.pathname;
-    const endpoint =
-      path === '/healthz'
-        ? 'healthz'
-        : path === '/readyz'
-          ? 'readyz'
-          : path === '/metrics'
-            ? 'metrics'
-            : undefined;
-    if (!(endpoint && open.has(endpoint)) && !authorized(req)) {
+    const raw = req.url ?? '/';
+    const q = raw.indexOf('?');
+    let path = q === -1 ? raw : raw.slice(0, q);
+    if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
+    if (!open.has(path) && !authorized(req)) {
+      // Checked before routing, so an unauthenticated caller learns nothing about which paths exist.
       res.setHeader('www-authenticate', 'Bearer realm="sessiongate-admin"');
       error(
         res,
@@ -94,58 +93,110 @@ export function createAdminServer(options: AdminOptions): Server {
       );
       return;
     }
-    handle(req, res, path).catch((err: unknown) => {
-      const code = (err as { code?: string }).code ?? 'SG_ERR_INTERNAL';
-      options.logger.error({ code, err: (err as Error).message }, 'admin request failed');
-      if (!res.headersSent)
-        error(res, code === 'SG_ERR_STORE_UNAVAILABLE' ? 503 : 500, code, (err as Error).message);
-    });
-  });
-
-  async function handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    // Request bodies are never read; drain them so keep-alive connections stay usable.
+    req.resume();
     const method = req.method ?? 'GET';
-    if (path === '/healthz') return send(res, 200, { status: 'ok' });
-    if (path === '/readyz') {
-      const ready = options.isReady();
-      return send(res, ready ? 200 : 503, {
-        status: ready ? 'ready' : 'unready',
-        store: options.sessions.store.isAvailable() ? 'up' : 'down',
-      });
+    let allowed: string[] | undefined;
+    for (const route of routes) {
+      const m = route.pattern.exec(path);
+      if (!m) continue;
+      if (route.method !== method) {
+        (allowed ??= []).push(route.method);
+        continue;
+      }
+      const params: Record<string, string> = {};
+      try {
+        route.names.forEach((name, i) => (params[name] = decodeURIComponent(m[i + 1] as string)));
+      } catch {
+        return error(res, 400, 'SG_ERR_BAD_REQUEST', 'malformed percent-encoding');
+      }
+      Promise.resolve()
+        .then(() => route.handle(res, params))
+        .catch((err: unknown) => {
+          const code = (err as { code?: string }).code ?? 'SG_ERR_INTERNAL';
+          options.logger.error({ code, err: (err as Error).message }, 'admin request failed');
+          if (!res.headersSent)
+            error(res, code === 'SG_ERR_STORE_UNAVAILABLE' ? 503 : 500, code, (err as Error).message);
+        });
+      return;
     }
-    if (path === '/metrics') {
-      if (method !== 'GET') return error(res, 405, 'SG_ERR_METHOD', 'GET only');
-      return send(res, 200, await options.registry.metrics(), options.registry.contentType);
+    if (allowed) {
+      res.setHeader('allow', allowed.join(', '));
+      return error(res, 405, 'SG_ERR_METHOD', `method not allowed (allowed: ${allowed.join(', ')})`);
     }
-    const m = SESSIONS_PATH.exec(path);
-    if (!m) return error(res, 404, 'SG_ERR_NOT_FOUND', 'no such admin endpoint');
-    let user: string;
-    let sessionId: string | undefined;
-    try {
-      user = decodeURIComponent(m[1] as string);
-      sessionId = m[2] === undefined ? undefined : decodeURIComponent(m[2]);
-    } catch {
-      return error(res, 400, 'SG_ERR_BAD_REQUEST', 'malformed percent-encoding');
-    }
-    if (method === 'GET' && sessionId === undefined) {
-      const sessions = await options.sessions.listSessions(user);
-      return send(res, 200, { user, sessions: sessions.map(sessionView) });
-    }
-    if (method === 'DELETE') {
-      const ended = await options.sessions.endSessions(
-        user,
-        sessionId === undefined ? undefined : [sessionId],
-        'ended_by_admin',
-        { actor: 'admin' },
-      );
-      if (sessionId !== undefined && ended.length === 0)
-        return error(res, 404, 'SG_ERR_SESSION_NOT_FOUND', 'no live session with this id');
-      options.logger.info(
-        { audit: true, event: 'admin.end', user, sessions: ended.map((s) => s.id) },
-        'sessions ended by admin',
-      );
-      return send(res, 200, { user, ended: ended.map((s) => s.id) });
-    }
-    res.setHeader('allow', sessionId === undefined ? 'GET, DELETE' : 'DELETE');
-    return error(res, 405, 'SG_ERR_METHOD', 'method not allowed');
-  }
+    return error(res, 404, 'SG_ERR_NOT_FOUND', 'no such admin endpoint');
+  });
+}
+
+/** Every route the admin listener serves (method and OpenAPI path template). */
+export const adminRoutes: readonly AdminRoute[] = compileRoutes(undefined).map(({ method, path }) => ({
+  method,
+  path,
+}));
+
+function compileRoutes(options: AdminOptions | undefined): CompiledRoute[] {
+  const o = options as AdminOptions;
+  const table: [AdminRoute['method'], string, Handler][] = [
+    ['GET', '/healthz', (res) => send(res, 200, { status: 'ok' })],
+    [
+      'GET',
+      '/readyz',
+      (res) => {
+        const ready = o.isReady();
+        send(res, ready ? 200 : 503, {
+          status: ready ? 'ready' : 'unready',
+          store: o.sessions.store.isAvailable() ? 'up' : 'down',
+        });
+      },
+    ],
+    ['GET', '/metrics', async (res) => send(res, 200, await o.registry.metrics(), o.registry.contentType)],
+    [
+      'GET',
+      '/admin/users/{user}/sessions',
+      async (res, { user }) => {
+        const sessions = await o.sessions.listSessions(user as string);
+        send(res, 200, { user, sessions: sessions.map((s) => sessionView(s)) });
+      },
+    ],
+    [
+      'DELETE',
+      '/admin/users/{user}/sessions',
+      async (res, { user }) => {
+        const ended = await o.sessions.endSessions(user as string, undefined, 'ended_by_admin', {
+          actor: 'admin',
+        });
+        logEnded(o, user as string, ended);
+        send(res, 200, { user, ended: ended.map((s) => s.id) });
+      },
+    ],
+    [
+      'GET',
+      '/admin/users/{user}/sessions/{sessionId}',
+      async (res, { user, sessionId }) => {
+        const found = (await o.sessions.listSessions(user as string)).find((s) => s.id === sessionId);
+        if (!found) return error(res, 404, 'SG_ERR_SESSION_NOT_FOUND', 'no live session with this id');
+        send(res, 200, { user, session: sessionView(found) });
+      },
+    ],
+    [
+      'DELETE',
+      '/admin/users/{user}/sessions/{sessionId}',
+      async (res, { user, sessionId }) => {
+        const ended = await o.sessions.endSessions(user as string, [sessionId as string], 'ended_by_admin', {
+          actor: 'admin',
+        });
+        if (ended.length === 0)
+          return error(res, 404, 'SG_ERR_SESSION_NOT_FOUND', 'no live session with this id');
+        logEnded(o, user as string, ended);
+        send(res, 200, { user, ended: ended.map((s) => s.id) });
+      },
+    ],
+  ];
+  return table.map(([method, path, handle]) => ({ method, path, handle, ...compile(path) }));
+}
+
+function logEnded(o: AdminOptions, user: string, ended: readonly { id: string }[]): void {
+  // The audit lines themselves come from the session events (session.ended, by.actor "admin").
+  if (ended.length > 0)
+    o.logger.info({ user, sessions: ended.map((s) => s.id) }, 'sessions ended through the admin API');
 }

@@ -42,7 +42,7 @@ export function upstreamRequestHeaders(
   const peerTrusted = trusted.isTrusted(req.socket.remoteAddress);
   const connection = req.headers.connection;
   const named =
-    connection && connection.includes(',')
+    connection !== undefined && connection !== 'keep-alive' && connection !== 'close'
       ? new Set(
           connection
             .toLowerCase()

@@ -6,6 +6,8 @@ export type { SessionStore } from './contract.js';
 
 export interface StoreHooks {
   readonly now?: () => number;
+  /** Milliseconds a session stays readable after its expiresAt (the "expired" message outlives it). */
+  readonly retention?: number;
   readonly onError?: (err: unknown, what: string) => void;
   readonly onAvailability?: (available: boolean) => void;
   readonly onChannel?: (state: 'lost' | 'restored') => void;
@@ -15,6 +17,11 @@ export interface StoreHooks {
 
 /** Builds the configured store. */
 export async function createStore(config: Config['store'], hooks: StoreHooks = {}): Promise<SessionStore> {
-  if (config === 'memory') return new MemorySessionStore(hooks.now ? { now: hooks.now } : {});
+  if (config === 'memory') {
+    return new MemorySessionStore({
+      ...(hooks.now ? { now: hooks.now } : {}),
+      retention: hooks.retention ?? 0,
+    });
+  }
   throw new Error('the redis store is not built yet');
 }

@@ -13,6 +13,11 @@ export interface MemoryStoreOptions {
   now?: () => number;
   /** How often expired records are swept. @default 60_000 */
   sweepInterval?: number;
+  /**
+   * How long a session stays readable after its expiresAt, so a token that comes back after the
+   * session's maximum age still learns "expired" rather than "unknown". @default 0
+   */
+  retention?: number;
 }
 
 interface UserEntry {
@@ -33,9 +38,11 @@ export class MemorySessionStore implements SessionStore {
   readonly #listeners = new Set<InvalidationListener>();
   readonly #now: () => number;
   readonly #sweeper: NodeJS.Timeout;
+  readonly #retention: number;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#now = options.now ?? Date.now;
+    this.#retention = options.retention ?? 0;
     this.#sweeper = setInterval(() => this.sweep(), options.sweepInterval ?? 60_000);
     this.#sweeper.unref();
   }
@@ -81,7 +88,7 @@ export class MemorySessionStore implements SessionStore {
     const ref = this.#tokens.get(tokenId);
     if (!ref) return undefined;
     const session = this.#users.get(ref.user)?.sessions.get(ref.sessionId);
-    if (!session || session.expiresAt <= this.#now()) return undefined;
+    if (!session || session.expiresAt + this.#retention <= this.#now()) return undefined;
     return { tokenId, session };
   }
 
@@ -131,7 +138,7 @@ export class MemorySessionStore implements SessionStore {
     const now = this.#now();
     for (const [user, entry] of this.#users) {
       for (const [id, s] of entry.sessions) {
-        if (s.expiresAt > now) continue;
+        if (s.expiresAt + this.#retention > now) continue;
         entry.sessions.delete(id);
         for (const t of s.tokenIds) this.#tokens.delete(t);
       }

@@ -1,0 +1,132 @@
+/**
+ * Small real upstream apps for the gateway's integration tests, one per login style. Each listens on a
+ * port of its own (127.0.0.1:0) and is closed by the test's cleanup.
+ */
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SignJWT } from 'jose';
+
+export interface RunningApp {
+  readonly url: string;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+export async function listenApp(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<RunningApp> {
+  const server = createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+export function cookieOf(req: IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === name) return v.join('=');
+  }
+  return undefined;
+}
+
+const newToken = () => randomBytes(18).toString('base64url');
+
+/**
+ * A cookie-session app with a form login, as PHP/Java apps do it: success is a 302 to /account, a wrong
+ * password a 302 to /login?error=1 that ALSO sets a fresh session cookie.
+ */
+export async function cookieFormApp(): Promise<RunningApp & { sessions: Map<string, string> }> {
+  const sessions = new Map<string, string>();
+  const app = await listenApp((req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', 'http://app');
+      if (req.method === 'POST' && url.pathname === '/login') {
+        const form = new URLSearchParams((await readBody(req)).toString());
+        const sid = newToken();
+        const ok = form.get('password') === 'pw';
+        if (ok) sessions.set(sid, form.get('username') ?? '');
+        res.writeHead(302, {
+          location: ok ? '/account' : '/login?error=1',
+          'set-cookie': `sid=${sid}; Path=/; HttpOnly`,
+        });
+        res.end();
+        return;
+      }
+      if (req.method === 'POST' && url.pathname === '/logout') {
+        sessions.delete(cookieOf(req, 'sid') ?? '');
+        res.writeHead(302, { location: '/login', 'set-cookie': 'sid=; Path=/; Max-Age=0' });
+        res.end();
+        return;
+      }
+      const user = sessions.get(cookieOf(req, 'sid') ?? '');
+      res.writeHead(user ? 200 : 302, user ? { 'content-type': 'text/plain' } : { location: '/login' });
+      res.end(user ? `hello ${user}` : '');
+    })();
+  });
+  return { ...app, sessions };
+}
+
+export const JWT_KEY = new TextEncoder().encode('test-jwt-signing-key-0123456789abcdef');
+
+/**
+ * A JSON API issuing JWTs: `POST /api/login` {username} -> {accessToken, refreshToken, user: {id}} where
+ * `user.id` is a number for user "1" (the JWT's `sub` is then the string "1"); `POST /api/refresh`
+ * {refreshToken} -> a new pair; `POST /api/logout`; everything else echoes.
+ */
+export async function jwtApp(options: { sameTokenWithinSecond?: boolean } = {}): Promise<RunningApp> {
+  let counter = 0;
+  const issue = async (user: string) => {
+    const jwt = new SignJWT({ name: user })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(user)
+      .setIssuedAt();
+    if (!options.sameTokenWithinSecond) jwt.setJti(String(++counter));
+    return jwt.sign(JWT_KEY);
+  };
+  return listenApp((req, res) => {
+    void (async () => {
+      // Like most frameworks, the app collapses repeated slashes before routing.
+      const url = new URL((req.url ?? '/').replace(/\/{2,}/g, '/'), 'http://app');
+      const body = (await readBody(req)).toString();
+      const json = (status: number, value: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(value));
+      };
+      if (req.method === 'POST' && url.pathname === '/api/login') {
+        const { username, password } = JSON.parse(body) as { username: string; password?: string };
+        if (password === 'wrong') return json(401, { error: 'bad credentials' });
+        return json(200, {
+          accessToken: await issue(username),
+          refreshToken: newToken(),
+          user: { id: /^\d+$/.test(username) ? Number(username) : username },
+        });
+      }
+      if (req.method === 'POST' && url.pathname === '/api/refresh') {
+        const sub = (req.headers.authorization ?? '').length > 0 ? 'x' : 'x';
+        return json(200, { accessToken: await issue(sub + newToken()), refreshToken: newToken() });
+      }
+      if (req.method === 'POST' && url.pathname === '/api/logout') return json(200, { ok: true });
+      return json(200, { path: url.pathname, method: req.method, headers: req.headers });
+    })();
+  });
+}

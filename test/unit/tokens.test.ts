@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { compileCookieName, parseSetCookie, readCookie } from '../../src/tokens/cookies.js';
+import { compileRequestTokenReader } from '../../src/tokens/request-token.js';
+import { createTokenIdOf } from '../../src/tokens/token-id.js';
+
+describe('token ids', () => {
+  it('are keyed: the same token under two secrets gives two ids', () => {
+    const a = createTokenIdOf('secret-one-0123456789')('tok');
+    const b = createTokenIdOf('secret-two-0123456789')('tok');
+    expect(a).not.toBe(b);
+    expect(a).not.toContain('tok');
+    expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+});
+
+describe('cookies', () => {
+  it('reads one cookie from a Cookie header', () => {
+    expect(readCookie('a=1; sid=xyz; b=2', 'sid')).toBe('xyz');
+    expect(readCookie('sidx=1; sid="q"', 'sid')).toBe('q');
+    expect(readCookie('a=1', 'sid')).toBeUndefined();
+    expect(readCookie(';;; =; sid', 'sid')).toBeUndefined();
+  });
+
+  it('anchors cookie name patterns', () => {
+    const m = compileCookieName('grafana_session');
+    expect(m.test('grafana_session_expiry')).toBe(false);
+    const wp = compileCookieName('wordpress_logged_in_*');
+    expect(wp.test('wordpress_logged_in_0a1b')).toBe(true);
+    expect(wp.test('xwordpress_logged_in_0a1b')).toBe(false);
+  });
+
+  it('recognises a Set-Cookie that clears', () => {
+    expect(parseSetCookie('sid=; Path=/; Max-Age=0')?.clears).toBe(true);
+    expect(parseSetCookie('sid=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT')?.clears).toBe(true);
+    expect(parseSetCookie('sid=x; Path=/')?.clears).toBe(false);
+  });
+});
+
+describe('request tokens', () => {
+  it('reads the first configured place that carries one', () => {
+    const read = compileRequestTokenReader(['cookie:sid', 'bearer']);
+    expect(read({ authorization: 'Bearer abc' }, '/')).toEqual({ value: 'abc', carrier: 'bearer' });
+    expect(read({ authorization: 'bearer abc', cookie: 'sid=c1' }, '/')).toMatchObject({
+      value: 'c1',
+      carrier: 'cookie',
+    });
+    expect(read({ authorization: 'Basic abc' }, '/')).toBeUndefined();
+  });
+
+  it('reads a field of a cookie value and a path parameter', () => {
+    const wp = compileRequestTokenReader([{ from: 'cookie:wordpress_logged_in_*', split: '|', field: 2 }]);
+    expect(wp({ cookie: 'wordpress_logged_in_ab12=admin%7C1700000000%7Ctok123%7Chmac' }, '/')).toMatchObject({
+      value: 'tok123',
+      cookieNames: ['wordpress_logged_in_ab12'],
+    });
+    const jsid = compileRequestTokenReader(['pathparam:jsessionid']);
+    expect(jsid({}, '/app/page;jsessionid=ABC123?x=1')).toEqual({ value: 'ABC123', carrier: 'pathparam' });
+  });
+
+  it('joins chunked cookies in order', () => {
+    const read = compileRequestTokenReader([{ from: 'cookie:.AspNetCore.Cookies', chunked: true }]);
+    expect(
+      read(
+        { cookie: '.AspNetCore.CookiesC2=def; .AspNetCore.Cookies=chunks-2; .AspNetCore.CookiesC1=abc' },
+        '/',
+      ),
+    ).toMatchObject({ value: 'abcdef' });
+  });
+});
