@@ -109,6 +109,11 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     now,
     events,
     config: { ...config.sessions, consistency: config.consistency },
+    onSharedToken: () =>
+      logger.warn(
+        { code: 'SG_WARN_SHARED_TOKEN' },
+        'a login issued a secondary token (e.g. remember-me) that already belongs to another session: it is not linked to the new session',
+      ),
     onBackgroundError: (err, what) => {
       metrics.storeErrors.inc();
       logger.warn(
@@ -264,7 +269,12 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       clearTimeout(timer);
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
-      await upstream.close().catch(() => upstream.destroy());
+      // Streams still open past the grace period are cut.
+      const drained = await Promise.race([
+        upstream.close().then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), grace).unref()),
+      ]).catch(() => false);
+      if (!drained) await upstream.destroy();
       await webhook?.close();
       sessions.close();
       if (!deps.store) await store.close();

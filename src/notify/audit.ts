@@ -1,10 +1,17 @@
 import type { Logger } from '../observability/logger.js';
 import { describeDevice } from '../sessions/device.js';
-import type { SessionEvent } from '../sessions/events.js';
+import type { SessionEvent, SessionEventType } from '../sessions/events.js';
+
+/** The reason of events that carry none of their own. */
+const DEFAULT_REASON: Partial<Record<SessionEventType, string>> = {
+  'session.created': 'login',
+};
 
 /**
  * The audit log: every session event as one pino line of its own kind (`kind: "audit"`), with the
- * fields PCI-DSS 10.2.2 asks for (who, what, when, where from, outcome). Never a raw token.
+ * fields PCI-DSS 10.2.2 asks for: who (`user`, `sessionId`), what (`event`, `reason`), when (`at`, the
+ * event's time; pino's `time` is the line's), where from (`ip`, `device`, `location`), and who caused it
+ * (`by`). Never a raw token: events carry none, and the logger redacts token-bearing fields besides.
  */
 export function createAuditSink(logger: Logger): (event: SessionEvent) => void {
   const audit = logger.child({ kind: 'audit' });
@@ -17,8 +24,15 @@ export function createAuditSink(logger: Logger): (event: SessionEvent) => void {
         ip: e.ip,
         device: e.userAgent !== undefined ? describeDevice(e.userAgent) : undefined,
         location: e.location,
-        reason: e.reason,
-        by: e.by,
+        reason: e.reason ?? DEFAULT_REASON[e.type],
+        by: e.by
+          ? {
+              actor: e.by.actor,
+              sessionId: e.by.sessionId,
+              ip: e.by.ip,
+              device: e.by.userAgent !== undefined ? describeDevice(e.by.userAgent) : undefined,
+            }
+          : undefined,
         ended: e.ended,
         at: new Date(e.at).toISOString(),
       },

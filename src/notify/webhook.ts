@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -58,6 +58,14 @@ function textOf(e: SessionEvent, device: string | null): string {
       return `New login from ${device ?? 'an unknown device'}${e.ended ? `; ${e.ended} other session(s) ended` : ''}`;
     case 'session.superseded':
       return `Session on ${device ?? 'an unknown device'} was ended by a new login${e.by?.userAgent ? ` from ${describeDevice(e.by.userAgent)}` : ''}`;
+    case 'session.refused':
+      return `Login from ${device ?? 'an unknown device'} refused: the session limit is reached`;
+    case 'session.ended':
+      return `Session on ${device ?? 'an unknown device'} was ended${e.by?.actor === 'admin' ? ' by an administrator' : e.by?.actor === 'user' ? ' by the user' : ''}`;
+    case 'session.logged_out':
+      return `Session on ${device ?? 'an unknown device'} logged out`;
+    case 'session.expired':
+      return `Session on ${device ?? 'an unknown device'} expired`;
     default:
       return `${e.type} (${e.reason ?? ''})`;
   }
@@ -72,75 +80,83 @@ export function createWebhookNotifier(
   deps: { logger: Logger; metrics: Metrics; now?: () => number; backoffBase?: number },
 ): WebhookNotifier {
   const wanted = new Set(config.events);
-  const queue: { payload: WebhookPayload; attempt: number }[] = [];
+  const queue: WebhookPayload[] = [];
   const now = deps.now ?? Date.now;
   const backoffBase = deps.backoffBase ?? 500;
-  let running = false;
+  let inFlight: WebhookPayload | undefined;
   let closed = false;
-  let seq = 0;
   let idle: (() => void) | undefined;
 
-  const pump = async (): Promise<void> => {
-    if (running) return;
-    running = true;
-    while (queue.length > 0 && !closed) {
-      const item = queue[0] as { payload: WebhookPayload; attempt: number };
-      const body = JSON.stringify(item.payload);
-      let ok = false;
-      try {
-        const res = await request(config.url, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'x-sessiongate-event': item.payload.type,
-            'x-sessiongate-signature': signWebhook(config.secret, body, Math.floor(now() / 1000)),
-          },
-          body,
-          headersTimeout: config.timeout,
-          bodyTimeout: config.timeout,
-        });
-        await res.body.dump();
-        ok = res.statusCode >= 200 && res.statusCode < 300;
-        if (!ok)
-          deps.logger.warn(
-            { code: 'SG_ERR_WEBHOOK_STATUS', status: res.statusCode, event: item.payload.type },
-            'webhook refused',
-          );
-      } catch (err) {
-        deps.logger.warn(
-          { code: 'SG_ERR_WEBHOOK', err: (err as Error).message, event: item.payload.type },
-          'webhook delivery failed',
-        );
-      }
-      if (ok) {
-        deps.metrics.webhookDeliveries.labels('delivered').inc();
-        queue.shift();
-      } else if (++item.attempt >= config.attempts) {
-        deps.metrics.webhookDeliveries.labels('failed').inc();
-        deps.logger.error(
-          { code: 'SG_ERR_WEBHOOK_GAVE_UP', event: item.payload.type, attempts: item.attempt },
-          'webhook delivery abandoned',
-        );
-        queue.shift();
-      } else {
-        deps.metrics.webhookDeliveries.labels('retried').inc();
-        await new Promise((r) => setTimeout(r, backoffBase * 2 ** (item.attempt - 1)).unref());
-      }
-      deps.metrics.webhookQueue.set(queue.length);
+  /** One attempt; true when the receiver answered 2xx. */
+  const attempt = async (payload: WebhookPayload): Promise<boolean> => {
+    const body = JSON.stringify(payload);
+    try {
+      const res = await request(config.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'sessiongate-webhook',
+          'x-sessiongate-event': payload.type,
+          'x-sessiongate-delivery': payload.id,
+          'x-sessiongate-signature': signWebhook(config.secret, body, Math.floor(now() / 1000)),
+        },
+        body,
+        headersTimeout: config.timeout,
+        bodyTimeout: config.timeout,
+      });
+      await res.body.dump();
+      if (res.statusCode >= 200 && res.statusCode < 300) return true;
+      deps.logger.warn(
+        { code: 'SG_ERR_WEBHOOK_STATUS', status: res.statusCode, event: payload.type, delivery: payload.id },
+        'webhook refused',
+      );
+    } catch (err) {
+      deps.logger.warn(
+        { code: 'SG_ERR_WEBHOOK', err: (err as Error).message, event: payload.type, delivery: payload.id },
+        'webhook delivery failed',
+      );
     }
-    running = false;
+    return false;
+  };
+
+  // The payload being delivered is taken off the queue first, so a full queue dropping its oldest entry
+  // never drops (or double-counts) the one in flight.
+  const pump = async (): Promise<void> => {
+    if (inFlight !== undefined) return;
+    while (!closed && (inFlight = queue.shift()) !== undefined) {
+      const payload = inFlight;
+      deps.metrics.webhookQueue.set(queue.length + 1);
+      for (let n = 1; ; n++) {
+        if (await attempt(payload)) {
+          deps.metrics.webhookDeliveries.labels('delivered').inc();
+          break;
+        }
+        if (n >= config.attempts || closed) {
+          deps.metrics.webhookDeliveries.labels('failed').inc();
+          deps.logger.error(
+            { code: 'SG_ERR_WEBHOOK_GAVE_UP', event: payload.type, delivery: payload.id, attempts: n },
+            'webhook delivery abandoned',
+          );
+          break;
+        }
+        deps.metrics.webhookDeliveries.labels('retried').inc();
+        await new Promise((r) => setTimeout(r, backoffBase * 2 ** (n - 1)).unref());
+      }
+    }
+    inFlight = undefined;
+    deps.metrics.webhookQueue.set(queue.length);
     idle?.();
   };
 
   return {
     get pending() {
-      return queue.length;
+      return queue.length + (inFlight === undefined ? 0 : 1);
     },
     enqueue(e) {
       if (closed || !wanted.has(e.type)) return;
       const device = e.userAgent !== undefined ? describeDevice(e.userAgent) : null;
       const payload: WebhookPayload = {
-        id: `${e.at.toString(36)}-${(seq++).toString(36)}`,
+        id: randomUUID(),
         type: e.type,
         time: new Date(e.at).toISOString(),
         user: e.user,
@@ -162,12 +178,12 @@ export function createWebhookNotifier(
         queue.shift();
         deps.metrics.webhookDeliveries.labels('dropped').inc();
       }
-      queue.push({ payload, attempt: 0 });
-      deps.metrics.webhookQueue.set(queue.length);
+      queue.push(payload);
+      deps.metrics.webhookQueue.set(queue.length + (inFlight === undefined ? 0 : 1));
       void pump();
     },
     async close() {
-      if (queue.length > 0 && running) {
+      if (inFlight !== undefined) {
         await Promise.race([
           new Promise<void>((r) => (idle = r)),
           new Promise((r) => setTimeout(r, 2000).unref()),

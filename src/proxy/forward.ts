@@ -125,7 +125,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#tap = tap;
     this.#options = options;
     res.on('close', () => {
-      if (!this.#done && !res.writableFinished) this.#abort?.(new Error('client closed the connection'));
+      // The client is gone (or the gateway ended a revoked stream): stop the upstream request too.
+      if (!this.#done) this.#abort?.(new Error('client closed the connection'));
     });
     res.on('drain', () => this.#resume?.());
   }

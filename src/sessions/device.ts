@@ -1,9 +1,29 @@
 import { UAParser } from 'ua-parser-js';
 import type { SessionRecord } from '../model.js';
 
-/** A readable device from a User-Agent: "Chrome on Windows", "Safari on iOS", or "Unknown device". */
+const MEMO_MAX = 512;
+const MEMO_MAX_KEY = 512;
+const memo = new Map<string, string>();
+
+/**
+ * A readable device from a User-Agent: "Chrome on Windows", "Safari on iOS", or "Unknown device".
+ * Parsing costs tens of microseconds and audit lines of rejected requests ask for it, so the last few
+ * hundred answers are kept (a pure function's memo: cleared wholesale when full, so at most
+ * 512 x 512 characters, and the same few agents repeat).
+ */
 export function describeDevice(userAgent: string): string {
   if (!userAgent) return 'Unknown device';
+  if (userAgent.length > MEMO_MAX_KEY) return parseDevice(userAgent);
+  let d = memo.get(userAgent);
+  if (d === undefined) {
+    if (memo.size >= MEMO_MAX) memo.clear();
+    d = parseDevice(userAgent);
+    memo.set(userAgent, d);
+  }
+  return d;
+}
+
+function parseDevice(userAgent: string): string {
   const r = new UAParser(userAgent).getResult();
   const browser = r.browser.name;
   const os = r.os.name;

@@ -29,6 +29,8 @@ export interface SessionServiceOptions {
   readonly events?: SessionEvents;
   /** Background failures (activity writes, expiry commits). */
   readonly onBackgroundError?: (err: unknown, what: string) => void;
+  /** A login issued a secondary token that belongs to another session already (not linked). */
+  readonly onSharedToken?: (user: string) => void;
 }
 
 export interface LoginInput {
@@ -76,6 +78,7 @@ export class SessionService {
   readonly #now: () => number;
   readonly #newId: () => string;
   readonly #onBackgroundError: (err: unknown, what: string) => void;
+  readonly #onSharedToken: (user: string) => void;
   readonly #inflight = new Map<string, Promise<Decision>>();
   readonly #revokedListeners = new Set<(tokenIds: readonly string[]) => void>();
   readonly #unwatch: () => void;
@@ -88,6 +91,7 @@ export class SessionService {
     this.#newId = options.newId ?? randomUUID;
     this.events = options.events ?? new SessionEvents();
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
+    this.#onSharedToken = options.onSharedToken ?? (() => {});
     this.#unwatch = this.#store.watch({
       onInvalidate: (m) => {
         this.#cache.invalidate(m.tokenIds);
@@ -214,6 +218,15 @@ export class SessionService {
         replacesSessionId = presented.session.id;
       }
     }
+    // A secondary token that already belongs to another session is not per-session (Flask-Login's
+    // remember_token is the same at every login of a user): linking it to the new session would let the
+    // superseded device sign itself back in with it. It stays with the old session and is revoked with it.
+    const tokenIds: string[] = [input.tokenIds[0] as string];
+    for (const tokenId of input.tokenIds.slice(1)) {
+      const other = await this.#store.lookup(tokenId);
+      if (other === undefined) tokenIds.push(tokenId);
+      else this.#onSharedToken(input.user);
+    }
     const session: SessionRecord = {
       id: this.#newId(),
       user: input.user,
@@ -224,7 +237,7 @@ export class SessionService {
       ip: input.ip,
       userAgent: input.userAgent,
       ...(input.location ? { location: input.location } : {}),
-      tokenIds: input.tokenIds.slice(-this.#config.maxTokensPerSession),
+      tokenIds: tokenIds.slice(-this.#config.maxTokensPerSession),
     };
     const endedBy: EndedBy = { sessionId: session.id, ip: input.ip, userAgent: input.userAgent };
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {

@@ -1,8 +1,79 @@
+/**
+ * The HTML sessiongate serves itself: the superseded page and the self-service sessions page.
+ * Server-rendered strings, no framework, no script; one small stylesheet shared by both pages, allowed
+ * by hash in the Content-Security-Policy (so no `unsafe-inline`).
+ */
+import { createHash } from 'node:crypto';
 import type { SessionRecord } from '../model.js';
-import { describeDevice } from '../sessions/device.js';
+import { describeDevice, type SessionView } from '../sessions/device.js';
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Readable on a phone: one column, large touch targets, system fonts. */
+export const PAGE_CSS =
+  'body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;padding:1.5rem 1rem;background:#f6f7f9;color:#1d2430;line-height:1.45}' +
+  'main{max-width:36rem;margin:0 auto}' +
+  '.card{background:#fff;border-radius:12px;padding:1.25rem;box-shadow:0 1px 3px rgba(0,0,0,.1);margin-bottom:1rem}' +
+  'h1{font-size:1.35rem;margin:0 0 .75rem}' +
+  'ul.sessions{list-style:none;margin:0;padding:0}' +
+  'li.session{background:#fff;border-radius:12px;padding:1rem 1.25rem;box-shadow:0 1px 3px rgba(0,0,0,.1);margin-bottom:.75rem}' +
+  'li.session.current{border-left:4px solid #2457d6}' +
+  '.device{font-weight:600;font-size:1.05rem}' +
+  '.badge{display:inline-block;margin-left:.5rem;padding:.1rem .5rem;border-radius:999px;background:#e3ebff;color:#1b46b3;font-size:.8rem;font-weight:600;vertical-align:middle}' +
+  'dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .75rem;margin:.6rem 0 0;font-size:.92rem}' +
+  'dt{color:#5b6577}dd{margin:0;word-break:break-word}' +
+  'form{margin:.75rem 0 0}' +
+  'button,a.button{display:inline-block;font:inherit;padding:.6rem 1.1rem;border-radius:8px;border:0;cursor:pointer;text-decoration:none;min-height:2.75rem}' +
+  'button.end{background:#fff;color:#b42318;border:1px solid #e4b4ae}' +
+  'button.end-all{background:#b42318;color:#fff;width:100%}' +
+  'a.button{background:#2457d6;color:#fff}' +
+  '.notice{background:#ecfdf3;color:#05603a;padding:.75rem 1rem;border-radius:8px;margin-bottom:1rem}' +
+  '.muted,.detail{color:#4a5568}' +
+  'p{margin:.5rem 0}';
+
+/** The Content-Security-Policy of every page served here: nothing but the stylesheet above, forms to self. */
+export const PAGE_CSP = `default-src 'none'; style-src 'sha256-${createHash('sha256').update(PAGE_CSS).digest('base64')}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
+
+function layout(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="same-origin"><title>${escapeHtml(title)}</title>
+<style>${PAGE_CSS}</style>
+</head><body><main>
+${body}
+</main></body></html>`;
+}
+
+const DATE_FORMAT = new Intl.DateTimeFormat('en-GB', {
+  dateStyle: 'medium',
+  timeStyle: 'short',
+  timeZone: 'UTC',
+});
+
+/** "23 Nov 2026, 10:02 UTC" in a <time> element. */
+function timeHtml(ms: number): string {
+  return `<time datetime="${new Date(ms).toISOString()}">${escapeHtml(DATE_FORMAT.format(ms))} UTC</time>`;
+}
+
+/** "just now", "5 minutes ago", "3 hours ago", else the date. */
+function relativeHtml(ms: number, now: number): string {
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  const text =
+    s < 60
+      ? 'just now'
+      : s < 3600
+        ? plural(Math.floor(s / 60), 'minute')
+        : s < 86_400
+          ? plural(Math.floor(s / 3600), 'hour')
+          : undefined;
+  if (text === undefined) return timeHtml(ms);
+  return `<time datetime="${new Date(ms).toISOString()}" title="${escapeHtml(DATE_FORMAT.format(ms))} UTC">${text}</time>`;
+}
+
+function plural(n: number, unit: string): string {
+  return `${n} ${unit}${n === 1 ? '' : 's'} ago`;
 }
 
 /** The page a browser gets when its session is gone: the message, when and from which device, a way back. */
@@ -13,21 +84,98 @@ export function renderSupersededPage(input: {
   loginUrl: string | undefined;
 }): string {
   const s = input.session;
-  const by = s?.endedBy?.userAgent ? describeDevice(s.endedBy.userAgent) : undefined;
-  const when = s?.endedAt ? new Date(s.endedAt).toUTCString() : undefined;
-  const detail =
-    input.code === 'session_superseded' && (by || when)
-      ? `<p class="detail">New sign-in${by ? ` from <strong>${escapeHtml(by)}</strong>` : ''}${when ? ` at <time datetime="${new Date(s?.endedAt ?? 0).toISOString()}">${escapeHtml(when)}</time>` : ''}.</p>`
-      : '';
+  let detail = '';
+  if (s?.endedAt !== undefined || s?.endedBy?.userAgent) {
+    const when = s.endedAt !== undefined ? ` on ${timeHtml(s.endedAt)}` : '';
+    if (input.code === 'session_superseded') {
+      const by = s.endedBy?.userAgent ? describeDevice(s.endedBy.userAgent) : undefined;
+      detail = `<p class="detail" id="detail">A new sign-in${by ? ` from <strong>${escapeHtml(by)}</strong>` : ''}${when} ended this session.</p>
+<p class="muted">If that was not you, sign in again and change your password.</p>`;
+    } else if (input.code === 'session_ended' && when) {
+      detail = `<p class="detail" id="detail">This session was ended${when}.</p>`;
+    } else if (input.code === 'session_expired' && when) {
+      detail = `<p class="detail" id="detail">It expired${when}.</p>`;
+    }
+  }
   const login = input.loginUrl ?? '/';
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>You have been signed out</title>
-<style>body{font-family:system-ui,sans-serif;margin:0;padding:2rem 1rem;background:#f6f7f9;color:#1d2430}main{max-width:32rem;margin:0 auto;background:#fff;border-radius:12px;padding:1.5rem;box-shadow:0 1px 3px rgba(0,0,0,.1)}h1{font-size:1.3rem;margin-top:0}a.button{display:inline-block;padding:.6rem 1.2rem;background:#2457d6;color:#fff;border-radius:8px;text-decoration:none}.detail{color:#4a5568}</style>
-</head><body><main>
+  return layout(
+    'You have been signed out',
+    `<div class="card">
 <h1>You have been signed out</h1>
 <p id="message" data-code="${escapeHtml(input.code)}">${escapeHtml(input.message)}</p>
 ${detail}
 <p><a class="button" href="${escapeHtml(login)}">Sign in again</a></p>
-</main></body></html>`;
+</div>`,
+  );
+}
+
+/** One row of the sessions page. */
+export interface SessionRow extends SessionView {
+  readonly current: boolean;
+}
+
+export function renderSessionsPage(input: {
+  readonly user: string;
+  readonly sessions: readonly SessionRow[];
+  /** Base of the action URLs (the reserved prefix, e.g. `/.sessiongate/`). */
+  readonly prefix: string;
+  readonly csrfToken: string;
+  readonly now: number;
+  /** Shown once after an action ("1 session ended"). */
+  readonly notice?: string;
+}): string {
+  const csrf = `<input type="hidden" name="csrf" value="${escapeHtml(input.csrfToken)}">`;
+  const others = input.sessions.filter((s) => !s.current).length;
+  const rows = input.sessions
+    .map((s) => {
+      const location = s.location
+        ? `<dt>Location</dt><dd class="location">${escapeHtml(s.location)}</dd>`
+        : '';
+      const action = s.current
+        ? ''
+        : `<form method="post" action="${escapeHtml(`${input.prefix}sessions/${encodeURIComponent(s.id)}/end`)}">${csrf}<button type="submit" class="end" title="End the session on ${escapeHtml(s.device)}">End</button></form>`;
+      return `<li class="session${s.current ? ' current' : ''}" data-session-id="${escapeHtml(s.id)}"${s.current ? ' data-current="true"' : ''}>
+<div><span class="device">${escapeHtml(s.device)}</span>${s.current ? '<span class="badge">This device</span>' : ''}</div>
+<dl>
+<dt>IP address</dt><dd class="ip">${escapeHtml(s.ip)}</dd>
+${location}<dt>Signed in</dt><dd class="created">${timeHtml(Date.parse(s.createdAt))}</dd>
+<dt>Last active</dt><dd class="last-seen">${s.current ? 'now' : relativeHtml(Date.parse(s.lastSeenAt), input.now)}</dd>
+</dl>
+${action}
+</li>`;
+    })
+    .join('\n');
+  const endAll =
+    others > 0
+      ? `<form method="post" action="${escapeHtml(`${input.prefix}sessions/end-others`)}">${csrf}<button type="submit" class="end-all">Log out all other devices</button></form>`
+      : '<p class="muted">You are not signed in anywhere else.</p>';
+  return layout(
+    'Your sessions',
+    `<div class="card">
+<h1>Your sessions</h1>
+<p class="muted">Signed in as <strong id="user">${escapeHtml(input.user)}</strong>. ${input.sessions.length} active session${input.sessions.length === 1 ? '' : 's'}.</p>
+</div>
+${input.notice ? `<p class="notice" role="status">${escapeHtml(input.notice)}</p>` : ''}
+<ul class="sessions">
+${rows}
+</ul>
+<div class="card">${endAll}</div>`,
+  );
+}
+
+/** For a request without a live session (401), a refused action (403) or a missing one (404). */
+export function renderMessagePage(input: {
+  readonly title: string;
+  readonly message: string;
+  readonly code: string;
+  readonly link: { readonly href: string; readonly text: string };
+}): string {
+  return layout(
+    input.title,
+    `<div class="card">
+<h1>${escapeHtml(input.title)}</h1>
+<p id="message" data-code="${escapeHtml(input.code)}">${escapeHtml(input.message)}</p>
+<p><a class="button" href="${escapeHtml(input.link.href)}">${escapeHtml(input.link.text)}</a></p>
+</div>`,
+  );
 }

@@ -1,0 +1,183 @@
+/**
+ * Lua scripts of the Redis session store, as string constants so the build copies no assets.
+ *
+ * Layout of one user (all keys share the hash tag `{u:<tag>}`, so every script touches one slot):
+ * - `sessions` (hash): `v` = version; per session `b|<sid>` immutable JSON, `s|<sid>` state,
+ *   `l|<sid>` lastSeenAt, `e|<sid>` JSON `{endedAt, endedBy}` once ended, `t|<sid>` token ids.
+ * - `expiry` (zset): sid scored by expiresAt, to prune records past it.
+ * - `live` (set): sids of live sessions, so readUser never reads tombstones.
+ *
+ * `<sid>` is JSON.stringify(sessionId) and each token id is stored as JSON.stringify(tokenId), one per
+ * line (JSON never contains a raw newline). Lua never decodes JSON: it only joins these encodings, so
+ * arbitrary strings (lone surrogates included) round-trip exactly and no cjson quirk (empty array
+ * encoded as `{}`, 14-digit numbers) can corrupt a record.
+ *
+ * Every script that writes prunes records whose expiresAt <= now and sets the user's keys to expire
+ * when the last of its records does (PEXPIRE relative to the caller's clock, so a skew between the
+ * replica's and Redis's clocks does not matter). A user with no records left has no keys: the version
+ * restarts at 0, which is harmless because version 0 always means "no records".
+ */
+
+/** A script's source; the store runs it by EVALSHA, falling back to EVAL on NOSCRIPT. */
+export interface LuaScript {
+  readonly name: string;
+  readonly source: string;
+}
+
+/** Shared prelude: prune records past expiry; fix the TTL of the user's keys. */
+const HELPERS = `
+local function prune(h, x, l, now)
+  local dead = redis.call('ZRANGEBYSCORE', x, '-inf', now)
+  for _, sid in ipairs(dead) do
+    redis.call('HDEL', h, 'b|' .. sid, 's|' .. sid, 'l|' .. sid, 'e|' .. sid, 't|' .. sid)
+    redis.call('SREM', l, sid)
+  end
+  if #dead > 0 then redis.call('ZREMRANGEBYSCORE', x, '-inf', now) end
+end
+
+local function expire(h, x, l, now)
+  local last = redis.call('ZRANGE', x, -1, -1, 'WITHSCORES')
+  local ttl = 0
+  if last[2] then ttl = math.ceil(tonumber(last[2]) - tonumber(now)) end
+  if ttl <= 0 then
+    redis.call('DEL', h, x, l)
+    return
+  end
+  ttl = string.format('%.0f', ttl)
+  redis.call('PEXPIRE', h, ttl)
+  redis.call('PEXPIRE', x, ttl)
+  redis.call('PEXPIRE', l, ttl)
+end
+
+local function publish(channel, joined)
+  redis.call('PUBLISH', channel, '{"tokenIds":[' .. joined .. ']}')
+end
+`;
+
+/**
+ * Compare-and-set commit of one user.
+ * KEYS: sessions, expiry, live.
+ * ARGV: expectedVersion, now, channel, create ('1' or '0'), sid, base, state, lastSeenAt, expiresAt,
+ *       tokens, then per ended session: sid, state, end JSON.
+ * Returns {1, newVersion} or {0, currentVersion} on conflict (nothing written).
+ */
+export const COMMIT: LuaScript = {
+  name: 'commit',
+  source: `${HELPERS}
+local h, x, l = KEYS[1], KEYS[2], KEYS[3]
+local now, channel = ARGV[2], ARGV[3]
+local version = tonumber(redis.call('HGET', h, 'v') or '0')
+if version ~= tonumber(ARGV[1]) then return {0, version} end
+prune(h, x, l, now)
+local invalid = {}
+for i = 11, #ARGV, 3 do
+  local sid = ARGV[i]
+  -- Only a live session ends; ending a tombstone again keeps its first reason.
+  if redis.call('SREM', l, sid) == 1 then
+    redis.call('HSET', h, 's|' .. sid, ARGV[i + 1], 'e|' .. sid, ARGV[i + 2])
+    local t = redis.call('HGET', h, 't|' .. sid)
+    if t and t ~= '' then invalid[#invalid + 1] = (string.gsub(t, '\\n', ',')) end
+  end
+end
+if ARGV[4] == '1' then
+  local sid = ARGV[5]
+  redis.call('HSET', h, 'b|' .. sid, ARGV[6], 's|' .. sid, ARGV[7], 'l|' .. sid, ARGV[8], 't|' .. sid, ARGV[10])
+  redis.call('HDEL', h, 'e|' .. sid)
+  redis.call('ZADD', x, ARGV[9], sid)
+  if ARGV[7] == 'live' then redis.call('SADD', l, sid) else redis.call('SREM', l, sid) end
+end
+version = redis.call('HINCRBY', h, 'v', 1)
+expire(h, x, l, now)
+if #invalid > 0 then publish(channel, table.concat(invalid, ',')) end
+return {1, version}
+`,
+};
+
+/**
+ * The version and live sessions of one user, read atomically (a snapshot for compare-and-set).
+ * KEYS: sessions, live. Returns {version, then per live session: base, lastSeenAt, tokens}.
+ */
+export const READ_USER: LuaScript = {
+  name: 'readUser',
+  source: `
+local h, l = KEYS[1], KEYS[2]
+local out = {redis.call('HGET', h, 'v') or '0'}
+for _, sid in ipairs(redis.call('SMEMBERS', l)) do
+  local f = redis.call('HMGET', h, 'b|' .. sid, 'l|' .. sid, 't|' .. sid)
+  out[#out + 1] = f[1] or ''
+  out[#out + 1] = f[2] or '0'
+  out[#out + 1] = f[3] or ''
+end
+return out
+`,
+};
+
+/**
+ * Adds token ids to a live session, dropping the oldest beyond maxTokens, and publishes the dropped.
+ * KEYS: sessions, expiry, live. ARGV: sid, maxTokens, now, channel, new tokens (lines).
+ * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens}.
+ */
+export const ADD_TOKENS: LuaScript = {
+  name: 'addTokens',
+  source: `${HELPERS}
+local h, x, l = KEYS[1], KEYS[2], KEYS[3]
+local sid, now, channel = ARGV[1], ARGV[3], ARGV[4]
+if redis.call('SISMEMBER', l, sid) == 0 then return false end
+local exp = redis.call('ZSCORE', x, sid)
+if not exp or tonumber(exp) <= tonumber(now) then return false end
+local fresh, isFresh = {}, {}
+for tok in string.gmatch(ARGV[5], '[^\\n]+') do
+  if not isFresh[tok] then
+    isFresh[tok] = true
+    fresh[#fresh + 1] = tok
+  end
+end
+local merged = {}
+for tok in string.gmatch(redis.call('HGET', h, 't|' .. sid) or '', '[^\\n]+') do
+  if not isFresh[tok] then merged[#merged + 1] = tok end
+end
+for _, tok in ipairs(fresh) do merged[#merged + 1] = tok end
+local drop = #merged - tonumber(ARGV[2])
+local dropped, kept = {}, {}
+for i, tok in ipairs(merged) do
+  if i <= drop then dropped[#dropped + 1] = tok else kept[#kept + 1] = tok end
+end
+redis.call('HSET', h, 't|' .. sid, table.concat(kept, '\\n'))
+prune(h, x, l, now)
+expire(h, x, l, now)
+if #dropped > 0 then publish(channel, table.concat(dropped, ',')) end
+local f = redis.call('HMGET', h, 'b|' .. sid, 's|' .. sid, 'l|' .. sid, 'e|' .. sid, 't|' .. sid)
+return {f[1] or '', f[2] or '', f[3] or '0', f[4] or '', f[5] or ''}
+`,
+};
+
+/**
+ * Moves lastSeenAt of a live, unexpired session forward (never back).
+ * KEYS: sessions, expiry, live. ARGV: sid, at, now. Returns 1 when written.
+ */
+export const TOUCH: LuaScript = {
+  name: 'touch',
+  source: `
+local h, x, l = KEYS[1], KEYS[2], KEYS[3]
+local sid = ARGV[1]
+if redis.call('SISMEMBER', l, sid) == 0 then return 0 end
+local exp = redis.call('ZSCORE', x, sid)
+if not exp or tonumber(exp) <= tonumber(ARGV[3]) then return 0 end
+local cur = tonumber(redis.call('HGET', h, 'l|' .. sid) or '0')
+if tonumber(ARGV[2]) <= cur then return 0 end
+redis.call('HSET', h, 'l|' .. sid, ARGV[2])
+return 1
+`,
+};
+
+/**
+ * The expiresAt of a session if it is live (addTokens reads it to give the new index keys their TTL).
+ * KEYS: sessions, expiry, live. ARGV: sid. Returns the score as a string, or nil.
+ */
+export const LIVE_EXPIRY: LuaScript = {
+  name: 'liveExpiry',
+  source: `
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then return false end
+return redis.call('ZSCORE', KEYS[2], ARGV[1])
+`,
+};

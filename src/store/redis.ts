@@ -1,0 +1,606 @@
+import { createHash } from 'node:crypto';
+import { Cluster, Redis } from 'ioredis';
+import type { ClusterOptions, RedisOptions } from 'ioredis';
+import { ConfigError, SessiongateError, StoreConflictError, StoreUnavailableError } from '../errors.js';
+import type { SessionStore } from './contract.js';
+import type {
+  EndedBy,
+  Invalidation,
+  InvalidationListener,
+  SessionCommit,
+  SessionRecord,
+  SessionState,
+  TokenLookup,
+  UserSessions,
+} from '../model.js';
+import { ADD_TOKENS, COMMIT, LIVE_EXPIRY, READ_USER, TOUCH, type LuaScript } from './redis-scripts.js';
+
+export interface RedisStoreOptions {
+  /** `redis://` or `rediss://` URL. Ignored when `sentinels` or `cluster` is set. */
+  readonly url?: string;
+  /** Sentinel addresses (`host:port`), with `sentinelName`. */
+  readonly sentinels?: readonly string[];
+  /** The Sentinel master name. @default mymaster */
+  readonly sentinelName?: string;
+  /** Cluster seed nodes (`host:port`). */
+  readonly cluster?: readonly string[];
+  readonly password?: string;
+  /** Prefix of every key and of the channel. @default sg: */
+  readonly keyPrefix?: string;
+  /** Milliseconds a request-path command may take before it fails. @default 250 */
+  readonly commandTimeout?: number;
+  /** Milliseconds between subscriber PINGs; an unanswered PING counts as a disconnect. @default 1000 */
+  readonly pingInterval?: number;
+  /** Epoch-millisecond clock of the records (and of the TTLs, relative to it). @default Date.now */
+  readonly now?: () => number;
+  /** Connection-level problems (command failures are thrown to the caller instead). */
+  readonly onError?: (err: unknown, what: string) => void;
+  /** The command connection became usable (true) or not (false). */
+  readonly onStateChange?: (available: boolean) => void;
+}
+
+type Client = Redis | Cluster;
+
+/** Longest wait between reconnect attempts (command and subscriber connections). */
+const MAX_BACKOFF = 2_000;
+/** Consecutive command timeouts after which the command connection is presumed half-open. */
+const TIMEOUTS_BEFORE_RECONNECT = 3;
+const STATES: ReadonlySet<string> = new Set<SessionState>([
+  'live',
+  'superseded',
+  'logged_out',
+  'expired',
+  'ended_by_user',
+  'ended_by_admin',
+]);
+
+function backoff(attempt: number): number {
+  return Math.min(50 * 2 ** Math.min(attempt, 10), MAX_BACKOFF);
+}
+
+/** `host:port` or `[v6]:port`. */
+function parseAddress(address: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address.trim());
+  if (!m || !m[1])
+    throw new ConfigError([{ path: 'store', message: `expected host:port, got "${address}"` }]);
+  return { host: m[1], port: Number(m[2]) };
+}
+
+/**
+ * The hash tag of a user: sha256 of the user's UTF-16 code units (lossless for any JS string, lone
+ * surrogates included, unlike UTF-8), hex, 128 bits. Hex cannot contain `}` or a newline, so no user
+ * string can break the tag or land in another user's slot.
+ */
+function userTag(user: string): string {
+  return createHash('sha256').update(Buffer.from(user, 'utf16le')).digest('hex').slice(0, 32);
+}
+
+/** One stored token id per line; JSON never contains a raw newline. */
+function encodeTokens(tokenIds: readonly string[]): string {
+  return tokenIds.map((t) => JSON.stringify(t)).join('\n');
+}
+
+function decodeTokens(lines: string): string[] {
+  return lines === '' ? [] : (JSON.parse(`[${lines.split('\n').join(',')}]`) as string[]);
+}
+
+/** Rebuilds a record from its stored parts (see redis-scripts.ts for the layout). */
+function assemble(
+  base: string | null | undefined,
+  state: string | null | undefined,
+  lastSeenAt: string | null | undefined,
+  end: string | null | undefined,
+  tokens: string | null | undefined,
+): SessionRecord | undefined {
+  if (!base || !state || !STATES.has(state)) return undefined;
+  const fixed = JSON.parse(base) as Omit<SessionRecord, 'state' | 'lastSeenAt' | 'tokenIds'>;
+  const ended = end ? (JSON.parse(end) as { endedAt?: number; endedBy?: EndedBy }) : {};
+  return {
+    ...fixed,
+    ...ended,
+    state: state as SessionState,
+    lastSeenAt: Number(lastSeenAt),
+    tokenIds: decodeTokens(tokens ?? ''),
+  };
+}
+
+function isInvalidation(value: unknown): value is Invalidation {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    Array.isArray((value as { tokenIds?: unknown }).tokenIds) &&
+    (value as { tokenIds: unknown[] }).tokenIds.every((t) => typeof t === 'string')
+  );
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The Redis session store (standalone, Sentinel or Cluster). See redis-scripts.ts for the key layout of
+ * a user; besides those, `<prefix>t:<tokenId>` maps a token id to `<tag>\n<sid>` and expires with its
+ * session, and `<prefix>invalidate` is the invalidation channel.
+ *
+ * The request-path connection never queues (`enableOfflineQueue: false`), times out every command and
+ * never resends one after a disconnect, so an unreachable Redis is a fast StoreUnavailableError. It
+ * reconnects forever with capped backoff.
+ */
+export class RedisSessionStore implements SessionStore {
+  readonly kind = 'redis' as const;
+  readonly #client: Client;
+  readonly #prefix: string;
+  readonly #channel: string;
+  readonly #now: () => number;
+  readonly #onError: (err: unknown, what: string) => void;
+  readonly #onStateChange: (available: boolean) => void;
+  readonly #subscriber: InvalidationSubscriber;
+  readonly #listeners = new Set<InvalidationListener>();
+  readonly #shas = new Map<LuaScript, string>();
+  #available = false;
+  #timeouts = 0;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: RedisStoreOptions) {
+    this.#prefix = options.keyPrefix ?? 'sg:';
+    this.#channel = `${this.#prefix}invalidate`;
+    this.#now = options.now ?? Date.now;
+    this.#onError = options.onError ?? (() => {});
+    this.#onStateChange = options.onStateChange ?? (() => {});
+    const commandTimeout = options.commandTimeout ?? 250;
+    const pingInterval = options.pingInterval ?? 1_000;
+    for (const s of [COMMIT, READ_USER, ADD_TOKENS, TOUCH, LIVE_EXPIRY])
+      this.#shas.set(s, createHash('sha1').update(s.source).digest('hex'));
+
+    const requestPath: RedisOptions = {
+      ...(options.password !== undefined ? { password: options.password } : {}),
+      enableOfflineQueue: false,
+      commandTimeout,
+      // A command in flight when the connection drops fails at once and is never resent: a resent
+      // commit could apply twice (the compare-and-set would reject it, but as a spurious conflict).
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      connectTimeout: Math.max(1_000, 4 * commandTimeout),
+      retryStrategy: (attempt: number) => backoff(attempt),
+      // After a Sentinel failover the old master answers writes with READONLY: reconnect to the new one.
+      reconnectOnError: (err: Error) => err.message.startsWith('READONLY'),
+    };
+    const subscriberBase: RedisOptions = {
+      ...(options.password !== undefined ? { password: options.password } : {}),
+      lazyConnect: true,
+      // The subscriber manages its own reconnects, resubscription and liveness (see InvalidationSubscriber).
+      retryStrategy: () => null,
+      autoResubscribe: false,
+      enableReadyCheck: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: Math.max(1_000, pingInterval),
+    };
+
+    let connectSubscriber: () => Redis;
+    if (options.cluster && options.cluster.length > 0) {
+      const seeds = options.cluster.map(parseAddress);
+      const { reconnectOnError: _r, retryStrategy: _s, ...nodeOptions } = requestPath;
+      const clusterOptions: ClusterOptions = {
+        enableOfflineQueue: false,
+        scaleReads: 'master',
+        clusterRetryStrategy: (attempt: number) => backoff(attempt),
+        redisOptions: nodeOptions,
+      };
+      const cluster = new Cluster(seeds, clusterOptions);
+      this.#client = cluster;
+      // Classic PUBLISH reaches every node of a Cluster, so one plain connection to any master is
+      // enough; each new attempt takes the next known master, so a dead node is not retried forever.
+      let next = 0;
+      connectSubscriber = () => {
+        const known = cluster.nodes('master').map((n) => ({ host: n.options.host, port: n.options.port }));
+        const candidates = known.length > 0 ? known : seeds;
+        const target = candidates[next++ % candidates.length] ?? seeds[0];
+        return new Redis({ ...subscriberBase, ...target });
+      };
+    } else if (options.sentinels && options.sentinels.length > 0) {
+      const sentinel: RedisOptions = {
+        sentinels: options.sentinels.map(parseAddress),
+        name: options.sentinelName ?? 'mymaster',
+        role: 'master',
+      };
+      // failoverDetector: reconnect as soon as a Sentinel announces +switch-master.
+      this.#client = new Redis({ ...requestPath, ...sentinel, failoverDetector: true });
+      connectSubscriber = () => new Redis({ ...subscriberBase, ...sentinel });
+    } else if (options.url) {
+      const url = options.url;
+      this.#client = new Redis(url, requestPath);
+      connectSubscriber = () => new Redis(url, subscriberBase);
+    } else {
+      throw new ConfigError([{ path: 'store', message: 'expected url, sentinels or cluster' }]);
+    }
+
+    this.#client.on('error', (err: unknown) => this.#onError(err, 'connection'));
+    this.#client.on('ready', () => this.#setAvailable(true));
+    for (const event of ['close', 'end', 'reconnecting'])
+      this.#client.on(event, () => this.#setAvailable(false));
+
+    this.#subscriber = new InvalidationSubscriber({
+      connect: connectSubscriber,
+      channel: this.#channel,
+      pingInterval,
+      onMessage: (m) => this.#each((l) => l.onInvalidate(m)),
+      onLost: () => this.#each((l) => l.onChannelLost()),
+      onRestored: () => this.#each((l) => l.onChannelRestored()),
+      onError: (err, what) => this.#onError(err, what),
+    });
+  }
+
+  async readUser(user: string): Promise<UserSessions> {
+    const k = this.#userKeys(userTag(user));
+    const reply = await this.#call('readUser', () => this.#eval(READ_USER, [k.sessions, k.live], []));
+    const parts = reply as string[];
+    const now = this.#now();
+    const live: SessionRecord[] = [];
+    for (let i = 1; i + 2 < parts.length; i += 3) {
+      const s = assemble(parts[i], 'live', parts[i + 1], '', parts[i + 2]);
+      if (s && s.user === user && s.expiresAt > now) live.push(s);
+    }
+    live.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { user, version: Number(parts[0] ?? 0), live };
+  }
+
+  /**
+   * Index first, then the commit script. The index keys (another slot) are written before the script
+   * runs and commit returns only after both, so a token can never be handed to a client (the login
+   * response waits for commit) before its index exists; and no committed session ever lists a token
+   * without an index key. An index key whose commit then fails (conflict, crash) points to a session
+   * that does not exist or does not list the token: lookup verifies that and answers undefined, and
+   * the key expires with the session it was written for.
+   */
+  async commit(change: SessionCommit): Promise<void> {
+    const tag = userTag(change.user);
+    const k = this.#userKeys(tag);
+    const now = this.#now();
+    const create = change.create;
+    const args: string[] = [String(change.expectedVersion), String(now), this.#channel];
+    if (create) {
+      const sid = JSON.stringify(create.id);
+      await this.#call('commit', () => this.#writeIndex(create.tokenIds, tag, sid, create.expiresAt - now));
+      const { state, lastSeenAt, tokenIds, ...fixed } = create;
+      args.push(
+        '1',
+        sid,
+        JSON.stringify(fixed),
+        state,
+        String(lastSeenAt),
+        String(create.expiresAt),
+        encodeTokens(tokenIds),
+      );
+    } else {
+      args.push('0', '', '', '', '', '', '');
+    }
+    for (const end of change.end) {
+      const patch = { endedAt: change.at, ...(end.endedBy ? { endedBy: end.endedBy } : {}) };
+      args.push(JSON.stringify(end.sessionId), end.state, JSON.stringify(patch));
+    }
+    const reply = await this.#call('commit', () => this.#eval(COMMIT, [k.sessions, k.expiry, k.live], args));
+    if (!Array.isArray(reply) || reply[0] !== 1) throw new StoreConflictError(change.user);
+  }
+
+  async lookup(tokenId: string): Promise<TokenLookup | undefined> {
+    const ref = await this.#call('lookup', () => this.#client.get(this.#indexKey(tokenId)));
+    if (ref === null) return undefined;
+    const nl = ref.indexOf('\n');
+    if (nl < 0) return undefined;
+    const sid = ref.slice(nl + 1);
+    const k = this.#userKeys(ref.slice(0, nl));
+    const f = await this.#call('lookup', () =>
+      this.#client.hmget(k.sessions, `b|${sid}`, `s|${sid}`, `l|${sid}`, `e|${sid}`, `t|${sid}`),
+    );
+    const session = assemble(f[0], f[1], f[2], f[3], f[4]);
+    // The record must still list the token: a dropped token, or an index key left by a failed commit,
+    // is not the session's.
+    if (!session || session.expiresAt <= this.#now() || !session.tokenIds.includes(tokenId)) return undefined;
+    return { tokenId, session };
+  }
+
+  async addTokens(
+    user: string,
+    sessionId: string,
+    tokenIds: readonly string[],
+    maxTokens: number,
+  ): Promise<SessionRecord | undefined> {
+    const tag = userTag(user);
+    const k = this.#userKeys(tag);
+    const sid = JSON.stringify(sessionId);
+    const keys = [k.sessions, k.expiry, k.live];
+    // Same ordering as commit: the new index keys exist before the session lists the tokens. Their TTL
+    // is the session's expiresAt, read first (it never changes).
+    const expiresAt = await this.#call('addTokens', () => this.#eval(LIVE_EXPIRY, keys, [sid]));
+    if (typeof expiresAt !== 'string') return undefined;
+    const now = this.#now();
+    await this.#call('addTokens', () => this.#writeIndex(tokenIds, tag, sid, Number(expiresAt) - now));
+    const reply = await this.#call('addTokens', () =>
+      this.#eval(ADD_TOKENS, keys, [
+        sid,
+        String(maxTokens),
+        String(now),
+        this.#channel,
+        encodeTokens(tokenIds),
+      ]),
+    );
+    if (!Array.isArray(reply)) return undefined;
+    const f = reply as string[];
+    return assemble(f[0], f[1], f[2], f[3], f[4]);
+  }
+
+  async touch(user: string, sessionId: string, at: number): Promise<void> {
+    const k = this.#userKeys(userTag(user));
+    await this.#call('touch', () =>
+      this.#eval(
+        TOUCH,
+        [k.sessions, k.expiry, k.live],
+        [JSON.stringify(sessionId), String(at), String(this.#now())],
+      ),
+    );
+  }
+
+  /** Listeners share the store's one subscriber connection. */
+  watch(listener: InvalidationListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  isAvailable(): boolean {
+    return this.#available && this.#closing === undefined;
+  }
+
+  /** True while the invalidation channel is subscribed (and its last PING was answered in time). */
+  isWatching(): boolean {
+    return this.#subscriber.isUp();
+  }
+
+  /**
+   * Resolves once the command connection is ready and the invalidation channel subscribed (startup,
+   * tests); rejects with StoreUnavailableError after `timeout` milliseconds.
+   */
+  async ready(timeout = 10_000): Promise<void> {
+    const deadline = Date.now() + timeout;
+    while (!(this.isAvailable() && this.#subscriber.isUp())) {
+      if (this.#closing !== undefined) throw new StoreUnavailableError('redis store is closed');
+      if (Date.now() >= deadline) throw new StoreUnavailableError('redis store not ready in time');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** Quits both connections; later calls fail with StoreUnavailableError. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#listeners.clear();
+    this.#subscriber.close();
+    try {
+      // QUIT lets in-flight replies arrive; it is a command, so commandTimeout bounds it.
+      if (this.#client.status === 'ready') await this.#client.quit();
+    } catch {
+      // Already gone or not answering; disconnect below stops any reconnect timer.
+    }
+    this.#client.disconnect();
+    this.#setAvailable(false);
+  }
+
+  #userKeys(tag: string): { sessions: string; expiry: string; live: string } {
+    const base = `${this.#prefix}{u:${tag}}:`;
+    return { sessions: `${base}sessions`, expiry: `${base}expiry`, live: `${base}live` };
+  }
+
+  #indexKey(tokenId: string): string {
+    return `${this.#prefix}t:${tokenId}`;
+  }
+
+  /** One SET per token id: they live in different slots, so neither a script nor MULTI can group them. */
+  async #writeIndex(tokenIds: readonly string[], tag: string, sid: string, ttl: number): Promise<void> {
+    if (ttl <= 0 || tokenIds.length === 0) return;
+    const px = Math.ceil(ttl);
+    const value = `${tag}\n${sid}`;
+    await Promise.all(tokenIds.map((t) => this.#client.set(this.#indexKey(t), value, 'PX', px)));
+  }
+
+  async #eval(script: LuaScript, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+    const sha = this.#shas.get(script) as string;
+    try {
+      return await this.#client.evalsha(sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      // First use on this node (or after SCRIPT FLUSH / a failover to a fresh replica).
+      if (!messageOf(err).startsWith('NOSCRIPT')) throw err;
+      return await this.#client.eval(script.source, keys.length, ...keys, ...args);
+    }
+  }
+
+  /** Runs one store operation; every Redis failure becomes a StoreUnavailableError with the cause. */
+  async #call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#closing !== undefined) throw new StoreUnavailableError('redis store is closed');
+    try {
+      const result = await fn();
+      this.#timeouts = 0;
+      return result;
+    } catch (err) {
+      if (err instanceof SessiongateError) throw err;
+      if (messageOf(err) === 'Command timed out') this.#noteTimeout();
+      throw new StoreUnavailableError(`redis ${what} failed: ${messageOf(err)}`, { cause: err });
+    }
+  }
+
+  /**
+   * A connection that stops answering without closing (half-open TCP, a frozen peer) is never noticed
+   * by ioredis: commands just time out, forever. Several timeouts in a row with no success between
+   * them force a reconnect. (A Cluster client is left to its own topology refresh.)
+   */
+  #noteTimeout(): void {
+    if (++this.#timeouts < TIMEOUTS_BEFORE_RECONNECT || !(this.#client instanceof Redis)) return;
+    this.#timeouts = 0;
+    this.#onError(new Error('repeated command timeouts; reconnecting'), 'connection');
+    this.#client.disconnect(true);
+  }
+
+  #setAvailable(available: boolean): void {
+    if (this.#closing !== undefined && available) return;
+    if (available === this.#available) return;
+    this.#available = available;
+    this.#onStateChange(available);
+  }
+
+  #each(fn: (l: InvalidationListener) => void): void {
+    for (const l of [...this.#listeners]) {
+      try {
+        fn(l);
+      } catch (err) {
+        this.#onError(err, 'listener');
+      }
+    }
+  }
+}
+
+interface SubscriberOptions {
+  /** A new, not yet connected (lazyConnect) connection for one attempt. */
+  readonly connect: () => Redis;
+  readonly channel: string;
+  readonly pingInterval: number;
+  readonly onMessage: (m: Invalidation) => void;
+  readonly onLost: () => void;
+  readonly onRestored: () => void;
+  readonly onError: (err: unknown, what: string) => void;
+}
+
+/**
+ * The store's one subscriber connection. Each attempt is a fresh connection that must connect and
+ * SUBSCRIBE within a deadline; once up it PINGs every `pingInterval` and a PING unanswered within
+ * `pingInterval` counts as a disconnect, because a half-open TCP connection can look alive for
+ * minutes while every message is lost. Any close, end, error or missed PING drops the connection,
+ * reports the channel lost (once per outage) and starts a new attempt after capped backoff; a
+ * successful SUBSCRIBE reports it restored. Reconnects are ours, not ioredis's, so that we know exactly
+ * when the subscription is live again (and, on Cluster, can move to another node).
+ */
+class InvalidationSubscriber {
+  readonly #o: SubscriberOptions;
+  #conn: Redis | undefined;
+  /** Bumped per attempt; callbacks of an older attempt are ignored. */
+  #generation = 0;
+  #up = false;
+  #attempt = 0;
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  #deadline: NodeJS.Timeout | undefined;
+
+  constructor(options: SubscriberOptions) {
+    this.#o = options;
+    this.#open();
+  }
+
+  isUp(): boolean {
+    return this.#up;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#generation++;
+    this.#clearTimers();
+    const conn = this.#conn;
+    this.#conn = undefined;
+    this.#up = false;
+    // No QUIT: a subscriber has nothing to flush, and a QUIT on a half-open connection would never
+    // be answered (the subscriber has no command timeout).
+    conn?.disconnect();
+  }
+
+  #open(): void {
+    if (this.#closed) return;
+    const generation = ++this.#generation;
+    const conn = this.#o.connect();
+    this.#conn = conn;
+    conn.on('message', (channel: string, message: string) => {
+      if (generation === this.#generation && channel === this.#o.channel) this.#deliver(message);
+    });
+    // An error listener stays attached for good: ioredis may emit after we dropped the connection.
+    conn.on('error', (err: unknown) => this.#drop(generation, err));
+    conn.on('close', () => this.#drop(generation, new Error('subscriber connection closed')));
+    conn.on('end', () => this.#drop(generation, new Error('subscriber connection ended')));
+    this.#arm(generation, Math.max(3 * this.#o.pingInterval, 2_000), 'connect and subscribe');
+    conn
+      .connect()
+      .then(() => conn.subscribe(this.#o.channel))
+      .then(
+        () => {
+          if (generation !== this.#generation) return;
+          this.#clearTimers();
+          this.#attempt = 0;
+          this.#up = true;
+          this.#o.onRestored();
+          this.#schedulePing(generation);
+        },
+        (err: unknown) => this.#drop(generation, err),
+      );
+  }
+
+  #schedulePing(generation: number): void {
+    this.#timer = setTimeout(() => {
+      const conn = this.#conn;
+      if (generation !== this.#generation || !conn) return;
+      this.#arm(generation, this.#o.pingInterval, 'PING');
+      conn.ping().then(
+        () => {
+          if (generation !== this.#generation) return;
+          clearTimeout(this.#deadline);
+          this.#schedulePing(generation);
+        },
+        (err: unknown) => this.#drop(generation, err),
+      );
+    }, this.#o.pingInterval);
+  }
+
+  /** No reply within `ms`: the connection is treated as dead. */
+  #arm(generation: number, ms: number, what: string): void {
+    clearTimeout(this.#deadline);
+    this.#deadline = setTimeout(
+      () => this.#drop(generation, new Error(`subscriber ${what} not answered within ${ms}ms`)),
+      ms,
+    );
+  }
+
+  #drop(generation: number, reason: unknown): void {
+    if (generation !== this.#generation || this.#closed) return;
+    this.#generation++;
+    this.#clearTimers();
+    const conn = this.#conn;
+    this.#conn = undefined;
+    conn?.disconnect();
+    this.#o.onError(reason, 'subscriber');
+    if (this.#up) {
+      this.#up = false;
+      this.#o.onLost();
+    }
+    this.#timer = setTimeout(() => this.#open(), backoff(this.#attempt++));
+  }
+
+  #deliver(message: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch (err) {
+      this.#o.onError(err, 'invalidation message');
+      return;
+    }
+    if (isInvalidation(parsed)) this.#o.onMessage({ tokenIds: parsed.tokenIds });
+    else this.#o.onError(new Error('malformed invalidation message'), 'invalidation message');
+  }
+
+  #clearTimers(): void {
+    clearTimeout(this.#timer);
+    clearTimeout(this.#deadline);
+    this.#timer = undefined;
+    this.#deadline = undefined;
+  }
+}
+
+/** Builds the Redis store; connections open at once and reconnect on their own. */
+export function createRedisStore(options: RedisStoreOptions): RedisSessionStore {
+  return new RedisSessionStore(options);
+}

@@ -1,0 +1,213 @@
+/**
+ * Real apps of real stacks behind the gateway, using their frameworks' own session machinery:
+ * Django signed-cookie sessions (the cookie rotates on every response, old values stay valid), PHP
+ * native sessions with session_regenerate_id(true) on every request, Flask-Login with remember-me.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  haveDjango,
+  haveFlask,
+  havePhp,
+  startDjangoApp,
+  startFlaskApp,
+  startPhpApp,
+  type RunningApp,
+} from '../support/apps.js';
+import { startGateway } from '../support/harness.js';
+import { CookieJar } from '../support/jar.js';
+
+/**
+ * Signed-cookie stores put a timestamp of whole seconds in the cookie: two logins of one user within
+ * the same second get the identical value, which is (rightly) the same session. Wait for the next second.
+ */
+async function nextSecond(): Promise<void> {
+  await new Promise((r) => setTimeout(r, 1001 - (Date.now() % 1000)));
+}
+
+async function body(res: Response): Promise<Record<string, unknown>> {
+  return (await res.json()) as Record<string, unknown>;
+}
+
+describe.skipIf(!haveDjango())('Django with signed-cookie sessions', () => {
+  let app: RunningApp;
+  beforeAll(async () => void (app = await startDjangoApp()), 30_000);
+  afterAll(() => app.stop());
+  const config = {
+    login: [
+      {
+        match: 'POST /login',
+        token: 'cookie:sessionid',
+        user: 'request.form:username',
+        success: { status: 302, location: '/account' },
+      },
+    ],
+    logout: [{ match: 'POST /logout' }],
+    tokens: ['cookie:sessionid'],
+    sessions: { unknownTokens: 'reject' as const },
+  };
+
+  it('keeps the current user signed in while the cookie rotates on every page', async () => {
+    const { url } = await startGateway(app.url, config);
+    const browser = new CookieJar();
+    expect(
+      (await browser.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice' } })).status,
+    ).toBe(302);
+    const seen = new Set<string>();
+    for (let i = 0; i < 5; i++) {
+      const res = await browser.fetch(`${url}/account`);
+      expect(res.status).toBe(200);
+      seen.add(browser.cookies.get('sessionid') as string);
+    }
+    expect(seen.size).toBe(5);
+  });
+
+  it('rejects every value of the superseded browser, old and rotated', async () => {
+    const { url } = await startGateway(app.url, config);
+    const a = new CookieJar();
+    await a.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice' } });
+    const loginValue = a.cookies.get('sessionid') as string;
+    await a.fetch(`${url}/account`);
+    await a.fetch(`${url}/account`);
+    await nextSecond();
+    const b = new CookieJar();
+    await b.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice' } });
+    expect((await b.fetch(`${url}/account`)).status).toBe(200);
+    const rotated = await a.fetch(`${url}/account`);
+    expect(rotated.status).toBe(401);
+    expect(await body(rotated)).toMatchObject({ error: 'session_superseded' });
+    const old = await fetch(`${url}/account`, {
+      headers: { cookie: `sessionid=${loginValue}`, accept: 'application/json' },
+      redirect: 'manual',
+    });
+    expect(old.status).toBe(401);
+    expect(await body(old)).toMatchObject({ error: 'session_superseded' });
+    // The app itself would still accept that old value: only the gateway stops it.
+    const direct = await fetch(`${app.url}/account`, {
+      headers: { cookie: `sessionid=${loginValue}` },
+      redirect: 'manual',
+    });
+    expect(direct.status).toBe(200);
+  });
+
+  it('ends the session at logout although the old value stays valid at the app', async () => {
+    const { url } = await startGateway(app.url, config);
+    const a = new CookieJar();
+    await a.fetch(`${url}/login`, { form: { username: 'bob', password: 'pw-bob' } });
+    await a.fetch(`${url}/account`);
+    const before = a.cookies.get('sessionid') as string;
+    await a.fetch(`${url}/logout`, { form: {} });
+    const res = await fetch(`${url}/account`, {
+      headers: { cookie: `sessionid=${before}`, accept: 'application/json' },
+      redirect: 'manual',
+    });
+    expect(res.status).toBe(401);
+    expect(await body(res)).toMatchObject({ error: 'session_logged_out' });
+  });
+
+  it('does not end a live session on a failed login that sends a fresh cookie', async () => {
+    const { url } = await startGateway(app.url, config);
+    const a = new CookieJar();
+    await a.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice' } });
+    const attacker = new CookieJar();
+    const failed = await attacker.fetch(`${url}/login`, { form: { username: 'alice', password: 'wrong' } });
+    expect(failed.headers.get('location')).toContain('error');
+    expect(attacker.cookies.has('sessionid')).toBe(true);
+    expect((await a.fetch(`${url}/account`)).status).toBe(200);
+  });
+});
+
+describe.skipIf(!havePhp())('PHP sessions with session_regenerate_id on every request', () => {
+  let app: RunningApp;
+  beforeAll(async () => void (app = await startPhpApp()), 30_000);
+  afterAll(() => app.stop());
+  const config = {
+    login: [
+      {
+        match: 'POST /login.php',
+        token: 'cookie:PHPSESSID',
+        user: 'request.form:username',
+        success: { status: 302, location: '/account.php' },
+      },
+    ],
+    logout: [{ match: 'POST /logout.php' }],
+    tokens: ['cookie:PHPSESSID'],
+    sessions: { unknownTokens: 'reject' as const },
+  };
+
+  it('follows the regenerated id, then rejects the superseded browser', async () => {
+    const { url } = await startGateway(app.url, config);
+    const a = new CookieJar();
+    await a.fetch(`${url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });
+    for (let i = 0; i < 3; i++) expect((await a.fetch(`${url}/account.php`)).status).toBe(200);
+    const b = new CookieJar();
+    await b.fetch(`${url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });
+    expect((await b.fetch(`${url}/account.php`)).status).toBe(200);
+    const res = await a.fetch(`${url}/account.php`);
+    expect(res.status).toBe(401);
+    expect(await body(res)).toMatchObject({ error: 'session_superseded' });
+  });
+
+  it('ends the session at logout', async () => {
+    const { url } = await startGateway(app.url, config);
+    const a = new CookieJar();
+    await a.fetch(`${url}/login.php`, { form: { username: 'bob', password: 'pw-bob' } });
+    await a.fetch(`${url}/account.php`);
+    const sid = a.cookies.get('PHPSESSID') as string;
+    await a.fetch(`${url}/logout.php`, { form: {} });
+    const res = await fetch(`${url}/account.php`, {
+      headers: { cookie: `PHPSESSID=${sid}`, accept: 'application/json' },
+      redirect: 'manual',
+    });
+    expect(res.status).toBe(401);
+    expect(await body(res)).toMatchObject({ error: 'session_logged_out' });
+  });
+});
+
+describe.skipIf(!haveFlask())('Flask-Login with remember-me', () => {
+  let app: RunningApp;
+  beforeAll(async () => void (app = await startFlaskApp()), 30_000);
+  afterAll(() => app.stop());
+  const config = {
+    login: [
+      {
+        match: 'POST /login',
+        token: ['cookie:session', 'cookie:remember_token'],
+        user: 'request.form:username',
+        success: { status: 302, location: '/account' },
+      },
+    ],
+    logout: [{ match: 'POST /logout' }],
+    tokens: ['cookie:session', 'cookie:remember_token'],
+    sessions: { unknownTokens: 'reject' as const },
+  };
+
+  it('links a session re-created from the remember-me cookie to the same session', async () => {
+    const { url, gateway } = await startGateway(app.url, config);
+    const a = new CookieJar();
+    await a.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice', remember: '1' } });
+    expect(a.cookies.has('remember_token')).toBe(true);
+    a.cookies.delete('session'); // the browser was closed: only the persistent cookie is left
+    const res = await a.fetch(`${url}/account`);
+    expect(res.status).toBe(200);
+    expect(a.cookies.has('session')).toBe(true);
+    expect((await a.fetch(`${url}/account`)).status).toBe(200);
+    expect(await gateway.sessions.listSessions('alice')).toHaveLength(1);
+  });
+
+  it('refuses a superseded device coming back with its remember-me cookie', async () => {
+    const { url } = await startGateway(app.url, config);
+    const a = new CookieJar();
+    await a.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice', remember: '1' } });
+    const b = new CookieJar();
+    await b.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice', remember: '1' } });
+    expect((await b.fetch(`${url}/account`)).status).toBe(200);
+    a.cookies.delete('session');
+    const remembered = a.header();
+    const res = await a.fetch(`${url}/account`);
+    expect(res.status).toBe(401);
+    expect(await body(res)).toMatchObject({ error: 'session_superseded' });
+    // The app alone would have signed it back in.
+    const direct = await fetch(`${app.url}/account`, { headers: { cookie: remembered }, redirect: 'manual' });
+    expect(direct.status).toBe(200);
+  });
+});
