@@ -33,6 +33,10 @@ export class ConnectionRegistry {
     };
   }
 
+  has(tokenId: string): boolean {
+    return this.#byToken.has(tokenId);
+  }
+
   /** Token ids with open connections (to re-check after the invalidation channel was lost). */
   tokenIds(): string[] {
     return [...this.#byToken.keys()];

@@ -83,13 +83,20 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   };
   const log = o.logger;
 
-  o.sessions.onRevoked((tokenIds) => {
-    const closed = connections.close(tokenIds, (id) => {
-      const d = o.sessions.check(id);
-      return d instanceof Promise ? 'session_superseded' : codeOf(d);
-    });
-    for (const c of closed) o.metrics.connectionsClosed.labels(c.kind).inc();
-  });
+  // Long-lived connections were checked once, when they opened: close those whose session ended,
+  // on revocations made here or received from other replicas, and after the channel was restored
+  // (messages may have been lost meanwhile).
+  const closeIfDead = (tokenIds: readonly string[]) => {
+    for (const id of tokenIds) {
+      if (!connections.has(id)) continue;
+      void Promise.resolve(o.sessions.check(id)).then((d) => {
+        if (d.state === 'live' || d.state === 'unknown' || d.state === 'unavailable') return;
+        for (const c of connections.close([id], () => codeOf(d))) o.metrics.connectionsClosed.labels(c.kind).inc();
+      });
+    }
+  };
+  o.sessions.onRevoked(closeIfDead);
+  o.sessions.onChannelRestored(() => closeIfDead(connections.tokenIds()));
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const scope = prepare(req, res);

@@ -82,6 +82,7 @@ export class SessionService {
   readonly #inflight = new Map<string, Promise<Decision>>();
   readonly #revokedListeners = new Set<(tokenIds: readonly string[]) => void>();
   readonly #unwatch: () => void;
+  readonly #restoredListeners = new Set<() => void>();
 
   constructor(options: SessionServiceOptions) {
     this.#store = options.store;
@@ -98,12 +99,21 @@ export class SessionService {
         this.#notifyRevoked(m.tokenIds);
       },
       onChannelLost: () => this.#cache.distrustLive(),
-      onChannelRestored: () => this.#cache.distrustLive(),
+      onChannelRestored: () => {
+        this.#cache.distrustLive();
+        for (const l of this.#restoredListeners) l();
+      },
     });
   }
 
   get store(): SessionStore {
     return this.#store;
+  }
+
+  /** Called when the invalidation channel is back after a loss (messages may have been missed). */
+  onChannelRestored(listener: () => void): () => void {
+    this.#restoredListeners.add(listener);
+    return () => this.#restoredListeners.delete(listener);
   }
 
   /** Called with token ids that stopped being live (here or on another replica). */

@@ -4,7 +4,7 @@
  * Layout of one user (all keys share the hash tag `{u:<tag>}`, so every script touches one slot):
  * - `sessions` (hash): `v` = version; per session `b|<sid>` immutable JSON, `s|<sid>` state,
  *   `l|<sid>` lastSeenAt, `e|<sid>` JSON `{endedAt, endedBy}` once ended, `t|<sid>` token ids.
- * - `expiry` (zset): sid scored by expiresAt, to prune records past it.
+ * - `expiry` (zset): sid scored by expiresAt, to prune records once their retention is over.
  * - `live` (set): sids of live sessions, so readUser never reads tombstones.
  *
  * `<sid>` is JSON.stringify(sessionId) and each token id is stored as JSON.stringify(tokenId), one per
@@ -12,10 +12,12 @@
  * arbitrary strings (lone surrogates included) round-trip exactly and no cjson quirk (empty array
  * encoded as `{}`, 14-digit numbers) can corrupt a record.
  *
- * Every script that writes prunes records whose expiresAt <= now and sets the user's keys to expire
- * when the last of its records does (PEXPIRE relative to the caller's clock, so a skew between the
- * replica's and Redis's clocks does not matter). A user with no records left has no keys: the version
- * restarts at 0, which is harmless because version 0 always means "no records".
+ * Records stay until `expiresAt + retention` (the retention keeps a tombstone, or an expired session,
+ * readable so a late token learns why). Scripts receive `horizon = now - retention`: records whose
+ * expiresAt <= horizon are pruned, and the user's keys expire when the last record's retention ends
+ * (PEXPIRE relative to the caller's clock, so a skew between the replica's and Redis's clocks does not
+ * matter). A user with no records left has no keys: the version restarts at 0, which is harmless
+ * because version 0 always means "no records".
  */
 
 /** A script's source; the store runs it by EVALSHA, falling back to EVAL on NOSCRIPT. */
@@ -26,19 +28,19 @@ export interface LuaScript {
 
 /** Shared prelude: prune records past expiry; fix the TTL of the user's keys. */
 const HELPERS = `
-local function prune(h, x, l, now)
-  local dead = redis.call('ZRANGEBYSCORE', x, '-inf', now)
+local function prune(h, x, l, horizon)
+  local dead = redis.call('ZRANGEBYSCORE', x, '-inf', horizon)
   for _, sid in ipairs(dead) do
     redis.call('HDEL', h, 'b|' .. sid, 's|' .. sid, 'l|' .. sid, 'e|' .. sid, 't|' .. sid)
     redis.call('SREM', l, sid)
   end
-  if #dead > 0 then redis.call('ZREMRANGEBYSCORE', x, '-inf', now) end
+  if #dead > 0 then redis.call('ZREMRANGEBYSCORE', x, '-inf', horizon) end
 end
 
-local function expire(h, x, l, now)
+local function expire(h, x, l, horizon)
   local last = redis.call('ZRANGE', x, -1, -1, 'WITHSCORES')
   local ttl = 0
-  if last[2] then ttl = math.ceil(tonumber(last[2]) - tonumber(now)) end
+  if last[2] then ttl = math.ceil(tonumber(last[2]) - tonumber(horizon)) end
   if ttl <= 0 then
     redis.call('DEL', h, x, l)
     return
@@ -49,28 +51,29 @@ local function expire(h, x, l, now)
   redis.call('PEXPIRE', l, ttl)
 end
 
-local function publish(channel, joined)
-  redis.call('PUBLISH', channel, '{"tokenIds":[' .. joined .. ']}')
+-- at: the publisher's clock, so receivers can measure the channel's lag.
+local function publish(channel, joined, at)
+  redis.call('PUBLISH', channel, '{"tokenIds":[' .. joined .. '],"at":' .. at .. '}')
 end
 `;
 
 /**
  * Compare-and-set commit of one user.
  * KEYS: sessions, expiry, live.
- * ARGV: expectedVersion, now, channel, create ('1' or '0'), sid, base, state, lastSeenAt, expiresAt,
- *       tokens, then per ended session: sid, state, end JSON.
+ * ARGV: expectedVersion, now, horizon, channel, create ('1' or '0'), sid, base, state, lastSeenAt,
+ *       expiresAt, tokens, then per ended session: sid, state, end JSON.
  * Returns {1, newVersion} or {0, currentVersion} on conflict (nothing written).
  */
 export const COMMIT: LuaScript = {
   name: 'commit',
   source: `${HELPERS}
 local h, x, l = KEYS[1], KEYS[2], KEYS[3]
-local now, channel = ARGV[2], ARGV[3]
+local now, horizon, channel = ARGV[2], ARGV[3], ARGV[4]
 local version = tonumber(redis.call('HGET', h, 'v') or '0')
 if version ~= tonumber(ARGV[1]) then return {0, version} end
-prune(h, x, l, now)
+prune(h, x, l, horizon)
 local invalid = {}
-for i = 11, #ARGV, 3 do
+for i = 12, #ARGV, 3 do
   local sid = ARGV[i]
   -- Only a live session ends; ending a tombstone again keeps its first reason.
   if redis.call('SREM', l, sid) == 1 then
@@ -79,16 +82,16 @@ for i = 11, #ARGV, 3 do
     if t and t ~= '' then invalid[#invalid + 1] = (string.gsub(t, '\\n', ',')) end
   end
 end
-if ARGV[4] == '1' then
-  local sid = ARGV[5]
-  redis.call('HSET', h, 'b|' .. sid, ARGV[6], 's|' .. sid, ARGV[7], 'l|' .. sid, ARGV[8], 't|' .. sid, ARGV[10])
+if ARGV[5] == '1' then
+  local sid = ARGV[6]
+  redis.call('HSET', h, 'b|' .. sid, ARGV[7], 's|' .. sid, ARGV[8], 'l|' .. sid, ARGV[9], 't|' .. sid, ARGV[11])
   redis.call('HDEL', h, 'e|' .. sid)
-  redis.call('ZADD', x, ARGV[9], sid)
-  if ARGV[7] == 'live' then redis.call('SADD', l, sid) else redis.call('SREM', l, sid) end
+  redis.call('ZADD', x, ARGV[10], sid)
+  if ARGV[8] == 'live' then redis.call('SADD', l, sid) else redis.call('SREM', l, sid) end
 end
 version = redis.call('HINCRBY', h, 'v', 1)
-expire(h, x, l, now)
-if #invalid > 0 then publish(channel, table.concat(invalid, ',')) end
+expire(h, x, l, horizon)
+if #invalid > 0 then publish(channel, table.concat(invalid, ','), now) end
 return {1, version}
 `,
 };
@@ -114,19 +117,19 @@ return out
 
 /**
  * Adds token ids to a live session, dropping the oldest beyond maxTokens, and publishes the dropped.
- * KEYS: sessions, expiry, live. ARGV: sid, maxTokens, now, channel, new tokens (lines).
+ * KEYS: sessions, expiry, live. ARGV: sid, maxTokens, now, horizon, channel, new tokens (lines).
  * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens}.
  */
 export const ADD_TOKENS: LuaScript = {
   name: 'addTokens',
   source: `${HELPERS}
 local h, x, l = KEYS[1], KEYS[2], KEYS[3]
-local sid, now, channel = ARGV[1], ARGV[3], ARGV[4]
+local sid, now, horizon, channel = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
 if redis.call('SISMEMBER', l, sid) == 0 then return false end
 local exp = redis.call('ZSCORE', x, sid)
 if not exp or tonumber(exp) <= tonumber(now) then return false end
 local fresh, isFresh = {}, {}
-for tok in string.gmatch(ARGV[5], '[^\\n]+') do
+for tok in string.gmatch(ARGV[6], '[^\\n]+') do
   if not isFresh[tok] then
     isFresh[tok] = true
     fresh[#fresh + 1] = tok
@@ -143,9 +146,9 @@ for i, tok in ipairs(merged) do
   if i <= drop then dropped[#dropped + 1] = tok else kept[#kept + 1] = tok end
 end
 redis.call('HSET', h, 't|' .. sid, table.concat(kept, '\\n'))
-prune(h, x, l, now)
-expire(h, x, l, now)
-if #dropped > 0 then publish(channel, table.concat(dropped, ',')) end
+prune(h, x, l, horizon)
+expire(h, x, l, horizon)
+if #dropped > 0 then publish(channel, table.concat(dropped, ','), now) end
 local f = redis.call('HMGET', h, 'b|' .. sid, 's|' .. sid, 'l|' .. sid, 'e|' .. sid, 't|' .. sid)
 return {f[1] or '', f[2] or '', f[3] or '0', f[4] or '', f[5] or ''}
 `,
