@@ -238,7 +238,11 @@ const redisStore = z
     /** Interval of the subscriber's PING; a missed reply counts as a disconnect. @default 1s */
     pingInterval: duration('pingInterval').default('1s'),
   })
-  .strict();
+  .strict()
+  .superRefine((r, ctx) => {
+    if (!r.url && !r.sentinels && !r.cluster)
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'required unless sentinels or cluster is set' });
+  });
 
 export const configSchema = z
   .object({

@@ -16,6 +16,10 @@ import type {
  *
  * Errors: a store that cannot answer throws StoreUnavailableError; a commit that lost a race throws
  * StoreConflictError.
+ *
+ * Also: a user without records has version 0 (versions may restart there); `readUser` lists sessions
+ * in no promised order; invalidations may arrive synchronously inside `commit` (memory) or later over
+ * pub/sub (Redis), so callers apply their own changes locally and never rely on the timing.
  */
 export interface SessionStore {
   readonly kind: 'memory' | 'redis';

@@ -1,6 +1,7 @@
 import type { Config } from '../config/schema.js';
 import type { SessionStore } from './contract.js';
 import { MemorySessionStore } from './memory.js';
+import { createRedisStore } from './redis.js';
 
 export type { SessionStore } from './contract.js';
 
@@ -23,5 +24,15 @@ export async function createStore(config: Config['store'], hooks: StoreHooks = {
       retention: hooks.retention ?? 0,
     });
   }
-  throw new Error('the redis store is not built yet');
+  const redis = typeof config === 'string' ? { url: config } : config;
+  // Not waiting for the first connection: a gateway must start (and apply failMode) while Redis is down.
+  return createRedisStore({
+    ...redis,
+    ...(hooks.now ? { now: hooks.now } : {}),
+    retention: hooks.retention ?? 0,
+    ...(hooks.onError ? { onError: hooks.onError } : {}),
+    ...(hooks.onAvailability ? { onStateChange: hooks.onAvailability } : {}),
+    ...(hooks.onChannel ? { onChannel: hooks.onChannel } : {}),
+    ...(hooks.onInvalidation ? { onInvalidation: hooks.onInvalidation } : {}),
+  });
 }

@@ -100,11 +100,12 @@ export class MemorySessionStore implements SessionStore {
   ): Promise<SessionRecord | undefined> {
     const entry = this.#users.get(user);
     const s = entry?.sessions.get(sessionId);
-    if (!entry || !s || s.state !== 'live') return undefined;
-    const merged = [...s.tokenIds.filter((t) => !tokenIds.includes(t)), ...tokenIds];
+    if (!entry || !s || s.state !== 'live' || s.expiresAt <= this.#now()) return undefined;
+    const fresh = [...new Set(tokenIds)];
+    const merged = [...s.tokenIds.filter((t) => !fresh.includes(t)), ...fresh];
     const dropped = merged.length > maxTokens ? merged.slice(0, merged.length - maxTokens) : [];
     const kept = merged.slice(dropped.length);
-    for (const t of tokenIds) this.#tokens.set(t, { user, sessionId });
+    for (const t of fresh) this.#tokens.set(t, { user, sessionId });
     for (const t of dropped) this.#tokens.delete(t);
     const updated = { ...s, tokenIds: kept };
     entry.sessions.set(sessionId, updated);
@@ -115,8 +116,9 @@ export class MemorySessionStore implements SessionStore {
   async touch(user: string, sessionId: string, at: number): Promise<void> {
     const entry = this.#users.get(user);
     const s = entry?.sessions.get(sessionId);
-    if (entry && s && s.state === 'live' && at > s.lastSeenAt)
+    if (entry && s && s.state === 'live' && s.expiresAt > this.#now() && at > s.lastSeenAt) {
       entry.sessions.set(sessionId, { ...s, lastSeenAt: at });
+    }
   }
 
   watch(listener: InvalidationListener): () => void {

@@ -33,10 +33,19 @@ export interface RedisStoreOptions {
   readonly pingInterval?: number;
   /** Epoch-millisecond clock of the records (and of the TTLs, relative to it). @default Date.now */
   readonly now?: () => number;
+  /**
+   * Milliseconds a session stays readable by token after its expiresAt (and its keys stay in Redis),
+   * so a token that comes back late still learns why it is dead. Same as the memory store's. @default 0
+   */
+  readonly retention?: number;
   /** Connection-level problems (command failures are thrown to the caller instead). */
   readonly onError?: (err: unknown, what: string) => void;
   /** The command connection became usable (true) or not (false). */
   readonly onStateChange?: (available: boolean) => void;
+  /** The invalidation channel was lost (messages may be missed) or restored (resubscribed). */
+  readonly onChannel?: (state: 'lost' | 'restored') => void;
+  /** One invalidation message received; `lagMs` since its publication (publisher's clock) when known. */
+  readonly onInvalidation?: (lagMs: number | undefined) => void;
 }
 
 type Client = Redis | Cluster;
@@ -132,6 +141,7 @@ export class RedisSessionStore implements SessionStore {
   readonly #prefix: string;
   readonly #channel: string;
   readonly #now: () => number;
+  readonly #retention: number;
   readonly #onError: (err: unknown, what: string) => void;
   readonly #onStateChange: (available: boolean) => void;
   readonly #subscriber: InvalidationSubscriber;
@@ -145,6 +155,7 @@ export class RedisSessionStore implements SessionStore {
     this.#prefix = options.keyPrefix ?? 'sg:';
     this.#channel = `${this.#prefix}invalidate`;
     this.#now = options.now ?? Date.now;
+    this.#retention = options.retention ?? 0;
     this.#onError = options.onError ?? (() => {});
     this.#onStateChange = options.onStateChange ?? (() => {});
     const commandTimeout = options.commandTimeout ?? 250;
@@ -219,13 +230,24 @@ export class RedisSessionStore implements SessionStore {
     for (const event of ['close', 'end', 'reconnecting'])
       this.#client.on(event, () => this.#setAvailable(false));
 
+    const onChannel = options.onChannel ?? (() => {});
+    const onInvalidation = options.onInvalidation ?? (() => {});
     this.#subscriber = new InvalidationSubscriber({
       connect: connectSubscriber,
       channel: this.#channel,
       pingInterval,
-      onMessage: (m) => this.#each((l) => l.onInvalidate(m)),
-      onLost: () => this.#each((l) => l.onChannelLost()),
-      onRestored: () => this.#each((l) => l.onChannelRestored()),
+      onMessage: (m, at) => {
+        onInvalidation(at === undefined ? undefined : this.#now() - at);
+        this.#each((l) => l.onInvalidate(m));
+      },
+      onLost: () => {
+        onChannel('lost');
+        this.#each((l) => l.onChannelLost());
+      },
+      onRestored: () => {
+        onChannel('restored');
+        this.#each((l) => l.onChannelRestored());
+      },
       onError: (err, what) => this.#onError(err, what),
     });
   }
@@ -257,10 +279,10 @@ export class RedisSessionStore implements SessionStore {
     const k = this.#userKeys(tag);
     const now = this.#now();
     const create = change.create;
-    const args: string[] = [String(change.expectedVersion), String(now), this.#channel];
+    const args: string[] = [String(change.expectedVersion), String(now), this.#horizon(now), this.#channel];
     if (create) {
       const sid = JSON.stringify(create.id);
-      await this.#call('commit', () => this.#writeIndex(create.tokenIds, tag, sid, create.expiresAt - now));
+      await this.#call('commit', () => this.#writeIndex(create.tokenIds, tag, sid, create.expiresAt, now));
       const { state, lastSeenAt, tokenIds, ...fixed } = create;
       args.push(
         '1',
@@ -295,7 +317,8 @@ export class RedisSessionStore implements SessionStore {
     const session = assemble(f[0], f[1], f[2], f[3], f[4]);
     // The record must still list the token: a dropped token, or an index key left by a failed commit,
     // is not the session's.
-    if (!session || session.expiresAt <= this.#now() || !session.tokenIds.includes(tokenId)) return undefined;
+    if (!session || !session.tokenIds.includes(tokenId)) return undefined;
+    if (session.expiresAt + this.#retention <= this.#now()) return undefined;
     return { tokenId, session };
   }
 
@@ -314,16 +337,16 @@ export class RedisSessionStore implements SessionStore {
     const expiresAt = await this.#call('addTokens', () => this.#eval(LIVE_EXPIRY, keys, [sid]));
     if (typeof expiresAt !== 'string') return undefined;
     const now = this.#now();
-    await this.#call('addTokens', () => this.#writeIndex(tokenIds, tag, sid, Number(expiresAt) - now));
-    const reply = await this.#call('addTokens', () =>
-      this.#eval(ADD_TOKENS, keys, [
-        sid,
-        String(maxTokens),
-        String(now),
-        this.#channel,
-        encodeTokens(tokenIds),
-      ]),
-    );
+    await this.#call('addTokens', () => this.#writeIndex(tokenIds, tag, sid, Number(expiresAt), now));
+    const args = [
+      sid,
+      String(maxTokens),
+      String(now),
+      this.#horizon(now),
+      this.#channel,
+      encodeTokens(tokenIds),
+    ];
+    const reply = await this.#call('addTokens', () => this.#eval(ADD_TOKENS, keys, args));
     if (!Array.isArray(reply)) return undefined;
     const f = reply as string[];
     return assemble(f[0], f[1], f[2], f[3], f[4]);
@@ -396,8 +419,23 @@ export class RedisSessionStore implements SessionStore {
     return `${this.#prefix}t:${tokenId}`;
   }
 
-  /** One SET per token id: they live in different slots, so neither a script nor MULTI can group them. */
-  async #writeIndex(tokenIds: readonly string[], tag: string, sid: string, ttl: number): Promise<void> {
+  /** Records whose expiresAt is at or before this are gone (see redis-scripts.ts). */
+  #horizon(now: number): string {
+    return String(now - this.#retention);
+  }
+
+  /**
+   * One SET per token id: they live in different slots, so neither a script nor MULTI can group them.
+   * Each expires with its session's retention.
+   */
+  async #writeIndex(
+    tokenIds: readonly string[],
+    tag: string,
+    sid: string,
+    expiresAt: number,
+    now: number,
+  ): Promise<void> {
+    const ttl = expiresAt + this.#retention - now;
     if (ttl <= 0 || tokenIds.length === 0) return;
     const px = Math.ceil(ttl);
     const value = `${tag}\n${sid}`;
@@ -464,7 +502,8 @@ interface SubscriberOptions {
   readonly connect: () => Redis;
   readonly channel: string;
   readonly pingInterval: number;
-  readonly onMessage: (m: Invalidation) => void;
+  /** `at`: the publisher's clock at publication, when the message carries it. */
+  readonly onMessage: (m: Invalidation, at: number | undefined) => void;
   readonly onLost: () => void;
   readonly onRestored: () => void;
   readonly onError: (err: unknown, what: string) => void;
@@ -588,8 +627,12 @@ class InvalidationSubscriber {
       this.#o.onError(err, 'invalidation message');
       return;
     }
-    if (isInvalidation(parsed)) this.#o.onMessage({ tokenIds: parsed.tokenIds });
-    else this.#o.onError(new Error('malformed invalidation message'), 'invalidation message');
+    if (!isInvalidation(parsed)) {
+      this.#o.onError(new Error('malformed invalidation message'), 'invalidation message');
+      return;
+    }
+    const at = (parsed as { at?: unknown }).at;
+    this.#o.onMessage({ tokenIds: parsed.tokenIds }, typeof at === 'number' ? at : undefined);
   }
 
   #clearTimers(): void {

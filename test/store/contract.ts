@@ -1,0 +1,456 @@
+/**
+ * The SessionStore contract, run against every store (memory, Redis standalone, Cluster, Sentinel).
+ * Each test gets a fresh store from `makeStore` (and registers its cleanup at once) and a settable
+ * clock; clocks start at the real time because Redis TTLs are real time.
+ */
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
+import { StoreConflictError } from '../../src/errors.js';
+import { decideLogin } from '../../src/sessions/policy.js';
+import type { SessionStore } from '../../src/store/contract.js';
+import type { Invalidation, InvalidationListener, SessionRecord } from '../../src/model.js';
+
+export interface StoreHarness {
+  readonly store: SessionStore;
+  /** The store's clock (epoch ms); tests move it. */
+  readonly clock: { value: number };
+  cleanup(): Promise<void>;
+}
+
+const HOUR = 3_600_000;
+/** Invalidations cross a real pub/sub connection for Redis: poll, never sleep a fixed time. */
+const DELIVERY = { timeout: 5_000, interval: 10 };
+
+export function sessionRecord(
+  user: string,
+  at: number,
+  overrides: Partial<SessionRecord> = {},
+): SessionRecord {
+  const id = overrides.id ?? `s-${randomUUID()}`;
+  return {
+    id,
+    user,
+    state: 'live',
+    createdAt: at,
+    lastSeenAt: at,
+    expiresAt: at + HOUR,
+    ip: '203.0.113.7',
+    userAgent: 'Mozilla/5.0 (contract test)',
+    tokenIds: [`t-${randomUUID()}`, `t-${randomUUID()}`],
+    ...overrides,
+  };
+}
+
+/** A unique user per test, so stores sharing a Redis never see each other's data. */
+function newUser(): string {
+  return `user-${randomUUID()}`;
+}
+
+/** Records every listener callback. */
+export function recordingListener(): InvalidationListener & {
+  readonly invalidated: string[];
+  readonly events: string[];
+} {
+  const invalidated: string[] = [];
+  const events: string[] = [];
+  return {
+    invalidated,
+    events,
+    onInvalidate(m: Invalidation) {
+      invalidated.push(...m.tokenIds);
+      events.push('invalidate');
+    },
+    onChannelLost() {
+      events.push('lost');
+    },
+    onChannelRestored() {
+      events.push('restored');
+    },
+  };
+}
+
+/** Store options every implementation takes. */
+export interface StoreOptions {
+  /** Milliseconds a session stays readable by token after its expiresAt. */
+  readonly retention?: number;
+}
+
+export function describeStoreContract(
+  name: string,
+  makeStore: (options?: StoreOptions) => Promise<StoreHarness>,
+): void {
+  describe(`SessionStore contract: ${name}`, () => {
+    async function setup(options?: StoreOptions): Promise<StoreHarness> {
+      const h = await makeStore(options);
+      onTestFinished(() => h.cleanup());
+      return h;
+    }
+
+    /** Commits one new live session for the user on top of the current version. */
+    async function login(h: StoreHarness, user: string, overrides: Partial<SessionRecord> = {}) {
+      const { version } = await h.store.readUser(user);
+      const session = sessionRecord(user, h.clock.value, overrides);
+      await h.store.commit({ user, expectedVersion: version, create: session, end: [], at: h.clock.value });
+      return session;
+    }
+
+    async function end(h: StoreHarness, session: SessionRecord, state: 'superseded' | 'logged_out') {
+      const { version } = await h.store.readUser(session.user);
+      await h.store.commit({
+        user: session.user,
+        expectedVersion: version,
+        end: [{ sessionId: session.id, state, endedBy: { sessionId: 'newer', ip: '198.51.100.1' } }],
+        at: h.clock.value,
+      });
+    }
+
+    it('reads an unknown user as version 0 with no live sessions', async () => {
+      const { store } = await setup();
+      const user = newUser();
+      expect(await store.readUser(user)).toEqual({ user, version: 0, live: [] });
+    });
+
+    it('lists a committed session as live', async () => {
+      const h = await setup();
+      const user = newUser();
+      const session = await login(h, user);
+      const { live } = await h.store.readUser(user);
+      expect(live).toEqual([session]);
+    });
+
+    it('finds a committed session by each of its token ids', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      for (const tokenId of session.tokenIds) {
+        expect(await h.store.lookup(tokenId)).toEqual({ tokenId, session });
+      }
+    });
+
+    it('returns undefined for an unknown token id', async () => {
+      const { store } = await setup();
+      expect(await store.lookup(`t-${randomUUID()}`)).toBeUndefined();
+    });
+
+    it('bumps the version on every commit', async () => {
+      const h = await setup();
+      const user = newUser();
+      const v0 = (await h.store.readUser(user)).version;
+      await login(h, user);
+      const v1 = (await h.store.readUser(user)).version;
+      await login(h, user);
+      const v2 = (await h.store.readUser(user)).version;
+      expect(v1).toBeGreaterThan(v0);
+      expect(v2).toBeGreaterThan(v1);
+    });
+
+    it('rejects a commit whose expected version moved', async () => {
+      const h = await setup();
+      const user = newUser();
+      const stale = await h.store.readUser(user);
+      await login(h, user);
+      const loser = sessionRecord(user, h.clock.value);
+      const attempt = h.store.commit({
+        user,
+        expectedVersion: stale.version,
+        create: loser,
+        end: [],
+        at: h.clock.value,
+      });
+      await expect(attempt).rejects.toBeInstanceOf(StoreConflictError);
+      await expect(attempt).rejects.toMatchObject({ code: 'SG_ERR_STORE_CONFLICT' });
+    });
+
+    it('applies nothing of a rejected commit', async () => {
+      const h = await setup();
+      const user = newUser();
+      const stale = await h.store.readUser(user);
+      const first = await login(h, user);
+      const before = await h.store.readUser(user);
+      const loser = sessionRecord(user, h.clock.value);
+      await expect(
+        h.store.commit({
+          user,
+          expectedVersion: stale.version,
+          create: loser,
+          end: [{ sessionId: first.id, state: 'superseded' }],
+          at: h.clock.value,
+        }),
+      ).rejects.toBeInstanceOf(StoreConflictError);
+      expect(await h.store.readUser(user)).toEqual(before);
+      for (const t of loser.tokenIds) expect(await h.store.lookup(t)).toBeUndefined();
+    });
+
+    it('keeps an ended session readable by token as a tombstone with its state and endedBy', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      h.clock.value += 1_000;
+      await end(h, session, 'superseded');
+      for (const tokenId of session.tokenIds) {
+        expect(await h.store.lookup(tokenId)).toEqual({
+          tokenId,
+          session: {
+            ...session,
+            state: 'superseded',
+            endedAt: h.clock.value,
+            endedBy: { sessionId: 'newer', ip: '198.51.100.1' },
+          },
+        });
+      }
+    });
+
+    it('no longer lists an ended session as live', async () => {
+      const h = await setup();
+      const user = newUser();
+      const kept = await login(h, user);
+      const ended = await login(h, user);
+      await end(h, ended, 'logged_out');
+      expect((await h.store.readUser(user)).live).toEqual([kept]);
+    });
+
+    it('keeps the first reason when an ended session is ended again', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      await end(h, session, 'logged_out');
+      await end(h, session, 'superseded');
+      expect((await h.store.lookup(session.tokenIds[0] as string))?.session.state).toBe('logged_out');
+    });
+
+    it('creates and ends sessions in one commit', async () => {
+      const h = await setup();
+      const user = newUser();
+      const old = await login(h, user);
+      const snapshot = await h.store.readUser(user);
+      const fresh = sessionRecord(user, h.clock.value);
+      await h.store.commit({
+        user,
+        expectedVersion: snapshot.version,
+        create: fresh,
+        end: [{ sessionId: old.id, state: 'superseded' }],
+        at: h.clock.value,
+      });
+      expect((await h.store.readUser(user)).live).toEqual([fresh]);
+      expect((await h.store.lookup(old.tokenIds[0] as string))?.session.state).toBe('superseded');
+    });
+
+    it('ends with exactly one live session after 20 concurrent logins with limit 1', async () => {
+      const h = await setup();
+      const user = newUser();
+      const policy = { limit: 1, onLimit: 'replace-oldest', idleTimeout: HOUR } as const;
+      const loginLoop = async (i: number): Promise<SessionRecord> => {
+        const session = sessionRecord(user, h.clock.value + i, { id: `s-${i}` });
+        for (;;) {
+          const snapshot = await h.store.readUser(user);
+          const decision = decideLogin(snapshot.live, { at: session.createdAt }, policy);
+          if (decision.kind !== 'admit') throw new Error('replace-oldest never refuses');
+          try {
+            await h.store.commit({
+              user,
+              expectedVersion: snapshot.version,
+              create: session,
+              end: decision.end,
+              at: session.createdAt,
+            });
+            return session;
+          } catch (err) {
+            if (!(err instanceof StoreConflictError)) throw err;
+          }
+        }
+      };
+      const sessions = await Promise.all(Array.from({ length: 20 }, (_, i) => loginLoop(i)));
+      const { live } = await h.store.readUser(user);
+      expect(live).toHaveLength(1);
+      const states = await Promise.all(
+        sessions.map(async (s) => (await h.store.lookup(s.tokenIds[0] as string))?.session.state),
+      );
+      expect(states.filter((s) => s === 'live')).toHaveLength(1);
+      expect(states.filter((s) => s === 'superseded')).toHaveLength(19);
+    });
+
+    it('adds token ids to a live session and finds the session by them', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      const updated = await h.store.addTokens(session.user, session.id, ['t-new'], 8);
+      expect(updated).toEqual({ ...session, tokenIds: [...session.tokenIds, 't-new'] });
+      expect(await h.store.lookup('t-new')).toEqual({ tokenId: 't-new', session: updated });
+    });
+
+    it('drops the oldest token ids beyond maxTokens', async () => {
+      const h = await setup();
+      const session = await login(h, newUser(), { tokenIds: ['t-a', 't-b'] });
+      const updated = await h.store.addTokens(session.user, session.id, ['t-c', 't-d'], 3);
+      expect(updated?.tokenIds).toEqual(['t-b', 't-c', 't-d']);
+      expect(await h.store.lookup('t-a')).toBeUndefined();
+      expect((await h.store.lookup('t-b'))?.session.tokenIds).toEqual(['t-b', 't-c', 't-d']);
+    });
+
+    it('invalidates the token ids it drops', async () => {
+      const h = await setup();
+      const listener = recordingListener();
+      onTestFinished(h.store.watch(listener));
+      const a = `t-${randomUUID()}`;
+      const session = await login(h, newUser(), { tokenIds: [a] });
+      await h.store.addTokens(session.user, session.id, ['t-x'], 1);
+      await vi.waitFor(() => expect(listener.invalidated).toContain(a), DELIVERY);
+    });
+
+    it('moves a re-added token id to the newest position instead of duplicating it', async () => {
+      const h = await setup();
+      const session = await login(h, newUser(), { tokenIds: ['t-a', 't-b'] });
+      const updated = await h.store.addTokens(session.user, session.id, ['t-a'], 8);
+      expect(updated?.tokenIds).toEqual(['t-b', 't-a']);
+    });
+
+    it('returns undefined when adding tokens to an ended session', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      await end(h, session, 'logged_out');
+      expect(await h.store.addTokens(session.user, session.id, ['t-late'], 8)).toBeUndefined();
+      expect(await h.store.lookup('t-late')).toBeUndefined();
+    });
+
+    it('returns undefined when adding tokens to an unknown session', async () => {
+      const h = await setup();
+      expect(await h.store.addTokens(newUser(), 'no-such-session', ['t-none'], 8)).toBeUndefined();
+    });
+
+    it('moves lastSeenAt forward on touch', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      await h.store.touch(session.user, session.id, session.lastSeenAt + 5_000);
+      expect((await h.store.readUser(session.user)).live[0]?.lastSeenAt).toBe(session.lastSeenAt + 5_000);
+    });
+
+    it('never moves lastSeenAt back on touch', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      await h.store.touch(session.user, session.id, session.lastSeenAt + 5_000);
+      await h.store.touch(session.user, session.id, session.lastSeenAt + 1_000);
+      expect((await h.store.readUser(session.user)).live[0]?.lastSeenAt).toBe(session.lastSeenAt + 5_000);
+    });
+
+    it('ignores a touch of an ended session', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      await end(h, session, 'logged_out');
+      await h.store.touch(session.user, session.id, session.lastSeenAt + 5_000);
+      expect((await h.store.lookup(session.tokenIds[0] as string))?.session.lastSeenAt).toBe(
+        session.lastSeenAt,
+      );
+    });
+
+    it('ignores a touch of an unknown session', async () => {
+      const h = await setup();
+      const user = newUser();
+      await h.store.touch(user, 'no-such-session', h.clock.value);
+      expect(await h.store.readUser(user)).toEqual({ user, version: 0, live: [] });
+    });
+
+    it('sends watchers the token ids of ended sessions', async () => {
+      const h = await setup();
+      const listener = recordingListener();
+      onTestFinished(h.store.watch(listener));
+      const session = await login(h, newUser());
+      await end(h, session, 'superseded');
+      await vi.waitFor(
+        () => expect(listener.invalidated).toEqual(expect.arrayContaining([...session.tokenIds])),
+        DELIVERY,
+      );
+    });
+
+    it('stops sending to a watcher once unsubscribed', async () => {
+      const h = await setup();
+      const gone = recordingListener();
+      const stays = recordingListener();
+      const unwatch = h.store.watch(gone);
+      onTestFinished(h.store.watch(stays));
+      unwatch();
+      const session = await login(h, newUser());
+      await end(h, session, 'logged_out');
+      // Both are fed from the same message: once one has it, the other would have too.
+      await vi.waitFor(() => expect(stays.invalidated).toContain(session.tokenIds[0]), DELIVERY);
+      expect(gone.invalidated).toEqual([]);
+    });
+
+    it('does not return a session past its expiresAt by token or as live', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      h.clock.value = session.expiresAt;
+      expect(await h.store.lookup(session.tokenIds[0] as string)).toBeUndefined();
+      expect((await h.store.readUser(session.user)).live).toEqual([]);
+    });
+
+    it('does not return a tombstone past its expiresAt', async () => {
+      const h = await setup();
+      const session = await login(h, newUser());
+      await end(h, session, 'superseded');
+      h.clock.value = session.expiresAt + 1;
+      expect(await h.store.lookup(session.tokenIds[1] as string)).toBeUndefined();
+    });
+
+    it('keeps a session readable by token during the retention after its expiresAt', async () => {
+      const h = await setup({ retention: HOUR });
+      const session = await login(h, newUser());
+      h.clock.value = session.expiresAt + HOUR - 1;
+      expect(await h.store.lookup(session.tokenIds[0] as string)).toEqual({
+        tokenId: session.tokenIds[0],
+        session,
+      });
+      expect((await h.store.readUser(session.user)).live).toEqual([]);
+    });
+
+    it('forgets a session once its retention is over', async () => {
+      const h = await setup({ retention: HOUR });
+      const session = await login(h, newUser());
+      h.clock.value = session.expiresAt + HOUR;
+      expect(await h.store.lookup(session.tokenIds[0] as string)).toBeUndefined();
+    });
+
+    it('keeps users apart whatever their names (unicode, braces, newlines, lone surrogates)', async () => {
+      const h = await setup();
+      const tag = randomUUID();
+      const users = [
+        `Zoë ✓ 用户 ${tag}`,
+        `}${tag}`,
+        `{u:${tag}}`,
+        `{u:${tag}}:sessions`,
+        `line\nbreak ${tag}`,
+        `${tag}\r\n`,
+        `\ud800${tag}`,
+        `\udfff${tag}`,
+        `a|b ${tag}`,
+        `"quoted" ${tag}`,
+        '',
+      ];
+      const sessions = [];
+      for (const user of users) sessions.push(await login(h, user));
+      for (const [i, user] of users.entries()) {
+        const { live } = await h.store.readUser(user);
+        expect(live).toEqual([sessions[i]]);
+        expect(live[0]?.user).toBe(user);
+      }
+    });
+
+    it('reads the user 1 back as the string "1"', async () => {
+      const h = await setup();
+      const user = String(1);
+      const before = await h.store.readUser(user);
+      const session = await login(h, user);
+      const { live, user: read } = await h.store.readUser('1');
+      expect(read).toBe('1');
+      expect(live.map((s) => s.id)).toContain(session.id);
+      expect(live.every((s) => s.user === '1')).toBe(true);
+      expect(before.user).toBe('1');
+    });
+
+    it('stores arbitrary session ids and token ids', async () => {
+      const h = await setup();
+      const odd = `x\n|}{"\\${randomUUID()}\ud800`;
+      const session = await login(h, newUser(), { id: odd, tokenIds: [`${odd}-t`, `${odd}\n`] });
+      expect(await h.store.lookup(`${odd}-t`)).toEqual({ tokenId: `${odd}-t`, session });
+      expect(await h.store.addTokens(session.user, odd, [`${odd}-u`], 8)).toEqual({
+        ...session,
+        tokenIds: [...session.tokenIds, `${odd}-u`],
+      });
+    });
+  });
+}

@@ -1,0 +1,269 @@
+/**
+ * The Redis store against a real standalone redis-server: the contract suite, then what only Redis
+ * has (TTLs, key prefixes, outages, the subscriber connection). Tests that kill or freeze Redis start
+ * their own server.
+ */
+import { randomUUID } from 'node:crypto';
+import { beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { StoreUnavailableError } from '../../src/errors.js';
+import type { SessionStore } from '../../src/store/contract.js';
+import type { SessionRecord } from '../../src/model.js';
+import { createRedisStore, type RedisSessionStore, type RedisStoreOptions } from '../../src/store/redis.js';
+import {
+  keysWithPrefix,
+  redisCommand,
+  redisStoreHarness,
+  startRedis,
+  startTcpProxy,
+  waitUntil,
+  type RedisHandle,
+} from '../support/redis.js';
+import { describeStoreContract, recordingListener, sessionRecord } from './contract.js';
+
+let redis: RedisHandle;
+beforeAll(async () => {
+  redis = await startRedis();
+  return () => redis.stop();
+});
+
+describeStoreContract(
+  'redis standalone',
+  redisStoreHarness(() => ({ url: redis.url })),
+);
+
+/** A store with its own prefix, closed when the test ends; connected and subscribed. */
+async function openStore(options: RedisStoreOptions): Promise<RedisSessionStore> {
+  const store = createRedisStore({ keyPrefix: `sg:${randomUUID().slice(0, 8)}:`, ...options });
+  onTestFinished(() => store.close());
+  await store.ready();
+  return store;
+}
+
+/** A redis-server of the test's own, stopped when it ends. */
+async function ownRedis(): Promise<RedisHandle> {
+  const r = await startRedis();
+  onTestFinished(() => r.stop());
+  return r;
+}
+
+async function login(store: SessionStore, user: string, at = Date.now()): Promise<SessionRecord> {
+  const { version } = await store.readUser(user);
+  const session = sessionRecord(user, at);
+  await store.commit({ user, expectedVersion: version, create: session, end: [], at });
+  return session;
+}
+
+async function endAll(store: SessionStore, user: string, at = Date.now()): Promise<void> {
+  const { version, live } = await store.readUser(user);
+  await store.commit({
+    user,
+    expectedVersion: version,
+    end: live.map((s) => ({ sessionId: s.id, state: 'logged_out' as const })),
+    at,
+  });
+}
+
+/** Rejects with the error, and how long it took. */
+async function timedFailure(call: () => Promise<unknown>): Promise<{ error: unknown; ms: number }> {
+  const started = performance.now();
+  const error = await call().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  return { error, ms: performance.now() - started };
+}
+
+describe('RedisSessionStore on a standalone Redis', () => {
+  it('gives every key it writes a TTL', async () => {
+    const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+    const store = await openStore({ url: redis.url, keyPrefix: prefix });
+    const users = ['alice', 'bob', 'carol'];
+    for (const user of users) {
+      const a = await login(store, user);
+      await login(store, user);
+      await store.addTokens(user, a.id, ['t-extra-' + user, 't-more-' + user], 2);
+      await store.touch(user, a.id, Date.now() + 1_000);
+    }
+    await endAll(store, 'bob');
+    // A commit that loses its compare-and-set still leaves index keys behind; they expire too.
+    await store
+      .commit({
+        user: 'carol',
+        expectedVersion: 0,
+        create: sessionRecord('carol', Date.now()),
+        end: [],
+        at: 0,
+      })
+      .catch(() => {});
+    const keys = await keysWithPrefix([redis.port], prefix);
+    expect(keys.size).toBeGreaterThan(10);
+    for (const key of keys.keys()) {
+      const ttl = Number(await redisCommand(redis.port, 'PTTL', key));
+      expect({ key, positive: ttl > 0 }).toEqual({ key, positive: true });
+    }
+  });
+
+  it('keeps the keys of a session for the retention after its expiresAt', async () => {
+    const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+    const retention = 2 * 3_600_000;
+    const store = await openStore({ url: redis.url, keyPrefix: prefix, retention });
+    const session = await login(store, 'kim');
+    await store.addTokens('kim', session.id, ['t-kim'], 8);
+    const keys = await keysWithPrefix([redis.port], prefix);
+    expect(keys.size).toBe(6);
+    for (const key of keys.keys()) {
+      const ttl = Number(await redisCommand(redis.port, 'PTTL', key));
+      // The session ends in an hour; its keys stay for the retention after that.
+      expect({ key, ttl: ttl > 3_600_000 + retention - 60_000 }).toEqual({ key, ttl: true });
+    }
+  });
+
+  it('removes all keys of a user once the last of their sessions expires', async () => {
+    const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+    const clock = { value: Date.now() };
+    const store = await openStore({ url: redis.url, keyPrefix: prefix, now: () => clock.value });
+    await login(store, 'dave', clock.value);
+    clock.value += 2 * 3_600_000;
+    await endAll(store, 'dave', clock.value);
+    const keys = [...(await keysWithPrefix([redis.port], prefix)).keys()];
+    expect(keys.filter((k) => k.includes('{u:'))).toEqual([]);
+  });
+
+  it('keeps two stores with different key prefixes apart on one Redis', async () => {
+    const a = await openStore({ url: redis.url });
+    const b = await openStore({ url: redis.url });
+    const listenerB = recordingListener();
+    onTestFinished(b.watch(listenerB));
+    const listenerA = recordingListener();
+    onTestFinished(a.watch(listenerA));
+    const session = await login(a, 'erin');
+    expect(await b.readUser('erin')).toEqual({ user: 'erin', version: 0, live: [] });
+    expect(await b.lookup(session.tokenIds[0] as string)).toBeUndefined();
+    await endAll(a, 'erin');
+    await vi.waitFor(() => expect(listenerA.invalidated).toContain(session.tokenIds[0]), { timeout: 5_000 });
+    expect(listenerB.invalidated).toEqual([]);
+  });
+
+  it('shares one subscriber connection between all watchers of a store', async () => {
+    const r = await ownRedis();
+    const store = await openStore({ url: r.url });
+    for (let i = 0; i < 5; i++) onTestFinished(store.watch(recordingListener()));
+    const clients = String(await redisCommand(r.port, 'CLIENT', 'LIST', 'TYPE', 'pubsub'));
+    expect(clients.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('fails calls fast with SG_ERR_STORE_UNAVAILABLE while Redis is killed', async () => {
+    const r = await ownRedis();
+    const store = await openStore({ url: r.url, commandTimeout: 250, pingInterval: 200 });
+    const session = await login(store, 'frank');
+    await r.kill();
+    for (const call of [
+      () => store.lookup(session.tokenIds[0] as string),
+      () => store.readUser('frank'),
+      () => login(store, 'frank'),
+      () => store.touch('frank', session.id, Date.now()),
+    ]) {
+      const { error, ms } = await timedFailure(call);
+      expect(error).toBeInstanceOf(StoreUnavailableError);
+      expect(error).toMatchObject({ code: 'SG_ERR_STORE_UNAVAILABLE' });
+      expect((error as Error).cause).toBeInstanceOf(Error);
+      // Fails on its own, well before any reconnection could happen (there is nothing to reconnect to).
+      expect(ms).toBeLessThan(2_000);
+    }
+  });
+
+  it('reports itself unavailable while Redis is down and available once it is back', async () => {
+    const r = await ownRedis();
+    const changes: boolean[] = [];
+    const store = await openStore({ url: r.url, onStateChange: (up) => changes.push(up) });
+    expect(store.isAvailable()).toBe(true);
+    await r.kill();
+    await waitUntil('unavailable', () => !store.isAvailable(), 5_000);
+    await r.restart();
+    await waitUntil('available again', () => store.isAvailable(), 10_000);
+    expect(changes).toEqual([true, false, true]);
+  });
+
+  it('serves again after Redis restarts, without recreating the store', async () => {
+    const r = await ownRedis();
+    const store = await openStore({ url: r.url, commandTimeout: 250, pingInterval: 200 });
+    await login(store, 'grace');
+    await r.kill();
+    await expect(store.readUser('grace')).rejects.toBeInstanceOf(StoreUnavailableError);
+    await r.restart();
+    // Nothing was persisted: the restarted Redis is empty, and the same store object works on it.
+    const session = await waitUntil('a commit after restart', () =>
+      login(store, 'grace').catch(() => undefined),
+    );
+    expect((await store.lookup(session.tokenIds[0] as string))?.session.state).toBe('live');
+  });
+
+  it('reports the channel lost, then restored, when the subscriber connection is killed', async () => {
+    const r = await ownRedis();
+    const store = await openStore({ url: r.url, pingInterval: 200 });
+    const listener = recordingListener();
+    onTestFinished(store.watch(listener));
+    await redisCommand(r.port, 'CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await waitUntil('lost then restored', () => listener.events.join(',') === 'lost,restored', 5_000);
+    expect(store.isWatching()).toBe(true);
+  });
+
+  it('reports channel state and invalidation lag through its hooks', async () => {
+    const r = await ownRedis();
+    const channel: string[] = [];
+    const lags: (number | undefined)[] = [];
+    const store = await openStore({
+      url: r.url,
+      pingInterval: 200,
+      onChannel: (state) => channel.push(state),
+      onInvalidation: (lag) => lags.push(lag),
+    });
+    await login(store, 'lee');
+    await endAll(store, 'lee');
+    await waitUntil('an invalidation', () => lags.length === 1, 5_000);
+    expect(lags[0]).toBeGreaterThanOrEqual(0);
+    expect(lags[0]).toBeLessThan(5_000);
+    await redisCommand(r.port, 'CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await waitUntil('lost then restored', () => channel.join(',') === 'restored,lost,restored', 5_000);
+  });
+
+  it('delivers invalidations again after the subscriber connection is killed', async () => {
+    const r = await ownRedis();
+    const store = await openStore({ url: r.url, pingInterval: 200 });
+    const listener = recordingListener();
+    onTestFinished(store.watch(listener));
+    await redisCommand(r.port, 'CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await waitUntil('restored', () => listener.events.includes('restored'), 5_000);
+    const session = await login(store, 'heidi');
+    await endAll(store, 'heidi');
+    await vi.waitFor(() => expect(listener.invalidated).toContain(session.tokenIds[0]), { timeout: 5_000 });
+  });
+
+  it('treats an unanswered PING as a lost channel and resubscribes (half-open connection)', async () => {
+    const r = await ownRedis();
+    const proxy = await startTcpProxy(r.port);
+    onTestFinished(() => proxy.close());
+    const store = await openStore({ url: proxy.url, pingInterval: 200, commandTimeout: 250 });
+    const listener = recordingListener();
+    onTestFinished(store.watch(listener));
+    proxy.freeze();
+    // Nothing closes: only the missed PING reply can tell.
+    await waitUntil('lost', () => listener.events.includes('lost'), 5_000);
+    expect(store.isWatching()).toBe(false);
+    proxy.thaw();
+    await waitUntil('restored', () => listener.events.join(',') === 'lost,restored', 10_000);
+    // The command connection was frozen too; repeated timeouts make it reconnect.
+    const session = await waitUntil('a commit after thaw', () => login(store, 'ivan').catch(() => undefined));
+    await endAll(store, 'ivan');
+    await vi.waitFor(() => expect(listener.invalidated).toContain(session.tokenIds[0]), { timeout: 5_000 });
+  });
+
+  it('closes idempotently and fails later calls with StoreUnavailableError', async () => {
+    const store = createRedisStore({ url: redis.url, keyPrefix: `sg:${randomUUID().slice(0, 8)}:` });
+    await store.ready();
+    await Promise.all([store.close(), store.close()]);
+    await store.close();
+    expect(store.isAvailable()).toBe(false);
+    await expect(store.readUser('judy')).rejects.toMatchObject({ code: 'SG_ERR_STORE_UNAVAILABLE' });
+  });
+});
