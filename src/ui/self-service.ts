@@ -81,6 +81,8 @@ class HttpProblem extends Error {
     readonly code: string,
     message: string,
     readonly title = 'Something went wrong',
+    /** For a 401 of a session that ended: the record, so the page can say when and why. */
+    readonly session?: SessionRecord,
   ) {
     super(message);
   }
@@ -203,13 +205,13 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
         'Sessions cannot be checked right now. Please try again shortly.',
         'Try again shortly',
       );
-    if (d.state !== 'live' || d.session === undefined) throw notLive(d.state);
+    if (d.state !== 'live' || d.session === undefined) throw notLive(d.state, d.session);
     return { session: d.session, lastSeenAt: d.lastSeenAt };
   }
 
-  function notLive(state: string): HttpProblem {
+  function notLive(state: string, session?: SessionRecord): HttpProblem {
     const { code, message } = NOT_LIVE[state] ?? (NOT_LIVE.unknown as { code: string; message: string });
-    return new HttpProblem(401, code, message, state === 'none' ? 'Sign in' : 'You are signed out');
+    return new HttpProblem(401, code, message, state === 'none' ? 'Sign in' : 'You are signed out', session);
   }
 
   async function list(scope: SelfServiceRequest, live: Live): Promise<void> {
@@ -255,6 +257,15 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
     }
     if (wantsJson(req) || (req.method !== 'GET' && req.method !== 'HEAD' && !isFormPost(req))) {
       sendJson(res, p.status, { error: p.code, message: p.message });
+      return;
+    }
+    if (p.status === 401 && p.session !== undefined) {
+      // A session that ended: the same page as any other navigation of it (when, from which device).
+      sendHtml(
+        res,
+        401,
+        renderSupersededPage({ code: p.code, message: p.message, session: p.session, loginUrl }),
+      );
       return;
     }
     const link =

@@ -1,0 +1,295 @@
+/**
+ * Several gateway replicas sharing one Redis: cross-replica revocation, concurrent logins across
+ * replicas, Redis faults (killed, pub/sub connection killed, Sentinel failover).
+ */
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { startGateway } from '../support/harness.js';
+import {
+  redisCommand,
+  startRedis,
+  startRedisSentinel,
+  waitUntil,
+  type RedisHandle,
+} from '../support/redis.js';
+import { listenApp, readBody, type RunningApp } from '../support/upstreams.js';
+
+const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const agent = new Agent({ connections: 64 });
+
+async function loginApp(): Promise<RunningApp> {
+  const app = await listenApp((req, res) => {
+    void (async () => {
+      const body = (await readBody(req)).toString();
+      if (req.url === '/api/login') {
+        const { username } = JSON.parse(body) as { username: string };
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ accessToken: randomBytes(16).toString('hex'), user: { id: username } }));
+        return;
+      }
+      res.end('ok');
+    })();
+  });
+  new WebSocketServer({ server: app.server }).on('connection', (ws) =>
+    ws.on('message', (m) => ws.send(String(m))),
+  );
+  return app;
+}
+
+async function login(url: string, username: string): Promise<string> {
+  const res = await request(`${url}/api/login`, {
+    method: 'POST',
+    body: JSON.stringify({ username }),
+    dispatcher: agent,
+  });
+  return ((await res.body.json()) as { accessToken: string }).accessToken;
+}
+
+async function status(url: string, token: string): Promise<number> {
+  const res = await request(`${url}/data`, {
+    headers: { authorization: `Bearer ${token}` },
+    dispatcher: agent,
+  });
+  await res.body.dump();
+  return res.statusCode;
+}
+
+describe('two replicas on one Redis', () => {
+  let app: RunningApp;
+  let redis: RedisHandle;
+  beforeAll(async () => {
+    app = await loginApp();
+    redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
+  });
+  afterAll(async () => {
+    await app.close();
+    await redis.stop();
+  });
+
+  const pair = async (extra: Record<string, unknown> = {}) => {
+    const keyPrefix = `t${randomBytes(4).toString('hex')}:`;
+    const config = {
+      login: LOGIN,
+      store: { url: redis.url, keyPrefix, pingInterval: '200ms' },
+      cache: { maxStaleness: '1s' },
+      ...extra,
+    };
+    const a = await startGateway(app.url, config);
+    const b = await startGateway(app.url, config);
+    await waitUntil('both subscribers', () => a.gateway.isReady() && b.gateway.isReady());
+    return { a, b };
+  };
+
+  it('rejects the older token on B after a login through A, within maxStaleness', async () => {
+    const { a, b } = await pair();
+    const t1 = await login(a.url, 'alice');
+    expect(await status(b.url, t1)).toBe(200); // B now caches t1 as live
+    await login(a.url, 'alice');
+    const start = performance.now();
+    while ((await status(b.url, t1)) !== 401) {
+      if (performance.now() - start > 2000) break;
+    }
+    const elapsed = performance.now() - start;
+    expect(await status(b.url, t1)).toBe(401);
+    expect(elapsed).toBeLessThan(1000);
+  });
+
+  it('ends concurrent logins of many users across both replicas with exactly limit live each', async () => {
+    const { a, b } = await pair({ sessions: { limit: 2 } });
+    const users = Array.from({ length: 8 }, (_, i) => `user${i}`);
+    const tokens = await Promise.all(
+      users.flatMap((u) =>
+        Array.from({ length: 8 }, (_, i) => login(i % 2 === 0 ? a.url : b.url, u).then((t) => ({ u, t }))),
+      ),
+    );
+    for (const u of users) expect(await a.gateway.sessions.listSessions(u)).toHaveLength(2);
+    // Wait out the staleness bound, then every token but the live ones is rejected on both replicas.
+    await new Promise((r) => setTimeout(r, 1100));
+    for (const gw of [a, b]) {
+      const statuses = await Promise.all(tokens.map(async ({ u, t }) => ({ u, s: await status(gw.url, t) })));
+      for (const u of users) expect(statuses.filter((x) => x.u === u && x.s === 200)).toHaveLength(2);
+    }
+  });
+
+  it('still rejects within maxStaleness when the pub/sub connection is killed as the revocation is published', async () => {
+    const { a, b } = await pair();
+    const t1 = await login(a.url, 'bob');
+    expect(await status(b.url, t1)).toBe(200);
+    await redisCommand(redis.port, 'CLIENT', 'KILL', 'TYPE', 'pubsub');
+    const start = performance.now();
+    await login(a.url, 'bob');
+    while ((await status(b.url, t1)) !== 401 && performance.now() - start < 3000)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(await status(b.url, t1)).toBe(401);
+    expect(performance.now() - start).toBeLessThan(1000);
+  });
+
+  it('closes a WebSocket held by B when A supersedes its session', async () => {
+    const { a, b } = await pair();
+    const t1 = await login(a.url, 'cy');
+    const ws = new WebSocket(`${b.url.replace('http', 'ws')}/socket`, {
+      headers: { authorization: `Bearer ${t1}` },
+    });
+    onTestFinished(() => ws.terminate());
+    await once(ws, 'open');
+    const closed = once(ws, 'close') as Promise<[number, Buffer]>;
+    await login(a.url, 'cy');
+    const [code] = await closed;
+    expect(code).toBe(4001);
+  });
+
+  it('follows failMode closed while Redis is down and recovers by itself', async () => {
+    const own = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
+    onTestFinished(() => own.stop());
+    const config = {
+      login: LOGIN,
+      store: { url: own.url, pingInterval: '200ms', commandTimeout: '200ms' },
+      cache: { maxStaleness: '300ms' },
+    };
+    const a = await startGateway(app.url, config);
+    const b = await startGateway(app.url, config);
+    await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
+    const old = await login(a.url, 'dee');
+    expect(await status(a.url, old)).toBe(200);
+    const current = await login(a.url, 'dee');
+    expect(await status(a.url, old)).toBe(401);
+
+    await own.kill();
+    await new Promise((r) => setTimeout(r, 400));
+    const during = await Promise.all([status(a.url, current), status(b.url, current), status(a.url, old)]);
+    expect(during).toEqual([503, 503, 401]); // revoked stays rejected; others fail closed
+    const ready = await request(`${a.adminUrl}/readyz`, { dispatcher: agent });
+    expect(ready.statusCode).toBe(503);
+    await ready.body.dump();
+
+    await own.restart();
+    await waitUntil('recovery', async () => (await status(b.url, current)) === 200, 10_000);
+    // No superseded token is accepted after reconnect, on either replica.
+    expect(await status(a.url, old)).toBe(401);
+    expect(await status(b.url, old)).toBe(401);
+    expect(a.gateway.isReady()).toBe(true);
+  });
+
+  it('passes requests under failMode open while Redis is down, counting them', async () => {
+    const own = await startRedis();
+    onTestFinished(() => own.stop());
+    const a = await startGateway(app.url, {
+      login: LOGIN,
+      failMode: 'open',
+      store: { url: own.url, commandTimeout: '200ms' },
+      cache: { maxStaleness: '200ms' },
+    });
+    const t = await login(a.url, 'eve');
+    await own.kill();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await status(a.url, t)).toBe(200);
+    expect(await a.gateway.metrics.registry.getSingleMetricAsString('sessiongate_requests_total')).toMatch(
+      /outcome="passed_store_unavailable"} [1-9]/,
+    );
+  });
+
+  it('keeps error rates to failMode during an outage under load, and accepts no superseded token afterwards', async () => {
+    const own = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
+    onTestFinished(() => own.stop());
+    const config = {
+      login: LOGIN,
+      store: { url: own.url, commandTimeout: '200ms', pingInterval: '200ms' },
+      cache: { maxStaleness: '200ms' },
+    };
+    const a = await startGateway(app.url, config);
+    const b = await startGateway(app.url, config);
+    await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
+    const superseded: string[] = [];
+    const live: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      superseded.push(await login(a.url, `load${i}`));
+      live.push(await login(b.url, `load${i}`));
+    }
+    const seen = new Map<number, number>();
+    let acceptedSuperseded = 0;
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        const i = Math.floor(Math.random() * 10);
+        const gw = Math.random() < 0.5 ? a : b;
+        const [s1, s2] = await Promise.all([
+          status(gw.url, live[i] as string),
+          status(gw.url, superseded[i] as string),
+        ]);
+        seen.set(s1, (seen.get(s1) ?? 0) + 1);
+        if (s2 === 200) acceptedSuperseded++;
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    await own.kill();
+    await new Promise((r) => setTimeout(r, 800));
+    await own.restart();
+    await waitUntil(
+      'recovery',
+      async () =>
+        (await status(a.url, live[0] as string)) === 200 && (await status(b.url, live[1] as string)) === 200,
+      10_000,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    stop = true;
+    await load;
+    expect(acceptedSuperseded).toBe(0);
+    expect([...seen.keys()].every((s) => s === 200 || s === 503)).toBe(true);
+    expect(seen.get(503)).toBeGreaterThan(0);
+    expect(seen.get(200)).toBeGreaterThan(0);
+  });
+});
+
+describe('Sentinel failover', () => {
+  it('keeps sessions through a failover during traffic, without a restart', async () => {
+    const app = await loginApp();
+    onTestFinished(() => app.close());
+    const sentinel = await startRedisSentinel();
+    onTestFinished(() => sentinel.stop());
+    const gw = await startGateway(app.url, {
+      login: LOGIN,
+      store: {
+        sentinels: [...sentinel.sentinelAddresses],
+        sentinelName: sentinel.masterName,
+        commandTimeout: '500ms',
+        pingInterval: '300ms',
+      },
+      cache: { maxStaleness: '200ms' },
+    });
+    await waitUntil('ready', () => gw.gateway.isReady());
+    const t1 = await login(gw.url, 'fay');
+    const t2 = await login(gw.url, 'fay');
+    // Wait until the replica has the writes (replication is asynchronous).
+    await redisCommand(sentinel.master.port, 'WAIT', 1, 2000);
+    let stop = false;
+    const statuses: number[] = [];
+    const traffic = (async () => {
+      while (!stop) {
+        statuses.push(await status(gw.url, t2));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    await redisCommand(sentinel.sentinels[0]?.port as number, 'SENTINEL', 'FAILOVER', sentinel.masterName);
+    await waitUntil(
+      'the replica to become master',
+      async () => String(await redisCommand(sentinel.replica.port, 'ROLE')).startsWith('master'),
+      20_000,
+    );
+    await waitUntil(
+      'a login through the new master',
+      async () => (await login(gw.url, 'gus')).length > 0,
+      20_000,
+    );
+    stop = true;
+    await traffic;
+    expect(await status(gw.url, t2)).toBe(200);
+    expect(await status(gw.url, t1)).toBe(401);
+    const t3 = await login(gw.url, 'fay');
+    await waitUntil('t2 superseded after failover', async () => (await status(gw.url, t2)) === 401, 5000);
+    expect(await status(gw.url, t3)).toBe(200);
+    expect(statuses.every((s) => s === 200 || s === 503)).toBe(true);
+  }, 60_000);
+});
