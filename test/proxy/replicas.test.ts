@@ -293,3 +293,32 @@ describe('Sentinel failover', () => {
     expect(statuses.every((s) => s === 200 || s === 503)).toBe(true);
   }, 60_000);
 });
+
+describe('Redis Cluster', () => {
+  it('rejects the older token on B after a login through A', async () => {
+    const app = await loginApp();
+    onTestFinished(() => app.close());
+    const { startRedisCluster } = await import('../support/redis.js');
+    const cluster = await startRedisCluster();
+    onTestFinished(() => cluster.stop());
+    const config = {
+      login: LOGIN,
+      store: { cluster: [...cluster.seeds], pingInterval: '200ms' },
+      cache: { maxStaleness: '1s' },
+    };
+    const a = await startGateway(app.url, config);
+    const b = await startGateway(app.url, config);
+    await waitUntil('both ready', () => a.gateway.isReady() && b.gateway.isReady());
+    const tokens: string[] = [];
+    for (const user of ['u1', 'u2', 'u3', 'u4']) {
+      tokens.push(await login(a.url, user));
+      expect(await status(b.url, tokens[tokens.length - 1] as string)).toBe(200);
+      await login(b.url, user);
+    }
+    await waitUntil(
+      'all superseded on A',
+      async () => (await Promise.all(tokens.map((t) => status(a.url, t)))).every((s) => s === 401),
+      1000,
+    );
+  }, 30_000);
+});
