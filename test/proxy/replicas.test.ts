@@ -298,7 +298,6 @@ describe('Redis Cluster', () => {
   it('rejects the older token on B after a login through A', async () => {
     const app = await loginApp();
     onTestFinished(() => app.close());
-    const { startRedisCluster } = await import('../support/redis.js');
     const cluster = await startRedisCluster();
     onTestFinished(() => cluster.stop());
     const config = {
