@@ -15,6 +15,7 @@ import {
 } from '../support/apps.js';
 import { startGateway } from '../support/harness.js';
 import { CookieJar } from '../support/jar.js';
+import { startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
 
 /**
  * Signed-cookie stores put a timestamp of whole seconds in the cookie: two logins of one user within
@@ -209,5 +210,49 @@ describe.skipIf(!haveFlask())('Flask-Login with remember-me', () => {
     // The app alone would have signed it back in.
     const direct = await fetch(`${app.url}/account`, { headers: { cookie: remembered }, redirect: 'manual' });
     expect(direct.status).toBe(200);
+  });
+});
+
+describe.skipIf(!havePhp())('PHP behind two replicas on Redis', () => {
+  let app: RunningApp;
+  let redis: RedisHandle;
+  beforeAll(async () => {
+    app = await startPhpApp();
+    redis = await startRedis();
+  }, 30_000);
+  afterAll(async () => {
+    await app.stop();
+    await redis.stop();
+  });
+
+  it('follows the regenerated id across replicas and rejects the superseded browser on both', async () => {
+    const config = {
+      login: [
+        {
+          match: 'POST /login.php',
+          token: 'cookie:PHPSESSID',
+          user: 'request.form:username',
+          success: { status: 302, location: '/account.php' },
+        },
+      ],
+      tokens: ['cookie:PHPSESSID'],
+      sessions: { unknownTokens: 'reject' as const },
+      store: { url: redis.url, pingInterval: '200ms' },
+    };
+    const a = await startGateway(app.url, config);
+    const b = await startGateway(app.url, config);
+    await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
+    const phone = new CookieJar();
+    await phone.fetch(`${a.url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });
+    for (const gw of [a, b, a, b]) expect((await phone.fetch(`${gw.url}/account.php`)).status).toBe(200);
+    const laptop = new CookieJar();
+    await laptop.fetch(`${b.url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });
+    const stale = phone.clone();
+    for (const gw of [a, b]) {
+      const res = await stale.clone().fetch(`${gw.url}/account.php`);
+      expect(res.status).toBe(401);
+      expect(await body(res)).toMatchObject({ error: 'session_superseded' });
+    }
+    expect((await laptop.fetch(`${a.url}/account.php`)).status).toBe(200);
   });
 });
