@@ -2,6 +2,7 @@
  * The composition root: createGateway(config) wires the parts. The only module that imports everything;
  * tests use it too, with an injected clock, registry and logger.
  */
+import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -168,7 +169,15 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   const firstToken = config.tokens[0];
   const firstFrom = typeof firstToken === 'string' ? firstToken : (firstToken?.from ?? 'bearer');
   const selfService: SelfServiceHandler | undefined = config.selfService.enabled
-    ? createSelfService({ sessions, prefix: config.selfService.prefix, logger, now })
+    ? createSelfService({
+        sessions,
+        prefix: config.selfService.prefix,
+        logger,
+        now,
+        // One key for every replica: a page rendered by one replica may be posted to another.
+        csrfKey: createHmac('sha256', config.secret).update('sessiongate:self-service-csrf').digest(),
+        loginUrl: config.reject.redirect,
+      })
     : undefined;
   const protectAll = config.protect.length === 1 && config.protect[0] === '/**';
   const proxy = createProxyServer({
@@ -205,6 +214,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     ),
     metrics,
     logger,
+    now,
   });
 
   let draining = false;

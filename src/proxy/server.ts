@@ -48,6 +48,8 @@ export interface ProxyOptions {
   readonly probe: UserProbe;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Epoch-millisecond clock of events. */
+  readonly now: () => number;
 }
 
 export interface ProxyServer {
@@ -91,7 +93,8 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       if (!connections.has(id)) continue;
       void Promise.resolve(o.sessions.check(id)).then((d) => {
         if (d.state === 'live' || d.state === 'unknown' || d.state === 'unavailable') return;
-        for (const c of connections.close([id], () => codeOf(d))) o.metrics.connectionsClosed.labels(c.kind).inc();
+        for (const c of connections.close([id], () => codeOf(d)))
+          o.metrics.connectionsClosed.labels(c.kind).inc();
       });
     }
   };
@@ -240,7 +243,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
     const session = d.session;
     o.sessions.events.emit({
       type: 'request.rejected',
-      at: Date.now(),
+      at: o.now(),
       user: session?.user ?? '',
       ...(session ? { sessionId: session.id } : {}),
       ip: scope.clientIp,

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestTokenSourceConfig } from '../config/schema.js';
 import { compileCookieName, readCookie, readCookies, type CookieNameMatcher } from './cookies.js';
-import { compileValueTransform, type ValueTransform } from './value.js';
+import { compileValueTransform, type ValueOptions, type ValueTransform } from './value.js';
 
 export type TokenCarrier = 'bearer' | 'cookie' | 'header' | 'pathparam';
 
@@ -113,7 +113,11 @@ function pathParamReader(name: string, transform: ValueTransform): SourceReader 
   };
 }
 
-export function compileRequestTokenReader(sources: readonly RequestTokenSourceConfig[]): RequestTokenReader {
+/** A request token source as configured (defaults not yet applied is fine: `chunked` may be absent). */
+export type RequestTokenSource =
+  RequestTokenSourceConfig | (ValueOptions & { readonly from: string; readonly chunked?: boolean });
+
+export function compileRequestTokenReader(sources: readonly RequestTokenSource[]): RequestTokenReader {
   const readers = sources.map((s): SourceReader => {
     const o = typeof s === 'string' ? { from: s, chunked: false } : s;
     const transform = compileValueTransform(o);
@@ -124,7 +128,7 @@ export function compileRequestTokenReader(sources: readonly RequestTokenSourceCo
       case 'bearer':
         return bearerReader(transform);
       case 'cookie':
-        return cookieReader(compileCookieName(arg), transform, o.chunked);
+        return cookieReader(compileCookieName(arg), transform, o.chunked === true);
       case 'header':
         return headerReader(arg, transform);
       default:

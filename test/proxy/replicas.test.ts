@@ -11,6 +11,7 @@ import { startGateway } from '../support/harness.js';
 import {
   redisCommand,
   startRedis,
+  startRedisCluster,
   startRedisSentinel,
   waitUntil,
   type RedisHandle,

@@ -112,7 +112,7 @@ export async function jwtApp(options: { sameTokenWithinSecond?: boolean } = {}):
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(JSON.stringify(value));
       };
-      if (req.method === 'POST' && url.pathname === '/api/login') {
+      if (req.method === 'POST' && (url.pathname === '/api/login' || url.pathname === '/api/sso/login')) {
         const { username, password } = JSON.parse(body) as { username: string; password?: string };
         if (password === 'wrong') return json(401, { error: 'bad credentials' });
         return json(200, {

@@ -1,0 +1,189 @@
+/** Webhook delivery to a real receiver: signed, retried after a failure, and the login notice header. */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { eventually, readBody, startGateway, UA } from '../support/gateway.js';
+
+const WEBHOOK_SECRET = 'webhook-secret-0123456789abcdef';
+
+interface Received {
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+  readonly status: number;
+}
+
+/** A real receiver; `statuses` are answered in order (then 200). Answers wait while `held`. */
+async function startReceiver(
+  statuses: number[] = [],
+): Promise<{ url: string; received: Received[]; arrived: () => number; hold(): void; release(): void }> {
+  const received: Received[] = [];
+  let arrived = 0;
+  let gate: Promise<void> = Promise.resolve();
+  let open: () => void = () => {};
+  const server = createServer((req, res) => {
+    arrived++;
+    void readBody(req)
+      .then(async (b) => {
+        await gate;
+        return b;
+      })
+      .then((b) => {
+        const status = statuses.shift() ?? 200;
+        received.push({ headers: req.headers, body: b.toString(), status });
+        res.writeHead(status, { 'content-type': 'text/plain' });
+        res.end(status === 200 ? 'ok' : 'try again');
+      });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  onTestFinished(
+    () =>
+      new Promise<void>((r) => {
+        open();
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  );
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/sessiongate`,
+    received,
+    arrived: () => arrived,
+    hold() {
+      gate = new Promise<void>((r) => (open = r));
+    },
+    release: () => open(),
+  };
+}
+
+/** What a receiver should do: check the timestamp window and the HMAC of "<t>.<raw body>" in constant time. */
+function verifySignature(
+  header: string | undefined,
+  body: string,
+  secret: string,
+  toleranceSeconds = 300,
+): boolean {
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header ?? '');
+  if (!m) return false;
+  const t = Number(m[1]);
+  if (Math.abs(Date.now() / 1000 - t) > toleranceSeconds) return false;
+  const expected = createHmac('sha256', secret).update(`${t}.${body}`).digest();
+  const got = Buffer.from(m[2] as string, 'hex');
+  return got.length === expected.length && timingSafeEqual(got, expected);
+}
+
+describe('webhook notifications', () => {
+  it('delivers session.created and session.superseded, signed; a 500 is retried', async () => {
+    const receiver = await startReceiver([500]);
+    const gw = await startGateway({
+      notify: { webhook: { url: receiver.url, secret: WEBHOOK_SECRET, attempts: 3 } },
+    });
+    const first = await gw.loginJson('frank', { 'user-agent': UA.chromeWindows });
+    const second = await gw.loginJson('frank', { 'user-agent': UA.safariIphone });
+    // The new-login notice on the login response (notify.loginHeader, on by default).
+    expect(first.response.headers.get('sessiongate-ended-sessions')).toBe('0');
+    expect(second.response.headers.get('sessiongate-ended-sessions')).toBe('1');
+
+    // created (500, then retried), then the second login's superseded and created, one at a time.
+    const delivered = await eventually(() => {
+      const ok = receiver.received.filter((r) => r.status === 200);
+      return ok.length >= 3 ? ok : undefined;
+    });
+    expect(receiver.received[0]?.status).toBe(500);
+    // The retry is the same delivery (same id and body), signed again.
+    expect(receiver.received[1]?.headers['x-sessiongate-delivery']).toBe(
+      receiver.received[0]?.headers['x-sessiongate-delivery'],
+    );
+    expect(receiver.received[1]?.body).toBe(receiver.received[0]?.body);
+
+    for (const r of receiver.received) {
+      expect(r.headers['content-type']).toBe('application/json');
+      expect(verifySignature(r.headers['x-sessiongate-signature'] as string, r.body, WEBHOOK_SECRET)).toBe(
+        true,
+      );
+      // A tampered body or another secret does not verify.
+      expect(
+        verifySignature(r.headers['x-sessiongate-signature'] as string, `${r.body} `, WEBHOOK_SECRET),
+      ).toBe(false);
+      expect(
+        verifySignature(r.headers['x-sessiongate-signature'] as string, r.body, 'another-secret-0123456789'),
+      ).toBe(false);
+      expect(r.body).not.toContain(first.token);
+      expect(r.body).not.toContain(second.token);
+    }
+    const events = delivered.map((r) => JSON.parse(r.body) as Record<string, unknown>);
+    expect(events.map((e) => e.type).sort()).toEqual([
+      'session.created',
+      'session.created',
+      'session.superseded',
+    ]);
+    expect(delivered.map((r) => r.headers['x-sessiongate-event'])).toEqual(events.map((e) => e.type));
+    const [created1, created2] = events.filter((e) => e.type === 'session.created');
+    const superseded = events.find((e) => e.type === 'session.superseded');
+    expect(created1).toMatchObject({
+      user: 'frank',
+      ip: '127.0.0.1',
+      device: 'Chrome on Windows',
+      text: 'New login from Chrome on Windows',
+    });
+    expect(created2).toMatchObject({ device: 'Mobile Safari on iOS' });
+    expect(created2?.text).toContain('1 other session(s) ended');
+    expect(superseded).toMatchObject({
+      user: 'frank',
+      sessionId: created1?.sessionId,
+      device: 'Chrome on Windows',
+      reason: 'superseded',
+      by: { sessionId: created2?.sessionId, device: 'Mobile Safari on iOS', ip: '127.0.0.1' },
+    });
+    expect(superseded?.text).toBe(
+      'Session on Chrome on Windows was ended by a new login from Mobile Safari on iOS',
+    );
+    expect(Date.parse(String(superseded?.time))).toBeGreaterThan(Date.now() - 60_000);
+
+    const metrics = await (await gw.admin('/metrics')).text();
+    expect(metrics).toContain('sessiongate_webhook_deliveries_total{result="retried"} 1');
+    expect(metrics).toContain('sessiongate_webhook_deliveries_total{result="delivered"} 3');
+    // Delivery failures are logged with a code.
+    expect(gw.logs.lines().some((l) => l.code === 'SG_ERR_WEBHOOK_STATUS' && l.status === 500)).toBe(true);
+  });
+
+  it('gives up after the configured attempts, counts it, and never holds up the login', async () => {
+    const receiver = await startReceiver([503, 503, 503, 503]);
+    const gw = await startGateway({
+      notify: { webhook: { url: receiver.url, secret: WEBHOOK_SECRET, attempts: 2 } },
+    });
+    receiver.hold();
+    const login = await gw.loginJson('gina');
+    expect(login.response.status).toBe(200);
+    // The login was answered while its delivery is still waiting on the (held) receiver.
+    await eventually(() => (receiver.arrived() === 1 ? true : undefined));
+    expect(receiver.received).toHaveLength(0);
+    receiver.release();
+    await eventually(() =>
+      gw.logs.lines().some((l) => l.code === 'SG_ERR_WEBHOOK_GAVE_UP') ? true : undefined,
+    );
+    expect(receiver.received).toHaveLength(2);
+    const metrics = await (await gw.admin('/metrics')).text();
+    expect(metrics).toContain('sessiongate_webhook_deliveries_total{result="failed"} 1');
+  });
+
+  it('sends only the configured events', async () => {
+    const receiver = await startReceiver();
+    const gw = await startGateway({
+      notify: { webhook: { url: receiver.url, secret: WEBHOOK_SECRET, events: ['session.superseded'] } },
+    });
+    await gw.loginJson('hank');
+    await gw.loginJson('hank');
+    const got = await eventually(() => (receiver.received.length >= 1 ? receiver.received : undefined));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(got.map((r) => (JSON.parse(r.body) as { type: string }).type)).toEqual(['session.superseded']);
+  });
+
+  it('omits the login notice header when notify.loginHeader is false', async () => {
+    const gw = await startGateway({ notify: { loginHeader: false } });
+    await gw.loginJson('ivan');
+    const second = await gw.loginJson('ivan');
+    expect(second.response.headers.get('sessiongate-ended-sessions')).toBeNull();
+  });
+});
