@@ -128,6 +128,25 @@ describe('two replicas on one Redis', () => {
     expect(performance.now() - start).toBeLessThan(1000);
   });
 
+  it('ends a session on every replica when an admin ends it on one', async () => {
+    const { a, b } = await pair();
+    const t1 = await login(a.url, 'dora');
+    expect(await status(b.url, t1)).toBe(200);
+    const res = await request(`${a.adminUrl}/admin/users/dora/sessions`, {
+      method: 'DELETE',
+      headers: { authorization: 'Bearer test-admin-token-0123456789' },
+      dispatcher: agent,
+    });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    await waitUntil('B rejects the ended token', async () => (await status(b.url, t1)) === 401, 1000, 5);
+    const again = await request(`${b.url}/data`, {
+      headers: { authorization: `Bearer ${t1}` },
+      dispatcher: agent,
+    });
+    expect(await again.body.json()).toMatchObject({ error: 'session_ended' });
+  });
+
   it('closes a WebSocket held by B when A supersedes its session', async () => {
     const { a, b } = await pair();
     const t1 = await login(a.url, 'cy');
