@@ -35,6 +35,8 @@ export interface UpstreamOptions {
   /** Largest body a tap buffers. */
   readonly maxBufferedBody: number;
   readonly onError?: (err: UpstreamError) => void;
+  /** A response of a live session's request started: streams (SSE) are tracked to close on revocation. */
+  readonly onLiveResponse?: (res: ServerResponse, head: ResponseHead, tokenId: string) => void;
 }
 
 export type RequestBody = IncomingMessage | Buffer | AsyncIterable<Buffer> | null;
@@ -45,9 +47,12 @@ const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
 export class Upstream {
   readonly pool: Pool;
   readonly #options: UpstreamOptions;
+  /** Set by the proxy server: called for each response of a live session's request. */
+  onLiveResponse: UpstreamOptions['onLiveResponse'];
 
   constructor(options: UpstreamOptions) {
     this.#options = options;
+    this.onLiveResponse = options.onLiveResponse;
     this.pool = new Pool(options.origin, {
       connect: { timeout: options.connectTimeout },
       headersTimeout: options.responseTimeout,
@@ -58,13 +63,17 @@ export class Upstream {
     });
   }
 
-  /** Forwards one request; the response (or a 502/504) is written to `res`. */
+  /**
+   * Forwards one request; the response (or a 502/504) is written to `res`. `liveTokenId`: the request
+   * carried this live token, so its responses are reported to `onLiveResponse` (streams are tracked).
+   */
   forward(
     req: IncomingMessage,
     res: ServerResponse,
     headers: string[],
     body: RequestBody,
     tap?: ResponseTap,
+    liveTokenId?: string,
   ): void {
     const hasBody =
       body !== null &&
@@ -73,7 +82,7 @@ export class Upstream {
         : req.headers['content-length'] !== undefined ||
           req.headers['transfer-encoding'] !== undefined ||
           !NO_BODY_METHODS.has(req.method ?? 'GET'));
-    const handler = new ForwardHandler(req, res, tap, this.#options);
+    const handler = new ForwardHandler(req, res, tap, this, liveTokenId);
     this.pool.dispatch(
       {
         origin: this.#options.origin,
@@ -84,6 +93,10 @@ export class Upstream {
       },
       handler,
     );
+  }
+
+  get options(): UpstreamOptions {
+    return this.#options;
   }
 
   close(): Promise<void> {
@@ -113,17 +126,22 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #mode: 'stream' | 'buffer' | 'hold' = 'stream';
   #completed = false;
   #done = false;
+  readonly #upstream: Upstream;
+  readonly #liveTokenId: string | undefined;
 
   constructor(
     req: IncomingMessage,
     res: ServerResponse,
     tap: ResponseTap | undefined,
-    options: UpstreamOptions,
+    upstream: Upstream,
+    liveTokenId: string | undefined,
   ) {
+    this.#upstream = upstream;
+    this.#liveTokenId = liveTokenId;
     this.#req = req;
     this.#res = res;
     this.#tap = tap;
-    this.#options = options;
+    this.#options = upstream.options;
     res.on('close', () => {
       // The client is gone (or the gateway ended a revoked stream): stop the upstream request too.
       if (!this.#done) this.#abort?.(new Error('client closed the connection'));
@@ -141,6 +159,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#resume = resume;
     const head: ResponseHead = { status: statusCode, statusText, headers: clientResponseHeaders(rawHeaders) };
     this.#head = head;
+    if (this.#liveTokenId !== undefined) this.#upstream.onLiveResponse?.(this.#res, head, this.#liveTokenId);
     const action = this.#tap ? this.#tap.onHead(head) : 'stream';
     if (action === 'stream') {
       this.#writeHead(head);

@@ -5,7 +5,7 @@ import { compileCookieName, parseSetCookie } from '../tokens/cookies.js';
 import { compileValueTransform, type ValueOptions, type ValueTransform } from '../tokens/value.js';
 import type { RequestTokenSourceConfig } from '../config/schema.js';
 import type { TokenIdOf } from '../tokens/token-id.js';
-import type { HeadAction, ResponseHead, ResponseTap } from './forward.js';
+import type { HeadAction, ResponseTap } from './forward.js';
 
 /** The cookies that carry session tokens, compiled once; responses that set one are rotations. */
 export interface WatchedCookies {
@@ -43,8 +43,6 @@ export interface RotationDeps {
   readonly watched: WatchedCookies;
   readonly metrics: Metrics;
   readonly logger: Logger;
-  /** Long-lived responses of a session, closed when it is revoked. */
-  readonly onStream?: ((head: ResponseHead) => void) | undefined;
 }
 
 /**
@@ -56,7 +54,6 @@ export interface RotationDeps {
 export function rotationTap(presentedTokenId: string, deps: RotationDeps): ResponseTap {
   return {
     onHead(head): HeadAction {
-      deps.onStream?.(head);
       let added: string[] | undefined;
       let cleared = false;
       const h = head.headers;

@@ -15,7 +15,7 @@ import { Upstream, type RequestBody, type ResponseHead } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { normalizePath } from './path.js';
 import { STATE_TO_CODE, sendError, type Rejections, type RejectionCode } from './rejection.js';
-import { rotationTap, type WatchedCookies } from './rotation-tap.js';
+import { rotationTap, type RotationDeps, type WatchedCookies } from './rotation-tap.js';
 import type { RequestScope } from './scope.js';
 import { CLOSE_CODES, rejectUpgrade, tunnelUpgrade, type UpgradeTarget } from './upgrade.js';
 
@@ -66,6 +66,7 @@ type Verdict = 'pass' | RejectionCode;
 export function createProxyServer(options: ProxyOptions): ProxyServer {
   const o = options;
   const connections = new ConnectionRegistry();
+  o.upstream.onLiveResponse = trackStream;
   const server = createServer({
     keepAliveTimeout: o.keepAliveTimeout,
     requestTimeout: 0,
@@ -84,6 +85,13 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
     probe: o.probe,
   };
   const log = o.logger;
+  const rotationDeps: RotationDeps | undefined = o.watchedCookies && {
+    sessions: o.sessions,
+    tokenIdOf: o.tokenIdOf,
+    watched: o.watchedCookies,
+    metrics: o.metrics,
+    logger: o.logger,
+  };
 
   // Long-lived connections were checked once, when they opened: close those whose session ended,
   // on revocations made here or received from other replicas, and after the channel was restored
@@ -277,39 +285,18 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
         res,
         headers,
         req,
-        rotationTap(scope.tokenId as string, {
-          sessions: o.sessions,
-          tokenIdOf: o.tokenIdOf,
-          watched: o.watchedCookies,
-          metrics: o.metrics,
-          logger: log,
-          onStream: (head) => trackStream(scope, head),
-        }),
+        rotationTap(scope.tokenId as string, rotationDeps as RotationDeps),
+        scope.tokenId,
       );
       return;
     }
-    if (live) {
-      o.upstream.forward(req, res, headers, req, {
-        onHead(head) {
-          trackStream(scope, head);
-          return 'stream';
-        },
-        onBody: () => Promise.resolve(),
-        onOverflow: () => {},
-      });
-      return;
-    }
-    o.upstream.forward(req, res, headers, req);
+    o.upstream.forward(req, res, headers, req, undefined, live ? scope.tokenId : undefined);
   }
 
   /** A streamed response (SSE) of a live session is closed when the session is revoked. */
-  function trackStream(scope: RequestScope, head: ResponseHead): void {
+  function trackStream(res: ServerResponse, head: ResponseHead, tokenId: string): void {
     if (!isStream(head)) return;
-    const res = scope.res;
-    const remove = connections.add(scope.tokenId as string, {
-      kind: 'stream',
-      close: () => res.end(),
-    });
+    const remove = connections.add(tokenId, { kind: 'stream', close: () => res.end() });
     res.once('close', remove);
   }
 
