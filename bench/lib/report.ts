@@ -1,0 +1,123 @@
+/**
+ * Formatting and recording results: every bench appends a dated section to bench/results.md so
+ * runs before and after a change stay side by side.
+ */
+import { execFileSync } from 'node:child_process';
+import { appendFile, readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { clkTck } from './proc.js';
+import { repoRoot } from './paths.js';
+
+export interface Machine {
+  date: string;
+  node: string;
+  nproc: number;
+  cpu: string;
+  clkTck: number;
+  git: string;
+}
+
+function cpuModel(): string {
+  try {
+    const match = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    return match?.[1]?.trim() ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The commit measured, and whether the tree had uncommitted changes (they matter for before/after). */
+function gitDescription(): string {
+  try {
+    const run = (args: string[]) => execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const head = run(['rev-parse', '--short', 'HEAD']);
+    const dirty = run(['status', '--porcelain']).length > 0;
+    return dirty ? `${head} + uncommitted changes` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** `nproc` (CPUs this process may run on), falling back to Node's own count. */
+function nproc(): number {
+  try {
+    return Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
+  } catch {
+    return availableParallelism();
+  }
+}
+
+export function machine(): Machine {
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    node: process.version,
+    nproc: nproc(),
+    cpu: cpuModel(),
+    clkTck: clkTck(),
+    git: gitDescription(),
+  };
+}
+
+export function machineLines(m: Machine): string[] {
+  return [`- node ${m.node}, nproc ${m.nproc}, CPU: ${m.cpu}, CLK_TCK ${m.clkTck}`, `- code: ${m.git}`];
+}
+
+/** A Markdown table (readable as is on a terminal too): the first `labelColumns` left-aligned, numbers right. */
+export function table(
+  header: readonly string[],
+  rows: readonly (readonly string[])[],
+  labelColumns = 1,
+): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const isLabel = (i: number) => i < labelColumns;
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((c, i) => (isLabel(i) ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (isLabel(i) ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  return [line(header), rule, ...rows.map(line)].join('\n');
+}
+
+/** A number with `digits` decimals, or an em dash when not measured. */
+export function num(value: number | undefined, digits = 1): string {
+  return value === undefined || !Number.isFinite(value) ? '—' : value.toFixed(digits);
+}
+
+export function int(value: number | undefined): string {
+  return value === undefined || !Number.isFinite(value) ? '—' : Math.round(value).toLocaleString('en-US');
+}
+
+export function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/** Appends a section to the results file, creating it with a title when absent. */
+export async function appendResults(file: string, section: string): Promise<void> {
+  let existing = '';
+  try {
+    existing = await readFile(file, 'utf8');
+  } catch {
+    existing = '';
+  }
+  const head =
+    existing === '' ? '# sessiongate benchmark results\n\nNewest section last. See bench/README.md.\n' : '';
+  await appendFile(file, `${head}\n${section.trimEnd()}\n`, 'utf8');
+}
+
+/** Percentile (nearest rank) of an ascending-sorted array. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank] ?? NaN;
+}
+
+/**
+ * A reason in one line: the message's first line plus the first following line that is not a stack
+ * frame (for a child that died, that is usually its error).
+ */
+export function oneLine(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('at '));
+  return lines.slice(0, 2).join(' ');
+}

@@ -1,0 +1,247 @@
+/**
+ * Cross-replica revocation latency: how long a superseded token keeps working on another replica.
+ *
+ * Two gateways A and B share one redis-server (cache.maxStaleness 1s). Per iteration: user uN logs in
+ * through A (t1); one request with t1 through B (B now caches t1 as live); uN logs in again through A
+ * (t2 supersedes t1, limit 1); then B is polled with t1 on one keep-alive connection until it answers
+ * 401. The latency is from A's second login response (headers) arriving to B's first 401 (headers).
+ * Without pub/sub it would be up to maxStaleness (1 s); DESIGN.md wants p99 < 2 ms on loopback.
+ *
+ * Usage: node dist/bench/revocation.js [--iterations 1000] [--warmup-iterations 20] [--timeout-ms 3000]
+ *          [--gateway-cli dist/src/cli.js] [--results bench/results.md] [--no-results]
+ */
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Client, request } from 'undici';
+import {
+  cleanupConfigs,
+  expectLive,
+  GatewayCheckError,
+  GatewayUnavailableError,
+  startGateway,
+  type Gateway,
+} from './lib/gateway.js';
+import { login } from './lib/http.js';
+import { defaultGatewayCli, defaultResultsFile } from './lib/paths.js';
+import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
+import { appendResults, machine, machineLines, num, oneLine, percentile, table } from './lib/report.js';
+import { startUpstream, type Helper } from './lib/servers.js';
+
+/** DESIGN.md's bound for loopback. */
+const TARGET_P99_MS = 2;
+
+export interface RevocationOptions {
+  iterations: number;
+  /** Iterations run first and not recorded (JIT, connections, Redis scripts loaded). */
+  warmupIterations?: number;
+  /** An iteration whose token still passes after this long counts as a timeout. */
+  timeoutMs?: number;
+  gatewayCli: string;
+  resultsFile: string | undefined;
+}
+
+interface Sample {
+  /** ms from A's login response to B's first 401, or undefined on timeout. */
+  latency: number | undefined;
+  polls: number;
+  /**
+   * ms from sending the first poll to its answer: the resolution. When the first poll already gets
+   * the 401, the revocation reached B faster than this and `latency` is an upper bound.
+   */
+  firstPollRtt: number;
+}
+
+interface Replicas {
+  a: Gateway;
+  b: Gateway;
+  clientA: Client;
+  clientB: Client;
+}
+
+/** One request with the token through `client`; the time is taken when the response headers arrive. */
+async function timedGet(url: string, client: Client, token: string): Promise<{ status: number; at: number }> {
+  const res = await request(`${url}/`, { dispatcher: client, headers: { authorization: `Bearer ${token}` } });
+  const at = performance.now();
+  await res.body.dump();
+  return { status: res.statusCode, at };
+}
+
+/** Polls B with t1 until 401; 200 means "still live on B". */
+async function pollUntilRejected(
+  r: Replicas,
+  token: string,
+  since: number,
+  timeoutMs: number,
+): Promise<Sample> {
+  let polls = 0;
+  let firstPollRtt = NaN;
+  for (;;) {
+    const sent = performance.now();
+    const { status, at } = await timedGet(r.b.url, r.clientB, token);
+    if (polls++ === 0) firstPollRtt = at - sent;
+    if (status === 401) return { polls, latency: at - since, firstPollRtt };
+    if (status !== 200)
+      throw new GatewayCheckError(`B answered ${status} to a superseded token (expected 200 then 401)`);
+    if (at - since > timeoutMs) return { polls, latency: undefined, firstPollRtt };
+  }
+}
+
+async function iteration(r: Replicas, user: string, timeoutMs: number): Promise<Sample> {
+  const t1 = (await login(r.a.url, user, { dispatcher: r.clientA })).token;
+  const cached = await timedGet(r.b.url, r.clientB, t1);
+  if (cached.status !== 200)
+    throw new GatewayCheckError(`B answered ${cached.status} to a fresh live token, expected 200`);
+  const second = await login(r.a.url, user, { dispatcher: r.clientA });
+  return pollUntilRejected(r, t1, second.headersAt, timeoutMs);
+}
+
+function summary(samples: readonly Sample[], options: RevocationOptions): string {
+  const latencies = samples
+    .flatMap((s) => (s.latency === undefined ? [] : [s.latency]))
+    .sort((x, y) => x - y);
+  const rtts = samples.map((s) => s.firstPollRtt).sort((x, y) => x - y);
+  const atFirstPoll = samples.filter((s) => s.polls === 1 && s.latency !== undefined).length;
+  const timeouts = samples.length - latencies.length;
+  const p99 = percentile(latencies, 99);
+  const polls = samples.reduce((sum, s) => sum + s.polls, 0) / Math.max(1, samples.length);
+  const rows = [
+    [
+      String(samples.length),
+      num(percentile(latencies, 50), 3),
+      num(p99, 3),
+      num(latencies[latencies.length - 1], 3),
+      num(polls, 2),
+      `${num(percentile(rtts, 50), 3)} / ${num(percentile(rtts, 99), 3)}`,
+      `${num((100 * atFirstPoll) / Math.max(1, samples.length), 1)} %`,
+      String(timeouts),
+      timeouts === 0 && p99 < TARGET_P99_MS ? 'ok' : 'OVER',
+    ],
+  ];
+  const header = [
+    'iterations',
+    'p50 ms',
+    'p99 ms',
+    'max ms',
+    'polls/iter',
+    'first poll RTT p50 / p99 ms',
+    '401 at first poll',
+    `timeouts (>${options.timeoutMs} ms)`,
+    `p99 < ${TARGET_P99_MS} ms`,
+  ];
+  return table(header, rows);
+}
+
+async function startReplicas(redis: BenchRedis, upstream: Helper, cli: string): Promise<Replicas> {
+  const overrides = { store: redis.url, cache: { maxStaleness: '1s' } };
+  const a = await startGateway('revocation-a', cli, upstream.url, overrides);
+  let b: Gateway;
+  try {
+    b = await startGateway('revocation-b', cli, upstream.url, overrides);
+  } catch (err) {
+    await a.stop();
+    throw err;
+  }
+  // One keep-alive connection each, so no poll pays for a TCP handshake.
+  return {
+    a,
+    b,
+    clientA: new Client(a.url, { pipelining: 1 }),
+    clientB: new Client(b.url, { pipelining: 1 }),
+  };
+}
+
+async function stopReplicas(r: Replicas): Promise<void> {
+  await Promise.all([r.clientA.close(), r.clientB.close()]);
+  await Promise.all([r.a.stop(), r.b.stop()]);
+}
+
+async function measureRevocations(r: Replicas, options: Required<RevocationOptions>): Promise<Sample[]> {
+  const run = randomBytes(4).toString('hex');
+  // A login through A must be live on B before anything is timed.
+  await expectLive(r.b, (await login(r.a.url, `rev-${run}-probe`)).token);
+  for (let i = 0; i < options.warmupIterations; i++)
+    await iteration(r, `rev-${run}-w${i}`, options.timeoutMs);
+  const samples: Sample[] = [];
+  for (let i = 0; i < options.iterations; i++)
+    samples.push(await iteration(r, `rev-${run}-${i}`, options.timeoutMs));
+  return samples;
+}
+
+/** Runs the revocation bench; prints a skip line (and returns) when Redis or the gateway is unavailable. */
+export async function runRevocation(input: RevocationOptions): Promise<void> {
+  const options: Required<RevocationOptions> = { warmupIterations: 20, timeoutMs: 3000, ...input };
+  console.log(`\n> revocation: ${options.iterations} iterations, gateways A and B on one redis-server`);
+  const missing = redisUnavailableReason();
+  if (missing) return void console.log(`  SKIPPED: ${missing}`);
+  const upstream = await startUpstream();
+  const redis = await startRedis();
+  let samples: Sample[] | undefined;
+  try {
+    const replicas = await startReplicas(redis, upstream, options.gatewayCli);
+    try {
+      samples = await measureRevocations(replicas, options);
+    } finally {
+      await stopReplicas(replicas);
+    }
+  } catch (err) {
+    if (!(err instanceof GatewayUnavailableError)) throw err;
+    console.log(`  SKIPPED: the gateway is not available: ${oneLine(err.message)}`);
+  } finally {
+    await redis.stop();
+    await upstream.child.stop();
+    await cleanupConfigs();
+  }
+  if (samples) await record(samples, options);
+}
+
+async function record(samples: readonly Sample[], options: Required<RevocationOptions>): Promise<void> {
+  const m = machine();
+  const section = [
+    `## ${m.date} — cross-replica revocation (bench/revocation.ts)`,
+    '',
+    ...machineLines(m),
+    `- two gateways on one redis-server, cache.maxStaleness 1s, ${options.warmupIterations} warm-up iterations not counted`,
+    "- latency: A's superseding login response (headers) -> B's first 401 to the old token, polled on one keep-alive connection",
+    '',
+    summary(samples, options),
+  ].join('\n');
+  console.log(`\n${section}`);
+  if (options.resultsFile) {
+    await appendResults(options.resultsFile, section);
+    console.log(`\nappended to ${options.resultsFile}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      iterations: { type: 'string', default: '1000' },
+      'warmup-iterations': { type: 'string', default: '20' },
+      'timeout-ms': { type: 'string', default: '3000' },
+      'gateway-cli': { type: 'string' },
+      results: { type: 'string' },
+      'no-results': { type: 'boolean', default: false },
+    },
+  });
+  await runRevocation({
+    iterations: Number(values.iterations),
+    warmupIterations: Number(values['warmup-iterations']),
+    timeoutMs: Number(values['timeout-ms']),
+    gatewayCli: values['gateway-cli'] ? resolve(values['gateway-cli']) : defaultGatewayCli,
+    resultsFile: values['no-results']
+      ? undefined
+      : values.results
+        ? resolve(values.results)
+        : defaultResultsFile,
+  });
+}
+
+// Run only when executed directly (run.ts imports runRevocation for --revocation).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exitCode = 1;
+  });
+}
