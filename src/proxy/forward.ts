@@ -146,7 +146,6 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       // The client is gone (or the gateway ended a revoked stream): stop the upstream request too.
       if (!this.#done) this.#abort?.(new Error('client closed the connection'));
     });
-    res.on('drain', () => this.#resume?.());
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -180,7 +179,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
-    if (this.#mode === 'stream') return this.#res.write(chunk);
+    if (this.#mode === 'stream') {
+      const flowing = this.#res.write(chunk);
+      // Backpressure: undici pauses the upstream socket; the client's drain resumes it.
+      if (!flowing && this.#resume) this.#res.once('drain', this.#resume);
+      return flowing;
+    }
     (this.#chunks as Buffer[]).push(chunk);
     this.#size += chunk.length;
     if (this.#mode === 'buffer' && this.#size > this.#options.maxBufferedBody) {
@@ -190,6 +194,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       let ok = true;
       for (const c of this.#chunks as Buffer[]) ok = this.#res.write(c);
       this.#chunks = undefined;
+      if (!ok && this.#resume) this.#res.once('drain', this.#resume);
       return ok;
     }
     return this.#mode === 'buffer';

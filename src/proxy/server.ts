@@ -142,6 +142,11 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // Malformed requests (bad headers, smuggling attempts, oversized headers): a clean 400/431, never a crash.
+    // A client resetting its idle keep-alive connection is not one.
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+      socket.destroy();
+      return;
+    }
     o.metrics.requests.bad_request.inc();
     log.warn({ code: 'SG_ERR_BAD_REQUEST', err: err.code ?? err.message }, 'malformed request');
     if (!socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) {

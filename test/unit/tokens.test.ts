@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { compileCookieName, parseSetCookie, readCookie } from '../../src/tokens/cookies.js';
 import { compileRequestTokenReader } from '../../src/tokens/request-token.js';
@@ -65,5 +66,31 @@ describe('request tokens', () => {
         '/',
       ),
     ).toMatchObject({ value: 'abcdef' });
+  });
+});
+
+describe('token ids are HMAC-SHA256', () => {
+  it('matches RFC 4231 test case 2', () => {
+    const id = createTokenIdOf('Jefe')('what do ya want for nothing?');
+    expect(Buffer.from(id, 'base64url').toString('hex')).toBe(
+      '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
+    );
+  });
+
+  it('matches RFC 4231 test case 6 (a key longer than the block)', () => {
+    const key = Buffer.alloc(131, 0xaa).toString('latin1');
+    // The key is given as text: 0xaa as UTF-8 is two bytes, so compare with createHmac on the same bytes.
+    const id = createTokenIdOf(key)('Test Using Larger Than Block-Size Key - Hash Key First');
+    expect(id).toBe(
+      createHmac('sha256', Buffer.from(key, 'utf8'))
+        .update('Test Using Larger Than Block-Size Key - Hash Key First')
+        .digest('base64url'),
+    );
+  });
+
+  it('hashes non-ASCII tokens as UTF-8', () => {
+    expect(createTokenIdOf('secret-0123456789')('ü€𝄞')).toBe(
+      createHmac('sha256', 'secret-0123456789').update('ü€𝄞').digest('base64url'),
+    );
   });
 });
