@@ -132,7 +132,9 @@ export class SessionService {
     if (hit !== undefined && (this.#config.consistency === 'cached' || hit.state !== 'live')) {
       return hit.state === 'live' ? this.#applyActivity(tokenId, hit, now) : hit;
     }
-    return this.#fill(tokenId);
+    // Strict mode never joins a read already in flight: it may have started before a revocation that
+    // this request must see.
+    return this.#config.consistency === 'strict' ? this.#read(tokenId) : this.#fill(tokenId);
   }
 
   #fill(tokenId: string): Promise<Decision> {

@@ -105,6 +105,24 @@ describe.skipIf(!haveDjango())('Django with signed-cookie sessions', () => {
     expect(await body(res)).toMatchObject({ error: 'session_logged_out' });
   });
 
+  it('ends the session when a response only clears the cookie, without a logout rule', async () => {
+    const { url } = await startGateway(app.url, { ...config, logout: [] });
+    const a = new CookieJar();
+    await a.fetch(`${url}/login`, { form: { username: 'bob', password: 'pw-bob' } });
+    await a.fetch(`${url}/account`);
+    const before = a.cookies.get('sessionid') as string;
+    const out = await a.fetch(`${url}/logout`, { form: {} });
+    expect(
+      out.headers.getSetCookie().some((c) => c.startsWith('sessionid=""') || c.startsWith('sessionid=;')),
+    ).toBe(true);
+    const res = await fetch(`${url}/account`, {
+      headers: { cookie: `sessionid=${before}`, accept: 'application/json' },
+      redirect: 'manual',
+    });
+    expect(res.status).toBe(401);
+    expect(await body(res)).toMatchObject({ error: 'session_logged_out' });
+  });
+
   it('does not end a live session on a failed login that sends a fresh cookie', async () => {
     const { url } = await startGateway(app.url, config);
     const a = new CookieJar();

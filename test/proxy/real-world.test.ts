@@ -8,7 +8,8 @@ import { request } from 'undici';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { bearer, get, postForm, postJson, setCookie, startGateway } from '../support/harness.js';
-import { cookieFormApp, listenApp, readBody } from '../support/upstreams.js';
+import { SignJWT } from 'jose';
+import { cookieFormApp, JWT_KEY, listenApp, readBody } from '../support/upstreams.js';
 
 async function app(handler: Parameters<typeof listenApp>[0]) {
   const a = await listenApp(handler);
@@ -175,7 +176,11 @@ describe('who-am-i probe', () => {
       void (async () => {
         await readBody(req);
         if (req.url?.startsWith('/oauth/callback')) {
-          const token = randomBytes(12).toString('hex');
+          // A JWT without any user claim: only the app knows whose it is.
+          const token = await new SignJWT({ scope: 'app' })
+            .setProtectedHeader({ alg: 'HS256' })
+            .setJti(randomBytes(8).toString('hex'))
+            .sign(JWT_KEY);
           tokens.set(token, 'Pat');
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ accessToken: token }));
