@@ -1,45 +1,24 @@
 /** The audit log: one pino line of kind "audit" per session event, with who/what/when/where; never a token. */
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/observability/logger.js';
-import { bearer, startGateway, TEST_ADMIN_TOKEN, UA } from '../support/gateway.js';
-
-function memoryLogger(): { logger: ReturnType<typeof createLogger>; text: () => string } {
-  let raw = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      raw += chunk.toString();
-      cb();
-    },
-  });
-  return { logger: createLogger({ level: 'info', pretty: false }, sink), text: () => raw };
-}
-
-const lines = (text: string) =>
-  text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+import { bearer, captureLogs, startGateway, TEST_ADMIN_TOKEN, testClock, UA } from '../support/gateway.js';
 
 describe('audit log', () => {
   it('writes an audit line per session event with user, session, IP, device, reason and time', async () => {
-    let t = Date.parse('2026-11-23T10:00:00Z');
-    const now = () => t;
-    const { logger, text } = memoryLogger();
+    const clock = testClock();
     const gw = await startGateway(
       {
         sessions: { limit: 2, idleTimeout: '15m' },
         logout: [{ match: 'POST /api/logout' }],
         locationHeader: 'cf-ipcountry',
       },
-      { logger, now },
+      { now: clock.now },
     );
     const tokens: string[] = [];
     const login = async (ua: string) => {
       const r = await gw.loginJson('grace', { 'user-agent': ua, 'cf-ipcountry': 'FR' });
       tokens.push(r.token);
-      t += 1000;
+      clock.advance(1000);
       return r.token;
     };
     const a = await login(UA.chromeWindows);
@@ -68,14 +47,13 @@ describe('audit log', () => {
     const d = await login(UA.chromeWindows);
     expect((await fetch(`${gw.url}/api/logout`, { method: 'POST', headers: bearer(d) })).status).toBe(200);
     const e = await login(UA.chromeWindows);
-    t += 16 * 60_000;
+    clock.advance(16 * 60_000);
     const expired = await fetch(`${gw.url}/api/x`, { headers: bearer(e) });
     expect(expired.status).toBe(401);
     expect(((await expired.json()) as { error: string }).error).toBe('session_expired');
 
-    const all = lines(text());
-    const audit = all.filter((l) => l.kind === 'audit');
-    const of = (event: string) => audit.filter((l) => l.event === event);
+    const audit = gw.logs.audit();
+    const of = (event: string) => gw.logs.audit(event);
     expect(of('session.created')).toHaveLength(5);
     expect(of('session.superseded')).toHaveLength(1);
     expect(of('session.ended').map((l) => l.reason)).toEqual(['ended_by_user', 'ended_by_admin']);
@@ -114,14 +92,13 @@ describe('audit log', () => {
     });
 
     // Never a raw token (nor the admin token) anywhere in the log output.
-    const raw = text();
+    const raw = gw.logs.text();
     expect(tokens).toHaveLength(5);
     for (const token of [...tokens, TEST_ADMIN_TOKEN]) expect(raw).not.toContain(token);
   });
 
   it('logs session.refused under reject-new, without a session id', async () => {
-    const { logger, text } = memoryLogger();
-    const gw = await startGateway({ sessions: { limit: 1, onLimit: 'reject-new' } }, { logger });
+    const gw = await startGateway({ sessions: { limit: 1, onLimit: 'reject-new' } });
     const first = await gw.loginJson('heidi', { 'user-agent': UA.chromeWindows });
     const refused = await fetch(`${gw.url}/api/login`, {
       method: 'POST',
@@ -129,7 +106,7 @@ describe('audit log', () => {
       body: JSON.stringify({ username: 'heidi' }),
     });
     expect(refused.status).toBe(409);
-    const audit = lines(text()).filter((l) => l.kind === 'audit' && l.event === 'session.refused');
+    const audit = gw.logs.audit('session.refused');
     expect(audit).toHaveLength(1);
     expect(audit[0]).toMatchObject({
       user: 'heidi',
@@ -138,11 +115,11 @@ describe('audit log', () => {
       reason: 'session_limit_reached',
     });
     expect(audit[0]?.sessionId).toBeUndefined();
-    expect(text()).not.toContain(first.token);
+    expect(gw.logs.text()).not.toContain(first.token);
   });
 
   it('the logger redacts token-bearing fields logged by mistake', () => {
-    const { logger, text } = memoryLogger();
+    const { logger, logs } = captureLogs();
     const { config } = parseConfig({
       upstream: 'http://127.0.0.1:1',
       secret: 'audit-test-secret-0123456789',
@@ -157,7 +134,7 @@ describe('audit log', () => {
       },
       'oops',
     );
-    expect(text()).not.toMatch(/raw-token-/);
-    expect(text()).toContain('[redacted]');
+    expect(logs.text()).not.toMatch(/raw-token-/);
+    expect(logs.text()).toContain('[redacted]');
   });
 });

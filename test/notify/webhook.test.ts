@@ -4,7 +4,8 @@ import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { eventually, readBody, startGateway, UA } from '../support/gateway.js';
+import { eventually, startGateway, UA } from '../support/gateway.js';
+import { readBody } from '../support/upstreams.js';
 
 const WEBHOOK_SECRET = 'webhook-secret-0123456789abcdef';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, get, postForm, postJson, setCookie, startGateway, testClock } from '../support/harness.js';
+import { bearer, get, postForm, postJson, setCookie, startGateway, testClock } from '../support/gateway.js';
 import { cookieFormApp, jwtApp, type RunningApp } from '../support/upstreams.js';
 
 const JSON_LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
@@ -15,7 +15,7 @@ describe('a JSON API with bearer tokens', () => {
   };
 
   it('rejects the first token after a second login, with the message', async () => {
-    const { url } = await startGateway(app.url, { login: JSON_LOGIN });
+    const { url } = await startGateway({ upstream: app.url, login: JSON_LOGIN });
     const first = await login(url, 'alice');
     expect((await get(`${url}/data`, bearer(first.body.accessToken))).status).toBe(200);
     await login(url, 'alice');
@@ -31,21 +31,21 @@ describe('a JSON API with bearer tokens', () => {
   });
 
   it('keeps the second token working', async () => {
-    const { url } = await startGateway(app.url, { login: JSON_LOGIN });
+    const { url } = await startGateway({ upstream: app.url, login: JSON_LOGIN });
     await login(url, 'alice');
     const second = await login(url, 'alice');
     expect((await get(`${url}/data`, bearer(second.body.accessToken))).status).toBe(200);
   });
 
   it('does not let one user supersede another', async () => {
-    const { url } = await startGateway(app.url, { login: JSON_LOGIN });
+    const { url } = await startGateway({ upstream: app.url, login: JSON_LOGIN });
     const alice = await login(url, 'alice');
     await login(url, 'bob');
     expect((await get(`${url}/data`, bearer(alice.body.accessToken))).status).toBe(200);
   });
 
   it('keeps two sessions with limit 2 and supersedes the oldest on the third login', async () => {
-    const { url } = await startGateway(app.url, { login: JSON_LOGIN, sessions: { limit: 2 } });
+    const { url } = await startGateway({ upstream: app.url, login: JSON_LOGIN, sessions: { limit: 2 } });
     const a = await login(url, 'alice');
     const b = await login(url, 'alice');
     expect((await get(`${url}/x`, bearer(a.body.accessToken))).status).toBe(200);
@@ -56,7 +56,11 @@ describe('a JSON API with bearer tokens', () => {
   });
 
   it('refuses a new login with 409 under reject-new, and never delivers its token', async () => {
-    const { url } = await startGateway(app.url, { login: JSON_LOGIN, sessions: { onLimit: 'reject-new' } });
+    const { url } = await startGateway({
+      upstream: app.url,
+      login: JSON_LOGIN,
+      sessions: { onLimit: 'reject-new' },
+    });
     const first = await login(url, 'alice');
     const res = await postJson(`${url}/api/login`, { username: 'alice' });
     expect(res.status).toBe(409);
@@ -67,7 +71,8 @@ describe('a JSON API with bearer tokens', () => {
   });
 
   it('treats 1 from a JSON body and "1" from a JWT sub as the same user', async () => {
-    const { url, gateway } = await startGateway(app.url, {
+    const { url, gateway } = await startGateway({
+      upstream: app.url,
       login: [
         { match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' },
         { match: 'POST /api/sso/login', token: 'json:accessToken', user: 'jwt:sub' },
@@ -83,7 +88,8 @@ describe('a JSON API with bearer tokens', () => {
   });
 
   it('takes the user from the login request body', async () => {
-    const { url, gateway } = await startGateway(app.url, {
+    const { url, gateway } = await startGateway({
+      upstream: app.url,
       login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'request.json:username' }],
     });
     await login(url, 'carol');
@@ -93,7 +99,8 @@ describe('a JSON API with bearer tokens', () => {
   it('counts the same token seen at a second login as the same session', async () => {
     const same = await jwtApp({ sameTokenWithinSecond: true });
     try {
-      const { url, gateway } = await startGateway(same.url, {
+      const { url, gateway } = await startGateway({
+        upstream: same.url,
         login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'jwt:sub' }],
       });
       const a = await login(url, 'dave');
@@ -107,7 +114,8 @@ describe('a JSON API with bearer tokens', () => {
   });
 
   it('links a refreshed token to the session of the token presented', async () => {
-    const { url } = await startGateway(app.url, {
+    const { url } = await startGateway({
+      upstream: app.url,
       login: [
         { match: 'POST /api/login', token: ['json:accessToken', 'json:refreshToken'], user: 'json:user.id' },
       ],
@@ -133,7 +141,8 @@ describe('a JSON API with bearer tokens', () => {
   });
 
   it('ends the session at logout', async () => {
-    const { url } = await startGateway(app.url, {
+    const { url } = await startGateway({
+      upstream: app.url,
       login: JSON_LOGIN,
       logout: [{ match: 'POST /api/logout' }],
     });
@@ -147,8 +156,7 @@ describe('a JSON API with bearer tokens', () => {
   it('expires a session idle past idleTimeout', async () => {
     const clock = testClock();
     const { url } = await startGateway(
-      app.url,
-      { login: JSON_LOGIN, sessions: { idleTimeout: '15m' } },
+      { upstream: app.url, login: JSON_LOGIN, sessions: { idleTimeout: '15m' } },
       { now: clock.now },
     );
     const a = await login(url, 'gina');
@@ -165,8 +173,7 @@ describe('a JSON API with bearer tokens', () => {
   it('expires an active session at maxAge', async () => {
     const clock = testClock();
     const { url } = await startGateway(
-      app.url,
-      { login: JSON_LOGIN, sessions: { maxAge: '1h', idleTimeout: '30m' } },
+      { upstream: app.url, login: JSON_LOGIN, sessions: { maxAge: '1h', idleTimeout: '30m' } },
       { now: clock.now },
     );
     const a = await login(url, 'hank');
@@ -181,27 +188,31 @@ describe('a JSON API with bearer tokens', () => {
   });
 
   it('passes an unknown token by default', async () => {
-    const { url } = await startGateway(app.url, { login: JSON_LOGIN });
+    const { url } = await startGateway({ upstream: app.url, login: JSON_LOGIN });
     expect((await get(`${url}/x`, bearer('never-seen'))).status).toBe(200);
   });
 
   it('rejects an unknown token with unknownTokens: reject', async () => {
-    const { url } = await startGateway(app.url, { login: JSON_LOGIN, sessions: { unknownTokens: 'reject' } });
+    const { url } = await startGateway({
+      upstream: app.url,
+      login: JSON_LOGIN,
+      sessions: { unknownTokens: 'reject' },
+    });
     const res = await get(`${url}/x`, bearer('never-seen'));
     expect(res.status).toBe(401);
     expect(await res.json()).toMatchObject({ error: 'session_unknown' });
   });
 
   it('passes and logs what it would reject in report-only mode', async () => {
-    const { url, logs } = await startGateway(app.url, { login: JSON_LOGIN, mode: 'report-only' });
+    const { url, logs } = await startGateway({ upstream: app.url, login: JSON_LOGIN, mode: 'report-only' });
     const first = await login(url, 'ivy');
     await login(url, 'ivy');
     expect((await get(`${url}/x`, bearer(first.body.accessToken))).status).toBe(200);
-    expect(logs.lines.some((l) => l.reportOnly === true && l.code === 'session_superseded')).toBe(true);
+    expect(logs.lines().some((l) => l.reportOnly === true && l.code === 'session_superseded')).toBe(true);
   });
 
   it('passes requests without a token and paths outside protect untouched', async () => {
-    const { url } = await startGateway(app.url, { login: JSON_LOGIN, protect: ['/api/**'] });
+    const { url } = await startGateway({ upstream: app.url, login: JSON_LOGIN, protect: ['/api/**'] });
     const first = await login(url, 'jack');
     await login(url, 'jack');
     expect((await get(`${url}/public/page`, bearer(first.body.accessToken))).status).toBe(200);
@@ -210,19 +221,20 @@ describe('a JSON API with bearer tokens', () => {
   });
 
   it('passes a login whose response has no token, and counts it', async () => {
-    const { url, gateway, logs } = await startGateway(app.url, {
+    const { url, gateway, logs } = await startGateway({
+      upstream: app.url,
       login: [{ match: 'POST /api/login', token: 'json:missing', user: 'json:user.id' }],
     });
     const res = await postJson(`${url}/api/login`, { username: 'kim' });
     expect(res.status).toBe(200);
-    expect(logs.lines.some((l) => l.code === 'SG_ERR_LOGIN_NO_TOKEN')).toBe(true);
+    expect(logs.lines().some((l) => l.code === 'SG_ERR_LOGIN_NO_TOKEN')).toBe(true);
     expect(await gateway.metrics.registry.getSingleMetricAsString('sessiongate_logins_total')).toContain(
       'outcome="no_token"} 1',
     );
   });
 
   it('does not register a failed (401) login', async () => {
-    const { url, gateway } = await startGateway(app.url, { login: JSON_LOGIN });
+    const { url, gateway } = await startGateway({ upstream: app.url, login: JSON_LOGIN });
     const ok = await login(url, 'lee');
     expect((await postJson(`${url}/api/login`, { username: 'lee', password: 'wrong' })).status).toBe(401);
     expect((await get(`${url}/x`, bearer(ok.body.accessToken))).status).toBe(200);
@@ -230,7 +242,7 @@ describe('a JSON API with bearer tokens', () => {
   });
 
   it('matches a login route written with repeated slashes or dot segments', async () => {
-    const { url } = await startGateway(app.url, { login: JSON_LOGIN });
+    const { url } = await startGateway({ upstream: app.url, login: JSON_LOGIN });
     const first = await login(url, 'mo');
     const res = await postJson(`${url}//api/./login`, { username: 'mo' });
     expect(res.status).toBe(200);
@@ -261,7 +273,7 @@ describe('a cookie-session app with a form login', () => {
   };
 
   it('redirects the superseded browser with the reason and clears its cookie', async () => {
-    const { url } = await startGateway(app.url, { ...FORM_LOGIN, reject: { redirect: '/login' } });
+    const { url } = await startGateway({ upstream: app.url, ...FORM_LOGIN, reject: { redirect: '/login' } });
     const first = await signIn(url, 'alice');
     await signIn(url, 'alice');
     const res = await get(`${url}/account`, {
@@ -277,7 +289,7 @@ describe('a cookie-session app with a form login', () => {
   });
 
   it('shows a page with the message when no redirect is configured', async () => {
-    const { url } = await startGateway(app.url, FORM_LOGIN);
+    const { url } = await startGateway({ upstream: app.url, ...FORM_LOGIN });
     const first = await signIn(url, 'alice');
     await signIn(url, 'alice');
     const res = await get(`${url}/account`, {
@@ -290,7 +302,7 @@ describe('a cookie-session app with a form login', () => {
   });
 
   it('answers a fetch from the superseded browser with 401 JSON, never a redirect', async () => {
-    const { url } = await startGateway(app.url, { ...FORM_LOGIN, reject: { redirect: '/login' } });
+    const { url } = await startGateway({ upstream: app.url, ...FORM_LOGIN, reject: { redirect: '/login' } });
     const first = await signIn(url, 'alice');
     await signIn(url, 'alice');
     const res = await get(`${url}/account`, {
@@ -303,7 +315,7 @@ describe('a cookie-session app with a form login', () => {
   });
 
   it('never ends a live session on a failed login that sets a fresh cookie', async () => {
-    const { url } = await startGateway(app.url, FORM_LOGIN);
+    const { url } = await startGateway({ upstream: app.url, ...FORM_LOGIN });
     const live = await signIn(url, 'alice');
     const failed = await signIn(url, 'alice', 'wrong');
     expect(failed.res.headers.get('location')).toBe('/login?error=1');
@@ -312,7 +324,7 @@ describe('a cookie-session app with a form login', () => {
   });
 
   it('ends the session when the user logs out', async () => {
-    const { url } = await startGateway(app.url, FORM_LOGIN);
+    const { url } = await startGateway({ upstream: app.url, ...FORM_LOGIN });
     const a = await signIn(url, 'bob');
     await postForm(`${url}/logout`, {}, { cookie: `sid=${a.sid}` });
     const res = await get(`${url}/account`, { cookie: `sid=${a.sid}` });

@@ -13,7 +13,7 @@ import {
   startPhpApp,
   type RunningApp,
 } from '../support/apps.js';
-import { startGateway } from '../support/harness.js';
+import { startGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
 import { startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
 
@@ -48,7 +48,7 @@ describe.skipIf(!haveDjango())('Django with signed-cookie sessions', () => {
   };
 
   it('keeps the current user signed in while the cookie rotates on every page', async () => {
-    const { url } = await startGateway(app.url, config);
+    const { url } = await startGateway({ upstream: app.url, ...config });
     const browser = new CookieJar();
     expect(
       (await browser.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice' } })).status,
@@ -63,7 +63,7 @@ describe.skipIf(!haveDjango())('Django with signed-cookie sessions', () => {
   });
 
   it('rejects every value of the superseded browser, old and rotated', async () => {
-    const { url } = await startGateway(app.url, config);
+    const { url } = await startGateway({ upstream: app.url, ...config });
     const a = new CookieJar();
     await a.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice' } });
     const loginValue = a.cookies.get('sessionid') as string;
@@ -91,7 +91,7 @@ describe.skipIf(!haveDjango())('Django with signed-cookie sessions', () => {
   });
 
   it('ends the session at logout although the old value stays valid at the app', async () => {
-    const { url } = await startGateway(app.url, config);
+    const { url } = await startGateway({ upstream: app.url, ...config });
     const a = new CookieJar();
     await a.fetch(`${url}/login`, { form: { username: 'bob', password: 'pw-bob' } });
     await a.fetch(`${url}/account`);
@@ -106,7 +106,7 @@ describe.skipIf(!haveDjango())('Django with signed-cookie sessions', () => {
   });
 
   it('ends the session when a response only clears the cookie, without a logout rule', async () => {
-    const { url } = await startGateway(app.url, { ...config, logout: [] });
+    const { url } = await startGateway({ upstream: app.url, ...config, logout: [] });
     const a = new CookieJar();
     await a.fetch(`${url}/login`, { form: { username: 'bob', password: 'pw-bob' } });
     await a.fetch(`${url}/account`);
@@ -124,7 +124,7 @@ describe.skipIf(!haveDjango())('Django with signed-cookie sessions', () => {
   });
 
   it('does not end a live session on a failed login that sends a fresh cookie', async () => {
-    const { url } = await startGateway(app.url, config);
+    const { url } = await startGateway({ upstream: app.url, ...config });
     const a = new CookieJar();
     await a.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice' } });
     const attacker = new CookieJar();
@@ -154,7 +154,7 @@ describe.skipIf(!havePhp())('PHP sessions with session_regenerate_id on every re
   };
 
   it('follows the regenerated id, then rejects the superseded browser', async () => {
-    const { url } = await startGateway(app.url, config);
+    const { url } = await startGateway({ upstream: app.url, ...config });
     const a = new CookieJar();
     await a.fetch(`${url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });
     for (let i = 0; i < 3; i++) expect((await a.fetch(`${url}/account.php`)).status).toBe(200);
@@ -167,7 +167,7 @@ describe.skipIf(!havePhp())('PHP sessions with session_regenerate_id on every re
   });
 
   it('ends the session at logout', async () => {
-    const { url } = await startGateway(app.url, config);
+    const { url } = await startGateway({ upstream: app.url, ...config });
     const a = new CookieJar();
     await a.fetch(`${url}/login.php`, { form: { username: 'bob', password: 'pw-bob' } });
     await a.fetch(`${url}/account.php`);
@@ -201,7 +201,7 @@ describe.skipIf(!haveFlask())('Flask-Login with remember-me', () => {
   };
 
   it('links a session re-created from the remember-me cookie to the same session', async () => {
-    const { url, gateway } = await startGateway(app.url, config);
+    const { url, gateway } = await startGateway({ upstream: app.url, ...config });
     const a = new CookieJar();
     await a.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice', remember: '1' } });
     expect(a.cookies.has('remember_token')).toBe(true);
@@ -214,7 +214,7 @@ describe.skipIf(!haveFlask())('Flask-Login with remember-me', () => {
   });
 
   it('refuses a superseded device coming back with its remember-me cookie', async () => {
-    const { url } = await startGateway(app.url, config);
+    const { url } = await startGateway({ upstream: app.url, ...config });
     const a = new CookieJar();
     await a.fetch(`${url}/login`, { form: { username: 'alice', password: 'pw-alice', remember: '1' } });
     const b = new CookieJar();
@@ -257,8 +257,8 @@ describe.skipIf(!havePhp())('PHP behind two replicas on Redis', () => {
       sessions: { unknownTokens: 'reject' as const },
       store: { url: redis.url, pingInterval: '200ms' },
     };
-    const a = await startGateway(app.url, config);
-    const b = await startGateway(app.url, config);
+    const a = await startGateway({ upstream: app.url, ...config });
+    const b = await startGateway({ upstream: app.url, ...config });
     await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
     const phone = new CookieJar();
     await phone.fetch(`${a.url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { bearer, get, postForm, postJson, setCookie, startGateway } from '../support/harness.js';
+import { bearer, get, postForm, postJson, setCookie, startGateway } from '../support/gateway.js';
 import { SignJWT } from 'jose';
 import { cookieFormApp, JWT_KEY, listenApp, readBody } from '../support/upstreams.js';
 
@@ -54,7 +54,7 @@ const loginToken = async (url: string) =>
 describe('long-lived connections', () => {
   it('closes an open WebSocket with 4001 when its session is superseded', async () => {
     const upstream = await liveApp();
-    const { url, gateway } = await startGateway(upstream.url, { login: JSON_LOGIN });
+    const { url, gateway } = await startGateway({ upstream: upstream.url, login: JSON_LOGIN });
     const token = await loginToken(url);
     const ws = new WebSocket(`${url.replace('http', 'ws')}/socket`, { headers: bearer(token) });
     onTestFinished(() => ws.terminate());
@@ -71,7 +71,7 @@ describe('long-lived connections', () => {
 
   it('ends an open event stream when its session is superseded', async () => {
     const upstream = await liveApp();
-    const { url } = await startGateway(upstream.url, { login: JSON_LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: JSON_LOGIN });
     const token = await loginToken(url);
     const res = await request(`${url}/events`, { headers: bearer(token) });
     expect(res.headers['content-type']).toBe('text/event-stream');
@@ -87,7 +87,7 @@ describe('long-lived connections', () => {
 
   it('leaves connections of other sessions open', async () => {
     const upstream = await liveApp();
-    const { url } = await startGateway(upstream.url, { login: JSON_LOGIN, sessions: { limit: 2 } });
+    const { url } = await startGateway({ upstream: upstream.url, login: JSON_LOGIN, sessions: { limit: 2 } });
     const token = await loginToken(url);
     const ws = new WebSocket(`${url.replace('http', 'ws')}/socket`, { headers: bearer(token) });
     onTestFinished(() => ws.terminate());
@@ -118,7 +118,8 @@ describe('re-login and concurrent logins', () => {
   it('lets a browser with a live session sign in again under reject-new, replacing its session', async () => {
     const upstream = await cookieFormApp();
     onTestFinished(() => upstream.close());
-    const { url, gateway } = await startGateway(upstream.url, {
+    const { url, gateway } = await startGateway({
+      upstream: upstream.url,
       ...FORM,
       sessions: { onLimit: 'reject-new' },
     });
@@ -143,7 +144,7 @@ describe('re-login and concurrent logins', () => {
     it(`ends 20 simultaneous logins of one user (half re-logins) with exactly ${limit} live`, async () => {
       const upstream = await cookieFormApp();
       onTestFinished(() => upstream.close());
-      const { url, gateway } = await startGateway(upstream.url, { ...FORM, sessions: { limit } });
+      const { url, gateway } = await startGateway({ upstream: upstream.url, ...FORM, sessions: { limit } });
       const live = setCookie(
         await postForm(`${url}/login`, { username: 'race', password: 'pw' }),
         'sid',
@@ -206,7 +207,7 @@ describe('who-am-i probe', () => {
 
   it('learns the user from the app before releasing the login', async () => {
     const upstream = await ssoApp();
-    const { url, gateway } = await startGateway(upstream.url, { login: rule('refuse') });
+    const { url, gateway } = await startGateway({ upstream: upstream.url, login: rule('refuse') });
     const a = ((await (await get(`${url}/oauth/callback?code=1`)).json()) as { accessToken: string })
       .accessToken;
     await get(`${url}/oauth/callback?code=2`);
@@ -216,7 +217,7 @@ describe('who-am-i probe', () => {
 
   it('refuses the login when the probe fails and onFailure is refuse, registering nothing', async () => {
     const upstream = await ssoApp({ probeFails: true });
-    const { url, gateway } = await startGateway(upstream.url, { login: rule('refuse') });
+    const { url, gateway } = await startGateway({ upstream: upstream.url, login: rule('refuse') });
     const res = await get(`${url}/oauth/callback?code=1`);
     expect(res.status).toBe(503);
     expect(await res.text()).not.toContain('accessToken');
@@ -227,7 +228,7 @@ describe('who-am-i probe', () => {
 
   it('passes the login unregistered when the probe fails and onFailure is pass', async () => {
     const upstream = await ssoApp({ probeFails: true });
-    const { url, gateway } = await startGateway(upstream.url, { login: rule('pass') });
+    const { url, gateway } = await startGateway({ upstream: upstream.url, login: rule('pass') });
     const res = await get(`${url}/oauth/callback?code=1`);
     expect(res.status).toBe(200);
     expect(await gateway.sessions.listSessions('Pat')).toHaveLength(0);
@@ -237,7 +238,8 @@ describe('who-am-i probe', () => {
 describe('every client told why', () => {
   it('adds CORS headers to a rejection for an allowed origin', async () => {
     const upstream = await liveApp();
-    const { url } = await startGateway(upstream.url, {
+    const { url } = await startGateway({
+      upstream: upstream.url,
       login: JSON_LOGIN,
       cors: { allowedOrigins: ['https://app.example'] },
     });
@@ -257,7 +259,7 @@ describe('every client told why', () => {
 
   it('keeps the reason for an ended session until the token expires', async () => {
     const upstream = await liveApp();
-    const { url, gateway } = await startGateway(upstream.url, { login: JSON_LOGIN });
+    const { url, gateway } = await startGateway({ upstream: upstream.url, login: JSON_LOGIN });
     const token = await loginToken(url);
     await gateway.sessions.endSessions('sam', undefined, 'ended_by_admin');
     const res = await get(`${url}/x`, bearer(token));
@@ -304,7 +306,7 @@ describe('extractors for real stacks', () => {
 
   it('reads the token and the user from fields of one cookie with a variable name', async () => {
     const upstream = await wordpressApp();
-    const { url, gateway } = await startGateway(upstream.url, WP);
+    const { url, gateway } = await startGateway({ upstream: upstream.url, ...WP });
     const first = await postForm(`${url}/wp-login.php`, { log: 'Admin', pwd: 'pw' });
     const cookie = first.headers.getSetCookie()[0]?.split(';')[0] as string;
     expect((await get(`${url}/wp-admin/`, { cookie })).status).toBe(200);
@@ -315,7 +317,7 @@ describe('extractors for real stacks', () => {
 
   it('counts a 302 to the error page with a fresh cookie as a failed login', async () => {
     const upstream = await wordpressApp();
-    const { url } = await startGateway(upstream.url, WP);
+    const { url } = await startGateway({ upstream: upstream.url, ...WP });
     const first = await postForm(`${url}/wp-login.php`, { log: 'admin', pwd: 'pw' });
     const cookie = first.headers.getSetCookie()[0]?.split(';')[0] as string;
     const failed = await postForm(`${url}/wp-login.php`, { log: 'admin', pwd: 'guess' });
@@ -342,7 +344,8 @@ describe('extractors for real stacks', () => {
       res.end('ok');
     });
     const chunked = { from: 'cookie:.AspNetCore.Cookies', chunked: true };
-    const { url } = await startGateway(upstream.url, {
+    const { url } = await startGateway({
+      upstream: upstream.url,
       login: [{ match: 'POST /signin', token: chunked, user: 'json:name' }],
       tokens: [chunked],
     });

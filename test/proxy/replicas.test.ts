@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { startGateway } from '../support/harness.js';
+import { bearer, startGateway, TEST_ADMIN_TOKEN } from '../support/gateway.js';
 import {
   redisCommand,
   startRedis,
@@ -78,8 +78,8 @@ describe('two replicas on one Redis', () => {
       cache: { maxStaleness: '1s' },
       ...extra,
     };
-    const a = await startGateway(app.url, config);
-    const b = await startGateway(app.url, config);
+    const a = await startGateway({ upstream: app.url, ...config });
+    const b = await startGateway({ upstream: app.url, ...config });
     await waitUntil('both subscribers', () => a.gateway.isReady() && b.gateway.isReady());
     return { a, b };
   };
@@ -134,7 +134,7 @@ describe('two replicas on one Redis', () => {
     expect(await status(b.url, t1)).toBe(200);
     const res = await request(`${a.adminUrl}/admin/users/dora/sessions`, {
       method: 'DELETE',
-      headers: { authorization: 'Bearer test-admin-token-0123456789' },
+      headers: bearer(TEST_ADMIN_TOKEN),
       dispatcher: agent,
     });
     expect(res.statusCode).toBe(200);
@@ -169,8 +169,8 @@ describe('two replicas on one Redis', () => {
       store: { url: own.url, pingInterval: '200ms', commandTimeout: '200ms' },
       cache: { maxStaleness: '300ms' },
     };
-    const a = await startGateway(app.url, config);
-    const b = await startGateway(app.url, config);
+    const a = await startGateway({ upstream: app.url, ...config });
+    const b = await startGateway({ upstream: app.url, ...config });
     await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
     const old = await login(a.url, 'dee');
     expect(await status(a.url, old)).toBe(200);
@@ -196,7 +196,8 @@ describe('two replicas on one Redis', () => {
   it('passes requests under failMode open while Redis is down, counting them', async () => {
     const own = await startRedis();
     onTestFinished(() => own.stop());
-    const a = await startGateway(app.url, {
+    const a = await startGateway({
+      upstream: app.url,
       login: LOGIN,
       failMode: 'open',
       store: { url: own.url, commandTimeout: '200ms' },
@@ -219,8 +220,8 @@ describe('two replicas on one Redis', () => {
       store: { url: own.url, commandTimeout: '200ms', pingInterval: '200ms' },
       cache: { maxStaleness: '200ms' },
     };
-    const a = await startGateway(app.url, config);
-    const b = await startGateway(app.url, config);
+    const a = await startGateway({ upstream: app.url, ...config });
+    const b = await startGateway({ upstream: app.url, ...config });
     await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
     const superseded: string[] = [];
     const live: string[] = [];
@@ -269,7 +270,8 @@ describe('Sentinel failover', () => {
     onTestFinished(() => app.close());
     const sentinel = await startRedisSentinel();
     onTestFinished(() => sentinel.stop());
-    const gw = await startGateway(app.url, {
+    const gw = await startGateway({
+      upstream: app.url,
       login: LOGIN,
       store: {
         sentinels: [...sentinel.sentinelAddresses],
@@ -325,8 +327,8 @@ describe('Redis Cluster', () => {
       store: { cluster: [...cluster.seeds], pingInterval: '200ms' },
       cache: { maxStaleness: '1s' },
     };
-    const a = await startGateway(app.url, config);
-    const b = await startGateway(app.url, config);
+    const a = await startGateway({ upstream: app.url, ...config });
+    const b = await startGateway({ upstream: app.url, ...config });
     await waitUntil('both ready', () => a.gateway.isReady() && b.gateway.isReady());
     const tokens: string[] = [];
     for (const user of ['u1', 'u2', 'u3', 'u4']) {

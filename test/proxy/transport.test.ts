@@ -5,7 +5,7 @@ import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { request } from 'undici';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { bearer, get, postJson, startGateway } from '../support/harness.js';
+import { bearer, get, postJson, startGateway } from '../support/gateway.js';
 import { listenApp, readBody } from '../support/upstreams.js';
 
 const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
@@ -46,7 +46,7 @@ describe('the forwarding path', () => {
   for (const encoding of ['gzip', 'br', 'deflate'] as const) {
     it(`reads a ${encoding} login body and delivers the bytes the app sent`, async () => {
       const upstream = await compressedLoginApp(encoding);
-      const { url } = await startGateway(upstream.url, { login: LOGIN });
+      const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
       const first = await request(`${url}/api/login`, { method: 'POST', body: '{}' });
       const raw = Buffer.from(await first.body.arrayBuffer());
       expect(first.headers['content-encoding']).toBe(encoding);
@@ -81,7 +81,7 @@ describe('the forwarding path', () => {
       };
       pump();
     });
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const up = await request(`${url}/upload`, { method: 'PUT', body: payload });
     expect(await up.body.text()).toBe(digest);
     const down = await request(`${url}/download`);
@@ -94,7 +94,7 @@ describe('the forwarding path', () => {
     const upstream = await app((_req, res) => res.end('ok'));
     const wss = new WebSocketServer({ server: upstream.server });
     wss.on('connection', (ws) => ws.on('message', (m) => ws.send(`echo:${String(m)}`)));
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const ws = new WebSocket(`${url.replace('http', 'ws')}/socket`);
     onTestFinished(() => ws.terminate());
     await once(ws, 'open');
@@ -113,7 +113,7 @@ describe('the forwarding path', () => {
       res.end('ok');
     });
     new WebSocketServer({ server: upstream.server });
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const first = (await (await postJson(`${url}/api/login`, {})).json()) as { accessToken: string };
     await postJson(`${url}/api/login`, {});
     const ws = new WebSocket(`${url.replace('http', 'ws')}/socket`, { headers: bearer(first.accessToken) });
@@ -124,7 +124,7 @@ describe('the forwarding path', () => {
   it('answers 502 with a clear body when the upstream is down', async () => {
     const upstream = await app((_req, res) => res.end('ok'));
     await upstream.close();
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const res = await get(`${url}/x`);
     expect(res.status).toBe(502);
     expect(await res.json()).toMatchObject({ error: 'SG_ERR_UPSTREAM_CONNECT' });
@@ -134,7 +134,11 @@ describe('the forwarding path', () => {
     const upstream = await app(() => {
       /* never answers */
     });
-    const { url } = await startGateway(upstream.url, { login: LOGIN, timeouts: { response: '300ms' } });
+    const { url } = await startGateway({
+      upstream: upstream.url,
+      login: LOGIN,
+      timeouts: { response: '300ms' },
+    });
     const res = await get(`${url}/slow`);
     expect(res.status).toBe(504);
     expect(await res.json()).toMatchObject({ error: 'SG_ERR_UPSTREAM_TIMEOUT' });
@@ -149,7 +153,7 @@ describe('the forwarding path', () => {
       res.on('close', upstreamClosed);
       req.on('close', upstreamClosed);
     });
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const controller = new AbortController();
     const res = await request(`${url}/stream`, { signal: controller.signal });
     controller.abort();
@@ -159,7 +163,7 @@ describe('the forwarding path', () => {
 
   it('drops client-sent forwarding headers and sets its own', async () => {
     const upstream = await app((req, res) => res.end(JSON.stringify(req.headers)));
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const res = await get(`${url}/h`, {
       'x-forwarded-for': '6.6.6.6',
       forwarded: 'for=6.6.6.6',
@@ -174,7 +178,11 @@ describe('the forwarding path', () => {
 
   it('keeps forwarding headers from a trusted proxy', async () => {
     const upstream = await app((req, res) => res.end(JSON.stringify(req.headers)));
-    const { url } = await startGateway(upstream.url, { login: LOGIN, trustedProxies: ['127.0.0.1'] });
+    const { url } = await startGateway({
+      upstream: upstream.url,
+      login: LOGIN,
+      trustedProxies: ['127.0.0.1'],
+    });
     const seen = (await (await get(`${url}/h`, { 'x-forwarded-for': '203.0.113.9' })).json()) as Record<
       string,
       string
@@ -188,7 +196,7 @@ describe('the forwarding path', () => {
       res.setHeader('connection', 'x-secret-hop');
       res.end(JSON.stringify(req.headers));
     });
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     // A raw request: HTTP clients rewrite their own Connection header.
     const sock = connect(Number(new URL(url).port), '127.0.0.1');
     sock.write(
@@ -206,7 +214,7 @@ describe('the forwarding path', () => {
 
   it('refuses an encoded slash in the path with 400', async () => {
     const upstream = await app((_req, res) => res.end('ok'));
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const res = await get(`${url}/api%2flogin`);
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ error: 'SG_ERR_AMBIGUOUS_PATH' });
@@ -214,7 +222,7 @@ describe('the forwarding path', () => {
 
   it('answers a smuggling attempt (Content-Length with Transfer-Encoding) with 400 and stays up', async () => {
     const upstream = await app((_req, res) => res.end('ok'));
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const port = Number(new URL(url).port);
     const sock = connect(port, '127.0.0.1');
     sock.write(
@@ -229,7 +237,7 @@ describe('the forwarding path', () => {
 
   it('answers huge headers with 431', async () => {
     const upstream = await app((_req, res) => res.end('ok'));
-    const { url } = await startGateway(upstream.url, { login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const res = await get(`${url}/x`, { cookie: 'a'.repeat(20_000) }).catch((e: Error) => e);
     expect(res instanceof Response ? res.status : 431).toBe(431);
   });
@@ -240,11 +248,11 @@ describe('the forwarding path', () => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"accessToken":"abc","us');
     });
-    const { url, logs } = await startGateway(upstream.url, { login: LOGIN });
+    const { url, logs } = await startGateway({ upstream: upstream.url, login: LOGIN });
     const res = await postJson(`${url}/api/login`, {});
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('{"accessToken":"abc","us');
-    expect(logs.lines.some((l) => l.code === 'SG_ERR_LOGIN_NO_TOKEN')).toBe(true);
+    expect(logs.lines().some((l) => l.code === 'SG_ERR_LOGIN_NO_TOKEN')).toBe(true);
   });
 
   it('passes an oversized login response through unregistered', async () => {
@@ -253,9 +261,9 @@ describe('the forwarding path', () => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ accessToken: 'big', user: { id: 'u' }, pad: big }));
     });
-    const { url, logs } = await startGateway(upstream.url, { login: LOGIN, maxLoginBody: '64kb' });
+    const { url, logs } = await startGateway({ upstream: upstream.url, login: LOGIN, maxLoginBody: '64kb' });
     const res = await postJson(`${url}/api/login`, {});
     expect((await res.text()).length).toBeGreaterThan(70_000);
-    expect(logs.lines.some((l) => l.code === 'SG_ERR_LOGIN_BODY_TOO_LARGE')).toBe(true);
+    expect(logs.lines().some((l) => l.code === 'SG_ERR_LOGIN_BODY_TOO_LARGE')).toBe(true);
   });
 });

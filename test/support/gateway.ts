@@ -1,36 +1,30 @@
 /**
- * Shared test support: a tiny real upstream app and a real gateway in front of it, both on port 0, with
- * their cleanup registered at once.
+ * The one way tests start a gateway: a real gateway (both listeners on 127.0.0.1:0) in front of the test
+ * app of upstreams.ts, or of an upstream of the test's own, with its cleanup registered at once; and the
+ * helpers to talk to it.
  *
- *   const upstream = await startTestUpstream();
- *   const gw = await startGateway({ upstream: upstream.url, sessions: { limit: 2 } });
+ *   const gw = await startGateway({ sessions: { limit: 2 } });            // starts the test app
  *   const { token } = await gw.loginJson('alice');
- *   const res = await fetch(`${gw.url}/api/me`, { headers: bearer(token) });
+ *   const res = await get(`${gw.url}/api/me`, bearer(token));
  *
- * Cleanup: called inside a test, the servers close when that test finishes (onTestFinished); called in
- * a beforeAll/beforeEach hook, they close after the file's tests (an afterAll registered by this module).
- * `close()` may be called earlier; it is idempotent.
+ *   const app = await jwtApp();                                            // an upstream of your own
+ *   const gw = await startGateway({ upstream: app.url, login: JSON_LOGIN }, { now: clock.now });
  *
- * Log lines of the gateway are captured in memory (pino JSON, `log.level` of the config, default
- * `info`) and parsed: `gw.logs.lines()`; nothing is written to stdout.
+ * Cleanup: called inside a test, the gateway (and the test app it started) closes when that test
+ * finishes (onTestFinished); called in a beforeAll/beforeEach hook, after the file's tests (an afterAll
+ * registered by this module). `close()` may be called earlier; it is idempotent.
+ *
+ * Log lines of the gateway are captured in memory (pino JSON through the gateway's own createLogger, at
+ * `log.level` of the config, default `info`) and parsed: `gw.logs.lines()`; nothing is written to stdout.
  */
-import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import {
-  createServer,
-  request as httpRequest,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { request } from 'undici';
 import { afterAll, onTestFinished } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { createGateway, type Gateway, type GatewayDeps } from '../../src/gateway.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { createLogger, type Logger } from '../../src/observability/logger.js';
+import { testApp, type TestApp } from './upstreams.js';
 
 export const TEST_SECRET = 'sessiongate-test-secret-0123456789';
 export const TEST_ADMIN_TOKEN = 'sessiongate-test-admin-token-0123456789';
@@ -43,6 +37,59 @@ export const UA = {
     'Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1',
   firefoxLinux: 'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0',
 } as const;
+
+// ---------------------------------------------------------------------------------------------------
+// Clock
+
+/** A clock for `deps.now`: stands still until advanced. */
+export interface TestClock {
+  now: () => number;
+  advance(ms: number): void;
+}
+
+export function testClock(start = Date.parse('2026-11-23T10:00:00Z')): TestClock {
+  let t = start;
+  return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Logs
+
+export interface CapturedLogs {
+  /** The raw pino output. */
+  text(): string;
+  /** Every line, parsed. */
+  lines(): Record<string, unknown>[];
+  /** Lines of the audit log (`kind: "audit"`), optionally of one event type. */
+  audit(event?: string): Record<string, unknown>[];
+}
+
+/** A logger as the gateway makes it (createLogger, JSON), writing to memory instead of stdout. */
+export function captureLogs(level = 'info'): { logger: Logger; logs: CapturedLogs } {
+  let raw = '';
+  let parsed: Record<string, unknown>[] | undefined;
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      raw += chunk.toString();
+      parsed = undefined;
+      cb();
+    },
+  });
+  const lines = () =>
+    (parsed ??= raw
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => JSON.parse(l) as Record<string, unknown>));
+  return {
+    logger: createLogger({ level, pretty: false }, sink),
+    logs: {
+      text: () => raw,
+      lines,
+      audit: (event) =>
+        lines().filter((l) => l.kind === 'audit' && (event === undefined || l.event === event)),
+    },
+  };
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Cleanup
@@ -73,178 +120,15 @@ try {
   // Imported outside a vitest run (a script): callers close what they start.
 }
 
-function once_<T>(fn: () => Promise<T>): () => Promise<T> {
+function once<T>(fn: () => Promise<T>): () => Promise<T> {
   let p: Promise<T> | undefined;
   return () => (p ??= fn());
-}
-
-async function listen(server: Server): Promise<string> {
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The test upstream
-
-/** One request the upstream saw. */
-export interface SeenRequest {
-  readonly method: string;
-  readonly path: string;
-  readonly headers: IncomingMessage['headers'];
-}
-
-export interface TestUpstream {
-  readonly url: string;
-  readonly server: Server;
-  /** Every request the app received, in order. */
-  readonly requests: SeenRequest[];
-  /** Live app sessions: token -> user (the app's own view; the gateway's is separate). */
-  readonly sessions: Map<string, string>;
-  close(): Promise<void>;
-}
-
-export function readBody(req: IncomingMessage, limit = 1 << 20): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= limit) chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
-export function cookieOf(cookieHeader: string | undefined, name: string): string | undefined {
-  for (const part of (cookieHeader ?? '').split(';')) {
-    const eq = part.indexOf('=');
-    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
-}
-
-const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
-/**
- * A tiny app with the two common login styles:
- *
- * - JSON API: `POST /api/login` `{"username","password"?}` -> 200 `{"accessToken","user":{"id"}}`
- *   (password `"wrong"` -> 401); `POST /api/logout`; the token travels as `Authorization: Bearer`.
- * - Browser form: `GET /login` (a form), `POST /login` (form `username`) -> 302 to `/app` with
- *   `Set-Cookie: sid=<token>; Path=/; HttpOnly; SameSite=Lax`; `POST /logout` clears it.
- *
- * Everything else: `GET /app` is an HTML page for the signed-in user (302 to /login without one); any
- * other path answers JSON `{ok, method, path, user}`. The app trusts its own tokens only: the gateway
- * is what enforces the limit.
- */
-export async function startTestUpstream(
-  options: { handler?: (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean> } = {},
-): Promise<TestUpstream> {
-  const requests: SeenRequest[] = [];
-  const sessions = new Map<string, string>();
-  const newToken = () => randomBytes(24).toString('base64url');
-  const server = createServer((req, res) => {
-    void (async () => {
-      const url = new URL(req.url ?? '/', 'http://app');
-      requests.push({ method: req.method ?? 'GET', path: url.pathname, headers: req.headers });
-      if (options.handler && (await options.handler(req, res))) return;
-      const json = (status: number, value: unknown) => {
-        const body = JSON.stringify(value);
-        res.writeHead(status, {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-        });
-        res.end(body);
-      };
-      const html = (status: number, body: string) => {
-        res.writeHead(status, { 'content-type': 'text/html; charset=utf-8' });
-        res.end(
-          `<!doctype html><html><head><meta charset="utf-8"><title>Test app</title></head><body>${body}</body></html>`,
-        );
-      };
-      const auth = req.headers.authorization;
-      const bearerToken = auth?.startsWith('Bearer ') ? auth.slice(7) : undefined;
-      const token = bearerToken ?? cookieOf(req.headers.cookie, 'sid');
-      const user = token === undefined ? undefined : sessions.get(token);
-
-      if (req.method === 'POST' && url.pathname === '/api/login') {
-        let body: { username?: unknown; password?: unknown };
-        try {
-          body = JSON.parse((await readBody(req)).toString()) as typeof body;
-        } catch {
-          return json(400, { error: 'bad json' });
-        }
-        if (typeof body.username !== 'string' || body.password === 'wrong')
-          return json(401, { error: 'bad credentials' });
-        const t = newToken();
-        sessions.set(t, body.username);
-        return json(200, { accessToken: t, user: { id: body.username } });
-      }
-      if (req.method === 'POST' && url.pathname === '/api/logout') {
-        if (token) sessions.delete(token);
-        return json(200, { ok: true });
-      }
-      if (req.method === 'GET' && url.pathname === '/login') {
-        return html(
-          200,
-          '<h1>Sign in</h1><form method="post" action="/login"><label>User <input name="username"></label><button type="submit">Sign in</button></form>',
-        );
-      }
-      if (req.method === 'POST' && url.pathname === '/login') {
-        const username = new URLSearchParams((await readBody(req)).toString()).get('username');
-        if (!username) {
-          res.writeHead(302, { location: '/login?error=1' });
-          res.end();
-          return;
-        }
-        const t = newToken();
-        sessions.set(t, username);
-        res.writeHead(302, { location: '/app', 'set-cookie': `sid=${t}; Path=/; HttpOnly; SameSite=Lax` });
-        res.end();
-        return;
-      }
-      if (req.method === 'POST' && url.pathname === '/logout') {
-        if (token) sessions.delete(token);
-        res.writeHead(302, { location: '/login', 'set-cookie': 'sid=; Path=/; Max-Age=0' });
-        res.end();
-        return;
-      }
-      if (url.pathname === '/app') {
-        if (!user) {
-          res.writeHead(302, { location: '/login' });
-          res.end();
-          return;
-        }
-        return html(
-          200,
-          `<h1 id="hello">Hello ${escape(user)}</h1><p><a href="/.sessiongate/sessions">Your sessions</a></p>`,
-        );
-      }
-      return json(200, { ok: true, method: req.method, path: url.pathname, user: user ?? null });
-    })().catch(() => {
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
-  });
-  const url = await listen(server);
-  const close = once_(() => closeServer(server));
-  registerCleanup(close);
-  return { url, server, requests, sessions, close };
 }
 
 // ---------------------------------------------------------------------------------------------------
 // The gateway
 
-/** Login rules matching the test upstream: the JSON API and the cookie form. */
+/** Login rules matching the test app: the JSON API and the cookie form. */
 export const TEST_LOGIN_RULES: NonNullable<ConfigInput['login']> = [
   { match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' },
   {
@@ -255,17 +139,14 @@ export const TEST_LOGIN_RULES: NonNullable<ConfigInput['login']> = [
   },
 ];
 
-/** Config of a test gateway; `upstream` is optional (a test upstream is started when missing). */
-export type TestGatewayConfig = Partial<ConfigInput>;
-
-export interface CapturedLogs {
-  /** The raw pino output. */
-  text(): string;
-  /** Every line, parsed. */
-  lines(): Record<string, unknown>[];
-  /** Lines of the audit log (`kind: "audit"`), optionally of one event type. */
-  audit(event?: string): Record<string, unknown>[];
-}
+/**
+ * Config of a test gateway: without `upstream`, the test app is started and its login rules are the
+ * default; with an `upstream` of the test's own, `login` is required (and `tokens` defaults to the
+ * schema's, `bearer`).
+ */
+export type TestGatewayConfig =
+  | (Partial<ConfigInput> & { upstream?: undefined })
+  | (Partial<ConfigInput> & Pick<ConfigInput, 'upstream' | 'login'>);
 
 export interface TestGateway {
   readonly gateway: Gateway;
@@ -273,15 +154,15 @@ export interface TestGateway {
   readonly url: string;
   /** The admin listener's origin. */
   readonly adminUrl: string;
-  /** The upstream started for this gateway (undefined when a URL was given). */
-  readonly upstream: TestUpstream | undefined;
+  /** The test app started for this gateway (undefined when an `upstream` was given). */
+  readonly upstream: TestApp | undefined;
   readonly logs: CapturedLogs;
-  /** `POST /api/login` through the gateway; the token and the response. */
+  /** `POST /api/login` of the test app through the gateway; the token and the response. */
   loginJson(
     username: string,
     headers?: Record<string, string>,
   ): Promise<{ token: string; response: Response; body: Record<string, unknown> }>;
-  /** `POST /login` (form) through the gateway; the `sid` cookie value and the response. */
+  /** `POST /login` (form) of the test app through the gateway; the `sid` cookie value and the response. */
   loginForm(username: string, headers?: Record<string, string>): Promise<{ sid: string; response: Response }>;
   /** fetch on the admin listener, with the admin token unless `auth: false` or another token is given. */
   admin(path: string, init?: RequestInit & { auth?: boolean | string }): Promise<Response>;
@@ -303,51 +184,36 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
 }
 
 /**
- * Starts a real gateway (both listeners on 127.0.0.1:0) from `parseConfig` of the defaults below merged
- * with `overrides`: the test upstream (started here unless `upstream` is given), TEST_SECRET, the admin
- * API with TEST_ADMIN_TOKEN, TEST_LOGIN_RULES, tokens `bearer` then `cookie:sid`, and `log.level: info`
- * captured in memory. `deps` go to createGateway (`defaultMetrics: false` unless set); a `deps.logger`
- * replaces the captured one.
+ * Starts a real gateway from `parseConfig` of the defaults below merged with `config`: TEST_SECRET, the
+ * admin API with TEST_ADMIN_TOKEN, `log.level: info` captured in memory, and, when no `upstream` is
+ * given, the test app (started here) with TEST_LOGIN_RULES and tokens `bearer` then `cookie:sid`.
+ * `deps` go to createGateway (`defaultMetrics: false` unless set; `now` for a testClock).
  */
 export async function startGateway(
-  overrides: TestGatewayConfig = {},
-  deps: GatewayDeps = {},
+  config: TestGatewayConfig = {},
+  deps: Omit<GatewayDeps, 'logger'> = {},
 ): Promise<TestGateway> {
-  const upstream = overrides.upstream === undefined ? await startTestUpstream() : undefined;
+  const upstream = config.upstream === undefined ? await testApp() : undefined;
   const defaults: Record<string, unknown> = {
     listen: '127.0.0.1:0',
-    upstream: upstream?.url,
     secret: TEST_SECRET,
     admin: { listen: '127.0.0.1:0', token: TEST_ADMIN_TOKEN },
-    login: TEST_LOGIN_RULES,
-    tokens: ['bearer', 'cookie:sid'],
     log: { level: 'info' },
+    ...(upstream && { upstream: upstream.url, login: TEST_LOGIN_RULES, tokens: ['bearer', 'cookie:sid'] }),
   };
-  const { config } = parseConfig(merge(defaults, overrides as Record<string, unknown>));
+  // Registered at once, so a config that does not parse leaves nothing running.
+  const closeUpstream = once(async () => upstream?.close());
+  if (upstream) registerCleanup(closeUpstream);
 
-  let raw = '';
-  let parsed: Record<string, unknown>[] | undefined;
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      raw += chunk.toString();
-      parsed = undefined;
-      cb();
-    },
-  });
-  const logger = deps.logger ?? createLogger({ level: config.log.level, pretty: false }, sink);
-  const lines = () =>
-    (parsed ??= raw
-      .split('\n')
-      .filter((l) => l.length > 0)
-      .map((l) => JSON.parse(l) as Record<string, unknown>));
-
-  const gateway = await createGateway(config, { defaultMetrics: false, ...deps, logger });
+  const { config: parsed } = parseConfig(merge(defaults, config as Record<string, unknown>));
+  const { logger, logs } = captureLogs(parsed.log.level);
+  const gateway = await createGateway(parsed, { defaultMetrics: false, ...deps, logger });
   await gateway.listen();
   const url = gateway.url;
   const adminUrl = gateway.adminUrl;
-  const close = once_(async () => {
+  const close = once(async () => {
     await gateway.close(200);
-    await upstream?.close();
+    await closeUpstream();
   });
   registerCleanup(close);
 
@@ -356,30 +222,16 @@ export async function startGateway(
     url,
     adminUrl,
     upstream,
-    logs: {
-      text: () => raw,
-      lines,
-      audit: (event) =>
-        lines().filter((l) => l.kind === 'audit' && (event === undefined || l.event === event)),
-    },
+    logs,
     async loginJson(username, headers = {}) {
-      const response = await fetch(`${url}/api/login`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...headers },
-        body: JSON.stringify({ username }),
-      });
+      const response = await postJson(`${url}/api/login`, { username }, headers);
       const body = (await response.json()) as Record<string, unknown>;
       return { token: String(body.accessToken), response, body };
     },
     async loginForm(username, headers = {}) {
-      const response = await fetch(`${url}/login`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
-        body: new URLSearchParams({ username }).toString(),
-        redirect: 'manual',
-      });
+      const response = await postForm(`${url}/login`, { username }, headers);
       await response.arrayBuffer();
-      return { sid: setCookieValue(response, 'sid') ?? '', response };
+      return { sid: setCookie(response, 'sid') ?? '', response };
     },
     admin(path, init = {}) {
       const { auth = true, ...rest } = init;
@@ -392,12 +244,67 @@ export async function startGateway(
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Small HTTP helpers
+// Requests
+
+/**
+ * A GET with exactly these headers, as a fetch Response; redirects are not followed. Node's fetch adds
+ * its own `Sec-Fetch-Mode: cors`, so a browser navigation (`Sec-Fetch-Mode: navigate`, see NAVIGATE)
+ * cannot be imitated with it.
+ */
+export async function get(url: string, headers: Record<string, string> = {}): Promise<Response> {
+  const res = await request(url, { headers });
+  const out = new Headers();
+  for (const [k, v] of Object.entries(res.headers)) {
+    if (Array.isArray(v)) for (const x of v) out.append(k, x);
+    else if (v !== undefined) out.set(k, v);
+  }
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return new Response(res.statusCode === 204 || res.statusCode === 304 ? null : body, {
+    status: res.statusCode,
+    headers: out,
+  });
+}
+
+/** A POST of a JSON body (fetch); redirects are not followed. */
+export function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+    redirect: 'manual',
+  });
+}
+
+/** A POST of a urlencoded form (fetch); redirects are not followed. */
+export function postForm(
+  url: string,
+  form: Record<string, string>,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(form).toString(),
+    redirect: 'manual',
+  });
+}
+
+/** Headers of a browser's top-level navigation (Fetch Metadata), for `get`. */
+export const NAVIGATE: Readonly<Record<string, string>> = {
+  accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+  'sec-fetch-mode': 'navigate',
+  'sec-fetch-dest': 'document',
+  'sec-fetch-site': 'same-origin',
+};
 
 export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
 
 /** The value of a cookie a response sets. */
-export function setCookieValue(res: Response, name: string): string | undefined {
+export function setCookie(res: Response, name: string): string | undefined {
   for (const c of res.headers.getSetCookie()) {
     const pair = c.split(';')[0] as string;
     const eq = pair.indexOf('=');
@@ -419,41 +326,3 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 20));
   }
 }
-
-/**
- * A request through node:http, headers exactly as given. Node's fetch (undici) adds its own
- * `Sec-Fetch-Mode: cors`, so a browser navigation (`Sec-Fetch-Mode: navigate`) cannot be imitated with it.
- */
-export function rawRequest(
-  url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
-): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      url,
-      { method: options.method ?? 'GET', headers: options.headers ?? {} },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString(),
-          }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
-
-/** Headers of a browser's top-level navigation (Fetch Metadata). */
-export const NAVIGATE: Readonly<Record<string, string>> = {
-  accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
-  'sec-fetch-mode': 'navigate',
-  'sec-fetch-dest': 'document',
-  'sec-fetch-site': 'same-origin',
-};

@@ -1,6 +1,7 @@
 /**
  * Small real upstream apps for the gateway's integration tests, one per login style. Each listens on a
- * port of its own (127.0.0.1:0) and is closed by the test's cleanup.
+ * port of its own (127.0.0.1:0) and is closed by the test's cleanup (`startGateway` of gateway.ts starts
+ * `testApp` and closes it itself).
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -84,6 +85,123 @@ export async function cookieFormApp(): Promise<RunningApp & { sessions: Map<stri
     })();
   });
   return { ...app, sessions };
+}
+
+/** One request the test app saw. */
+export interface SeenRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingMessage['headers'];
+}
+
+export interface TestApp extends RunningApp {
+  /** Every request the app received, in order. */
+  readonly requests: SeenRequest[];
+  /** Live app sessions: token -> user (the app's own view; the gateway's is separate). */
+  readonly sessions: Map<string, string>;
+}
+
+const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/**
+ * The default app of `startGateway`, with the two common login styles:
+ *
+ * - JSON API: `POST /api/login` `{"username","password"?}` -> 200 `{"accessToken","user":{"id"}}`
+ *   (password `"wrong"` -> 401); `POST /api/logout`; the token travels as `Authorization: Bearer`.
+ * - Browser form: `GET /login` (a form), `POST /login` (form `username`) -> 302 to `/app` with
+ *   `Set-Cookie: sid=<token>; Path=/; HttpOnly; SameSite=Lax`; `POST /logout` clears it.
+ *
+ * Everything else: `GET /app` is an HTML page for the signed-in user (302 to /login without one); any
+ * other path answers JSON `{ok, method, path, user}`. The app trusts its own tokens only: the gateway
+ * is what enforces the limit.
+ */
+export async function testApp(): Promise<TestApp> {
+  const requests: SeenRequest[] = [];
+  const sessions = new Map<string, string>();
+  const newToken = () => randomBytes(24).toString('base64url');
+  const app = await listenApp((req, res) => {
+    void (async () => {
+      const url = new URL(req.url ?? '/', 'http://app');
+      requests.push({ method: req.method ?? 'GET', path: url.pathname, headers: req.headers });
+      const json = (status: number, value: unknown) => {
+        const body = JSON.stringify(value);
+        res.writeHead(status, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        });
+        res.end(body);
+      };
+      const html = (status: number, body: string) => {
+        res.writeHead(status, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(
+          `<!doctype html><html><head><meta charset="utf-8"><title>Test app</title></head><body>${body}</body></html>`,
+        );
+      };
+      const auth = req.headers.authorization;
+      const bearerToken = auth?.startsWith('Bearer ') ? auth.slice(7) : undefined;
+      const token = bearerToken ?? cookieOf(req, 'sid');
+      const user = token === undefined ? undefined : sessions.get(token);
+
+      if (req.method === 'POST' && url.pathname === '/api/login') {
+        let body: { username?: unknown; password?: unknown };
+        try {
+          body = JSON.parse((await readBody(req)).toString()) as typeof body;
+        } catch {
+          return json(400, { error: 'bad json' });
+        }
+        if (typeof body.username !== 'string' || body.password === 'wrong')
+          return json(401, { error: 'bad credentials' });
+        const t = newToken();
+        sessions.set(t, body.username);
+        return json(200, { accessToken: t, user: { id: body.username } });
+      }
+      if (req.method === 'POST' && url.pathname === '/api/logout') {
+        if (token) sessions.delete(token);
+        return json(200, { ok: true });
+      }
+      if (req.method === 'GET' && url.pathname === '/login') {
+        return html(
+          200,
+          '<h1>Sign in</h1><form method="post" action="/login"><label>User <input name="username"></label><button type="submit">Sign in</button></form>',
+        );
+      }
+      if (req.method === 'POST' && url.pathname === '/login') {
+        const username = new URLSearchParams((await readBody(req)).toString()).get('username');
+        if (!username) {
+          res.writeHead(302, { location: '/login?error=1' });
+          res.end();
+          return;
+        }
+        const t = newToken();
+        sessions.set(t, username);
+        res.writeHead(302, { location: '/app', 'set-cookie': `sid=${t}; Path=/; HttpOnly; SameSite=Lax` });
+        res.end();
+        return;
+      }
+      if (req.method === 'POST' && url.pathname === '/logout') {
+        if (token) sessions.delete(token);
+        res.writeHead(302, { location: '/login', 'set-cookie': 'sid=; Path=/; Max-Age=0' });
+        res.end();
+        return;
+      }
+      if (url.pathname === '/app') {
+        if (!user) {
+          res.writeHead(302, { location: '/login' });
+          res.end();
+          return;
+        }
+        return html(
+          200,
+          `<h1 id="hello">Hello ${escape(user)}</h1><p><a href="/.sessiongate/sessions">Your sessions</a></p>`,
+        );
+      }
+      return json(200, { ok: true, method: req.method, path: url.pathname, user: user ?? null });
+    })().catch(() => {
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+  return { ...app, requests, sessions };
 }
 
 export const JWT_KEY = new TextEncoder().encode('test-jwt-signing-key-0123456789abcdef');

@@ -1,7 +1,7 @@
 /** The self-service page over HTTP: own sessions only, JSON for SPAs, CSRF-safe actions, 401/404s. */
 import { describe, expect, it } from 'vitest';
 import { renderSupersededPage } from '../../src/ui/pages.js';
-import { bearer, NAVIGATE, rawRequest, startGateway, type TestGateway, UA } from '../support/gateway.js';
+import { bearer, get, NAVIGATE, startGateway, type TestGateway, UA } from '../support/gateway.js';
 
 const PAGE = '/.sessiongate/sessions';
 
@@ -237,10 +237,10 @@ describe('self-service sessions page', () => {
     const none = await fetch(`${gw.url}${PAGE}`, { headers: { accept: 'application/json' } });
     expect(none.status).toBe(401);
     expect(await none.json()).toMatchObject({ error: 'session_required' });
-    const page = await rawRequest(`${gw.url}${PAGE}`, { headers: NAVIGATE });
+    const page = await get(`${gw.url}${PAGE}`, NAVIGATE);
     expect(page.status).toBe(401);
-    expect(page.headers['content-type']).toContain('text/html');
-    const html = page.body;
+    expect(page.headers.get('content-type')).toContain('text/html');
+    const html = await page.text();
     expect(html).toContain('Sign in to see and manage your sessions.');
     expect(html).toContain('href="/"');
 
@@ -252,12 +252,11 @@ describe('self-service sessions page', () => {
     expect(superseded.status).toBe(401);
     expect(await superseded.json()).toMatchObject({ error: 'session_superseded' });
     // A browser of the superseded session gets the same page as anywhere else: when, and from which device.
-    const supersededPage = await rawRequest(`${gw.url}${PAGE}`, {
-      headers: { ...NAVIGATE, ...bearer(old.token) },
-    });
+    const supersededPage = await get(`${gw.url}${PAGE}`, { ...NAVIGATE, ...bearer(old.token) });
     expect(supersededPage.status).toBe(401);
-    expect(supersededPage.body).toContain('data-code="session_superseded"');
-    expect(supersededPage.body).toMatch(/A new sign-in from <strong>[^<]+<\/strong> on <time/);
+    const supersededHtml = await supersededPage.text();
+    expect(supersededHtml).toContain('data-code="session_superseded"');
+    expect(supersededHtml).toMatch(/A new sign-in from <strong>[^<]+<\/strong> on <time/);
     const unknown = await fetch(`${gw.url}${PAGE}`, {
       headers: { ...bearer('never-issued'), accept: 'application/json' },
     });
@@ -319,12 +318,12 @@ describe('superseded page', () => {
     const gw = await startGateway();
     const first = await gw.loginForm('kate', { 'user-agent': UA.chromeWindows });
     await gw.loginForm('kate', { 'user-agent': UA.safariIphone });
-    const res = await rawRequest(`${gw.url}/app`, { headers: { ...NAVIGATE, cookie: `sid=${first.sid}` } });
+    const res = await get(`${gw.url}/app`, { ...NAVIGATE, cookie: `sid=${first.sid}` });
     expect(res.status).toBe(401);
-    expect(res.headers['content-type']).toContain('text/html');
+    expect(res.headers.get('content-type')).toContain('text/html');
     // The dead cookie is cleared.
-    expect((res.headers['set-cookie'] ?? []).some((c) => /^sid=;/.test(c))).toBe(true);
-    const html = res.body;
+    expect(res.headers.getSetCookie().some((c) => /^sid=;/.test(c))).toBe(true);
+    const html = await res.text();
     expect(html).toContain('Another session has been started using your account.');
     expect(html).toContain('data-code="session_superseded"');
     expect(html).toMatch(
