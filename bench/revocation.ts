@@ -157,6 +157,26 @@ async function stopReplicas(r: Replicas): Promise<void> {
   await Promise.all([r.a.stop(), r.b.stop()]);
 }
 
+/**
+ * The propagation itself, measured inside B: sessiongate_invalidation_lag_seconds (from the commit's
+ * publication on A to B applying it), as upper bounds of its histogram buckets. Free of the HTTP
+ * round trip that bounds the polled latency's resolution.
+ */
+async function invalidationLag(b: Gateway): Promise<{ count: number; p50: number; p99: number } | undefined> {
+  const res = await request(`${b.adminUrl}/metrics`);
+  const text = await res.body.text();
+  const buckets = [
+    ...text.matchAll(/^sessiongate_invalidation_lag_seconds_bucket\{le="([^"]+)"\} (\d+)/gm),
+  ].map((m) => ({
+    le: m[1] === '+Inf' ? Infinity : Number(m[1]),
+    n: Number(m[2]),
+  }));
+  const total = buckets[buckets.length - 1]?.n ?? 0;
+  if (total === 0) return undefined;
+  const at = (q: number) => (buckets.find((b) => b.n >= q * total)?.le ?? Infinity) * 1000;
+  return { count: total, p50: at(0.5), p99: at(0.99) };
+}
+
 async function measureRevocations(r: Replicas, options: Required<RevocationOptions>): Promise<Sample[]> {
   const run = randomBytes(4).toString('hex');
   // A login through A must be live on B before anything is timed.
@@ -178,10 +198,12 @@ export async function runRevocation(input: RevocationOptions): Promise<void> {
   const upstream = await startUpstream();
   const redis = await startRedis();
   let samples: Sample[] | undefined;
+  let lag: Awaited<ReturnType<typeof invalidationLag>>;
   try {
     const replicas = await startReplicas(redis, upstream, options.gatewayCli);
     try {
       samples = await measureRevocations(replicas, options);
+      lag = await invalidationLag(replicas.b);
     } finally {
       await stopReplicas(replicas);
     }
@@ -193,10 +215,14 @@ export async function runRevocation(input: RevocationOptions): Promise<void> {
     await upstream.child.stop();
     await cleanupConfigs();
   }
-  if (samples) await record(samples, options);
+  if (samples) await record(samples, options, lag);
 }
 
-async function record(samples: readonly Sample[], options: Required<RevocationOptions>): Promise<void> {
+async function record(
+  samples: readonly Sample[],
+  options: Required<RevocationOptions>,
+  lag: Awaited<ReturnType<typeof invalidationLag>>,
+): Promise<void> {
   const m = machine();
   const section = [
     `## ${m.date} — cross-replica revocation (bench/revocation.ts)`,
@@ -206,6 +232,10 @@ async function record(samples: readonly Sample[], options: Required<RevocationOp
     "- latency: A's superseding login response (headers) -> B's first 401 to the old token, polled on one keep-alive connection",
     '',
     summary(samples, options),
+    '',
+    lag
+      ? `Inside B (sessiongate_invalidation_lag_seconds, publication on A to applied on B, ${lag.count} messages, bucket upper bounds): p50 <= ${num(lag.p50, 1)} ms, p99 <= ${num(lag.p99, 1)} ms (target p99 < ${TARGET_P99_MS} ms: ${lag.p99 < TARGET_P99_MS ? 'ok' : 'OVER'}).`
+      : 'Inside B: no invalidation lag recorded.',
   ].join('\n');
   console.log(`\n${section}`);
   if (options.resultsFile) {

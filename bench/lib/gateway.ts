@@ -26,6 +26,8 @@ export type GatewayOverrides = Record<string, unknown>;
 export interface Gateway {
   readonly name: string;
   readonly url: string;
+  /** The admin listener (`/metrics` is open on bench gateways). */
+  readonly adminUrl: string;
   readonly child: Child;
   stop(): Promise<void>;
 }
@@ -42,7 +44,7 @@ export function gatewayConfig(
     upstream: upstreamUrl,
     secret: BENCH_SECRET,
     log: { level: 'warn' },
-    admin: { listen: `127.0.0.1:${adminPort}` },
+    admin: { listen: `127.0.0.1:${adminPort}`, open: ['healthz', 'readyz', 'metrics'] },
     login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }],
     tokens: ['bearer'],
     ...overrides,
@@ -89,7 +91,7 @@ export async function startGateway(
     if (err instanceof ChildNotReadyError) throw new GatewayUnavailableError(err.message);
     throw err;
   }
-  return { name, url, child, stop: () => child.stop() };
+  return { name, url, adminUrl: `http://127.0.0.1:${adminPort}`, child, stop: () => child.stop() };
 }
 
 /**
