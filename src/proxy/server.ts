@@ -99,11 +99,18 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   const closeIfDead = (tokenIds: readonly string[]) => {
     for (const id of tokenIds) {
       if (!connections.has(id)) continue;
-      void Promise.resolve(o.sessions.check(id)).then((d) => {
-        if (d.state === 'live' || d.state === 'unknown' || d.state === 'unavailable') return;
-        for (const c of connections.close([id], () => codeOf(d)))
-          o.metrics.connectionsClosed.labels(c.kind).inc();
-      });
+      void Promise.resolve(o.sessions.check(id))
+        .then((d) => {
+          if (d.state === 'live' || d.state === 'unknown' || d.state === 'unavailable') return;
+          for (const c of connections.close([id], () => codeOf(d)))
+            o.metrics.connectionsClosed.labels(c.kind).inc();
+        })
+        .catch((err: unknown) =>
+          log.error(
+            { code: 'SG_ERR_INTERNAL', err: (err as Error).message },
+            'closing a revoked connection failed',
+          ),
+        );
     }
   };
   o.sessions.onRevoked(closeIfDead);
@@ -121,17 +128,12 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
     if (decision instanceof Promise) {
       o.metrics.cacheMisses.inc();
       const end = o.metrics.checkSeconds.startTimer();
-      decision.then(
-        (d) => {
+      decision
+        .then((d) => {
           end();
           decide(scope, d);
-        },
-        (err: unknown) => {
-          end();
-          log.error({ code: 'SG_ERR_INTERNAL', err: (err as Error).message }, 'session check failed');
-          sendError(res, 500, 'SG_ERR_INTERNAL', 'the gateway failed to check the session');
-        },
-      );
+        })
+        .catch((err: unknown) => internalError(res, err, 'session check failed'));
     } else {
       o.metrics.cacheHits.inc();
       decide(scope, decision);
@@ -163,8 +165,18 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
 
   return { server, connections };
 
+  /** A failure of the gateway itself: logged with its code, a clean 500, never an unhandled rejection. */
+  function internalError(res: ServerResponse, err: unknown, what: string): void {
+    log.error({ code: 'SG_ERR_INTERNAL', err: (err as Error).message }, what);
+    sendError(res, 500, 'SG_ERR_INTERNAL', `the gateway failed: ${what}`);
+  }
+
   function count(outcome: RequestOutcome): void {
     o.metrics.requests[outcome].inc();
+  }
+
+  function isSelfService(path: string): boolean {
+    return o.selfServicePrefix !== undefined && path.startsWith(o.selfServicePrefix);
   }
 
   function isProtected(path: string): boolean {
@@ -189,7 +201,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
     } else path = normalized.path;
     const method = req.method ?? 'GET';
     let rule: CompiledTokenRule | undefined;
-    let params: Readonly<Record<string, string>> = {};
+    let params: Readonly<Record<string, string>> = NO_PARAMS;
     for (const r of o.rules) {
       const m = r.route.matches(method, path);
       if (m !== undefined) {
@@ -211,10 +223,14 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       rule,
       params,
       token,
-      tokenId: token === undefined ? undefined : o.tokenIdOf(token.value),
+      // The HMAC is paid only where the token id is used (protected paths, token routes, self-service).
+      tokenId:
+        token !== undefined && (rule !== undefined || isProtected(path) || isSelfService(path))
+          ? o.tokenIdOf(token.value)
+          : undefined,
       decision: undefined,
     };
-    if (res && o.selfServicePrefix !== undefined && o.selfService && path.startsWith(o.selfServicePrefix)) {
+    if (res && o.selfService && isSelfService(path)) {
       count('self_service');
       o.selfService(scope);
       return undefined;
@@ -253,6 +269,11 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       forward(scope);
       return;
     }
+    reject(scope, verdict, d, () => forward(scope));
+  }
+
+  /** Rejects (or, in report-only mode, logs and calls `pass`). */
+  function reject(scope: RequestScope, verdict: RejectionCode, d: Decision, pass: () => void): void {
     const session = d.session;
     o.sessions.events.emit({
       type: 'request.rejected',
@@ -269,7 +290,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
         { code: verdict, path: scope.path, sessionId: session?.id, reportOnly: true },
         'would reject (report-only)',
       );
-      forward(scope);
+      pass();
       return;
     }
     count(outcomeOf(verdict));
@@ -318,8 +339,8 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       o.upstream.forward(req, res, headers, req, exchangeTap(scope, ex, tapDeps));
       return;
     }
-    readCapped(req, o.maxLoginBody).then(
-      ({ buffered, rest }) => {
+    readCapped(req, o.maxLoginBody)
+      .then(({ buffered, rest }) => {
         const requestBody = rest === undefined ? buffered : undefined;
         if (rest !== undefined) {
           o.metrics.logins.body_too_large.inc();
@@ -342,21 +363,19 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
             ex,
           );
           if (presented !== undefined) {
-            Promise.resolve(o.sessions.check(o.tokenIdOf(presented))).then(
-              (d) => {
-                if (d.state === 'live' || d.state === 'unknown')
-                  o.upstream.forward(req, res, headers, body, exchangeTap(scope, ex, tapDeps));
-                else decide({ ...scope, token: undefined }, d);
-              },
-              () => sendError(res, 500, 'SG_ERR_INTERNAL', 'the gateway failed to check the session'),
-            );
-            return;
+            const send = () => o.upstream.forward(req, res, headers, body, exchangeTap(scope, ex, tapDeps));
+            return Promise.resolve(o.sessions.check(o.tokenIdOf(presented))).then((d) => {
+              // The request body is consumed: pass or reject here, never through forward() again.
+              const verdict = d.state === 'unknown' ? 'pass' : verdictOf(scope, d);
+              if (verdict === 'pass') send();
+              else reject({ ...scope, token: undefined }, verdict, d, send);
+            });
           }
         }
         o.upstream.forward(req, res, headers, body, exchangeTap(scope, ex, tapDeps));
-      },
-      () => res.destroy(),
-    );
+        return undefined;
+      })
+      .catch((err: unknown) => internalError(res, err, 'login exchange failed'));
   }
 
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -405,10 +424,16 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       return;
     }
     const d = o.sessions.check(scope.tokenId);
-    if (d instanceof Promise) d.then(open, () => socket.destroy());
+    if (d instanceof Promise)
+      d.then(open).catch((err: unknown) => {
+        log.error({ code: 'SG_ERR_INTERNAL', err: (err as Error).message }, 'upgrade check failed');
+        socket.destroy();
+      });
     else open(d);
   }
 }
+
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
 
 function outcomeOf(code: RejectionCode): RequestOutcome {
   switch (code) {

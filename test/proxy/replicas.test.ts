@@ -212,6 +212,29 @@ describe('two replicas on one Redis', () => {
     );
   });
 
+  it('forwards a refresh whose body names the token while Redis is down under failMode open', async () => {
+    const own = await startRedis();
+    onTestFinished(() => own.stop());
+    const a = await startGateway({
+      upstream: app.url,
+      login: LOGIN,
+      refresh: [
+        { match: 'POST /api/refresh', token: 'json:accessToken', presented: 'request.json:refreshToken' },
+      ],
+      failMode: 'open',
+      store: { url: own.url, commandTimeout: '200ms' },
+    });
+    await own.kill();
+    const res = await request(`${a.url}/api/refresh`, {
+      method: 'POST',
+      body: JSON.stringify({ refreshToken: 'r1' }),
+      headersTimeout: 5000,
+      dispatcher: agent,
+    });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('ok');
+  });
+
   it('keeps error rates to failMode during an outage under load, and accepts no superseded token afterwards', async () => {
     const own = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
     onTestFinished(() => own.stop());
