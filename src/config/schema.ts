@@ -70,9 +70,24 @@ const routeMatch = z
   );
 
 /** Where a login response (or its request) carries a token: `json:<path>`, `cookie:<name>`, `header:<name>`. */
+/** A regular expression, compiled here so a bad one is a config error with its key path, not a crash. */
+function compiles(source: string): boolean {
+  try {
+    new RegExp(source);
+    return true;
+  } catch {
+    return false;
+  }
+}
+const regexSource = z.string().refine(compiles, 'expected a valid regular expression');
+/** `cookie:/regex/` names must compile too. */
+const cookieRegexOk = (v: string) => !/^cookie:\/.+\/$/.test(v) || compiles(v.slice(8, -1));
+const BAD_COOKIE_REGEX = 'the cookie name pattern is not a valid regular expression';
+
 const tokenSourceString = z
   .string()
-  .regex(/^(json|cookie|header):.+$/, 'expected json:<dot.path>, cookie:<name> or header:<name>');
+  .regex(/^(json|cookie|header):.+$/, 'expected json:<dot.path>, cookie:<name> or header:<name>')
+  .refine(cookieRegexOk, BAD_COOKIE_REGEX);
 
 /**
  * A token source with options. `cookie` names are exact, or anchored patterns with `*`
@@ -87,7 +102,7 @@ const tokenSourceObject = z
     /** Zero-based field after `split`. */
     field: z.number().int().min(0).optional(),
     /** A regular expression whose first capture group is the token (express-session `^s:([^.]+)`). */
-    capture: z.string().optional(),
+    capture: regexSource.optional(),
     /** The credential is spread over chunk cookies `Name`, `NameC1..N` / `Name.0..n`, joined in order. */
     chunked: z.boolean().default(false),
   })
@@ -100,14 +115,15 @@ const userSourceString = z
   .regex(
     /^(json|request\.json|request\.form|jwt|header|path|cookie):.+$/,
     'expected json:<path>, request.json:<path>, request.form:<field>, jwt:<claim>, header:<name>, path:<param> or cookie:<name>',
-  );
+  )
+  .refine(cookieRegexOk, BAD_COOKIE_REGEX);
 
 const userSourceObject = z
   .object({
     from: userSourceString,
     split: z.string().min(1).optional(),
     field: z.number().int().min(0).optional(),
-    capture: z.string().optional(),
+    capture: regexSource.optional(),
   })
   .strict();
 
@@ -200,7 +216,8 @@ const requestTokenSourceString = z
   .regex(
     /^(bearer|cookie:.+|header:.+|pathparam:.+)$/,
     'expected bearer, cookie:<name>, header:<name> or pathparam:<name>',
-  );
+  )
+  .refine(cookieRegexOk, BAD_COOKIE_REGEX);
 
 /** A request token source with the same value options as a login token (so both yield the same token). */
 const requestTokenSource = z.union([
@@ -210,7 +227,7 @@ const requestTokenSource = z.union([
       from: requestTokenSourceString,
       split: z.string().min(1).optional(),
       field: z.number().int().min(0).optional(),
-      capture: z.string().optional(),
+      capture: regexSource.optional(),
       chunked: z.boolean().default(false),
     })
     .strict(),

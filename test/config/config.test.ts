@@ -99,6 +99,18 @@ describe('configuration', () => {
     expect(p?.message).toContain('"15 minutes"');
   });
 
+  it('names an invalid regular expression instead of crashing at startup', () => {
+    const problems = problemsOf({
+      ...MINIMAL,
+      login: [{ match: 'POST /login', token: { from: 'cookie:sid', capture: '([' }, user: 'cookie:/([/' }],
+    });
+    expect(problems).toContainEqual({
+      path: 'login[0].token.capture',
+      message: 'expected a valid regular expression',
+    });
+    expect(problems.map((p) => p.path)).toContain('login[0].user');
+  });
+
   it('requires a login rule', () => {
     expect(problemsOf({ upstream: MINIMAL.upstream, secret: MINIMAL.secret })).toContainEqual({
       path: 'login',
