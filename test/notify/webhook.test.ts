@@ -169,6 +169,26 @@ describe('webhook notifications', () => {
     expect(metrics).toContain('sessiongate_webhook_deliveries_total{result="failed"} 1');
   });
 
+  it('keeps at most maxQueue deliveries while the receiver is stuck, dropping the oldest and counting it', async () => {
+    const receiver = await startReceiver();
+    const gw = await startGateway({
+      notify: {
+        webhook: { url: receiver.url, secret: WEBHOOK_SECRET, maxQueue: 2, events: ['session.created'] },
+      },
+    });
+    receiver.hold();
+    for (const user of ['q1', 'q2', 'q3', 'q4', 'q5'])
+      expect((await gw.loginJson(user)).response.status).toBe(200);
+    const metrics = await (await gw.admin('/metrics')).text();
+    // One delivery in flight (q1) plus two waiting: q2 and q3 were dropped for q4 and q5.
+    expect(metrics).toContain('sessiongate_webhook_queue 3');
+    expect(metrics).toContain('sessiongate_webhook_deliveries_total{result="dropped"} 2');
+    receiver.release();
+    await eventually(() => (receiver.received.length === 3 ? true : undefined));
+    const users = receiver.received.map((r) => (JSON.parse(r.body) as { user: string }).user);
+    expect(users).toEqual(['q1', 'q4', 'q5']);
+  });
+
   it('sends only the configured events', async () => {
     const receiver = await startReceiver();
     const gw = await startGateway({
