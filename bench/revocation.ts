@@ -11,7 +11,6 @@
  *          [--gateway-cli dist/src/cli.js] [--results bench/results.md] [--no-results]
  */
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client, request } from 'undici';
@@ -24,7 +23,7 @@ import {
   type Gateway,
 } from './lib/gateway.js';
 import { login } from './lib/http.js';
-import { defaultGatewayCli, defaultResultsFile } from './lib/paths.js';
+import { outputPaths } from './lib/paths.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
 import { appendResults, machine, machineLines, num, oneLine, percentile, table } from './lib/report.js';
 import { startUpstream, type Helper } from './lib/servers.js';
@@ -259,12 +258,7 @@ async function main(): Promise<void> {
     iterations: Number(values.iterations),
     warmupIterations: Number(values['warmup-iterations']),
     timeoutMs: Number(values['timeout-ms']),
-    gatewayCli: values['gateway-cli'] ? resolve(values['gateway-cli']) : defaultGatewayCli,
-    resultsFile: values['no-results']
-      ? undefined
-      : values.results
-        ? resolve(values.results)
-        : defaultResultsFile,
+    ...outputPaths(values),
   });
 }
 

@@ -10,7 +10,6 @@
  * Each server runs in its own process; autocannon runs here. See bench/README.md.
  */
 import { parseArgs } from 'node:util';
-import { resolve } from 'node:path';
 import {
   cleanupConfigs,
   expectLive,
@@ -30,7 +29,7 @@ import {
   type Measurement,
   type Watched,
 } from './lib/load.js';
-import { defaultGatewayCli, defaultResultsFile } from './lib/paths.js';
+import { outputPaths } from './lib/paths.js';
 import { pinBench, type Child, type Pinning } from './lib/proc.js';
 import { startHelper, startUpstream } from './lib/servers.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
@@ -95,12 +94,7 @@ function parseOptions(argv: string[]): Options {
     quick,
     only: values.only ? new Set(values.only.split(',').map((s) => s.trim())) : undefined,
     missUsers: positive(values['miss-users'], 1000, 'miss-users'),
-    gatewayCli: values['gateway-cli'] ? resolve(values['gateway-cli']) : defaultGatewayCli,
-    resultsFile: values['no-results']
-      ? undefined
-      : values.results
-        ? resolve(values.results)
-        : defaultResultsFile,
+    ...outputPaths(values),
     revocation: values.revocation ?? false,
     iterations: positive(values.iterations, quick ? 200 : 1000, 'iterations'),
     pin: values.pin ?? false,

@@ -13,7 +13,6 @@
  *          [--results bench/results.md] [--no-results]
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { SessionStore } from '../src/store/contract.js';
@@ -28,7 +27,7 @@ import {
 } from './lib/gateway.js';
 import { getWithToken } from './lib/http.js';
 import { bearerRotation, drive, measure, type LoadSettings, type Measurement } from './lib/load.js';
-import { defaultGatewayCli, defaultResultsFile } from './lib/paths.js';
+import { outputPaths } from './lib/paths.js';
 import { rssBytes } from './lib/proc.js';
 import { infoField, redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
 import { appendResults, int, machine, machineLines, mib, num, oneLine, table } from './lib/report.js';
@@ -354,12 +353,7 @@ function parseOptions(): Options {
       pipelining: 1,
     },
     seedConcurrency: Number(values['seed-concurrency']),
-    gatewayCli: values['gateway-cli'] ? resolve(values['gateway-cli']) : defaultGatewayCli,
-    resultsFile: values['no-results']
-      ? undefined
-      : values.results
-        ? resolve(values.results)
-        : defaultResultsFile,
+    ...outputPaths(values),
     quick,
   };
 }

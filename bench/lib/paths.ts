@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -21,3 +22,19 @@ export const defaultGatewayCli: string = fileURLToPath(new URL('../../src/cli.js
 export const defaultResultsFile: string = fileURLToPath(
   new URL('bench/results.md', new URL('../../../', here)),
 );
+
+/** The `--gateway-cli`, `--results` and `--no-results` flags every bench takes, resolved. */
+export function outputPaths(values: {
+  'gateway-cli'?: string | undefined;
+  results?: string | undefined;
+  'no-results'?: boolean | undefined;
+}): { gatewayCli: string; resultsFile: string | undefined } {
+  return {
+    gatewayCli: values['gateway-cli'] ? resolve(values['gateway-cli']) : defaultGatewayCli,
+    resultsFile: values['no-results']
+      ? undefined
+      : values.results
+        ? resolve(values.results)
+        : defaultResultsFile,
+  };
+}
