@@ -140,7 +140,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     events.on((e) => webhook?.enqueue(e));
   }
 
-  const tokenIdOf = createTokenIdOf(config.secret);
+  const tokenIdOf = createTokenIdOf(config.secret, { memo: config.cache.tokenIdMemo });
   const rules: CompiledTokenRule[] = [
     ...config.login.map(compileLoginRule),
     ...config.refresh.map(compileRefreshRule),

@@ -301,6 +301,11 @@ export const configSchema = z
         max: z.number().int().min(1).default(100_000),
         /** Maximum age of a cached "live" decision: the bound on cross-replica staleness. @default 1s */
         maxStaleness: duration('maxStaleness').default('1s'),
+        /**
+         * Raw token -> token id pairs remembered, so a repeated token skips the HMAC; 0 computes it on every
+         * request and keeps no raw token past its request. @default 10000
+         */
+        tokenIdMemo: z.number().int().min(0).default(10_000),
       })
       .strict()
       .default({}),

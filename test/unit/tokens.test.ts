@@ -93,4 +93,23 @@ describe('token ids are HMAC-SHA256', () => {
       createHmac('sha256', 'secret-0123456789').update('ü€𝄞').digest('base64url'),
     );
   });
+
+  const hmac = (token: string) => createHmac('sha256', 'secret-0123456789').update(token).digest('base64url');
+
+  it('reuses its buffers without leaking bytes of a longer token into a shorter one', () => {
+    const tokenIdOf = createTokenIdOf('secret-0123456789');
+    for (const token of ['a'.repeat(300), 'b', 'c'.repeat(40), ''])
+      expect(tokenIdOf(token)).toBe(hmac(token));
+  });
+
+  it('hashes tokens larger than its preallocated buffer', () => {
+    const token = 'x'.repeat(5000) + '€';
+    expect(createTokenIdOf('secret-0123456789')(token)).toBe(hmac(token));
+  });
+
+  it('gives the same ids with the memo, for repeated, evicted and over-long tokens', () => {
+    const tokenIdOf = createTokenIdOf('secret-0123456789', { memo: 2 });
+    const tokens = ['t1', 't2', 't1', 't3', 't2', 'y'.repeat(3000), 'y'.repeat(3000), 't1'];
+    expect(tokens.map(tokenIdOf)).toEqual(tokens.map(hmac));
+  });
 });
