@@ -32,15 +32,37 @@ export const LOGIN_OUTCOMES = [
 ] as const;
 export type LoginOutcomeLabel = (typeof LOGIN_OUTCOMES)[number];
 
+/** A counter the request path can bump with one field increment. */
+export interface Tally {
+  inc(): void;
+}
+
 /**
- * Every metric of sessiongate, on an injected registry (no module-level singletons). Label children are
- * created once here, so the request path increments a counter without a label lookup.
+ * Counts in a plain number and hands the sum to prom-client when it is scraped: `Counter.inc` builds a
+ * label hash and an object per call, which the request path should not pay on every request.
+ */
+class PendingCount implements Tally {
+  pending = 0;
+  inc(): void {
+    this.pending++;
+  }
+  take(): number {
+    const n = this.pending;
+    this.pending = 0;
+    return n;
+  }
+}
+
+/**
+ * Every metric of sessiongate, on an injected registry (no module-level singletons). The per-request
+ * counters (`requests`, `cacheHits`) are tallies folded into their prom-client counters at scrape time;
+ * the others are label children created once here, so nothing looks a label up per event.
  */
 export class Metrics {
   readonly registry: Registry;
-  readonly requests: Record<RequestOutcome, Counter.Internal>;
+  readonly requests: Record<RequestOutcome, Tally>;
   readonly checkSeconds: Histogram;
-  readonly cacheHits: Counter;
+  readonly cacheHits: Tally;
   readonly cacheMisses: Counter;
   readonly storeErrors: Counter;
   readonly logins: Record<LoginOutcomeLabel, Counter.Internal>;
@@ -61,26 +83,35 @@ export class Metrics {
     this.registry = registry;
     if (options.defaultMetrics !== false)
       collectDefaultMetrics({ register: registry, prefix: 'sessiongate_' });
-    const requests = new Counter({
+    const requestCounts = Object.fromEntries(REQUEST_OUTCOMES.map((o) => [o, new PendingCount()])) as Record<
+      RequestOutcome,
+      PendingCount
+    >;
+    this.requests = requestCounts;
+    const requests: Counter<'outcome'> = new Counter({
       name: 'sessiongate_requests_total',
       help: 'Proxied requests by outcome of the session check.',
       labelNames: ['outcome'],
       registers: [registry],
+      collect() {
+        for (const outcome of REQUEST_OUTCOMES) requests.labels(outcome).inc(requestCounts[outcome].take());
+      },
     });
-    this.requests = Object.fromEntries(REQUEST_OUTCOMES.map((o) => [o, requests.labels(o)])) as Record<
-      RequestOutcome,
-      Counter.Internal
-    >;
     this.checkSeconds = new Histogram({
       name: 'sessiongate_store_check_seconds',
       help: 'Session checks that had to ask the store (cache misses and strict mode), in seconds.',
       buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     });
-    this.cacheHits = new Counter({
+    const cacheHits = new PendingCount();
+    this.cacheHits = cacheHits;
+    new Counter({
       name: 'sessiongate_cache_hits_total',
       help: 'Session checks answered from the LRU.',
       registers: [registry],
+      collect() {
+        this.inc(cacheHits.take());
+      },
     });
     this.cacheMisses = new Counter({
       name: 'sessiongate_cache_misses_total',
