@@ -67,6 +67,11 @@ export interface SessionCommit {
 /** Published to every replica when tokens stop being live. */
 export interface Invalidation {
   readonly tokenIds: readonly string[];
+  /**
+   * The sessions that ended, as committed, when the message is about ended sessions (not about tokens
+   * dropped from a live one): receivers turn their cached tokens into tombstones without a store read.
+   */
+  readonly ended?: readonly SessionRecord[];
 }
 
 export interface InvalidationListener {

@@ -120,6 +120,24 @@ export class DecisionCache {
     }
   }
 
+  /**
+   * These sessions ended (another replica's message carried their records): the tokens cached here
+   * become tombstones at once, so their next request is answered without a store read. Tokens not
+   * cached here are left out: this replica never saw them, and a tombstone for each would crowd out
+   * live entries. Reads in flight for any of them are voided.
+   */
+  bury(sessions: readonly SessionRecord[], now: number): void {
+    for (const s of sessions) {
+      if (s.state === 'live') continue;
+      const dead = this.makeDecision(s.state, s, now);
+      for (const id of s.tokenIds) {
+        const ticket = this.#pending.get(id);
+        if (ticket) ticket.voided = true;
+        if (this.#lru.has(id)) this.#lru.set(id, dead);
+      }
+    }
+  }
+
   /** The invalidation channel may have lost messages: no live entry (or read in flight) is trusted now. */
   distrustLive(): void {
     this.#epoch++;

@@ -95,6 +95,8 @@ export class SessionService {
     this.#onSharedToken = options.onSharedToken ?? (() => {});
     this.#unwatch = this.#store.watch({
       onInvalidate: (m) => {
+        // Tombstones first: invalidate() then drops only what is still cached as live.
+        if (m.ended !== undefined) this.#cache.bury(m.ended, this.#now());
         this.#cache.invalidate(m.tokenIds);
         this.#notifyRevoked(m.tokenIds);
       },

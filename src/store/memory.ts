@@ -1,6 +1,7 @@
 import { StoreConflictError } from '../errors.js';
 import type { SessionStore } from './contract.js';
 import type {
+  Invalidation,
   InvalidationListener,
   SessionCommit,
   SessionRecord,
@@ -64,16 +65,19 @@ export class MemorySessionStore implements SessionStore {
       this.#users.set(change.user, entry);
     }
     const invalidated: string[] = [];
+    const ended: SessionRecord[] = [];
     for (const end of change.end) {
       const s = entry.sessions.get(end.sessionId);
       if (!s || s.state !== 'live') continue;
-      entry.sessions.set(s.id, {
+      const record: SessionRecord = {
         ...s,
         state: end.state,
         endedAt: change.at,
         ...(end.endedBy ? { endedBy: end.endedBy } : {}),
-      });
+      };
+      entry.sessions.set(s.id, record);
       invalidated.push(...s.tokenIds);
+      if (s.tokenIds.length > 0) ended.push(record);
     }
     if (change.create) {
       entry.sessions.set(change.create.id, change.create);
@@ -81,7 +85,7 @@ export class MemorySessionStore implements SessionStore {
         this.#tokens.set(t, { user: change.user, sessionId: change.create.id });
     }
     entry.version = version + 1;
-    if (invalidated.length > 0) this.#publish(invalidated);
+    if (invalidated.length > 0) this.#publish({ tokenIds: invalidated, ended });
   }
 
   async lookup(tokenId: string): Promise<TokenLookup | undefined> {
@@ -109,7 +113,7 @@ export class MemorySessionStore implements SessionStore {
     for (const t of dropped) this.#tokens.delete(t);
     const updated = { ...s, tokenIds: kept };
     entry.sessions.set(sessionId, updated);
-    if (dropped.length > 0) this.#publish(dropped);
+    if (dropped.length > 0) this.#publish({ tokenIds: dropped });
     return updated;
   }
 
@@ -155,8 +159,7 @@ export class MemorySessionStore implements SessionStore {
     return { users: this.#users.size, sessions, tokens: this.#tokens.size };
   }
 
-  #publish(tokenIds: string[]): void {
-    const message = { tokenIds };
+  #publish(message: Invalidation): void {
     for (const l of this.#listeners) l.onInvalidate(message);
   }
 }

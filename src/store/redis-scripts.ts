@@ -51,35 +51,44 @@ local function expire(h, x, l, horizon)
   redis.call('PEXPIRE', l, ttl)
 end
 
--- at: the publisher's clock, so receivers can measure the channel's lag.
-local function publish(channel, joined, at)
-  redis.call('PUBLISH', channel, '{"tokenIds":[' .. joined .. '],"at":' .. at .. '}')
+-- at: the publisher's clock, so receivers can measure the channel's lag. ended: JSON array or nil.
+local function publish(channel, joined, at, ended)
+  local extra = ''
+  if ended then extra = ',"ended":' .. ended end
+  redis.call('PUBLISH', channel, '{"tokenIds":[' .. joined .. '],"at":' .. at .. extra .. '}')
 end
 `;
 
 /**
  * Compare-and-set commit of one user.
  * KEYS: sessions, expiry, live.
- * ARGV: expectedVersion, now, horizon, channel, create ('1' or '0'), sid, base, state, lastSeenAt,
- *       expiresAt, tokens, then per ended session: sid, state, end JSON.
+ * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel, create ('1' or '0'),
+ *       sid, base, state, lastSeenAt, expiresAt, tokens, then per ended session: sid, state, end JSON.
  * Returns {1, newVersion} or {0, currentVersion} on conflict (nothing written).
  */
 export const COMMIT: LuaScript = {
   name: 'commit',
   source: `${HELPERS}
 local h, x, l = KEYS[1], KEYS[2], KEYS[3]
-local now, horizon, channel = ARGV[2], ARGV[3], ARGV[4]
+local publishedAt, horizon, channel = ARGV[2], ARGV[3], ARGV[4]
 local version = tonumber(redis.call('HGET', h, 'v') or '0')
 if version ~= tonumber(ARGV[1]) then return {0, version} end
 prune(h, x, l, horizon)
-local invalid = {}
+local invalid, ended = {}, {}
 for i = 12, #ARGV, 3 do
   local sid = ARGV[i]
   -- Only a live session ends; ending a tombstone again keeps its first reason.
   if redis.call('SREM', l, sid) == 1 then
     redis.call('HSET', h, 's|' .. sid, ARGV[i + 1], 'e|' .. sid, ARGV[i + 2])
-    local t = redis.call('HGET', h, 't|' .. sid)
-    if t and t ~= '' then invalid[#invalid + 1] = (string.gsub(t, '\\n', ',')) end
+    local f = redis.call('HMGET', h, 'b|' .. sid, 'l|' .. sid, 't|' .. sid)
+    local t = f[3] or ''
+    if t ~= '' then
+      local joined = (string.gsub(t, '\\n', ','))
+      invalid[#invalid + 1] = joined
+      -- The record as committed (JSON fragments joined, never decoded), so receivers need no read.
+      ended[#ended + 1] = '{"b":' .. (f[1] or 'null') .. ',"s":"' .. ARGV[i + 1] .. '","e":' .. ARGV[i + 2]
+        .. ',"l":' .. (f[2] or '0') .. ',"t":[' .. joined .. ']}'
+    end
   end
 end
 if ARGV[5] == '1' then
@@ -91,7 +100,7 @@ if ARGV[5] == '1' then
 end
 version = redis.call('HINCRBY', h, 'v', 1)
 expire(h, x, l, horizon)
-if #invalid > 0 then publish(channel, table.concat(invalid, ','), now) end
+if #invalid > 0 then publish(channel, table.concat(invalid, ','), publishedAt, '[' .. table.concat(ended, ',') .. ']') end
 return {1, version}
 `,
 };
@@ -117,7 +126,8 @@ return out
 
 /**
  * Adds token ids to a live session, dropping the oldest beyond maxTokens, and publishes the dropped.
- * KEYS: sessions, expiry, live. ARGV: sid, maxTokens, now, horizon, channel, new tokens (lines).
+ * KEYS: sessions, expiry, live. ARGV: sid, maxTokens, now, horizon, channel, new tokens (lines),
+ * publishedAt (stamped on the message).
  * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens}.
  */
 export const ADD_TOKENS: LuaScript = {
@@ -148,7 +158,7 @@ end
 redis.call('HSET', h, 't|' .. sid, table.concat(kept, '\\n'))
 prune(h, x, l, horizon)
 expire(h, x, l, horizon)
-if #dropped > 0 then publish(channel, table.concat(dropped, ','), now) end
+if #dropped > 0 then publish(channel, table.concat(dropped, ','), ARGV[7]) end
 local f = redis.call('HMGET', h, 'b|' .. sid, 's|' .. sid, 'l|' .. sid, 'e|' .. sid, 't|' .. sid)
 return {f[1] or '', f[2] or '', f[3] or '0', f[4] or '', f[5] or ''}
 `,

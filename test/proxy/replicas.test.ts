@@ -193,6 +193,30 @@ describe('two replicas on one Redis', () => {
     expect(a.gateway.isReady()).toBe(true);
   });
 
+  it('rejects on B a token superseded through A from the message alone, even with Redis down', async () => {
+    const own = await startRedis();
+    onTestFinished(() => own.stop());
+    const config = {
+      login: LOGIN,
+      store: { url: own.url, pingInterval: '200ms', commandTimeout: '200ms' },
+      cache: { maxStaleness: '30s' },
+    };
+    const a = await startGateway({ upstream: app.url, ...config });
+    const b = await startGateway({ upstream: app.url, ...config });
+    await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
+    const old = await login(a.url, 'erin');
+    expect(await status(b.url, old)).toBe(200); // B caches it as live
+    const revokedOnB = new Promise<readonly string[]>((resolve) => b.gateway.sessions.onRevoked(resolve));
+    await login(a.url, 'erin');
+    await revokedOnB;
+
+    // B must not need the store to learn why: the invalidation carried the ended session.
+    await own.kill();
+    const res = await request(`${b.url}/data`, { headers: bearer(old), dispatcher: agent });
+    expect(res.statusCode).toBe(401);
+    expect(await res.body.json()).toMatchObject({ error: 'session_superseded' });
+  });
+
   it('passes requests under failMode open while Redis is down, counting them', async () => {
     const own = await startRedis();
     onTestFinished(() => own.stop());

@@ -49,15 +49,19 @@ function newUser(): string {
 /** Records every listener callback. */
 export function recordingListener(): InvalidationListener & {
   readonly invalidated: string[];
+  readonly messages: Invalidation[];
   readonly events: string[];
 } {
   const invalidated: string[] = [];
+  const messages: Invalidation[] = [];
   const events: string[] = [];
   return {
     invalidated,
+    messages,
     events,
     onInvalidate(m: Invalidation) {
       invalidated.push(...m.tokenIds);
+      messages.push(m);
       events.push('invalidate');
     },
     onChannelLost() {
@@ -355,6 +359,28 @@ export function describeStoreContract(
         () => expect(listener.invalidated).toEqual(expect.arrayContaining([...session.tokenIds])),
         DELIVERY,
       );
+    });
+
+    it('sends watchers the ended sessions as committed, so they need no read to reject the tokens', async () => {
+      const h = await setup();
+      const listener = recordingListener();
+      onTestFinished(h.store.watch(listener));
+      const session = await login(h, newUser(), { tokenIds: [`t-${randomUUID()}`, `t-${randomUUID()}`] });
+      await end(h, session, 'superseded');
+      await vi.waitFor(() => expect(listener.messages).toHaveLength(1), DELIVERY);
+      const stored = (await h.store.lookup(session.tokenIds[0] as string))?.session;
+      expect(stored?.state).toBe('superseded');
+      expect(listener.messages[0]?.ended).toEqual([stored]);
+    });
+
+    it('sends only token ids, no session, for tokens dropped from a live session', async () => {
+      const h = await setup();
+      const listener = recordingListener();
+      onTestFinished(h.store.watch(listener));
+      const session = await login(h, newUser(), { tokenIds: ['t-old'] });
+      await h.store.addTokens(session.user, session.id, ['t-new'], 1);
+      await vi.waitFor(() => expect(listener.messages).toHaveLength(1), DELIVERY);
+      expect(listener.messages[0]).toEqual({ tokenIds: ['t-old'] });
     });
 
     it('stops sending to a watcher once unsubscribed', async () => {
