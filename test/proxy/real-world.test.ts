@@ -93,11 +93,15 @@ describe('long-lived connections', () => {
     onTestFinished(() => ws.terminate());
     await once(ws, 'open');
     await loginToken(url);
+    // A listener that stays: the echo may arrive in the same read as a large frame, and once() between
+    // two awaits would miss it.
+    const echoed = new Promise<void>((resolve) =>
+      ws.on('message', (m: Buffer) => {
+        if (m.length === 10 && String(m) === 'still here') resolve();
+      }),
+    );
     ws.send('still here');
-    for (;;) {
-      const [m] = (await once(ws, 'message')) as [Buffer];
-      if (String(m) === 'still here') break;
-    }
+    await echoed;
     expect(ws.readyState).toBe(WebSocket.OPEN);
   });
 });
