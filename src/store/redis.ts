@@ -315,12 +315,8 @@ export class RedisSessionStore implements SessionStore {
     const k = this.#userKeys(tag);
     const now = this.#now();
     const create = change.create;
-    const args: string[] = [
-      String(change.expectedVersion),
-      publicationClock().toFixed(3),
-      this.#horizon(now),
-      this.#channel,
-    ];
+    // args[1], the publication stamp, is set as the script is sent (the index write comes first).
+    const args: string[] = [String(change.expectedVersion), '', this.#horizon(now), this.#channel];
     if (create) {
       const sid = JSON.stringify(create.id);
       await this.#call('commit', () => this.#writeIndex(create.tokenIds, tag, sid, create.expiresAt, now));
@@ -341,7 +337,10 @@ export class RedisSessionStore implements SessionStore {
       const patch = { endedAt: change.at, ...(end.endedBy ? { endedBy: end.endedBy } : {}) };
       args.push(JSON.stringify(end.sessionId), end.state, JSON.stringify(patch));
     }
-    const reply = await this.#call('commit', () => this.#eval(COMMIT, [k.sessions, k.expiry, k.live], args));
+    const reply = await this.#call('commit', () => {
+      args[1] = publicationClock().toFixed(3);
+      return this.#eval(COMMIT, [k.sessions, k.expiry, k.live], args);
+    });
     if (!Array.isArray(reply) || reply[0] !== 1) throw new StoreConflictError(change.user);
   }
 
