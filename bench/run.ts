@@ -19,7 +19,7 @@ import {
   type Gateway,
   type GatewayOverrides,
 } from './lib/gateway.js';
-import { login, mapLimit } from './lib/http.js';
+import { login, mapLimit, PASSTHROUGH_TOKEN } from './lib/http.js';
 import {
   bearerRotation,
   combineMeasurements,
@@ -132,9 +132,6 @@ function watchedFor(ctx: Context, proxy: Child | undefined, redis?: BenchRedis):
   if (redis) watched.push({ label: 'redis', pid: redis.child.pid });
   return watched;
 }
-
-/** Shaped like the upstream's access tokens (32 random bytes, base64url): the passthroughs forward it unread. */
-const PASSTHROUGH_TOKEN = 'pAsStHrOuGh_tOkEn_32_bytes_base64url_012345';
 
 async function passthrough(ctx: Context, name: string, script: string): Promise<Outcome> {
   const { child, url } = await startHelper(name, script, ['--upstream', ctx.upstreamUrl], ctx.pinning?.proxy);

@@ -4,6 +4,13 @@
  */
 import { request, type Dispatcher } from 'undici';
 
+/**
+ * The bearer token the passthrough proxies (undici-floor, http-proxy) are sent, so that they parse and
+ * forward the same header bytes as a gateway's cache-hit request. Shaped like the upstream's access
+ * tokens (32 random bytes, base64url: 43 characters); the passthroughs forward it unread.
+ */
+export const PASSTHROUGH_TOKEN = 'pAsStHrOuGh_tOkEn_32_bytes_base64url_012345';
+
 /** What the bench's upstream answers to `POST /api/login`. */
 interface LoginBody {
   accessToken: string;
