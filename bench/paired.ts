@@ -1,0 +1,264 @@
+/**
+ * The hot path, paired: the same question as run.ts (the gateway's CPU per request next to the undici
+ * floor's and http-proxy's), measured so that the machine's drift cancels out.
+ *
+ * run.ts measures one proxy for 10 s, then the next: on this VM the speed of the whole machine moves by
+ * up to 2x within minutes, so two runs of the very same gateway code differed by 20%. Here every proxy
+ * runs at once (idle while not loaded), and the load visits them in short slices, cycle after cycle,
+ * the order rotated each cycle. A slow minute then slows every proxy's slices alike. Per cycle the
+ * ratios are taken between slices a few seconds apart; the median of those is the figure.
+ *
+ * Usage: node dist/bench/paired.js [--cycles 12] [--slice 2] [--warmup 3] [--connections 50]
+ *          [--rate N] [--gateway-cli dist/src/cli.js] [--results bench/results.md] [--no-results]
+ */
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  cleanupConfigs,
+  GatewayCheckError,
+  liveTokenProvingEnforcement,
+  startGateway,
+  type Gateway,
+} from './lib/gateway.js';
+import { PASSTHROUGH_TOKEN } from './lib/http.js';
+import { measure, type LoadSettings, type LoadTarget } from './lib/load.js';
+import { outputPaths } from './lib/paths.js';
+import type { Child } from './lib/proc.js';
+import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
+import { appendResults, machine, machineLines, num, percentile, table } from './lib/report.js';
+import { startHelper, startUpstream, type Helper } from './lib/servers.js';
+
+const TARGET_VS_FLOOR = 1.15;
+const TARGET_VS_HTTP_PROXY = 0.6;
+
+interface Contender {
+  readonly name: string;
+  readonly child: Child;
+  readonly target: LoadTarget;
+  /** CPU microseconds and requests of every slice, by cycle. */
+  readonly slices: { micros: number; requests: number; non2xx: number }[];
+}
+
+interface PairedOptions {
+  cycles: number;
+  /** Seconds of one measured slice. */
+  slice: number;
+  /** Seconds of load per proxy before the first cycle. */
+  warmup: number;
+  connections: number;
+  rate: number | undefined;
+  gatewayCli: string;
+  resultsFile: string | undefined;
+}
+
+const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
+
+async function gatewayContender(
+  name: string,
+  cli: string,
+  upstream: Helper,
+  overrides: Record<string, unknown>,
+  started: Gateway[],
+): Promise<Contender> {
+  const gateway = await startGateway(name, cli, upstream.url, overrides);
+  started.push(gateway);
+  const token = await liveTokenProvingEnforcement(gateway, `paired-${name}`);
+  return {
+    name,
+    child: gateway.child,
+    target: { url: `${gateway.url}/`, headers: bearer(token) },
+    slices: [],
+  };
+}
+
+function cpuPerRequest(c: Contender, cycle?: number): number {
+  const slices = cycle === undefined ? c.slices : [c.slices[cycle]];
+  let micros = 0;
+  let requests = 0;
+  for (const s of slices) {
+    micros += s?.micros ?? 0;
+    requests += s?.requests ?? 0;
+  }
+  return requests > 0 ? micros / requests : NaN;
+}
+
+/** Median and range of a per-cycle ratio. */
+function cycleRatios(
+  a: Contender,
+  b: Contender,
+  cycles: number,
+): { median: number; min: number; max: number } {
+  const ratios: number[] = [];
+  for (let i = 0; i < cycles; i++) ratios.push(cpuPerRequest(a, i) / cpuPerRequest(b, i));
+  ratios.sort((x, y) => x - y);
+  return { median: percentile(ratios, 50), min: ratios[0] ?? NaN, max: ratios[ratios.length - 1] ?? NaN };
+}
+
+function report(contenders: readonly Contender[], o: PairedOptions): string {
+  const m = machine();
+  const lines = [
+    `## ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} — hot path, paired slices (bench/paired.ts)`,
+    '',
+    ...machineLines(m),
+    `- every proxy running at once; ${o.cycles} cycles, each giving every proxy one ${o.slice} s slice of autocannon load ` +
+      `(${o.connections} connections, ${o.rate ? `${o.rate} req/s` : 'as fast as possible'}, GET / with the same bearer header), order rotated per cycle; ${o.warmup} s warm-up each`,
+    '- CPU us/req: utime+stime of the proxy process over its slices / requests completed in them; ratios: median over cycles of the ratio between slices of the same cycle (range in brackets)',
+    '',
+  ];
+  const rows = contenders.map((c) => {
+    const requests = c.slices.reduce((n, s) => n + s.requests, 0);
+    const non2xx = c.slices.reduce((n, s) => n + s.non2xx, 0);
+    const perSlice = c.slices.map((_, i) => cpuPerRequest(c, i)).sort((x, y) => x - y);
+    return [
+      c.name,
+      requests.toLocaleString('en-US'),
+      num(cpuPerRequest(c)),
+      `${num(perSlice[0])}-${num(perSlice[perSlice.length - 1])}`,
+      String(non2xx),
+    ];
+  });
+  lines.push(table(['proxy', 'requests', 'CPU us/req (all slices)', 'per-slice range', 'not 2xx'], rows), '');
+  const floor = contenders.find((c) => c.name === 'undici-floor');
+  const httpProxy = contenders.find((c) => c.name === 'http-proxy');
+  const ratioRows: string[][] = [];
+  for (const c of contenders) {
+    if (!c.name.startsWith('gateway') || !floor || !httpProxy) continue;
+    const f = cycleRatios(c, floor, o.cycles);
+    const h = cycleRatios(c, httpProxy, o.cycles);
+    ratioRows.push([
+      c.name,
+      `${num(f.median, 3)} ${f.median <= TARGET_VS_FLOOR ? 'ok' : 'OVER'} [${num(f.min, 2)}-${num(f.max, 2)}]`,
+      `${num(h.median, 3)} ${h.median <= TARGET_VS_HTTP_PROXY ? 'ok' : 'OVER'} [${num(h.min, 2)}-${num(h.max, 2)}]`,
+      num(cpuPerRequest(c) - cpuPerRequest(floor)),
+    ]);
+  }
+  if (floor && httpProxy) {
+    const hf = cycleRatios(httpProxy, floor, o.cycles);
+    lines.push(
+      `http-proxy / undici-floor, per cycle: median ${num(hf.median, 3)} [${num(hf.min, 2)}-${num(hf.max, 2)}]`,
+      '',
+    );
+  }
+  lines.push(
+    table(
+      [
+        'gateway',
+        `/ undici-floor (<= ${TARGET_VS_FLOOR})`,
+        `/ http-proxy (<= ${TARGET_VS_HTTP_PROXY})`,
+        'minus floor us/req (all slices)',
+      ],
+      ratioRows,
+    ),
+  );
+  return lines.join('\n');
+}
+
+export async function runPaired(o: PairedOptions): Promise<{ text: string; failed: boolean }> {
+  const upstream = await startUpstream();
+  const helpers: Helper[] = [upstream];
+  const gateways: Gateway[] = [];
+  let redis: BenchRedis | undefined;
+  try {
+    const contenders: Contender[] = [];
+    for (const [name, script] of [
+      ['undici-floor', 'servers/undici-floor.js'],
+      ['http-proxy', 'servers/http-proxy.js'],
+    ] as const) {
+      const h = await startHelper(name, script, ['--upstream', upstream.url]);
+      helpers.push(h);
+      contenders.push({
+        name,
+        child: h.child,
+        target: { url: `${h.url}/`, headers: bearer(PASSTHROUGH_TOKEN) },
+        slices: [],
+      });
+    }
+    contenders.push(await gatewayContender('gateway-memory', o.gatewayCli, upstream, {}, gateways));
+    const missing = redisUnavailableReason();
+    if (missing) console.log(`gateway-redis skipped: ${missing}`);
+    else {
+      redis = await startRedis();
+      contenders.push(
+        await gatewayContender('gateway-redis', o.gatewayCli, upstream, { store: redis.url }, gateways),
+      );
+    }
+
+    const settings = (duration: number): LoadSettings => ({
+      connections: o.connections,
+      pipelining: 1,
+      duration,
+      warmup: 0,
+      ...(o.rate ? { rate: o.rate } : {}),
+    });
+    for (const c of contenders) await measure(c.target, settings(o.warmup), []);
+    for (let cycle = 0; cycle < o.cycles; cycle++) {
+      const order = contenders.map((_, i) => contenders[(i + cycle) % contenders.length] as Contender);
+      const parts: string[] = [];
+      for (const c of order) {
+        const m = await measure(c.target, settings(o.slice), [{ label: 'proxy', pid: c.child.pid }]);
+        const perRequest = m.cpuPerRequest.proxy ?? NaN;
+        c.slices[cycle] = {
+          micros: perRequest * m.requests,
+          requests: m.requests,
+          non2xx: m.non2xx + m.errors + m.timeouts,
+        };
+        parts.push(`${c.name} ${num(perRequest)}`);
+      }
+      console.log(`cycle ${cycle + 1}/${o.cycles}: ${parts.join(', ')} us/req`);
+    }
+    const failed = contenders.some((c) => c.slices.some((s) => s.non2xx > 0));
+    return { text: report(contenders, o), failed };
+  } finally {
+    for (const g of gateways) await g.stop();
+    for (const h of helpers) await h.child.stop();
+    await redis?.stop();
+    await cleanupConfigs();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      cycles: { type: 'string', default: '12' },
+      slice: { type: 'string', default: '2' },
+      warmup: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '50' },
+      rate: { type: 'string' },
+      'gateway-cli': { type: 'string' },
+      results: { type: 'string' },
+      'no-results': { type: 'boolean', default: false },
+    },
+  });
+  const o: PairedOptions = {
+    cycles: Number(values.cycles),
+    slice: Number(values.slice),
+    warmup: Number(values.warmup),
+    connections: Number(values.connections),
+    rate: values.rate === undefined ? undefined : Number(values.rate),
+    ...outputPaths(values),
+  };
+  for (const key of ['cycles', 'slice', 'warmup', 'connections'] as const) {
+    if (!Number.isFinite(o[key]) || o[key] <= 0) throw new Error(`--${key}: expected a positive number`);
+  }
+  try {
+    const { text, failed } = await runPaired(o);
+    console.log(`\n${text}`);
+    if (o.resultsFile) {
+      await appendResults(o.resultsFile, text);
+      console.log(`\nappended to ${o.resultsFile}`);
+    }
+    if (failed) {
+      console.error('some responses were not 2xx: the figures are not trustworthy');
+      process.exitCode = 1;
+    }
+  } catch (err) {
+    if (err instanceof GatewayCheckError) {
+      console.error(err.message);
+      process.exitCode = 1;
+      return;
+    }
+    throw err;
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();
