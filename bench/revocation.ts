@@ -11,9 +11,11 @@
  *          [--gateway-cli dist/src/cli.js] [--results bench/results.md] [--no-results]
  */
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client, request } from 'undici';
+import { Redis } from 'ioredis';
 import {
   cleanupConfigs,
   expectLive,
@@ -23,7 +25,8 @@ import {
   type Gateway,
 } from './lib/gateway.js';
 import { login } from './lib/http.js';
-import { outputPaths } from './lib/paths.js';
+import { benchScript, outputPaths } from './lib/paths.js';
+import { spawnNode } from './lib/proc.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
 import { appendResults, machine, machineLines, num, oneLine, percentile, table } from './lib/report.js';
 import { startUpstream, type Helper } from './lib/servers.js';
@@ -176,6 +179,45 @@ async function invalidationLag(b: Gateway): Promise<{ count: number; p50: number
   return { count: total, p50: at(0.5), p99: at(0.99) };
 }
 
+/**
+ * The channel's own floor on this machine, in the same run: PUBLISH from this process, received by a
+ * subscriber in another process (as B is another process than A), one message every 2 ms so the
+ * subscriber is idle at each arrival as B is. Lag: publication stamp to arrival, in the subscriber.
+ */
+async function pubsubBaseline(redis: BenchRedis, messages: number): Promise<{ p50: number; p99: number }> {
+  const channel = 'bench:baseline';
+  const child = spawnNode('subscriber', benchScript('servers/subscriber.js'), [
+    '--port',
+    String(redis.port),
+    '--channel',
+    channel,
+  ]);
+  const pub = new Redis({ host: '127.0.0.1', port: redis.port });
+  try {
+    const deadline = Date.now() + 10_000;
+    while (!child.tail().includes('subscribed')) {
+      if (child.hasExited() || Date.now() > deadline)
+        throw new Error(`the baseline subscriber did not start: ${child.tail()}`);
+      await sleep(20);
+    }
+    for (let i = 0; i < messages; i++) {
+      await pub.publish(channel, (performance.timeOrigin + performance.now()).toFixed(3));
+      await sleep(2);
+    }
+    await pub.publish(channel, 'done');
+    await child.exited;
+    const line = child
+      .tail()
+      .split('\n')
+      .find((l) => l.startsWith('{"p50"'));
+    if (!line) throw new Error(`the baseline subscriber printed no result: ${child.tail()}`);
+    return JSON.parse(line) as { p50: number; p99: number };
+  } finally {
+    pub.disconnect();
+    await child.stop();
+  }
+}
+
 async function measureRevocations(r: Replicas, options: Required<RevocationOptions>): Promise<Sample[]> {
   const run = randomBytes(4).toString('hex');
   // A login through A must be live on B before anything is timed.
@@ -198,6 +240,7 @@ export async function runRevocation(input: RevocationOptions): Promise<void> {
   const redis = await startRedis();
   let samples: Sample[] | undefined;
   let lag: Awaited<ReturnType<typeof invalidationLag>>;
+  const baseline = await pubsubBaseline(redis, options.iterations);
   try {
     const replicas = await startReplicas(redis, upstream, options.gatewayCli);
     try {
@@ -214,13 +257,14 @@ export async function runRevocation(input: RevocationOptions): Promise<void> {
     await upstream.child.stop();
     await cleanupConfigs();
   }
-  if (samples) await record(samples, options, lag);
+  if (samples) await record(samples, options, lag, baseline);
 }
 
 async function record(
   samples: readonly Sample[],
   options: Required<RevocationOptions>,
   lag: Awaited<ReturnType<typeof invalidationLag>>,
+  baseline: { p50: number; p99: number },
 ): Promise<void> {
   const m = machine();
   const section = [
@@ -235,6 +279,8 @@ async function record(
     lag
       ? `Inside B (sessiongate_invalidation_lag_seconds, publication on A to applied on B, ${lag.count} messages, bucket upper bounds): p50 <= ${num(lag.p50, 1)} ms, p99 <= ${num(lag.p99, 1)} ms (target p99 < ${TARGET_P99_MS} ms: ${lag.p99 < TARGET_P99_MS ? 'ok' : 'OVER'}).`
       : 'Inside B: no invalidation lag recorded.',
+    '',
+    `Same run, same redis-server, no gateway: PUBLISH from the bench process -> message in a subscriber process, ${options.iterations} messages 2 ms apart: p50 ${num(baseline.p50, 3)} ms, p99 ${num(baseline.p99, 3)} ms (the channel's floor on this machine).`,
   ].join('\n');
   console.log(`\n${section}`);
   if (options.resultsFile) {
