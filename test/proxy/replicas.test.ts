@@ -31,6 +31,13 @@ async function loginApp(): Promise<RunningApp> {
         res.end(JSON.stringify({ accessToken: randomBytes(16).toString('hex'), user: { id: username } }));
         return;
       }
+      if (req.url === '/events') {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        res.write('data: hello\n\n');
+        const tick = setInterval(() => res.write('data: tick\n\n'), 50);
+        res.on('close', () => clearInterval(tick));
+        return;
+      }
       res.end('ok');
     })();
   });
@@ -159,6 +166,22 @@ describe('two replicas on one Redis', () => {
     await login(a.url, 'cy');
     const [code] = await closed;
     expect(code).toBe(4001);
+  });
+
+  it('ends an event stream held by B when A supersedes its session', async () => {
+    const { a, b } = await pair();
+    const t1 = await login(a.url, 'cyd');
+    const res = await request(`${b.url}/events`, { headers: bearer(t1), dispatcher: agent });
+    expect(res.headers['content-type']).toBe('text/event-stream');
+    const chunks: string[] = [];
+    const ended = (async () => {
+      for await (const c of res.body) chunks.push(String(c));
+    })();
+    await waitUntil('the stream is flowing', () => chunks.length > 0);
+    await login(a.url, 'cyd');
+    await ended;
+    expect(chunks.join('')).toContain('data: hello');
+    expect(await status(b.url, t1)).toBe(401);
   });
 
   it('follows failMode closed while Redis is down and recovers by itself', async () => {
