@@ -3,7 +3,7 @@
  * Django signed-cookie sessions (the cookie rotates on every response, old values stay valid), PHP
  * native sessions with session_regenerate_id(true) on every request, Flask-Login with remember-me.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import {
   haveDjango,
   haveFlask,
@@ -228,6 +228,27 @@ describe.skipIf(!haveFlask())('Flask-Login with remember-me', () => {
     // The app alone would have signed it back in.
     const direct = await fetch(`${app.url}/account`, { headers: { cookie: remembered }, redirect: 'manual' });
     expect(direct.status).toBe(200);
+  });
+
+  it('refuses on replica B a device superseded through replica A, even with only its remember-me cookie', async () => {
+    const redis = await startRedis();
+    onTestFinished(() => redis.stop());
+    const shared = { upstream: app.url, ...config, store: { url: redis.url, pingInterval: '200ms' } };
+    const a = await startGateway(shared);
+    const b = await startGateway(shared);
+    await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
+    const phone = new CookieJar();
+    await phone.fetch(`${a.url}/login`, { form: { username: 'alice', password: 'pw-alice', remember: '1' } });
+    phone.cookies.delete('session'); // only the persistent cookie is left
+    expect((await phone.clone().fetch(`${b.url}/account`)).status).toBe(200); // B signs it back in
+    const laptop = new CookieJar();
+    await laptop.fetch(`${a.url}/login`, {
+      form: { username: 'alice', password: 'pw-alice', remember: '1' },
+    });
+    const res = await phone.fetch(`${b.url}/account`);
+    expect(res.status).toBe(401);
+    expect(await body(res)).toMatchObject({ error: 'session_superseded' });
+    expect((await laptop.fetch(`${b.url}/account`)).status).toBe(200);
   });
 });
 
