@@ -31,12 +31,20 @@ import { PASSTHROUGH_TOKEN } from './lib/http.js';
 import { benchScript, outputPaths, repoRoot } from './lib/paths.js';
 import { ChildNotReadyError, freePort, waitForHttp, type Child } from './lib/proc.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
-import { appendResults, int, machine, machineLines, oneLine, table } from './lib/report.js';
+import { positiveFlag } from './lib/flags.js';
+import {
+  appendResults,
+  int,
+  machine,
+  machineLines,
+  median,
+  oneLine,
+  table,
+  TARGET_VS_FLOOR,
+  TARGET_VS_HTTP_PROXY,
+  verdict,
+} from './lib/report.js';
 import { startUpstream } from './lib/servers.js';
-
-/** DESIGN.md's targets for the cache-hit path (there as ratios of CPU per request). */
-const TARGET_VS_FLOOR = 1.15;
-const TARGET_VS_HTTP_PROXY = 0.6;
 
 /** store.commandTimeout and store.pingInterval of the Redis gateway under valgrind (see gateway-redis). */
 const REDIS_TIMEOUT = '10s';
@@ -51,13 +59,6 @@ interface Options {
   keepDumps: boolean;
   gatewayCli: string;
   resultsFile: string | undefined;
-}
-
-function positiveInt(value: string | undefined, fallback: number, flag: string): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${flag} expects a positive integer, got ${value}`);
-  return n;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -77,12 +78,12 @@ function parseOptions(argv: string[]): Options {
     },
   });
   return {
-    rounds: positiveInt(values.rounds, 1, 'rounds'),
-    warmupRequests: positiveInt(values['warmup-requests'], 8000, 'warmup-requests'),
-    requests: positiveInt(values.requests, 5000, 'requests'),
-    connections: positiveInt(values.connections, 10, 'connections'),
+    rounds: positiveFlag(values.rounds, 1, 'rounds', { integer: true }),
+    warmupRequests: positiveFlag(values['warmup-requests'], 8000, 'warmup-requests', { integer: true }),
+    requests: positiveFlag(values.requests, 5000, 'requests', { integer: true }),
+    connections: positiveFlag(values.connections, 10, 'connections', { integer: true }),
     only: values.only ? new Set(values.only.split(',').map((s) => s.trim())) : undefined,
-    readyTimeoutMs: positiveInt(values['ready-timeout'], 180, 'ready-timeout') * 1000,
+    readyTimeoutMs: positiveFlag(values['ready-timeout'], 180, 'ready-timeout', { integer: true }) * 1000,
     keepDumps: values['keep-dumps'] ?? false,
     ...outputPaths(values),
   };
@@ -331,15 +332,6 @@ async function runScenario(ctx: Context, scenario: Scenario, round: number): Pro
   return outcome;
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
-
 /** The rounds of one scenario as one outcome: any failure wins, else each column's median. */
 function combine(outcomes: readonly Outcome[]): Outcome {
   const failed = outcomes.find((o) => o.kind === 'failed');
@@ -383,11 +375,8 @@ function resultsTable(rows: readonly Row[], rounds: number): string {
   return table(header, body);
 }
 
-function verdict(value: number | undefined, base: number | undefined, target: number): string {
-  if (value === undefined || base === undefined) return '—';
-  const ratio = value / base;
-  if (!Number.isFinite(ratio)) return '—';
-  return `${ratio.toFixed(2)} ${ratio <= target ? 'ok' : 'OVER'}`;
+function ratioVerdict(value: number | undefined, base: number | undefined, target: number): string {
+  return verdict(value === undefined || base === undefined ? undefined : value / base, target);
 }
 
 function perRequestOf(rows: readonly Row[], name: string): PerRequest | undefined {
@@ -413,10 +402,10 @@ function ratiosTable(rows: readonly Row[]): string | undefined {
     const p = perRequestOf(rows, r.scenario.name);
     return [
       r.scenario.name,
-      verdict(p?.main, floor?.main, TARGET_VS_FLOOR),
-      verdict(p?.main, httpProxy?.main, TARGET_VS_HTTP_PROXY),
-      verdict(p?.total, floor?.total, TARGET_VS_FLOOR),
-      verdict(p?.total, httpProxy?.total, TARGET_VS_HTTP_PROXY),
+      ratioVerdict(p?.main, floor?.main, TARGET_VS_FLOOR),
+      ratioVerdict(p?.main, httpProxy?.main, TARGET_VS_HTTP_PROXY),
+      ratioVerdict(p?.total, floor?.total, TARGET_VS_FLOOR),
+      ratioVerdict(p?.total, httpProxy?.total, TARGET_VS_HTTP_PROXY),
       p && floor ? int(p.main - floor.main) : '—',
     ];
   });

@@ -25,11 +25,19 @@ import { measure, type LoadSettings, type LoadTarget } from './lib/load.js';
 import { outputPaths } from './lib/paths.js';
 import type { Child } from './lib/proc.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
-import { appendResults, machine, machineLines, num, percentile, table } from './lib/report.js';
+import { positiveFlag } from './lib/flags.js';
+import {
+  appendResults,
+  machine,
+  machineLines,
+  median,
+  num,
+  table,
+  TARGET_VS_FLOOR,
+  TARGET_VS_HTTP_PROXY,
+  verdict,
+} from './lib/report.js';
 import { startHelper, startUpstream, type Helper } from './lib/servers.js';
-
-const TARGET_VS_FLOOR = 1.15;
-const TARGET_VS_HTTP_PROXY = 0.6;
 
 interface Contender {
   readonly name: string;
@@ -91,7 +99,7 @@ function cycleRatios(
   const ratios: number[] = [];
   for (let i = 0; i < cycles; i++) ratios.push(cpuPerRequest(a, i) / cpuPerRequest(b, i));
   ratios.sort((x, y) => x - y);
-  return { median: percentile(ratios, 50), min: ratios[0] ?? NaN, max: ratios[ratios.length - 1] ?? NaN };
+  return { median: median(ratios), min: ratios[0] ?? NaN, max: ratios[ratios.length - 1] ?? NaN };
 }
 
 function report(contenders: readonly Contender[], o: PairedOptions): string {
@@ -127,8 +135,8 @@ function report(contenders: readonly Contender[], o: PairedOptions): string {
     const h = cycleRatios(c, httpProxy, o.cycles);
     ratioRows.push([
       c.name,
-      `${num(f.median, 3)} ${f.median <= TARGET_VS_FLOOR ? 'ok' : 'OVER'} [${num(f.min, 2)}-${num(f.max, 2)}]`,
-      `${num(h.median, 3)} ${h.median <= TARGET_VS_HTTP_PROXY ? 'ok' : 'OVER'} [${num(h.min, 2)}-${num(h.max, 2)}]`,
+      `${verdict(f.median, TARGET_VS_FLOOR, 3)} [${num(f.min, 2)}-${num(f.max, 2)}]`,
+      `${verdict(h.median, TARGET_VS_HTTP_PROXY, 3)} [${num(h.min, 2)}-${num(h.max, 2)}]`,
       num(cpuPerRequest(c) - cpuPerRequest(floor)),
     ]);
   }
@@ -219,10 +227,10 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      cycles: { type: 'string', default: '12' },
-      slice: { type: 'string', default: '2' },
-      warmup: { type: 'string', default: '3' },
-      connections: { type: 'string', default: '50' },
+      cycles: { type: 'string' },
+      slice: { type: 'string' },
+      warmup: { type: 'string' },
+      connections: { type: 'string' },
       rate: { type: 'string' },
       'gateway-cli': { type: 'string' },
       results: { type: 'string' },
@@ -230,16 +238,13 @@ async function main(): Promise<void> {
     },
   });
   const o: PairedOptions = {
-    cycles: Number(values.cycles),
-    slice: Number(values.slice),
-    warmup: Number(values.warmup),
-    connections: Number(values.connections),
-    rate: values.rate === undefined ? undefined : Number(values.rate),
+    cycles: positiveFlag(values.cycles, 12, 'cycles', { integer: true }),
+    slice: positiveFlag(values.slice, 2, 'slice'),
+    warmup: positiveFlag(values.warmup, 3, 'warmup'),
+    connections: positiveFlag(values.connections, 50, 'connections', { integer: true }),
+    rate: values.rate === undefined ? undefined : positiveFlag(values.rate, 0, 'rate'),
     ...outputPaths(values),
   };
-  for (const key of ['cycles', 'slice', 'warmup', 'connections'] as const) {
-    if (!Number.isFinite(o[key]) || o[key] <= 0) throw new Error(`--${key}: expected a positive number`);
-  }
   try {
     const { text, failed } = await runPaired(o);
     console.log(`\n${text}`);

@@ -33,12 +33,20 @@ import { outputPaths } from './lib/paths.js';
 import { pinBench, type Child, type Pinning } from './lib/proc.js';
 import { startHelper, startUpstream } from './lib/servers.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
-import { appendResults, int, machine, machineLines, num, oneLine, table } from './lib/report.js';
+import { positiveFlag } from './lib/flags.js';
+import {
+  appendResults,
+  int,
+  machine,
+  machineLines,
+  num,
+  oneLine,
+  table,
+  TARGET_VS_FLOOR,
+  TARGET_VS_HTTP_PROXY,
+  verdict,
+} from './lib/report.js';
 import { runRevocation } from './revocation.js';
-
-/** DESIGN.md's targets for the cache-hit path, as ratios of CPU per request. */
-const TARGET_VS_FLOOR = 1.15;
-const TARGET_VS_HTTP_PROXY = 0.6;
 
 interface Options {
   settings: LoadSettings;
@@ -51,13 +59,6 @@ interface Options {
   revocation: boolean;
   iterations: number;
   pin: boolean;
-}
-
-function positive(value: string | undefined, fallback: number, flag: string): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${flag} expects a positive number, got ${value}`);
-  return n;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -84,19 +85,19 @@ function parseOptions(argv: string[]): Options {
   const quick = values.quick ?? false;
   return {
     settings: {
-      duration: positive(values.duration, quick ? 3 : 10, 'duration'),
-      warmup: values.warmup === '0' ? 0 : positive(values.warmup, quick ? 1 : 2, 'warmup'),
-      connections: positive(values.connections, 50, 'connections'),
-      pipelining: positive(values.pipelining, 1, 'pipelining'),
-      ...(values.rate ? { rate: positive(values.rate, 0, 'rate') } : {}),
+      duration: positiveFlag(values.duration, quick ? 3 : 10, 'duration'),
+      warmup: values.warmup === '0' ? 0 : positiveFlag(values.warmup, quick ? 1 : 2, 'warmup'),
+      connections: positiveFlag(values.connections, 50, 'connections'),
+      pipelining: positiveFlag(values.pipelining, 1, 'pipelining'),
+      ...(values.rate ? { rate: positiveFlag(values.rate, 0, 'rate') } : {}),
     },
-    rounds: positive(values.rounds, 1, 'rounds'),
+    rounds: positiveFlag(values.rounds, 1, 'rounds'),
     quick,
     only: values.only ? new Set(values.only.split(',').map((s) => s.trim())) : undefined,
-    missUsers: positive(values['miss-users'], 1000, 'miss-users'),
+    missUsers: positiveFlag(values['miss-users'], 1000, 'miss-users'),
     ...outputPaths(values),
     revocation: values.revocation ?? false,
-    iterations: positive(values.iterations, quick ? 200 : 1000, 'iterations'),
+    iterations: positiveFlag(values.iterations, quick ? 200 : 1000, 'iterations'),
     pin: values.pin ?? false,
   };
 }
@@ -373,11 +374,6 @@ function resultsTable(rows: readonly Row[], rounds: number): string {
     return cells;
   });
   return table(header, body);
-}
-
-function verdict(ratio: number | undefined, target: number): string {
-  if (ratio === undefined || !Number.isFinite(ratio)) return '—';
-  return `${ratio.toFixed(2)} ${ratio <= target ? 'ok' : 'OVER'}`;
 }
 
 /** Gateway CPU/req over the floor's and http-proxy's, and the check's own cost (gateway minus floor). */

@@ -4,6 +4,7 @@
  */
 import autocannon from 'autocannon';
 import { clkTck, cpuTicks } from './proc.js';
+import { median } from './report.js';
 
 export interface LoadSettings {
   connections: number;
@@ -127,15 +128,6 @@ export function bearerRotation(
     }
     return list;
   };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 /**

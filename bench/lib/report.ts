@@ -121,3 +121,23 @@ export function oneLine(text: string): string {
     .filter((l) => l !== '' && !l.startsWith('at '));
   return lines.slice(0, 2).join(' ');
 }
+
+/** DESIGN.md's hot-path targets for the cache-hit path, as ratios of the gateway's cost per request. */
+export const TARGET_VS_FLOOR = 1.15;
+export const TARGET_VS_HTTP_PROXY = 0.6;
+
+/** `1.07 ok` / `1.21 OVER` against a target ratio; `—` when there is nothing to compare. */
+export function verdict(ratio: number | undefined, target: number, digits = 2): string {
+  if (ratio === undefined || !Number.isFinite(ratio)) return '—';
+  return `${ratio.toFixed(digits)} ${ratio <= target ? 'ok' : 'OVER'}`;
+}
+
+/** Median of the finite values (the mean of the middle two for an even count); NaN when none. */
+export function median(values: readonly number[]): number {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
