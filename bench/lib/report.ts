@@ -40,7 +40,7 @@ function gitDescription(): string {
 }
 
 /** `nproc` (CPUs this process may run on), falling back to Node's own count. */
-function nproc(): number {
+function readNproc(): number {
   try {
     return Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
   } catch {
@@ -48,11 +48,14 @@ function nproc(): number {
   }
 }
 
+/** Read when the bench starts: `--pin` later narrows the bench process itself to fewer CPUs. */
+const NPROC = readNproc();
+
 export function machine(): Machine {
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     node: process.version,
-    nproc: nproc(),
+    nproc: NPROC,
     cpu: cpuModel(),
     clkTck: clkTck(),
     git: gitDescription(),
