@@ -9,7 +9,15 @@
  * ratios are taken between slices a few seconds apart; the median of those is the figure.
  *
  * Usage: node dist/bench/paired.js [--cycles 12] [--slice 2] [--warmup 3] [--connections 50]
- *          [--rate N] [--gateway-cli dist/src/cli.js] [--results bench/results.md] [--no-results]
+ *          [--rate N] [--pin] [--load autocannon|wrk] [--gateway-cli dist/src/cli.js] [--results bench/results.md] [--no-results]
+ *
+ * --pin puts every proxy on the last CPU and autocannon, the upstream and redis on the others (only one
+ * proxy is loaded at a time, so the one under load has its CPU to itself). Unpinned, three busy
+ * processes share two CPUs and every proxy's CPU time per request carries the same extra cost of being
+ * scheduled out and back in, which pulls all the ratios toward 1.
+ *
+ * --load wrk drives the slices with wrk instead of autocannon (bench/lib/wrk.ts): the cross-check that a
+ * ratio belongs to the proxies and not to the load generator.
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,8 +30,9 @@ import {
 } from './lib/gateway.js';
 import { PASSTHROUGH_TOKEN } from './lib/http.js';
 import { measure, type LoadSettings, type LoadTarget } from './lib/load.js';
+import { measureWithWrk, wrkUnavailableReason } from './lib/wrk.js';
 import { outputPaths } from './lib/paths.js';
-import type { Child } from './lib/proc.js';
+import { pinBench, type Child, type Pinning } from './lib/proc.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
 import { positiveFlag } from './lib/flags.js';
 import {
@@ -55,6 +64,8 @@ interface PairedOptions {
   warmup: number;
   connections: number;
   rate: number | undefined;
+  pin: boolean;
+  load: 'autocannon' | 'wrk';
   gatewayCli: string;
   resultsFile: string | undefined;
 }
@@ -67,8 +78,9 @@ async function gatewayContender(
   upstream: Helper,
   overrides: Record<string, unknown>,
   started: Gateway[],
+  cpus: string | undefined,
 ): Promise<Contender> {
-  const gateway = await startGateway(name, cli, upstream.url, overrides);
+  const gateway = await startGateway(name, cli, upstream.url, overrides, cpus);
   started.push(gateway);
   const token = await liveTokenProvingEnforcement(gateway, `paired-${name}`);
   return {
@@ -102,14 +114,17 @@ function cycleRatios(
   return { median: median(ratios), min: ratios[0] ?? NaN, max: ratios[ratios.length - 1] ?? NaN };
 }
 
-function report(contenders: readonly Contender[], o: PairedOptions): string {
+function report(contenders: readonly Contender[], o: PairedOptions, pinning: Pinning | undefined): string {
   const m = machine();
   const lines = [
     `## ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} — hot path, paired slices (bench/paired.ts)`,
     '',
     ...machineLines(m),
-    `- every proxy running at once; ${o.cycles} cycles, each giving every proxy one ${o.slice} s slice of autocannon load ` +
+    `- every proxy running at once; ${o.cycles} cycles, each giving every proxy one ${o.slice} s slice of ${o.load} load ` +
       `(${o.connections} connections, ${o.rate ? `${o.rate} req/s` : 'as fast as possible'}, GET / with the same bearer header), order rotated per cycle; ${o.warmup} s warm-up each`,
+    pinning
+      ? `- pinned (--pin): every proxy on CPU ${pinning.proxy}; ${o.load}, upstream and redis on CPU ${pinning.others}`
+      : '- not pinned: the scheduler places the processes',
     '- CPU us/req: utime+stime of the proxy process over its slices / requests completed in them; ratios: median over cycles of the ratio between slices of the same cycle (range in brackets)',
     '',
   ];
@@ -162,7 +177,9 @@ function report(contenders: readonly Contender[], o: PairedOptions): string {
 }
 
 export async function runPaired(o: PairedOptions): Promise<{ text: string; failed: boolean }> {
-  const upstream = await startUpstream();
+  const pinning = o.pin ? pinBench() : undefined;
+  if (typeof pinning === 'string') throw new Error(`--pin: ${pinning}`);
+  const upstream = await startUpstream(pinning?.others);
   const helpers: Helper[] = [upstream];
   const gateways: Gateway[] = [];
   let redis: BenchRedis | undefined;
@@ -172,7 +189,7 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
       ['undici-floor', 'servers/undici-floor.js'],
       ['http-proxy', 'servers/http-proxy.js'],
     ] as const) {
-      const h = await startHelper(name, script, ['--upstream', upstream.url]);
+      const h = await startHelper(name, script, ['--upstream', upstream.url], pinning?.proxy);
       helpers.push(h);
       contenders.push({
         name,
@@ -181,13 +198,22 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
         slices: [],
       });
     }
-    contenders.push(await gatewayContender('gateway-memory', o.gatewayCli, upstream, {}, gateways));
+    contenders.push(
+      await gatewayContender('gateway-memory', o.gatewayCli, upstream, {}, gateways, pinning?.proxy),
+    );
     const missing = redisUnavailableReason();
     if (missing) console.log(`gateway-redis skipped: ${missing}`);
     else {
-      redis = await startRedis();
+      redis = await startRedis('redis', pinning?.others);
       contenders.push(
-        await gatewayContender('gateway-redis', o.gatewayCli, upstream, { store: redis.url }, gateways),
+        await gatewayContender(
+          'gateway-redis',
+          o.gatewayCli,
+          upstream,
+          { store: redis.url },
+          gateways,
+          pinning?.proxy,
+        ),
       );
     }
 
@@ -198,12 +224,13 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
       warmup: 0,
       ...(o.rate ? { rate: o.rate } : {}),
     });
-    for (const c of contenders) await measure(c.target, settings(o.warmup), []);
+    const load = o.load === 'wrk' ? measureWithWrk : measure;
+    for (const c of contenders) await load(c.target, settings(o.warmup), []);
     for (let cycle = 0; cycle < o.cycles; cycle++) {
       const order = contenders.map((_, i) => contenders[(i + cycle) % contenders.length] as Contender);
       const parts: string[] = [];
       for (const c of order) {
-        const m = await measure(c.target, settings(o.slice), [{ label: 'proxy', pid: c.child.pid }]);
+        const m = await load(c.target, settings(o.slice), [{ label: 'proxy', pid: c.child.pid }]);
         const perRequest = m.cpuPerRequest.proxy ?? NaN;
         c.slices[cycle] = {
           micros: perRequest * m.requests,
@@ -215,13 +242,21 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
       console.log(`cycle ${cycle + 1}/${o.cycles}: ${parts.join(', ')} us/req`);
     }
     const failed = contenders.some((c) => c.slices.some((s) => s.non2xx > 0));
-    return { text: report(contenders, o), failed };
+    return { text: report(contenders, o, pinning), failed };
   } finally {
     for (const g of gateways) await g.stop();
     for (const h of helpers) await h.child.stop();
     await redis?.stop();
     await cleanupConfigs();
   }
+}
+
+function loadFlag(value: string | undefined): PairedOptions['load'] {
+  if (value === undefined || value === 'autocannon') return 'autocannon';
+  if (value !== 'wrk') throw new Error(`--load: expected autocannon or wrk, got ${JSON.stringify(value)}`);
+  const missing = wrkUnavailableReason();
+  if (missing) throw new Error(`--load wrk: ${missing}`);
+  return 'wrk';
 }
 
 async function main(): Promise<void> {
@@ -232,6 +267,8 @@ async function main(): Promise<void> {
       warmup: { type: 'string' },
       connections: { type: 'string' },
       rate: { type: 'string' },
+      pin: { type: 'boolean', default: false },
+      load: { type: 'string', default: 'autocannon' },
       'gateway-cli': { type: 'string' },
       results: { type: 'string' },
       'no-results': { type: 'boolean', default: false },
@@ -243,8 +280,12 @@ async function main(): Promise<void> {
     warmup: positiveFlag(values.warmup, 3, 'warmup'),
     connections: positiveFlag(values.connections, 50, 'connections', { integer: true }),
     rate: values.rate === undefined ? undefined : positiveFlag(values.rate, 0, 'rate'),
+    pin: values.pin ?? false,
+    load: loadFlag(values.load),
     ...outputPaths(values),
   };
+  if (o.load === 'wrk' && o.rate !== undefined)
+    throw new Error('--rate needs --load autocannon (wrk has no fixed rate)');
   try {
     const { text, failed } = await runPaired(o);
     console.log(`\n${text}`);
