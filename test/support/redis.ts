@@ -3,7 +3,8 @@
  * 1 replica, 3 sentinels). Each process gets a free port (found by binding port 0, retried on a clash)
  * and a temp dir; nothing is persisted (`--save "" --appendonly no`). Port 6379 (and its Sentinel and
  * Cluster-bus neighbours) is never used. Callers register cleanup as soon as a helper returns; a
- * process-exit hook SIGKILLs whatever is left if a test run dies first.
+ * process-exit hook SIGKILLs whatever is left if a worker dies first, and the global teardown kills
+ * what a worker killed outright left (test/global-setup.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -143,6 +144,8 @@ class ServerProcess implements RedisHandle {
 
   /** Starts and waits for PONG; false when the process exited first (a port clash). */
   async start(): Promise<boolean> {
+    // A restart still retrying when the test gave up and stopped this handle must not leave a server behind.
+    if (this.#stopped) throw new Error(`redis-server on ${this.port} was stopped`);
     const child = spawn('redis-server', this.#argv, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
@@ -156,7 +159,11 @@ class ServerProcess implements RedisHandle {
     });
     const deadline = Date.now() + 10_000;
     while (!exited) {
-      if (await ping(this.port)) return true;
+      if (await ping(this.port)) {
+        if (!this.#stopped) return true;
+        await this.#signal('SIGKILL');
+        throw new Error(`redis-server on ${this.port} was stopped while starting`);
+      }
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
         throw new Error(`redis-server on ${this.port} did not start:\n${output}`);
@@ -203,13 +210,21 @@ class ServerProcess implements RedisHandle {
 async function launch(spec: Spec): Promise<ServerProcess> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const port = await freePort();
-    const dir = await mkdtemp(join(tmpdir(), 'sg-redis-'));
+    const dir = await mkdtemp(join(tmpdir(), redisDirPrefix()));
     const argv = await spec.args(port, dir);
     const server = new ServerProcess(port, dir, argv);
     if (await server.start()) return server;
     await rm(dir, { recursive: true, force: true });
   }
   throw new Error('no free port for redis-server after 10 attempts');
+}
+
+/**
+ * Temp dirs (and so the cwd of every redis-server) carry the run's id, set by test/global-setup.ts,
+ * whose teardown kills whatever this run left: a worker killed by SIGTERM runs no exit hook.
+ */
+export function redisDirPrefix(run = process.env.SG_TEST_RUN ?? 'adhoc'): string {
+  return `sg-redis-${run}-`;
 }
 
 const BASE_ARGS = ['--bind', HOST, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
