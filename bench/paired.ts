@@ -9,7 +9,8 @@
  * ratios are taken between slices a few seconds apart; the median of those is the figure.
  *
  * Usage: node dist/bench/paired.js [--cycles 12] [--slice 2] [--warmup 3] [--connections 50]
- *          [--rate N] [--pin] [--load autocannon|wrk] [--gateway-cli dist/src/cli.js] [--results bench/results.md] [--no-results]
+ *          [--rate N] [--pin] [--load autocannon|wrk] [--nginx] [--gateway-cli dist/src/cli.js]
+ *          [--results bench/results.md] [--no-results]
  *
  * --pin puts every proxy on the last CPU and autocannon, the upstream and redis on the others (only one
  * proxy is loaded at a time, so the one under load has its CPU to itself). Unpinned, three busy
@@ -18,6 +19,9 @@
  *
  * --load wrk drives the slices with wrk instead of autocannon (bench/lib/wrk.ts): the cross-check that a
  * ratio belongs to the proxies and not to the load generator.
+ *
+ * --nginx adds nginx (bench/lib/nginx.ts) as a fifth proxy: not a target, a calibration point. The
+ * "of it kernel" column shows what every proxy pays the kernel per request, nginx included.
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -32,7 +36,8 @@ import { PASSTHROUGH_TOKEN } from './lib/http.js';
 import { measure, type LoadSettings, type LoadTarget } from './lib/load.js';
 import { measureWithWrk, wrkUnavailableReason } from './lib/wrk.js';
 import { outputPaths } from './lib/paths.js';
-import { pinBench, type Child, type Pinning } from './lib/proc.js';
+import { startNginx, nginxUnavailableReason, type BenchNginx } from './lib/nginx.js';
+import { pinBench, type Pinning } from './lib/proc.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
 import { positiveFlag } from './lib/flags.js';
 import {
@@ -50,10 +55,11 @@ import { startHelper, startUpstream, type Helper } from './lib/servers.js';
 
 interface Contender {
   readonly name: string;
-  readonly child: Child;
+  /** The process whose CPU is charged (for nginx, its one worker). */
+  readonly pid: number;
   readonly target: LoadTarget;
-  /** CPU microseconds and requests of every slice, by cycle. */
-  readonly slices: { micros: number; requests: number; non2xx: number }[];
+  /** CPU microseconds (all, and the kernel's part) and requests of every slice, by cycle. */
+  readonly slices: { micros: number; systemMicros: number; requests: number; non2xx: number }[];
 }
 
 interface PairedOptions {
@@ -66,6 +72,8 @@ interface PairedOptions {
   rate: number | undefined;
   pin: boolean;
   load: 'autocannon' | 'wrk';
+  /** Also load nginx (the machine's calibration point; DESIGN.md's 18.5 us). */
+  nginx: boolean;
   gatewayCli: string;
   resultsFile: string | undefined;
 }
@@ -85,18 +93,18 @@ async function gatewayContender(
   const token = await liveTokenProvingEnforcement(gateway, `paired-${name}`);
   return {
     name,
-    child: gateway.child,
+    pid: gateway.child.pid,
     target: { url: `${gateway.url}/`, headers: bearer(token) },
     slices: [],
   };
 }
 
-function cpuPerRequest(c: Contender, cycle?: number): number {
+function cpuPerRequest(c: Contender, cycle?: number, part: 'micros' | 'systemMicros' = 'micros'): number {
   const slices = cycle === undefined ? c.slices : [c.slices[cycle]];
   let micros = 0;
   let requests = 0;
   for (const s of slices) {
-    micros += s?.micros ?? 0;
+    micros += s?.[part] ?? 0;
     requests += s?.requests ?? 0;
   }
   return requests > 0 ? micros / requests : NaN;
@@ -125,7 +133,7 @@ function report(contenders: readonly Contender[], o: PairedOptions, pinning: Pin
     pinning
       ? `- pinned (--pin): every proxy on CPU ${pinning.proxy}; ${o.load}, upstream and redis on CPU ${pinning.others}`
       : '- not pinned: the scheduler places the processes',
-    '- CPU us/req: utime+stime of the proxy process over its slices / requests completed in them; ratios: median over cycles of the ratio between slices of the same cycle (range in brackets)',
+    '- CPU us/req: utime+stime of the proxy process over its slices / requests completed in them, and the stime (kernel) part of it; ratios: median over cycles of the ratio between slices of the same cycle (range in brackets)',
     '',
   ];
   const rows = contenders.map((c) => {
@@ -136,11 +144,18 @@ function report(contenders: readonly Contender[], o: PairedOptions, pinning: Pin
       c.name,
       requests.toLocaleString('en-US'),
       num(cpuPerRequest(c)),
+      num(cpuPerRequest(c, undefined, 'systemMicros')),
       `${num(perSlice[0])}-${num(perSlice[perSlice.length - 1])}`,
       String(non2xx),
     ];
   });
-  lines.push(table(['proxy', 'requests', 'CPU us/req (all slices)', 'per-slice range', 'not 2xx'], rows), '');
+  lines.push(
+    table(
+      ['proxy', 'requests', 'CPU us/req (all slices)', 'of it kernel', 'per-slice range', 'not 2xx'],
+      rows,
+    ),
+    '',
+  );
   const floor = contenders.find((c) => c.name === 'undici-floor');
   const httpProxy = contenders.find((c) => c.name === 'http-proxy');
   const ratioRows: string[][] = [];
@@ -183,6 +198,7 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
   const helpers: Helper[] = [upstream];
   const gateways: Gateway[] = [];
   let redis: BenchRedis | undefined;
+  let nginx: BenchNginx | undefined;
   try {
     const contenders: Contender[] = [];
     for (const [name, script] of [
@@ -193,7 +209,7 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
       helpers.push(h);
       contenders.push({
         name,
-        child: h.child,
+        pid: h.child.pid,
         target: { url: `${h.url}/`, headers: bearer(PASSTHROUGH_TOKEN) },
         slices: [],
       });
@@ -217,6 +233,15 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
       );
     }
 
+    if (o.nginx) {
+      nginx = await startNginx(upstream.url, pinning?.proxy);
+      contenders.push({
+        name: 'nginx',
+        pid: nginx.workerPid,
+        target: { url: `${nginx.url}/`, headers: bearer(PASSTHROUGH_TOKEN) },
+        slices: [],
+      });
+    }
     const settings = (duration: number): LoadSettings => ({
       connections: o.connections,
       pipelining: 1,
@@ -230,10 +255,11 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
       const order = contenders.map((_, i) => contenders[(i + cycle) % contenders.length] as Contender);
       const parts: string[] = [];
       for (const c of order) {
-        const m = await load(c.target, settings(o.slice), [{ label: 'proxy', pid: c.child.pid }]);
+        const m = await load(c.target, settings(o.slice), [{ label: 'proxy', pid: c.pid }]);
         const perRequest = m.cpuPerRequest.proxy ?? NaN;
         c.slices[cycle] = {
           micros: perRequest * m.requests,
+          systemMicros: (m.systemPerRequest.proxy ?? NaN) * m.requests,
           requests: m.requests,
           non2xx: m.non2xx + m.errors + m.timeouts,
         };
@@ -247,6 +273,7 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
     for (const g of gateways) await g.stop();
     for (const h of helpers) await h.child.stop();
     await redis?.stop();
+    await nginx?.stop();
     await cleanupConfigs();
   }
 }
@@ -269,6 +296,7 @@ async function main(): Promise<void> {
       rate: { type: 'string' },
       pin: { type: 'boolean', default: false },
       load: { type: 'string', default: 'autocannon' },
+      nginx: { type: 'boolean', default: false },
       'gateway-cli': { type: 'string' },
       results: { type: 'string' },
       'no-results': { type: 'boolean', default: false },
@@ -282,8 +310,11 @@ async function main(): Promise<void> {
     rate: values.rate === undefined ? undefined : positiveFlag(values.rate, 0, 'rate'),
     pin: values.pin ?? false,
     load: loadFlag(values.load),
+    nginx: values.nginx ?? false,
     ...outputPaths(values),
   };
+  const noNginx = o.nginx ? nginxUnavailableReason() : undefined;
+  if (noNginx) throw new Error(`--nginx: ${noNginx}`);
   if (o.load === 'wrk' && o.rate !== undefined)
     throw new Error('--rate needs --load autocannon (wrk has no fixed rate)');
   try {

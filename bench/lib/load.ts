@@ -3,7 +3,7 @@
  * processes under test.
  */
 import autocannon from 'autocannon';
-import { clkTck, cpuTicks } from './proc.js';
+import { clkTck, cpuTimes, type CpuTicks } from './proc.js';
 import { median } from './report.js';
 
 export interface LoadSettings {
@@ -48,8 +48,10 @@ export interface Measurement {
   timeouts: number;
   non2xx: number;
   statusCounts: Record<string, number>;
-  /** CPU microseconds per completed request, by watched process label. */
+  /** CPU microseconds (user + system) per completed request, by watched process label. */
   cpuPerRequest: Record<string, number>;
+  /** The system (kernel) part of `cpuPerRequest`. */
+  systemPerRequest: Record<string, number>;
 }
 
 function options(target: LoadTarget, settings: LoadSettings, duration: number): autocannon.Options {
@@ -69,6 +71,31 @@ function options(target: LoadTarget, settings: LoadSettings, duration: number): 
   };
 }
 
+/** Reads the watched processes' CPU times (before and after a window). */
+export function readCpu(watched: readonly Watched[]): CpuTicks[] {
+  return watched.map((w) => cpuTimes(w.pid));
+}
+
+/** Charges each watched process's CPU time between two readings to the `requests` of the window. */
+export function chargeCpu(
+  watched: readonly Watched[],
+  before: readonly CpuTicks[],
+  after: readonly CpuTicks[],
+  requests: number,
+): Pick<Measurement, 'cpuPerRequest' | 'systemPerRequest'> {
+  const microsPerTick = 1e6 / clkTck();
+  const perRequest = (ticks: number) => (requests > 0 ? (ticks * microsPerTick) / requests : NaN);
+  const cpuPerRequest: Record<string, number> = {};
+  const systemPerRequest: Record<string, number> = {};
+  watched.forEach((w, i) => {
+    const b = before[i] ?? { user: 0, system: 0 };
+    const a = after[i] ?? b;
+    cpuPerRequest[w.label] = perRequest(a.user + a.system - b.user - b.system);
+    systemPerRequest[w.label] = perRequest(a.system - b.system);
+  });
+  return { cpuPerRequest, systemPerRequest };
+}
+
 /** Runs the warm-up, then the measured window, and charges the watched processes' CPU to its requests. */
 export async function measure(
   target: LoadTarget,
@@ -76,16 +103,10 @@ export async function measure(
   watched: readonly Watched[],
 ): Promise<Measurement> {
   if (settings.warmup > 0) await autocannon(options(target, settings, settings.warmup));
-  const before = watched.map((w) => cpuTicks(w.pid));
+  const before = readCpu(watched);
   const result = await autocannon(options(target, settings, settings.duration));
-  const after = watched.map((w) => cpuTicks(w.pid));
+  const after = readCpu(watched);
   const completed = result.requests.total;
-  const microsPerTick = 1e6 / clkTck();
-  const cpuPerRequest: Record<string, number> = {};
-  watched.forEach((w, i) => {
-    const ticks = (after[i] ?? 0) - (before[i] ?? 0);
-    cpuPerRequest[w.label] = completed > 0 ? (ticks * microsPerTick) / completed : NaN;
-  });
   const statusCounts: Record<string, number> = {};
   for (const [code, stat] of Object.entries(result.statusCodeStats)) statusCounts[code] = stat.count;
   return {
@@ -97,7 +118,7 @@ export async function measure(
     timeouts: result.timeouts,
     non2xx: result.non2xx,
     statusCounts,
-    cpuPerRequest,
+    ...chargeCpu(watched, before, after, completed),
   };
 }
 
@@ -137,7 +158,11 @@ export function bearerRotation(
 export function combineMeasurements(rounds: readonly Measurement[]): Measurement {
   const labels = new Set(rounds.flatMap((m) => Object.keys(m.cpuPerRequest)));
   const cpuPerRequest: Record<string, number> = {};
-  for (const label of labels) cpuPerRequest[label] = median(rounds.map((m) => m.cpuPerRequest[label] ?? NaN));
+  const systemPerRequest: Record<string, number> = {};
+  for (const label of labels) {
+    cpuPerRequest[label] = median(rounds.map((m) => m.cpuPerRequest[label] ?? NaN));
+    systemPerRequest[label] = median(rounds.map((m) => m.systemPerRequest[label] ?? NaN));
+  }
   const statusCounts: Record<string, number> = {};
   for (const m of rounds) {
     for (const [code, count] of Object.entries(m.statusCounts))
@@ -154,5 +179,6 @@ export function combineMeasurements(rounds: readonly Measurement[]): Measurement
     non2xx: sum((m) => m.non2xx),
     statusCounts,
     cpuPerRequest,
+    systemPerRequest,
   };
 }

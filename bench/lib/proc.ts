@@ -239,15 +239,29 @@ export function clkTck(): number {
   return clockTicks;
 }
 
+/** CPU time of a process in clock ticks, all its threads included (GC, libuv pool). */
+export interface CpuTicks {
+  /** utime: in the process's own code. */
+  user: number;
+  /** stime: in the kernel on its behalf (system calls: the sockets' reads and writes). */
+  system: number;
+}
+
 /**
- * utime + stime of a process, all its threads included (GC, libuv pool), in clock ticks.
- * Fields are counted after the last ')' because the command name may itself contain spaces or parens.
+ * utime and stime of a process (proc(5) fields 14 and 15). Fields are counted after the last ')'
+ * because the command name may itself contain spaces or parens.
  */
-export function cpuTicks(pid: number): number {
+export function cpuTimes(pid: number): CpuTicks {
   const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // fields[0] is field 3 (state); utime and stime are fields 14 and 15 of proc(5).
-  return Number(fields[11]) + Number(fields[12]);
+  // fields[0] is field 3 (state).
+  return { user: Number(fields[11]), system: Number(fields[12]) };
+}
+
+/** utime + stime of a process, in clock ticks. */
+export function cpuTicks(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.system;
 }
 
 /** Resident set size of a process in bytes (VmRSS of /proc/<pid>/status). */

@@ -8,8 +8,14 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { LoadSettings, LoadTarget, Measurement, Watched } from './load.js';
-import { clkTck, cpuTicks } from './proc.js';
+import {
+  chargeCpu,
+  readCpu,
+  type LoadSettings,
+  type LoadTarget,
+  type Measurement,
+  type Watched,
+} from './load.js';
 
 const run = promisify(execFile);
 
@@ -33,9 +39,12 @@ function millis(value: string, unit: string): number {
 }
 
 /** The figures of one `wrk --latency` report. Throws on output it does not recognise. */
-export function parseWrkReport(
-  out: string,
-): Omit<Measurement, 'cpuPerRequest' | 'statusCounts' | 'reqPerSec'> & { seconds: number } {
+export function parseWrkReport(out: string): Omit<
+  Measurement,
+  'cpuPerRequest' | 'systemPerRequest' | 'statusCounts' | 'reqPerSec'
+> & {
+  seconds: number;
+} {
   const total = /(\d+) requests in ([\d.]+)(us|ms|s|m)/.exec(out);
   if (!total) throw new Error(`unrecognised wrk output:\n${out}`);
   const pct = (p: string): number => {
@@ -67,15 +76,14 @@ export async function measureWithWrk(
   const window = async (seconds: number) =>
     (await run('wrk', [...args, `-d${seconds}s`, target.url], { encoding: 'utf8' })).stdout;
   if (settings.warmup > 0) await window(settings.warmup);
-  const before = watched.map((w) => cpuTicks(w.pid));
+  const before = readCpu(watched);
   const report = parseWrkReport(await window(settings.duration));
-  const after = watched.map((w) => cpuTicks(w.pid));
-  const microsPerTick = 1e6 / clkTck();
-  const cpuPerRequest: Record<string, number> = {};
-  watched.forEach((w, i) => {
-    const ticks = (after[i] ?? 0) - (before[i] ?? 0);
-    cpuPerRequest[w.label] = report.requests > 0 ? (ticks * microsPerTick) / report.requests : NaN;
-  });
+  const after = readCpu(watched);
   const { seconds, ...figures } = report;
-  return { ...figures, reqPerSec: figures.requests / seconds, statusCounts: {}, cpuPerRequest };
+  return {
+    ...figures,
+    reqPerSec: figures.requests / seconds,
+    statusCounts: {},
+    ...chargeCpu(watched, before, after, figures.requests),
+  };
 }

@@ -67,6 +67,8 @@ describe('the wrk load driver of the benches', () => {
       expect(m.non2xx + m.errors + m.timeouts).toBe(0);
       expect(m.p50).toBeGreaterThan(0);
       expect(m.cpuPerRequest.server).toBeGreaterThan(0);
+      expect(m.systemPerRequest.server).toBeGreaterThan(0);
+      expect(m.systemPerRequest.server).toBeLessThan(m.cpuPerRequest.server as number);
     });
   });
 });
