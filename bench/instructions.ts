@@ -292,6 +292,11 @@ const scenarios: Scenario[] = [
     'node:http + undici Pool.dispatch passthrough, no checks (the Node floor)',
   ),
   passthrough('http-proxy', 'servers/http-proxy.js', 'http-proxy 1.18 with a keep-alive agent'),
+  passthrough(
+    'http-proxy-3',
+    'servers/http-proxy-3.js',
+    'http-proxy-3 1.23 (the maintained rewrite) with a keep-alive agent',
+  ),
   gateway('gateway-memory', 'bench-memory', 'gateway, memory store, one live session (LRU hit)', () =>
     Promise.resolve({}),
   ),

@@ -170,12 +170,16 @@ function report(contenders: readonly Contender[], o: PairedOptions, pinning: Pin
       num(cpuPerRequest(c) - cpuPerRequest(floor)),
     ]);
   }
-  if (floor && httpProxy) {
-    const hf = cycleRatios(httpProxy, floor, o.cycles);
-    lines.push(
-      `http-proxy / undici-floor, per cycle: median ${num(hf.median, 3)} [${num(hf.min, 2)}-${num(hf.max, 2)}]`,
-      '',
-    );
+  if (floor) {
+    // The other passthroughs next to the floor: the forwarding library was chosen by these.
+    for (const c of contenders) {
+      if (c === floor || c.name.startsWith('gateway')) continue;
+      const r = cycleRatios(c, floor, o.cycles);
+      lines.push(
+        `${c.name} / undici-floor, per cycle: median ${num(r.median, 3)} [${num(r.min, 2)}-${num(r.max, 2)}]`,
+      );
+    }
+    lines.push('');
   }
   lines.push(
     table(
@@ -204,6 +208,7 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
     for (const [name, script] of [
       ['undici-floor', 'servers/undici-floor.js'],
       ['http-proxy', 'servers/http-proxy.js'],
+      ['http-proxy-3', 'servers/http-proxy-3.js'],
     ] as const) {
       const h = await startHelper(name, script, ['--upstream', upstream.url], pinning?.proxy);
       helpers.push(h);

@@ -248,6 +248,12 @@ const scenarios: Scenario[] = [
     run: (ctx) => passthrough(ctx, 'http-proxy', 'servers/http-proxy.js'),
   },
   {
+    name: 'http-proxy-3',
+    what: 'http-proxy-3 1.23 (the maintained rewrite) with a keep-alive agent',
+    isGateway: false,
+    run: (ctx) => passthrough(ctx, 'http-proxy-3', 'servers/http-proxy-3.js'),
+  },
+  {
     name: 'gateway-memory',
     what: 'gateway, memory store, one live session (LRU hit)',
     isGateway: true,
