@@ -1,6 +1,6 @@
 /**
  * The hot path, paired: the same question as run.ts (the gateway's CPU per request next to the undici
- * floor's and http-proxy's), measured so that the machine's drift cancels out.
+ * floor's and http-proxy's, and http-proxy-3's), measured so that the machine's drift cancels out.
  *
  * run.ts measures one proxy for 10 s, then the next: on this VM the speed of the whole machine moves by
  * up to 2x within minutes, so two runs of the very same gateway code differed by 20%. Here every proxy
@@ -12,15 +12,14 @@
  *          [--rate N] [--pin] [--load autocannon|wrk] [--nginx] [--gateway-cli dist/src/cli.js]
  *          [--results bench/results.md] [--no-results]
  *
- * --pin puts every proxy on the last CPU and autocannon, the upstream and redis on the others (only one
- * proxy is loaded at a time, so the one under load has its CPU to itself). Unpinned, three busy
- * processes share two CPUs and every proxy's CPU time per request carries the same extra cost of being
- * scheduled out and back in, which pulls all the ratios toward 1.
+ * --pin puts every proxy on the last CPU and the load generator, the upstream and redis on the others
+ * (only one proxy is loaded at a time, so the one under load has its CPU to itself). Unpinned, three
+ * busy processes share two CPUs; on the dev VM pinning did not move the ratios (bench/README.md).
  *
  * --load wrk drives the slices with wrk instead of autocannon (bench/lib/wrk.ts): the cross-check that a
  * ratio belongs to the proxies and not to the load generator.
  *
- * --nginx adds nginx (bench/lib/nginx.ts) as a fifth proxy: not a target, a calibration point. The
+ * --nginx adds nginx (bench/lib/nginx.ts) as one more proxy: not a target, a calibration point. The
  * "of it kernel" column shows what every proxy pays the kernel per request, nginx included.
  */
 import { pathToFileURL } from 'node:url';
