@@ -29,7 +29,13 @@ export async function redisServersIn(dirPrefix: string): Promise<number[]> {
 /** Kills the redis-servers running in `<tmpdir>/<prefix>*` and removes those dirs; returns how many it killed. */
 export async function killLeftoverRedis(prefix: string): Promise<number> {
   const leftover = await redisServersIn(join(tmpdir(), prefix));
-  for (const pid of leftover) process.kill(pid, 'SIGKILL');
+  for (const pid of leftover) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // It ended between the scan and the kill.
+    }
+  }
   for (const dir of await readdir(tmpdir()))
     if (dir.startsWith(prefix)) await rm(join(tmpdir(), dir), { recursive: true, force: true });
   return leftover.length;

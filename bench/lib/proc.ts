@@ -258,12 +258,6 @@ export function cpuTimes(pid: number): CpuTicks {
   return { user: Number(fields[11]), system: Number(fields[12]) };
 }
 
-/** utime + stime of a process, in clock ticks. */
-export function cpuTicks(pid: number): number {
-  const t = cpuTimes(pid);
-  return t.user + t.system;
-}
-
 /** Resident set size of a process in bytes (VmRSS of /proc/<pid>/status). */
 export function rssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'latin1');
