@@ -8,7 +8,7 @@
  */
 import { Agent, createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { parseArgs } from 'node:util';
+import { passthroughArgs } from './passthrough-args.js';
 
 /** The part of http-proxy's API both libraries share and the bench uses. */
 export interface HttpProxyLike {
@@ -22,24 +22,17 @@ export function serveHttpProxy(
   name: string,
   createProxy: (options: { target: string; agent: Agent }, onError: ProxyErrorHandler) => HttpProxyLike,
 ): void {
-  const { values } = parseArgs({
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string', default: '127.0.0.1' },
-      upstream: { type: 'string' },
-    },
-  });
-  if (!values.upstream) throw new Error('--upstream is required');
+  const args = passthroughArgs();
 
   const agent = new Agent({ keepAlive: true, keepAliveMsecs: 60_000 });
-  const proxy = createProxy({ target: values.upstream, agent }, (_err, _req, res) => {
+  const proxy = createProxy({ target: args.upstream, agent }, (_err, _req, res) => {
     if (!('writeHead' in res)) return void res.destroy();
     if (res.headersSent) return void res.destroy();
     res.writeHead(502, { 'content-type': 'text/plain' }).end('bad gateway\n');
   });
 
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => void proxy.web(req, res));
-  server.listen(Number(values.port ?? 0), values.host, () => {
+  server.listen(args.port, args.host, () => {
     console.log(JSON.stringify({ msg: `${name} listening`, address: server.address() }));
   });
 

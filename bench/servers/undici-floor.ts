@@ -10,17 +10,10 @@
  * Usage: node dist/bench/servers/undici-floor.js --port <port> --upstream http://127.0.0.1:<port>
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { parseArgs } from 'node:util';
 import { Pool, type Dispatcher } from 'undici';
+import { passthroughArgs } from '../lib/passthrough-args.js';
 
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string' },
-    host: { type: 'string', default: '127.0.0.1' },
-    upstream: { type: 'string' },
-  },
-});
-if (!values.upstream) throw new Error('--upstream is required');
+const args = passthroughArgs();
 
 /**
  * Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection and must not be forwarded.
@@ -35,7 +28,7 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-const pool = new Pool(values.upstream, { keepAliveTimeout: 60_000 });
+const pool = new Pool(args.upstream, { keepAliveTimeout: 60_000 });
 
 /** Request headers to forward, as the flat [name, value, ...] list undici takes without copying into an object. */
 function requestHeaders(raw: readonly string[]): { headers: string[]; hasBody: boolean } {
@@ -120,7 +113,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
 }
 
 const server = createServer({ keepAliveTimeout: 65_000 }, handle);
-server.listen(Number(values.port ?? 0), values.host, () => {
+server.listen(args.port, args.host, () => {
   console.log(JSON.stringify({ msg: 'undici-floor listening', address: server.address() }));
 });
 
