@@ -38,7 +38,7 @@ const OUTPUT_LIMIT = 16_384;
 
 const availability = new Map<string, boolean>();
 
-function probe(key: string, cmd: string, args: string[]): boolean {
+export function probe(key: string, cmd: string, args: string[]): boolean {
   let ok = availability.get(key);
   if (ok === undefined) {
     const r = spawnSync(cmd, args, { stdio: 'ignore', timeout: 15_000, env: cleanEnv() });
@@ -171,7 +171,7 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-interface LaunchSpec {
+export interface LaunchSpec {
   name: string;
   cmd: string;
   args: string[];
@@ -182,7 +182,7 @@ interface LaunchSpec {
   cleanup?: () => void;
 }
 
-async function launch(spec: LaunchSpec): Promise<RunningApp> {
+export async function launch(spec: LaunchSpec): Promise<RunningApp> {
   const url = `http://${HOST}:${spec.port}`;
   const timeoutMs = spec.opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
   // The app runs under a small sh in its own process group (detached), so stop() can kill the app and any
