@@ -31,8 +31,8 @@ export interface StartOptions {
 export const PYTHON = '/usr/bin/python3';
 export const PHP = 'php';
 
-const APPS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'apps');
-const HOST = '127.0.0.1';
+export const APPS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'apps');
+export const HOST = '127.0.0.1';
 const DEFAULT_READY_TIMEOUT_MS = 20_000;
 const OUTPUT_LIMIT = 16_384;
 
@@ -171,7 +171,7 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-interface LaunchSpec {
+export interface LaunchSpec {
   name: string;
   cmd: string;
   args: string[];
@@ -182,7 +182,7 @@ interface LaunchSpec {
   cleanup?: () => void;
 }
 
-async function launch(spec: LaunchSpec): Promise<RunningApp> {
+export async function launch(spec: LaunchSpec): Promise<RunningApp> {
   const url = `http://${HOST}:${spec.port}`;
   const timeoutMs = spec.opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
   // The app runs under a small sh in its own process group (detached), so stop() can kill the app and any
