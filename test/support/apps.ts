@@ -31,8 +31,8 @@ export interface StartOptions {
 export const PYTHON = '/usr/bin/python3';
 export const PHP = 'php';
 
-const APPS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'apps');
-const HOST = '127.0.0.1';
+export const APPS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'apps');
+export const HOST = '127.0.0.1';
 const DEFAULT_READY_TIMEOUT_MS = 20_000;
 const OUTPUT_LIMIT = 16_384;
 

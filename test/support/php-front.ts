@@ -1,0 +1,70 @@
+/**
+ * Launcher for test/apps/php-front/: a front-controller PHP app (one index.php serves every path, dispatching
+ * on `?action=` and on the form field `op`) with native file sessions (PHPSESSID) and a rotating REMEMBERME
+ * cookie, under `php -S` with index.php as the router. Each run keeps its sessions, remember-me store and
+ * request counter in a temporary directory removed on stop.
+ *
+ *   const app = await startPhpFrontApp();
+ *   await fetch(`${app.url}/index.php?action=login`, { method: 'POST', body: new URLSearchParams(...) });
+ *   await fetch(`${app.url}/index.php?action=_count`); // requests seen so far, not counting these
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { APPS_DIR, HOST, PHP, freePort, launch, type RunningApp, type StartOptions } from './apps.js';
+
+/** Where the app counts requests without being counted: a GET of it never touches the session. */
+export const PHP_FRONT_COUNT_PATH = '/index.php?action=_count';
+
+/**
+ * Whether a suite that needs a system tool can run. Without the tool it prints one line naming the tool and
+ * its Debian package and returns false (the suite skips), unless SESSIONGATE_REQUIRE_ALL=1 (as in CI), where
+ * it throws, so the suite fails instead of silently proving nothing.
+ */
+export function toolAvailable(tool: string, debianPackage: string, have: boolean): boolean {
+  if (have) return true;
+  const why = `${tool} not found (Debian package ${debianPackage})`;
+  if (process.env.SESSIONGATE_REQUIRE_ALL === '1') {
+    throw new Error(`${why}, and SESSIONGATE_REQUIRE_ALL=1 requires every suite to run`);
+  }
+  console.warn(`skipping a suite: ${why}; SESSIONGATE_REQUIRE_ALL=1 makes this a failure`);
+  return false;
+}
+
+/** The front-controller app on a free loopback port (PHP_CLI_SERVER_WORKERS=4 unless `workers` says). */
+export async function startPhpFrontApp(opts: StartOptions & { workers?: number } = {}): Promise<RunningApp> {
+  const port = await freePort();
+  const state = mkdtempSync(path.join(tmpdir(), 'sessiongate-php-front-'));
+  const sessions = path.join(state, 'sessions');
+  mkdirSync(sessions);
+  const dir = path.join(APPS_DIR, 'php-front');
+  const workers = opts.workers ?? 4;
+  return launch({
+    name: 'php-front',
+    cmd: PHP,
+    args: [
+      '-d',
+      `session.save_path=${sessions}`,
+      '-d',
+      'session.gc_probability=0',
+      '-d',
+      'display_errors=stderr',
+      '-S',
+      `${HOST}:${port}`,
+      '-t',
+      dir,
+      // As the router, index.php sees every request, static paths included.
+      path.join(dir, 'index.php'),
+    ],
+    port,
+    // The counter hook, so waiting for the app to come up adds nothing to its count.
+    readyPath: PHP_FRONT_COUNT_PATH,
+    env: {
+      PHP_FRONT_STATE: state,
+      // The built-in server serves one request at a time unless it forks workers.
+      ...(workers > 1 ? { PHP_CLI_SERVER_WORKERS: String(workers) } : {}),
+    },
+    opts,
+    cleanup: () => rmSync(state, { recursive: true, force: true }),
+  });
+}
