@@ -29,7 +29,7 @@ import {
   type CompiledTokenRule,
 } from './tokens/exchange.js';
 import { compileRequestTokenReader } from './tokens/request-token.js';
-import { compilePath } from './tokens/route.js';
+import { compileProtect } from './tokens/route.js';
 import { createTokenIdOf } from './tokens/token-id.js';
 import { createAuditSink } from './notify/audit.js';
 import { createWebhookNotifier, type WebhookNotifier } from './notify/webhook.js';
@@ -141,10 +141,11 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   }
 
   const tokenIdOf = createTokenIdOf(config.secret, { memo: config.cache.tokenIdMemo });
+  const paths = { caseSensitive: config.routes.caseSensitive };
   const rules: CompiledTokenRule[] = [
-    ...config.login.map(compileLoginRule),
-    ...config.refresh.map(compileRefreshRule),
-    ...config.logout.map(compileLogoutRule),
+    ...config.login.map((r, i) => compileLoginRule(r, i, paths)),
+    ...config.refresh.map((r, i) => compileRefreshRule(r, i, paths)),
+    ...config.logout.map((r, i) => compileLogoutRule(r, i, paths)),
   ];
   const upstream = new Upstream({
     origin: config.upstream,
@@ -179,7 +180,6 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         loginUrl: config.reject.redirect,
       })
     : undefined;
-  const protectAll = config.protect.length === 1 && config.protect[0] === '/**';
   const proxy = createProxyServer({
     upstream,
     upgradeTarget: {
@@ -192,7 +192,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     tokenIdOf,
     readToken,
     rules,
-    protect: protectAll ? undefined : config.protect.map(compilePath),
+    protect: compileProtect(config.protect.paths, config.protect.except, paths.caseSensitive),
+    caseSensitive: paths.caseSensitive,
     trustedProxies: compileTrustedProxies(config.trustedProxies),
     rejections,
     watchedCookies: compileWatchedCookies(config.tokens),

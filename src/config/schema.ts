@@ -61,6 +61,8 @@ const httpUrl = z.string().transform((v, ctx) => {
   }
 });
 
+const pathPattern = z.string().regex(/^\//, 'expected a path pattern starting with /');
+
 /** `POST /api/login`, `GET,POST /login`, `* /oauth/callback/**`. */
 const routeMatch = z
   .string()
@@ -163,10 +165,31 @@ const probeRule = z
   })
   .strict();
 
+/**
+ * Request fields a rule also matches on, for front-controller apps (`index.php?action=login`, `op=login`
+ * in the form): every field named must have exactly this value. Read as the app's stack reads it; a
+ * field sent twice or in a form stacks disagree on makes the request ambiguous (400).
+ */
+const fieldConditions = z.record(z.string().min(1), z.string());
+const whenConditions = z
+  .object({
+    /** Query-string fields (`action: login`). */
+    query: fieldConditions.optional(),
+    /** Form fields of an `application/x-www-form-urlencoded` body (`op: login`). */
+    form: fieldConditions.optional(),
+  })
+  .strict()
+  .refine((w) => w.query !== undefined || w.form !== undefined, 'expected query or form conditions');
+
+/** What to do with a successful login response the gateway could not read. @default refuse */
+const onUnreadable = z.enum(['refuse', 'pass']).default('refuse');
+
 const loginRule = z
   .object({
     /** Method and path of the login route. */
     match: routeMatch,
+    /** Query or form fields the request must also carry (front-controller apps). */
+    when: whenConditions.optional(),
     /** The token(s) the login response issues; all belong to the new session (access + refresh, session + remember-me). */
     token: z.union([tokenSource, z.array(tokenSource).min(1)]),
     /** Where the user is named. Not needed when `probe` is set. */
@@ -177,6 +200,12 @@ const loginRule = z
     normalize: z.array(normalizeStep).default(['trim']),
     /** Ask the app who the user is when neither request nor response says it (SSO callbacks). */
     probe: probeRule.optional(),
+    /**
+     * A successful login whose user or body the gateway cannot read (truncated, undecodable, over the cap):
+     * `refuse` answers 502 SG_ERR_LOGIN_UNREADABLE and the token never reaches the client; `pass`
+     * releases it unregistered (a limit bypass; for trials only). @default refuse
+     */
+    onUnreadable,
   })
   .strict()
   .superRefine((rule, ctx) => {
@@ -187,6 +216,7 @@ const loginRule = z
 const refreshRule = z
   .object({
     match: routeMatch,
+    when: whenConditions.optional(),
     /** The new token(s) the response issues for the same session. */
     token: z.union([tokenSource, z.array(tokenSource).min(1)]),
     /** Where the request presents the current token. @default the request's token (see `tokens`) */
@@ -201,6 +231,7 @@ const refreshRule = z
 const logoutRule = z
   .object({
     match: routeMatch,
+    when: whenConditions.optional(),
     /** Where the request presents the token being revoked (RFC 7009 `token`). @default the request's token */
     presented: z
       .string()
@@ -336,8 +367,35 @@ export const configSchema = z
     logout: z.array(logoutRule).default([]),
     /** Where requests carry the token, first match wins. @default [bearer] */
     tokens: z.array(requestTokenSource).min(1).default(['bearer']),
-    /** Path patterns under enforcement. @default ["/**"] */
-    protect: z.array(z.string().regex(/^\//, 'expected a path pattern starting with /')).default(['/**']),
+    /**
+     * Paths under enforcement: a list of patterns, or `{ paths, except }`. `/projects/**` also covers
+     * `/projects` and `/projects.json`. @default ["/**"]
+     */
+    protect: z
+      .union([
+        z.array(pathPattern),
+        z
+          .object({
+            /** @default ["/**"] */
+            paths: z.array(pathPattern).default(['/**']),
+            /** Patterns left unchecked (static assets); matched exactly, without the suffix rule. @default [] */
+            except: z.array(pathPattern).default([]),
+          })
+          .strict(),
+      ])
+      .default(['/**'])
+      .transform((p) => (Array.isArray(p) ? { paths: p, except: [] as string[] } : p)),
+    routes: z
+      .object({
+        /**
+         * Match rule and protect paths case-sensitively. Only for apps known to route case-sensitively:
+         * express, IIS and many Java and PHP routers ignore case, and matching what the app would
+         * also route is always safe. @default false
+         */
+        caseSensitive: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
     /** Client addresses (IPs) whose X-Forwarded-* / Forwarded headers are believed. @default [] */
     trustedProxies: z.array(z.string()).default([]),
     /** Ambiguous paths (encoded slash, backslash, NUL): `reject` with 400, or `pass` them unchecked by rules. @default reject */
@@ -437,5 +495,6 @@ export type TokenSourceConfig = z.output<typeof tokenSource>;
 export type RequestTokenSourceConfig = z.output<typeof requestTokenSource>;
 export type UserSourceConfig = NonNullable<LoginRuleConfig['user']>;
 export type SuccessRuleConfig = z.output<typeof successRule>;
+export type WhenConfig = z.output<typeof whenConditions>;
 export type RedisStoreConfig = z.output<typeof redisStore>;
 export type ListenAddress = { host: string; port: number };

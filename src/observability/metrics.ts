@@ -26,6 +26,7 @@ export const LOGIN_OUTCOMES = [
   'failed_login',
   'no_token',
   'no_user',
+  'unreadable',
   'body_too_large',
   'store_unavailable',
   'probe_failed',

@@ -13,7 +13,7 @@ import type { TokenIdOf } from '../tokens/token-id.js';
 import { decodeBody } from './decode.js';
 import type { ResponseHead, ResponseTap } from './forward.js';
 import { headerObject } from './headers.js';
-import type { Rejections } from './rejection.js';
+import { sendError, type Rejections } from './rejection.js';
 import type { RequestScope } from './scope.js';
 
 /** Asks the app who the user of a new token is (SSO callbacks), or undefined. */
@@ -34,6 +34,11 @@ export interface ExchangeTapDeps {
   readonly loginHeader: boolean;
   readonly locationHeader: string | undefined;
   readonly probe: UserProbe;
+  /**
+   * The rotation tap of the request's live cookie token: a response that is not a registered login
+   * (failed, or of a refresh/logout that issues nothing) may still rotate the session cookie.
+   */
+  readonly rotation?: ResponseTap;
 }
 
 function release(res: ServerResponse, head: ResponseHead, body: Buffer, extra?: [string, string]): void {
@@ -60,18 +65,28 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
   return {
     onHead(head) {
       if (!rule.isSuccess(head.status, locationOf(head))) {
-        // A failed login never ends or creates anything, even when the app sets a fresh cookie.
+        // A failed login never ends or creates anything, even when the app sets a fresh cookie; but the
+        // live session's own cookie may rotate on it, as on any route.
         if (rule.kind === 'login') deps.metrics.logins.failed_login.inc();
-        return 'stream';
+        return deps.rotation?.onHead(head) ?? 'stream';
       }
       return 'buffer';
     },
     onOverflow() {
       deps.metrics.logins.body_too_large.inc();
+      if (rule.onUnreadable === 'refuse' && rule.kind === 'login') {
+        deps.metrics.logins.unreadable.inc();
+        log.warn(
+          { rule: rule.name, code: 'SG_ERR_LOGIN_UNREADABLE', max: deps.maxBody },
+          'login response body over the cap: refused',
+        );
+        return false;
+      }
       log.warn(
         { rule: rule.name, code: 'SG_ERR_LOGIN_BODY_TOO_LARGE', max: deps.maxBody },
         'response body over the cap: passed through unregistered',
       );
+      return true;
     },
     async onBody(head, body, res) {
       ex.status = head.status;
@@ -83,8 +98,16 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
             { rule: rule.name, code: 'SG_ERR_LOGIN_BODY_UNREADABLE' },
             'could not decode the response body',
           );
+          if (rule.kind === 'login') {
+            unreadable(rule, head, body, res, 'the response body could not be decoded');
+            return;
+          }
         }
         ex.responseBody = decoded;
+        if (rule.kind === 'login' && decoded !== undefined && ex.responseJsonInvalid) {
+          unreadable(rule, head, body, res, 'the response body is not JSON');
+          return;
+        }
       }
       try {
         if (rule.kind === 'login') await onLogin(rule, head, body, res);
@@ -136,9 +159,9 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
       deps.metrics.logins.no_user.inc();
       log.warn(
         { rule: rule.name, code: 'SG_ERR_LOGIN_NO_USER', status: head.status },
-        'login response without a user: passed through unregistered',
+        'login response without a user',
       );
-      release(res, head, body);
+      unreadable(rule, head, body, res, 'the login names no user');
       return;
     }
     const location = deps.locationHeader ? scope.req.headers[deps.locationHeader] : undefined;
@@ -159,6 +182,30 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
     const ended =
       outcome.kind === 'created' ? outcome.ended.filter((s) => s.state === 'superseded').length : 0;
     release(res, head, body, deps.loginHeader ? ['sessiongate-ended-sessions', String(ended)] : undefined);
+  }
+
+  /**
+   * A successful login the gateway cannot read: never delivered (`onUnreadable: refuse`, the default),
+   * since a token the store does not know would escape the limit; or passed unregistered.
+   */
+  function unreadable(
+    rule: CompiledLoginRule,
+    head: ResponseHead,
+    body: Buffer,
+    res: ServerResponse,
+    why: string,
+  ): void {
+    if (rule.onUnreadable === 'pass') {
+      log.warn(
+        { rule: rule.name, code: 'SG_ERR_LOGIN_UNREADABLE', why },
+        'login passed through unregistered',
+      );
+      release(res, head, body);
+      return;
+    }
+    deps.metrics.logins.unreadable.inc();
+    log.warn({ rule: rule.name, code: 'SG_ERR_LOGIN_UNREADABLE', why }, 'unreadable login refused');
+    sendError(res, 502, 'SG_ERR_LOGIN_UNREADABLE', `the gateway could not read the login response: ${why}`);
   }
 
   async function onRefresh(

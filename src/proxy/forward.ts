@@ -23,8 +23,8 @@ export interface ResponseTap {
   onHead(head: ResponseHead): HeadAction;
   /** The whole body as the upstream sent it (maybe compressed). Writes the response itself. */
   onBody(head: ResponseHead, body: Buffer, res: ServerResponse): Promise<void>;
-  /** The body passed the cap: it is streamed through, unread. */
-  onOverflow(head: ResponseHead): void;
+  /** The body passed the cap: true streams it through unread; false refuses it (the tap wrote nothing). */
+  onOverflow(head: ResponseHead): boolean;
 }
 
 export interface UpstreamOptions {
@@ -123,7 +123,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   /** Body chunks held while buffering or while the head is held. */
   #chunks: Buffer[] | undefined;
   #size = 0;
-  #mode: 'stream' | 'buffer' | 'hold' = 'stream';
+  #mode: 'stream' | 'buffer' | 'hold' | 'discard' = 'stream';
   #completed = false;
   #done = false;
   readonly #upstream: Upstream;
@@ -179,6 +179,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.#mode === 'discard') return true;
     if (this.#mode === 'stream') {
       const flowing = this.#res.write(chunk);
       // Backpressure: undici pauses the upstream socket; the client's drain resumes it.
@@ -188,7 +189,19 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     (this.#chunks as Buffer[]).push(chunk);
     this.#size += chunk.length;
     if (this.#mode === 'buffer' && this.#size > this.#options.maxBufferedBody) {
-      this.#tap?.onOverflow(this.#head as ResponseHead);
+      if (this.#tap?.onOverflow(this.#head as ResponseHead) === false) {
+        // Refused: the held head and body are dropped and the rest of the body is read and discarded
+        // (aborting would also destroy the client's request stream, and with it this answer).
+        this.#mode = 'discard';
+        this.#chunks = undefined;
+        sendError(
+          this.#res,
+          502,
+          'SG_ERR_LOGIN_UNREADABLE',
+          'the login response is over the size the gateway reads',
+        );
+        return true;
+      }
       this.#mode = 'stream';
       this.#writeHead(this.#head as ResponseHead);
       let ok = true;
@@ -202,6 +215,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     this.#completed = true;
+    if (this.#mode === 'discard') {
+      this.#done = true;
+      return;
+    }
     if (this.#mode === 'stream') {
       this.#done = true;
       this.#res.end();
@@ -224,6 +241,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    // The gateway refused the response and answered itself already.
+    if (this.#mode === 'discard') return;
     this.#done = true;
     if (this.#res.headersSent || this.#res.destroyed) {
       this.#res.destroy();

@@ -28,15 +28,26 @@ const FORWARDING = new Set([
   'x-real-ip',
 ]);
 
+/** Replacements of the token-bearing headers (a dead token left out on a login route). */
+export interface TokenHeaderOverrides {
+  readonly cookie?: string | undefined;
+  readonly authorization?: string | undefined;
+}
+
 /**
  * The request headers sent upstream, as a flat [name, value, ...] list (undici takes it as is).
  * Client-sent forwarding headers survive only from a trusted proxy; the gateway sets its own.
+ *
+ * `Cookie` and `Authorization` go upstream exactly as the gateway read them: one `Cookie` (several
+ * are joined with `; `, as Node and HTTP/2 do) and the one `Authorization` Node kept. Sent raw, a
+ * second `Authorization` or `Cookie` line could be the one the app reads, with a token never checked.
  */
 export function upstreamRequestHeaders(
   req: IncomingMessage,
   clientIp: string,
   trusted: TrustedProxies,
   keepUpgrade: boolean,
+  overrides?: TokenHeaderOverrides,
 ): string[] {
   const raw = req.rawHeaders;
   const peerTrusted = trusted.isTrusted(req.socket.remoteAddress);
@@ -63,6 +74,7 @@ export function upstreamRequestHeaders(
       continue;
     }
     if (named !== undefined && named.has(lower)) continue;
+    if (lower === 'cookie' || lower === 'authorization') continue;
     if (FORWARDING.has(lower)) {
       if (!peerTrusted) continue;
       if (lower === 'x-forwarded-for') {
@@ -80,6 +92,13 @@ export function upstreamRequestHeaders(
     }
     out.push(name, value);
   }
+  const cookie = overrides === undefined || !('cookie' in overrides) ? req.headers.cookie : overrides.cookie;
+  if (cookie !== undefined) out.push('cookie', cookie);
+  const authorization =
+    overrides === undefined || !('authorization' in overrides)
+      ? req.headers.authorization
+      : overrides.authorization;
+  if (authorization !== undefined) out.push('authorization', authorization);
   const peer = req.socket.remoteAddress ?? clientIp;
   const peerIp = peer.startsWith('::ffff:') ? peer.slice(7) : peer;
   out.push('x-forwarded-for', xff === undefined ? peerIp : `${xff}, ${peerIp}`);

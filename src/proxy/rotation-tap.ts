@@ -9,8 +9,11 @@ import type { HeadAction, ResponseTap } from './forward.js';
 
 /** The cookies that carry session tokens, compiled once; responses that set one are rotations. */
 export interface WatchedCookies {
-  /** The token value a `Set-Cookie` of a watched cookie carries, `null` if it clears it, undefined if not watched. */
-  read(setCookie: string): string | null | undefined;
+  /**
+   * The cookie a `Set-Cookie` of a watched cookie sets and the token value it carries (`null` if it
+   * clears it); undefined if the cookie is not watched.
+   */
+  read(setCookie: string): { readonly name: string; readonly value: string | null } | undefined;
 }
 
 export function compileWatchedCookies(
@@ -29,8 +32,7 @@ export function compileWatchedCookies(
       if (!c) return undefined;
       for (const w of watched) {
         if (!w.test(c.name)) continue;
-        if (c.clears) return null;
-        return w.transform(c.value) ?? null;
+        return { name: c.name, value: c.clears ? null : (w.transform(c.value) ?? null) };
       }
       return undefined;
     },
@@ -51,20 +53,32 @@ export interface RotationDeps {
  * that session before the response is released; a response that only clears it ends the session.
  * Responses that set no watched cookie pass at once and pay one scan of their header names.
  */
-export function rotationTap(presentedTokenId: string, deps: RotationDeps): ResponseTap {
+export function rotationTap(
+  presentedTokenId: string,
+  presentedCookies: readonly string[],
+  deps: RotationDeps,
+): ResponseTap {
   return {
     onHead(head): HeadAction {
-      let added: string[] | undefined;
-      let cleared = false;
+      // The browser keeps the last Set-Cookie of each name: PHP sends a new id and then its deletion.
+      let last: Map<string, string | null> | undefined;
       const h = head.headers;
       for (let i = 0; i < h.length; i += 2) {
         const name = h[i] as string;
         if (name.length !== 10 || name.toLowerCase() !== 'set-cookie') continue;
-        const value = deps.watched.read(h[i + 1] as string);
-        if (value === undefined) continue;
-        if (value === null) cleared = true;
-        else (added ??= []).push(deps.tokenIdOf(value));
+        const set = deps.watched.read(h[i + 1] as string);
+        if (set !== undefined) (last ??= new Map()).set(set.name, set.value);
       }
+      if (last === undefined) return 'stream';
+      let added: string[] | undefined;
+      let cleared = false;
+      for (const [name, value] of last) {
+        if (value !== null) (added ??= []).push(deps.tokenIdOf(value));
+        else if (presentedCookies.includes(name)) cleared = true;
+      }
+      // The app cleared the very cookie this request was let in by (a logout, or a refused remember-me
+      // value): whatever else it sets (an anonymous session id) is not a rotation of that session.
+      if (cleared) added = undefined;
       if (added !== undefined) {
         const ids = added.filter((id) => id !== presentedTokenId);
         if (ids.length === 0) return 'stream';
@@ -98,6 +112,6 @@ export function rotationTap(presentedTokenId: string, deps: RotationDeps): Respo
       return 'stream';
     },
     onBody: () => Promise.resolve(),
-    onOverflow: () => {},
+    onOverflow: () => true,
   };
 }

@@ -5,18 +5,20 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics, RequestOutcome } from '../observability/metrics.js';
 import type { SessionService } from '../sessions/service.js';
 import { Exchange, type CompiledTokenRule } from '../tokens/exchange.js';
-import type { RequestTokenReader } from '../tokens/request-token.js';
-import type { CompiledPath } from '../tokens/route.js';
+import { withoutCookies } from '../tokens/cookies.js';
+import { AMBIGUOUS, type RequestTokenReader } from '../tokens/request-token.js';
+import type { CompiledProtect } from '../tokens/route.js';
 import type { TokenIdOf } from '../tokens/token-id.js';
 import { clientAddress, type TrustedProxies } from './client-address.js';
 import { ConnectionRegistry } from './connections.js';
+import { decodeBody } from './decode.js';
 import { exchangeTap, type UserProbe } from './exchange-tap.js';
-import { Upstream, type RequestBody, type ResponseHead } from './forward.js';
+import { Upstream, type ResponseHead } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { normalizePath } from './path.js';
 import { STATE_TO_CODE, sendError, type Rejections, type RejectionCode } from './rejection.js';
 import { rotationTap, type RotationDeps, type WatchedCookies } from './rotation-tap.js';
-import type { RequestScope } from './scope.js';
+import type { RequestScope, RuleBody, RuleCandidate } from './scope.js';
 import { CLOSE_CODES, rejectUpgrade, tunnelUpgrade, type UpgradeTarget } from './upgrade.js';
 
 /** Serves the reserved self-service paths on the proxied origin (implemented in ui/). */
@@ -30,8 +32,9 @@ export interface ProxyOptions {
   readonly readToken: RequestTokenReader;
   /** Login, refresh and logout rules, in config order. */
   readonly rules: readonly CompiledTokenRule[];
-  /** `undefined`: every path is protected. */
-  readonly protect: readonly CompiledPath[] | undefined;
+  readonly protect: CompiledProtect;
+  /** Rule and protect paths compare case-sensitively (`routes.caseSensitive`). */
+  readonly caseSensitive: boolean;
   readonly trustedProxies: TrustedProxies;
   readonly rejections: Rejections;
   readonly watchedCookies: WatchedCookies | undefined;
@@ -119,7 +122,19 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const scope = prepare(req, res);
     if (scope === undefined) return;
-    if (scope.token === undefined || scope.tokenId === undefined || !isProtected(scope.path)) {
+    if (scope.candidates !== undefined) {
+      selectByForm(scope, scope.candidates).catch((err: unknown) =>
+        internalError(res, err, 'reading a request body failed'),
+      );
+      return;
+    }
+    check(scope);
+  });
+
+  /** Checks the request's token (a cache hit is synchronous), then forwards or rejects. */
+  function check(scope: RequestScope): void {
+    const { res } = scope;
+    if (scope.token === undefined || scope.tokenId === undefined || !scope.protected) {
       count(scope.token === undefined ? 'passed_no_token' : 'passed_unprotected');
       forward(scope);
       return;
@@ -138,7 +153,79 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       o.metrics.cacheHits.inc();
       decide(scope, decision);
     }
-  });
+  }
+
+  /** Refuses a request the gateway cannot read as the app would: 400 (or 413/415) with a code. */
+  function refuse(res: ServerResponse | undefined, status: number, code: string, message: string): void {
+    count('bad_request');
+    log.warn({ code, reason: message }, 'request refused');
+    if (res) sendError(res, status, code, message);
+  }
+
+  /**
+   * Rules with form conditions (front-controller apps: `op=login` in the body) are decided on the body:
+   * read it (capped, decoded), take the first candidate whose conditions hold, then check as usual.
+   */
+  async function selectByForm(scope: RequestScope, candidates: readonly RuleCandidate[]): Promise<void> {
+    const body = await readRuleBody(scope);
+    if (body === undefined) return;
+    const ex = exchangeOf(scope, body.decoded);
+    for (const c of candidates) {
+      const m = c.rule.matchForm?.(ex) ?? 'match';
+      if (m === 'no_match') continue;
+      if (m !== 'match') {
+        refuse(scope.res, 400, 'SG_ERR_AMBIGUOUS_REQUEST', `refused: ${m.ambiguous}`);
+        return;
+      }
+      scope.rule = c.rule;
+      scope.params = c.params;
+      break;
+    }
+    scope.body = body;
+    check(scope);
+  }
+
+  /**
+   * The body of a rule route, read up to the cap and decoded as the app's body parser would
+   * (`Content-Encoding` gzip, deflate, br), or the request is refused and undefined returned.
+   */
+  async function readRuleBody(scope: RequestScope): Promise<RuleBody | undefined> {
+    if (scope.body !== undefined) return scope.body;
+    const { req, res } = scope;
+    const { buffered, rest } = await readCapped(req, o.maxLoginBody);
+    if (rest !== undefined) {
+      o.metrics.logins.body_too_large.inc();
+      refuse(res, 413, 'SG_ERR_LOGIN_BODY_TOO_LARGE', `the request body is over ${o.maxLoginBody} bytes`);
+      req.resume();
+      return undefined;
+    }
+    const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding === undefined || encoding === '' || encoding === 'identity')
+      return { raw: buffered, decoded: buffered };
+    const decoded = DECODABLE.has(encoding)
+      ? await decodeBody(buffered, encoding, o.maxLoginBody)
+      : undefined;
+    if (decoded === undefined) {
+      refuse(
+        res,
+        415,
+        'SG_ERR_UNSUPPORTED_ENCODING',
+        `cannot read a request body in Content-Encoding ${encoding}`,
+      );
+      return undefined;
+    }
+    return { raw: buffered, decoded };
+  }
+
+  function exchangeOf(scope: RequestScope, requestBody: Buffer | undefined): Exchange {
+    return new Exchange({
+      method: scope.req.method ?? 'GET',
+      path: scope.path,
+      params: scope.params,
+      requestHeaders: scope.req.headers,
+      requestBody,
+    });
+  }
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(req, socket, head));
 
@@ -179,12 +266,6 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
     return o.selfServicePrefix !== undefined && path.startsWith(o.selfServicePrefix);
   }
 
-  function isProtected(path: string): boolean {
-    if (o.protect === undefined) return true;
-    for (const p of o.protect) if (p.match(path) !== undefined) return true;
-    return false;
-  }
-
   /** Builds the request scope, or answers the request itself (bad path, self-service) and returns undefined. */
   function prepare(req: IncomingMessage, res: ServerResponse | undefined): RequestScope | undefined {
     const url = req.url ?? '/';
@@ -199,18 +280,41 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       }
       path = url;
     } else path = normalized.path;
+    const folded = o.caseSensitive ? path : path.toLowerCase();
     const method = req.method ?? 'GET';
     let rule: CompiledTokenRule | undefined;
     let params: Readonly<Record<string, string>> = NO_PARAMS;
+    let candidates: RuleCandidate[] | undefined;
     for (const r of o.rules) {
-      const m = r.route.matches(method, path);
-      if (m !== undefined) {
-        rule = r;
-        params = m;
+      const m = r.route.matches(method, path, folded);
+      if (m === undefined) continue;
+      const q = r.matchQuery(url);
+      if (q === 'no_match') continue;
+      if (q !== 'match') {
+        refuse(res, 400, 'SG_ERR_AMBIGUOUS_REQUEST', `refused: ${q.ambiguous}`);
+        return undefined;
+      }
+      // A rule with form conditions is decided on the body; the first rule without them ends the list.
+      if (r.matchForm !== undefined || candidates !== undefined) {
+        (candidates ??= []).push({ rule: r, params: m });
+        if (r.matchForm !== undefined) continue;
         break;
       }
+      rule = r;
+      params = m;
+      break;
     }
     const token = o.readToken(req.headers, url);
+    if (token === AMBIGUOUS) {
+      refuse(
+        res,
+        400,
+        'SG_ERR_AMBIGUOUS_COOKIE',
+        'refused: a token cookie sent twice with different values, or undecodable',
+      );
+      return undefined;
+    }
+    const isProtected = o.protect.covers(path, folded);
     const scope: RequestScope = {
       req,
       res: res as ServerResponse,
@@ -222,10 +326,14 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       ),
       rule,
       params,
+      candidates,
+      protected: isProtected,
+      body: undefined,
       token,
       // The HMAC is paid only where the token id is used (protected paths, token routes, self-service).
       tokenId:
-        token !== undefined && (rule !== undefined || isProtected(path) || isSelfService(path))
+        token !== undefined &&
+        (rule !== undefined || candidates !== undefined || isProtected || isSelfService(path))
           ? o.tokenIdOf(token.value)
           : undefined,
       decision: undefined,
@@ -299,11 +407,18 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
 
   function forward(scope: RequestScope): void {
     const { req, res, rule } = scope;
-    const headers = upstreamRequestHeaders(req, scope.clientIp, o.trustedProxies, false);
+    const headers = upstreamRequestHeaders(
+      req,
+      scope.clientIp,
+      o.trustedProxies,
+      false,
+      rule?.kind === 'login' ? deadTokenRemoved(scope) : UNCHANGED,
+    );
     if (rule !== undefined) {
       forwardExchange(scope, rule, headers);
       return;
     }
+    const buffered = scope.body?.raw;
     const live = scope.decision?.state === 'live' && scope.tokenId !== undefined;
     if (live && scope.token?.carrier === 'cookie' && o.watchedCookies !== undefined) {
       o.upstream.forward(
@@ -311,12 +426,40 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
         res,
         headers,
         req,
-        rotationTap(scope.tokenId as string, rotationDeps as RotationDeps),
+        rotationTap(scope.tokenId as string, scope.token.cookieNames ?? [], rotationDeps as RotationDeps),
         scope.tokenId,
       );
       return;
     }
-    o.upstream.forward(req, res, headers, req, undefined, live ? scope.tokenId : undefined);
+    o.upstream.forward(req, res, headers, buffered ?? req, undefined, live ? scope.tokenId : undefined);
+  }
+
+  /**
+   * On a login route a dead token passes (a superseded browser signs in again), but it is never sent
+   * to the app, which might still honour it: its cookie (or Authorization header) is left out.
+   */
+  function deadTokenRemoved(scope: RequestScope): TokenHeaders {
+    const state = scope.decision?.state;
+    const token = scope.token;
+    if (
+      token === undefined ||
+      state === undefined ||
+      state === 'live' ||
+      state === 'unknown' ||
+      state === 'unavailable'
+    )
+      return UNCHANGED;
+    if (
+      token.carrier === 'cookie' &&
+      token.cookieNames !== undefined &&
+      scope.req.headers.cookie !== undefined
+    )
+      return {
+        cookie: withoutCookies(scope.req.headers.cookie, token.cookieNames),
+        authorization: scope.req.headers.authorization,
+      };
+    if (token.carrier === 'bearer') return { cookie: scope.req.headers.cookie, authorization: undefined };
+    return UNCHANGED;
   }
 
   /** A streamed response (SSE) of a live session is closed when the session is revoked. */
@@ -328,52 +471,49 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
 
   function forwardExchange(scope: RequestScope, rule: CompiledTokenRule, headers: string[]): void {
     const { req, res } = scope;
+    const rotation =
+      scope.decision?.state === 'live' && scope.token?.carrier === 'cookie' && rotationDeps !== undefined
+        ? rotationTap(scope.tokenId as string, scope.token.cookieNames ?? [], rotationDeps)
+        : undefined;
+    const deps = rotation === undefined ? tapDeps : { ...tapDeps, rotation };
     if (!rule.needsRequestBody) {
-      const ex = new Exchange({
-        method: req.method ?? 'GET',
-        path: scope.path,
-        params: scope.params,
-        requestHeaders: req.headers,
-        requestBody: undefined,
-      });
-      o.upstream.forward(req, res, headers, req, exchangeTap(scope, ex, tapDeps));
+      o.upstream.forward(
+        req,
+        res,
+        headers,
+        scope.body?.raw ?? req,
+        exchangeTap(scope, exchangeOf(scope, undefined), deps),
+      );
       return;
     }
-    readCapped(req, o.maxLoginBody)
-      .then(({ buffered, rest }) => {
-        const requestBody = rest === undefined ? buffered : undefined;
-        if (rest !== undefined) {
-          o.metrics.logins.body_too_large.inc();
-          log.warn(
-            { rule: rule.name, code: 'SG_ERR_LOGIN_BODY_TOO_LARGE' },
-            'request body over the cap: not read',
+    readRuleBody(scope)
+      .then((body) => {
+        if (body === undefined) return undefined;
+        const ex = exchangeOf(scope, body.decoded);
+        // Read the request as the app will, or refuse it: a login charged to the wrong user lets anyone
+        // sign anyone out.
+        const ambiguity = rule.checkRequest(ex);
+        if (ambiguity !== undefined) {
+          refuse(
+            res,
+            400,
+            rule.kind === 'login' ? 'SG_ERR_AMBIGUOUS_LOGIN' : 'SG_ERR_AMBIGUOUS_REQUEST',
+            `refused: ${ambiguity}`,
           );
+          return undefined;
         }
-        const ex = new Exchange({
-          method: req.method ?? 'GET',
-          path: scope.path,
-          params: scope.params,
-          requestHeaders: req.headers,
-          requestBody,
+        const send = () => o.upstream.forward(req, res, headers, body.raw, exchangeTap(scope, ex, deps));
+        // The presented token of a refresh may be in the body: a dead one is refused before the app sees it.
+        const presented = rule.kind === 'refresh' ? readPresentedOf(rule, ex) : undefined;
+        if (presented === undefined) {
+          send();
+          return undefined;
+        }
+        return Promise.resolve(o.sessions.check(o.tokenIdOf(presented))).then((d) => {
+          const verdict = d.state === 'unknown' ? 'pass' : verdictOf(scope, d);
+          if (verdict === 'pass') send();
+          else reject({ ...scope, token: undefined }, verdict, d, send);
         });
-        const body: RequestBody = rest === undefined ? buffered : rest;
-        // The presented token of a refresh/logout may be in the body: a dead one is refused before the app sees it.
-        if (rule.kind === 'refresh' && 'readPresented' in rule) {
-          const presented = (rule as { readPresented?: (e: Exchange) => string | undefined }).readPresented?.(
-            ex,
-          );
-          if (presented !== undefined) {
-            const send = () => o.upstream.forward(req, res, headers, body, exchangeTap(scope, ex, tapDeps));
-            return Promise.resolve(o.sessions.check(o.tokenIdOf(presented))).then((d) => {
-              // The request body is consumed: pass or reject here, never through forward() again.
-              const verdict = d.state === 'unknown' ? 'pass' : verdictOf(scope, d);
-              if (verdict === 'pass') send();
-              else reject({ ...scope, token: undefined }, verdict, d, send);
-            });
-          }
-        }
-        o.upstream.forward(req, res, headers, body, exchangeTap(scope, ex, tapDeps));
-        return undefined;
       })
       .catch((err: unknown) => internalError(res, err, 'login exchange failed'));
   }
@@ -419,7 +559,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
         void conn.closed.then(remove);
       }
     };
-    if (scope.tokenId === undefined || !isProtected(scope.path)) {
+    if (scope.tokenId === undefined || !scope.protected) {
       open(undefined);
       return;
     }
@@ -434,6 +574,20 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
 }
 
 const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
+const DECODABLE = new Set(['gzip', 'x-gzip', 'deflate', 'br']);
+
+/** The token-bearing headers sent upstream. */
+interface TokenHeaders {
+  readonly cookie?: string | undefined;
+  readonly authorization?: string | undefined;
+}
+const UNCHANGED: TokenHeaders = Object.freeze({});
+
+function readPresentedOf(rule: CompiledTokenRule, ex: Exchange): string | undefined {
+  return 'readPresented' in rule
+    ? (rule as { readPresented?: (e: Exchange) => string | undefined }).readPresented?.(ex)
+    : undefined;
+}
 
 function outcomeOf(code: RejectionCode): RequestOutcome {
   switch (code) {

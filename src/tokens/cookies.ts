@@ -27,37 +27,169 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-/** The value of the first cookie called `name` in a `Cookie` header, or undefined. */
-export function readCookie(header: string, name: string): string | undefined {
-  let start = 0;
-  const len = header.length;
-  while (start < len) {
-    while (start < len && (header.charCodeAt(start) === 32 || header.charCodeAt(start) === 59)) start++;
-    let end = header.indexOf(';', start);
-    if (end === -1) end = len;
-    const eq = header.indexOf('=', start);
-    if (eq !== -1 && eq < end && eq - start === name.length && header.startsWith(name, start)) {
-      return unquote(header.slice(eq + 1, end).trim());
-    }
-    start = end + 1;
-  }
-  return undefined;
+/**
+ * A `Cookie` header read as the common parsers read it (jshttp `cookie`, used by express; PHP; Rack):
+ * pairs split on `;`, names and values trimmed of spaces and tabs, a pair without `=` skipped, a
+ * quoted value unquoted and the value percent-decoded. The token id is taken of the value the app
+ * will see, so `s%3Aabc` and `s:abc` (or `%61bc` and `abc`) are one token, not a dead one and an
+ * unknown one.
+ *
+ * Names compare as PHP compares them too: PHP turns `.`, space and `[` in a cookie name into `_`, so
+ * `laravel.session` reaches a PHP app as `laravel_session`.
+ *
+ * A token cookie sent twice with two different values is ambiguous (stacks disagree on which one
+ * wins): readers answer AMBIGUOUS and the request is refused. So is a token value whose
+ * percent-encoding is malformed (jshttp keeps it raw, PHP decodes what it can).
+ */
+export const AMBIGUOUS: unique symbol = Symbol('ambiguous cookie');
+export type CookieRead = string | undefined | typeof AMBIGUOUS;
+
+function isSpace(code: number): boolean {
+  return code === 32 || code === 9;
 }
 
-/** Every cookie of a `Cookie` header whose name the matcher accepts, in header order. */
-export function readCookies(header: string, matcher: CookieNameMatcher): { name: string; value: string }[] {
-  const out: { name: string; value: string }[] = [];
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq === -1) continue;
-    const name = part.slice(0, eq).trim();
-    if (matcher.test(name)) out.push({ name, value: unquote(part.slice(eq + 1).trim()) });
+/** Does `header[start, end)` name the cookie `name` (exactly, or as PHP maps it)? */
+function sameName(header: string, start: number, end: number, name: string): boolean {
+  if (end - start !== name.length) return false;
+  if (header.startsWith(name, start)) return true;
+  for (let i = 0; i < name.length; i++) {
+    const a = header.charCodeAt(start + i);
+    const b = name.charCodeAt(i);
+    if (a === b) continue;
+    // '_' in the configured name matches '.', ' ' or '[' in the request (PHP's name mangling).
+    if (b !== 95 || (a !== 46 && a !== 32 && a !== 91)) return false;
+  }
+  return true;
+}
+
+/** The value of `header[start, end)` as the app sees it: trimmed, unquoted, percent-decoded. */
+function cookieValue(header: string, start: number, end: number): string | typeof AMBIGUOUS {
+  while (start < end && isSpace(header.charCodeAt(start))) start++;
+  while (end > start && isSpace(header.charCodeAt(end - 1))) end--;
+  if (end - start >= 2 && header.charCodeAt(start) === 34 && header.charCodeAt(end - 1) === 34) {
+    start++;
+    end--;
+  }
+  const raw = header.slice(start, end);
+  if (raw.indexOf('%') === -1) return raw;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return AMBIGUOUS;
+  }
+}
+
+/**
+ * The value of the cookie called `name` in a `Cookie` header: undefined when absent, AMBIGUOUS when
+ * it is sent twice with different values or cannot be decoded. No allocation but the value itself.
+ */
+export function readCookie(header: string, name: string): CookieRead {
+  let found: string | undefined;
+  const len = header.length;
+  let index = 0;
+  while (index < len) {
+    let end = header.indexOf(';', index);
+    if (end === -1) end = len;
+    const eq = header.indexOf('=', index);
+    if (eq === -1) break;
+    if (eq < end) {
+      let s = index;
+      let e = eq;
+      while (s < e && isSpace(header.charCodeAt(s))) s++;
+      while (e > s && isSpace(header.charCodeAt(e - 1))) e--;
+      if (sameName(header, s, e, name)) {
+        const value = cookieValue(header, eq + 1, end);
+        if (value === AMBIGUOUS || (found !== undefined && found !== value)) return AMBIGUOUS;
+        found = value;
+      }
+    }
+    index = end + 1;
+  }
+  return found;
+}
+
+export interface CookiePair {
+  /** The name as sent. */
+  readonly name: string;
+  /** The name as PHP reads it (`.`, space and `[` as `_`); equal to `name` for most names. */
+  readonly canonical: string;
+  readonly value: string | typeof AMBIGUOUS;
+}
+
+/** Every pair of a `Cookie` header, in order, read as `readCookie` reads one. */
+export function cookiePairs(header: string): CookiePair[] {
+  const out: CookiePair[] = [];
+  const len = header.length;
+  let index = 0;
+  while (index < len) {
+    let end = header.indexOf(';', index);
+    if (end === -1) end = len;
+    const eq = header.indexOf('=', index);
+    if (eq === -1) break;
+    if (eq < end) {
+      const name = header.slice(index, eq).replace(/^[ \t]+|[ \t]+$/g, '');
+      out.push({ name, canonical: name.replace(/[. []/g, '_'), value: cookieValue(header, eq + 1, end) });
+    }
+    index = end + 1;
   }
   return out;
 }
 
+/**
+ * Every cookie whose name the matcher accepts (as sent or as PHP reads it), one entry per name; a
+ * name sent twice with different values, or undecodable, is AMBIGUOUS.
+ */
+export function readCookies(
+  header: string,
+  matcher: CookieNameMatcher,
+): { name: string; value: string }[] | typeof AMBIGUOUS {
+  const out: { name: string; value: string }[] = [];
+  for (const p of cookiePairs(header)) {
+    if (!matcher.test(p.name) && !(p.canonical !== p.name && matcher.test(p.canonical))) continue;
+    if (p.value === AMBIGUOUS) return AMBIGUOUS;
+    const prev = out.find((c) => c.name === p.canonical || c.name === p.name);
+    if (prev !== undefined) {
+      if (prev.value !== p.value) return AMBIGUOUS;
+      continue;
+    }
+    out.push({ name: p.name, value: p.value });
+  }
+  return out;
+}
+
+/**
+ * The `Cookie` header without the pairs named (as sent or as PHP reads them): a dead token is never
+ * forwarded to the app. Undefined when nothing is left.
+ */
+export function withoutCookies(header: string, names: readonly string[]): string | undefined {
+  const kept: string[] = [];
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1) {
+      const name = part.slice(0, eq).replace(/^[ \t]+|[ \t]+$/g, '');
+      const canonical = name.replace(/[. []/g, '_');
+      if (names.some((n) => n === name || n === canonical || n.replace(/[. []/g, '_') === canonical))
+        continue;
+    }
+    const trimmed = part.replace(/^[ \t]+|[ \t]+$/g, '');
+    if (trimmed !== '') kept.push(trimmed);
+  }
+  return kept.length > 0 ? kept.join('; ') : undefined;
+}
+
 function unquote(v: string): string {
   return v.length >= 2 && v.charCodeAt(0) === 34 && v.charCodeAt(v.length - 1) === 34 ? v.slice(1, -1) : v;
+}
+
+/** A value the app set, as the client will send it back and the app will read it. */
+function setCookieValue(raw: string): string {
+  const v = unquote(raw);
+  if (v.indexOf('%') === -1) return v;
+  try {
+    return decodeURIComponent(v);
+  } catch {
+    return v;
+  }
 }
 
 export interface SetCookie {
@@ -76,7 +208,7 @@ export function parseSetCookie(header: string, now: number = Date.now()): SetCoo
   const eq = first.indexOf('=');
   if (eq <= 0) return undefined;
   const name = first.slice(0, eq).trim();
-  const value = unquote(first.slice(eq + 1).trim());
+  const value = setCookieValue(first.slice(eq + 1).trim());
   let clears = value === '';
   let path: string | undefined;
   let domain: string | undefined;

@@ -7,10 +7,35 @@ import type {
   SuccessRuleConfig,
   TokenSourceConfig,
   UserSourceConfig,
+  WhenConfig,
 } from '../config/schema.js';
 import { compileCookieName, parseSetCookie } from './cookies.js';
-import { compileRoute, type CompiledRoute } from './route.js';
+import { readFormField, type FieldRead } from './form.js';
+import { parseJsonStrict, readJsonField } from './json-body.js';
+import { compileRoute, type CompiledRoute, type PathOptions } from './route.js';
 import { compileValueTransform } from './value.js';
+
+/**
+ * What a request body is, from its Content-Type: the readers of `request.form:` and `request.json:`
+ * sources read only their own kind (as the app's body parsers do) and call any other kind with a body
+ * ambiguous, since the app may read a field there that the gateway cannot.
+ */
+export type BodyKind = 'none' | 'form' | 'json' | 'multipart' | 'other' | 'unsupported-charset';
+
+export function bodyKind(contentType: string | undefined, length: number): BodyKind {
+  if (length === 0) return 'none';
+  if (contentType === undefined) return 'other';
+  const ct = contentType.toLowerCase();
+  const semi = ct.indexOf(';');
+  const type = (semi === -1 ? ct : ct.slice(0, semi)).trim();
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/.exec(ct)?.[1];
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8' && charset !== 'us-ascii')
+    return 'unsupported-charset';
+  if (type === 'application/x-www-form-urlencoded') return 'form';
+  if (type === 'application/json' || type.endsWith('+json')) return 'json';
+  if (type.startsWith('multipart/')) return 'multipart';
+  return 'other';
+}
 
 /** One buffered login, refresh or logout exchange, read lazily (each body parsed at most once). */
 export class Exchange {
@@ -23,8 +48,9 @@ export class Exchange {
   responseHeaders: Readonly<Record<string, string | string[] | undefined>> = {};
   /** The decoded (decompressed) response body, when it was read. */
   responseBody: Buffer | undefined;
-  #requestJson: unknown;
-  #requestForm: URLSearchParams | undefined;
+  readonly requestKind: BodyKind;
+  #requestText: string | undefined;
+  #requestJson: ReturnType<typeof parseJsonStrict> | undefined;
   #responseJson: unknown;
 
   constructor(init: {
@@ -39,16 +65,34 @@ export class Exchange {
     this.params = init.params;
     this.requestHeaders = init.requestHeaders;
     this.requestBody = init.requestBody;
+    const type = init.requestHeaders['content-type'];
+    this.requestKind = bodyKind(typeof type === 'string' ? type : undefined, init.requestBody?.length ?? 0);
   }
 
-  get requestJson(): unknown {
-    if (this.#requestJson === undefined) this.#requestJson = parseJson(this.requestBody) ?? null;
-    return this.#requestJson;
+  /** A field of the (decoded) request body, read as the app's stack reads it, or ambiguous. */
+  requestField(source: 'form' | 'json', path: string): FieldRead {
+    const kind = this.requestKind;
+    if (kind === 'none') return ABSENT;
+    if (kind === 'unsupported-charset')
+      return { kind: 'ambiguous', reason: 'the request body is in a charset other than UTF-8' };
+    if (
+      kind === 'multipart' ||
+      (kind === 'json' && source === 'form') ||
+      (kind === 'form' && source === 'json')
+    )
+      return { kind: 'ambiguous', reason: `the request body is ${kind}; the rule reads ${source}` };
+    this.#requestText ??= (this.requestBody as Buffer).toString('utf8');
+    if (source === 'form') return kind === 'form' ? readFormField(this.#requestText, path) : ABSENT;
+    this.#requestJson ??= parseJsonStrict(this.#requestText);
+    const parsed = this.#requestJson;
+    if (parsed.kind === 'ok') return readJsonField(parsed.value, path);
+    if (parsed.kind === 'ambiguous') return parsed;
+    return kind === 'json' ? { kind: 'ambiguous', reason: `invalid JSON: ${parsed.reason}` } : ABSENT;
   }
 
-  get requestForm(): URLSearchParams {
-    this.#requestForm ??= new URLSearchParams(this.requestBody ? this.requestBody.toString('utf8') : '');
-    return this.#requestForm;
+  /** The response body was read and is not JSON (a JSON token or user source cannot be read). */
+  get responseJsonInvalid(): boolean {
+    return this.responseBody !== undefined && this.responseBody.length > 0 && this.responseJson === null;
   }
 
   get responseJson(): unknown {
@@ -67,6 +111,8 @@ export class Exchange {
     return Array.isArray(v) ? v[0] : v;
   }
 }
+
+const ABSENT: FieldRead = Object.freeze({ kind: 'absent' });
 
 function parseJson(body: Buffer | undefined): unknown {
   if (!body || body.length === 0) return undefined;
@@ -195,9 +241,14 @@ export function compileUserSource(
     case 'json':
       return (ex) => finish(readJsonPath(ex.responseJson, arg));
     case 'request.json':
-      return (ex) => finish(readJsonPath(ex.requestJson, arg));
-    case 'request.form':
-      return (ex) => finish(ex.requestForm.get(arg) ?? undefined);
+    case 'request.form': {
+      // Ambiguity was refused before the request was forwarded (checkRequest).
+      const source = kind === 'request.json' ? 'json' : 'form';
+      return (ex) => {
+        const r = ex.requestField(source, arg);
+        return r.kind === 'value' ? finish(r.value) : undefined;
+      };
+    }
     case 'header': {
       const key = arg.toLowerCase();
       return (ex) => finish(ex.responseHeader(key));
@@ -264,14 +315,84 @@ function locationPath(loc: string): string {
   }
 }
 
-function readPresented(spec: string | undefined): ((ex: Exchange) => string | undefined) | undefined {
-  if (spec === undefined) return undefined;
+/** A `request.form:<field>` / `request.json:<path>` source as a field reader; undefined for other specs. */
+function requestFieldReader(spec: string | undefined): ((ex: Exchange) => FieldRead) | undefined {
+  if (spec === undefined || !spec.startsWith('request.')) return undefined;
   const colon = spec.indexOf(':');
-  const kind = spec.slice(0, colon);
+  const source = spec.slice(0, colon) === 'request.json' ? 'json' : 'form';
   const arg = spec.slice(colon + 1);
-  return kind === 'request.json'
-    ? (ex) => asTokenString(readJsonPath(ex.requestJson, arg))
-    : (ex) => asTokenString(ex.requestForm.get(arg) ?? undefined);
+  return (ex) => ex.requestField(source, arg);
+}
+
+function readPresented(spec: string | undefined): ((ex: Exchange) => string | undefined) | undefined {
+  const read = requestFieldReader(spec);
+  if (read === undefined) return undefined;
+  return (ex) => {
+    const r = read(ex);
+    return r.kind === 'value' ? asTokenString(r.value) : undefined;
+  };
+}
+
+/** The outcome of a rule's query or form conditions for one request. */
+export type ConditionMatch = 'match' | 'no_match' | { readonly ambiguous: string };
+
+/** Query or form conditions (`when`), compiled: each field must have exactly its value. */
+function compileConditions(
+  fields: Readonly<Record<string, string>> | undefined,
+  read: (input: string, field: string) => FieldRead,
+): ((input: string) => ConditionMatch) | undefined {
+  if (fields === undefined) return undefined;
+  const entries = Object.entries(fields);
+  return (input) => {
+    let result: ConditionMatch = 'match';
+    for (const [field, expected] of entries) {
+      const r = read(input, field);
+      if (r.kind === 'ambiguous') return { ambiguous: `${field}: ${r.reason}` };
+      if (r.kind !== 'value' || r.value !== expected) result = 'no_match';
+    }
+    return result;
+  };
+}
+
+function queryOf(url: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return '';
+  const hash = url.indexOf('#', q);
+  return url.slice(q + 1, hash === -1 ? undefined : hash);
+}
+
+function compileWhen(when: WhenConfig | undefined): Pick<CompiledTokenRule, 'matchQuery' | 'matchForm'> {
+  const query = compileConditions(when?.query, readFormField);
+  const form = compileConditions(when?.form, (body, field) => readFormField(body, field));
+  return {
+    matchQuery: query === undefined ? () => 'match' : (url) => query(queryOf(url)),
+    matchForm:
+      form === undefined
+        ? undefined
+        : (ex) => {
+            // Only a urlencoded body carries form fields for the stacks this reads like (PHP's $_POST
+            // also reads multipart, which the gateway cannot: refused rather than guessed).
+            if (ex.requestKind === 'none' || ex.requestKind === 'other' || ex.requestKind === 'json')
+              return 'no_match';
+            if (ex.requestKind !== 'form')
+              return { ambiguous: `a ${ex.requestKind} body where the rule reads form fields` };
+            return form((ex.requestBody as Buffer).toString('utf8'));
+          },
+  };
+}
+
+/** The first ambiguity among the request-side sources of a rule, checked before the request is forwarded. */
+function compileRequestCheck(specs: readonly string[]): (ex: Exchange) => string | undefined {
+  const readers = specs
+    .map((s) => ({ spec: s, read: requestFieldReader(s) }))
+    .filter((r): r is { spec: string; read: (ex: Exchange) => FieldRead } => r.read !== undefined);
+  return (ex) => {
+    for (const r of readers) {
+      const f = r.read(ex);
+      if (f.kind === 'ambiguous') return `${r.spec}: ${f.reason}`;
+    }
+    return undefined;
+  };
 }
 
 /** Does reading this source need the request or the response body? */
@@ -291,6 +412,14 @@ export interface CompiledTokenRule {
   readonly route: CompiledRoute;
   readonly needsRequestBody: boolean;
   readonly needsResponseBody: boolean;
+  /** The rule's `when.query` conditions against the request URL (`match` when there are none). */
+  matchQuery(url: string): ConditionMatch;
+  /** The rule's `when.form` conditions against the buffered body; undefined when there are none. */
+  readonly matchForm: ((ex: Exchange) => ConditionMatch) | undefined;
+  /** Why the request-side sources (user, presented token) cannot be read unambiguously, if they cannot. */
+  checkRequest(ex: Exchange): string | undefined;
+  /** A successful response whose token or user cannot be read: refused (502) or passed unregistered. */
+  readonly onUnreadable: 'refuse' | 'pass';
   readonly isSuccess: SuccessTest;
   /** Tokens issued by the response (login, refresh). */
   readTokens(ex: Exchange): string[];
@@ -336,15 +465,23 @@ function compileTokens(token: TokenSourceConfig | readonly TokenSourceConfig[]) 
   };
 }
 
-export function compileLoginRule(rule: LoginRuleConfig, index: number): CompiledLoginRule {
+export function compileLoginRule(
+  rule: LoginRuleConfig,
+  index: number,
+  paths: PathOptions = {},
+): CompiledLoginRule {
   const tokens = compileTokens(rule.token);
   const readUser = rule.user ? compileUserSource(rule.user) : () => undefined;
   const specs = [...tokens.sources.map(fromOf), ...(rule.user ? [fromOf(rule.user)] : [])];
+  const when = compileWhen(rule.when);
   return {
     kind: 'login',
     name: `login[${index}]`,
-    route: compileRoute(rule.match),
-    needsRequestBody: specs.some((s) => needsBody(s) === 'request'),
+    route: compileRoute(rule.match, paths),
+    ...when,
+    checkRequest: compileRequestCheck(specs),
+    onUnreadable: rule.onUnreadable,
+    needsRequestBody: when.matchForm !== undefined || specs.some((s) => needsBody(s) === 'request'),
     needsResponseBody: specs.some((s) => needsBody(s) === 'response'),
     isSuccess: compileSuccess(rule.success),
     readTokens: tokens.readTokens,
@@ -355,14 +492,22 @@ export function compileLoginRule(rule: LoginRuleConfig, index: number): Compiled
   };
 }
 
-export function compileRefreshRule(rule: RefreshRuleConfig, index: number): CompiledRefreshRule {
+export function compileRefreshRule(
+  rule: RefreshRuleConfig,
+  index: number,
+  paths: PathOptions = {},
+): CompiledRefreshRule {
   const tokens = compileTokens(rule.token);
   const specs = [...tokens.sources.map(fromOf), ...(rule.presented ? [rule.presented] : [])];
+  const when = compileWhen(rule.when);
   return {
     kind: 'refresh',
     name: `refresh[${index}]`,
-    route: compileRoute(rule.match),
-    needsRequestBody: specs.some((s) => needsBody(s) === 'request'),
+    route: compileRoute(rule.match, paths),
+    ...when,
+    checkRequest: compileRequestCheck(specs),
+    onUnreadable: 'pass',
+    needsRequestBody: when.matchForm !== undefined || specs.some((s) => needsBody(s) === 'request'),
     needsResponseBody: specs.some((s) => needsBody(s) === 'response'),
     isSuccess: compileSuccess(rule.success),
     readTokens: tokens.readTokens,
@@ -371,12 +516,20 @@ export function compileRefreshRule(rule: RefreshRuleConfig, index: number): Comp
   };
 }
 
-export function compileLogoutRule(rule: LogoutRuleConfig, index: number): CompiledLogoutRule {
+export function compileLogoutRule(
+  rule: LogoutRuleConfig,
+  index: number,
+  paths: PathOptions = {},
+): CompiledLogoutRule {
+  const when = compileWhen(rule.when);
   return {
     kind: 'logout',
     name: `logout[${index}]`,
-    route: compileRoute(rule.match),
-    needsRequestBody: rule.presented !== undefined,
+    route: compileRoute(rule.match, paths),
+    ...when,
+    checkRequest: compileRequestCheck(rule.presented ? [rule.presented] : []),
+    onUnreadable: 'pass',
+    needsRequestBody: when.matchForm !== undefined || rule.presented !== undefined,
     needsResponseBody: false,
     isSuccess: compileSuccess(rule.success),
     readTokens: () => [],

@@ -1,6 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestTokenSourceConfig } from '../config/schema.js';
-import { compileCookieName, readCookie, readCookies, type CookieNameMatcher } from './cookies.js';
+import {
+  AMBIGUOUS,
+  compileCookieName,
+  cookiePairs,
+  readCookie,
+  readCookies,
+  type CookieNameMatcher,
+} from './cookies.js';
 import { compileValueTransform, type ValueOptions, type ValueTransform } from './value.js';
 
 export type TokenCarrier = 'bearer' | 'cookie' | 'header' | 'pathparam';
@@ -13,10 +20,17 @@ export interface PresentedToken {
   readonly cookieNames?: readonly string[];
 }
 
-/** Reads the token of a request from the configured places, first match wins. Compiled at startup. */
-export type RequestTokenReader = (headers: IncomingHttpHeaders, url: string) => PresentedToken | undefined;
+/** A token cookie the gateway cannot read as the app would (sent twice with two values, undecodable). */
+export { AMBIGUOUS };
+export type TokenRead = PresentedToken | undefined | typeof AMBIGUOUS;
 
-type SourceReader = (headers: IncomingHttpHeaders, url: string) => PresentedToken | undefined;
+/**
+ * Reads the token of a request from the configured places, first match wins; AMBIGUOUS when a token
+ * cookie cannot be read unambiguously (the request is refused). Compiled at startup.
+ */
+export type RequestTokenReader = (headers: IncomingHttpHeaders, url: string) => TokenRead;
+
+type SourceReader = (headers: IncomingHttpHeaders, url: string) => TokenRead;
 
 function bearerReader(transform: ValueTransform): SourceReader {
   return (headers) => {
@@ -36,7 +50,7 @@ function cookieReader(matcher: CookieNameMatcher, transform: ValueTransform, chu
       const header = headers.cookie;
       if (header === undefined) return undefined;
       const joined = joinChunks(header, matcher.source);
-      if (joined === undefined) return undefined;
+      if (joined === undefined || joined === AMBIGUOUS) return joined;
       const value = transform(joined.value);
       return value === undefined ? undefined : { value, carrier: 'cookie', cookieNames: joined.names };
     };
@@ -48,6 +62,7 @@ function cookieReader(matcher: CookieNameMatcher, transform: ValueTransform, chu
       const header = headers.cookie;
       if (header === undefined) return undefined;
       const raw = readCookie(header, name);
+      if (raw === AMBIGUOUS) return AMBIGUOUS;
       const value = raw === undefined ? undefined : transform(raw);
       return value === undefined ? undefined : { value, carrier: 'cookie', cookieNames: names };
     };
@@ -55,7 +70,9 @@ function cookieReader(matcher: CookieNameMatcher, transform: ValueTransform, chu
   return (headers) => {
     const header = headers.cookie;
     if (header === undefined) return undefined;
-    for (const c of readCookies(header, matcher)) {
+    const cookies = readCookies(header, matcher);
+    if (cookies === AMBIGUOUS) return AMBIGUOUS;
+    for (const c of cookies) {
       const value = transform(c.value);
       if (value !== undefined) return { value, carrier: 'cookie', cookieNames: [c.name] };
     }
@@ -67,19 +84,30 @@ function cookieReader(matcher: CookieNameMatcher, transform: ValueTransform, chu
  * One credential in chunk cookies: `Name` plus `NameC1..N` (ASP.NET Core, whose `Name` then holds
  * `chunks-N`) or `Name.0..n` (express-openid-connect). Chunks are joined in index order.
  */
-export function joinChunks(header: string, base: string): { value: string; names: string[] } | undefined {
+export function joinChunks(
+  header: string,
+  base: string,
+): { value: string; names: string[] } | undefined | typeof AMBIGUOUS {
   const chunks: { index: number; name: string; value: string }[] = [];
   let baseValue: string | undefined;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq === -1) continue;
-    const name = part.slice(0, eq).trim();
-    const value = part.slice(eq + 1).trim();
-    if (name === base) baseValue = value;
-    else if (name.startsWith(base)) {
-      const m = /^(?:C|\.)(\d+)$/.exec(name.slice(base.length));
-      if (m) chunks.push({ index: Number(m[1]), name, value });
+  for (const p of cookiePairs(header)) {
+    const name = p.canonical === base ? base : p.name;
+    const isBase = name === base;
+    const m = isBase || !name.startsWith(base) ? null : /^(?:C|\.)(\d+)$/.exec(name.slice(base.length));
+    if (!isBase && m === null) continue;
+    if (p.value === AMBIGUOUS) return AMBIGUOUS;
+    if (isBase) {
+      if (baseValue !== undefined && baseValue !== p.value) return AMBIGUOUS;
+      baseValue = p.value;
+      continue;
     }
+    const index = Number((m as RegExpExecArray)[1]);
+    const prev = chunks.find((c) => c.index === index);
+    if (prev !== undefined) {
+      if (prev.value !== p.value) return AMBIGUOUS;
+      continue;
+    }
+    chunks.push({ index, name, value: p.value });
   }
   if (chunks.length === 0) return baseValue ? { value: baseValue, names: [base] } : undefined;
   chunks.sort((a, b) => a.index - b.index);

@@ -38,7 +38,7 @@ describe('configuration', () => {
       unknownTokens: 'pass',
     });
     expect(config.tokens).toEqual(['bearer']);
-    expect(config.protect).toEqual(['/**']);
+    expect(config.protect).toEqual({ paths: ['/**'], except: [] });
     expect(config.admin.listen).toEqual({ host: '127.0.0.1', port: 9090 });
     expect(config.cache.maxStaleness).toBe(1000);
   });

@@ -242,26 +242,58 @@ describe('the forwarding path', () => {
     expect(res instanceof Response ? res.status : 431).toBe(431);
   });
 
-  it('passes a login with a truncated JSON body unregistered, without crashing', async () => {
+  it('refuses a login with a truncated JSON body (502), never delivering it', async () => {
     const upstream = await app(async (req, res) => {
       await readBody(req);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"accessToken":"abc","us');
     });
-    const { url, logs } = await startGateway({ upstream: upstream.url, login: LOGIN });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN });
+    const res = await postJson(`${url}/api/login`, {});
+    expect(res.status).toBe(502);
+    const body = await res.text();
+    expect(JSON.parse(body)).toMatchObject({ error: 'SG_ERR_LOGIN_UNREADABLE' });
+    expect(body).not.toContain('abc');
+  });
+
+  it('refuses an oversized login response (502), never delivering it', async () => {
+    const upstream = await app((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ accessToken: 'big', user: { id: 'u' }, pad: 'x'.repeat(70_000) }));
+    });
+    const { url } = await startGateway({ upstream: upstream.url, login: LOGIN, maxLoginBody: '64kb' });
+    const res = await postJson(`${url}/api/login`, {});
+    expect(res.status).toBe(502);
+    expect(await res.json()).toMatchObject({ error: 'SG_ERR_LOGIN_UNREADABLE' });
+  });
+
+  it('passes a login with a truncated JSON body unregistered under onUnreadable: pass', async () => {
+    const upstream = await app(async (req, res) => {
+      await readBody(req);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"accessToken":"abc","us');
+    });
+    const { url, logs } = await startGateway({
+      upstream: upstream.url,
+      login: [{ ...LOGIN[0], onUnreadable: 'pass' }],
+    });
     const res = await postJson(`${url}/api/login`, {});
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('{"accessToken":"abc","us');
-    expect(logs.lines().some((l) => l.code === 'SG_ERR_LOGIN_NO_TOKEN')).toBe(true);
+    expect(logs.lines().some((l) => l.code === 'SG_ERR_LOGIN_UNREADABLE')).toBe(true);
   });
 
-  it('passes an oversized login response through unregistered', async () => {
+  it('passes an oversized login response through unregistered under onUnreadable: pass', async () => {
     const big = 'x'.repeat(70_000);
     const upstream = await app((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ accessToken: 'big', user: { id: 'u' }, pad: big }));
     });
-    const { url, logs } = await startGateway({ upstream: upstream.url, login: LOGIN, maxLoginBody: '64kb' });
+    const { url, logs } = await startGateway({
+      upstream: upstream.url,
+      login: [{ ...LOGIN[0], onUnreadable: 'pass' }],
+      maxLoginBody: '64kb',
+    });
     const res = await postJson(`${url}/api/login`, {});
     expect((await res.text()).length).toBeGreaterThan(70_000);
     expect(logs.lines().some((l) => l.code === 'SG_ERR_LOGIN_BODY_TOO_LARGE')).toBe(true);
