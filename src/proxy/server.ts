@@ -43,6 +43,10 @@ export interface ProxyOptions {
   readonly loginHeader: boolean;
   readonly locationHeader: string | undefined;
   readonly keepAliveTimeout: number;
+  /** Milliseconds for the client's request head to arrive (slowloris); 408 past it. */
+  readonly headersTimeout: number;
+  /** Milliseconds for the whole client request, head and body; 408 past it. */
+  readonly requestTimeout: number;
   readonly selfServicePrefix: string | undefined;
   readonly selfService: SelfServiceHandler | undefined;
   readonly probe: UserProbe;
@@ -69,8 +73,11 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   o.upstream.onLiveResponse = trackStream;
   const server = createServer({
     keepAliveTimeout: o.keepAliveTimeout,
-    requestTimeout: 0,
-    headersTimeout: 30_000,
+    headersTimeout: o.headersTimeout,
+    requestTimeout: o.requestTimeout,
+    // Node checks the two timeouts only every interval (30 s by default): check often enough that a
+    // timed-out request is answered within about its configured time.
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(o.headersTimeout / 2))),
   });
   const tapDeps = {
     sessions: o.sessions,
