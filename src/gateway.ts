@@ -205,6 +205,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     loginHeader: config.notify.loginHeader,
     locationHeader: config.locationHeader?.toLowerCase(),
     keepAliveTimeout: config.timeouts.keepAlive,
+    headersTimeout: config.timeouts.headers,
+    requestTimeout: config.timeouts.body,
     selfServicePrefix: selfService ? config.selfService.prefix : undefined,
     selfService,
     probe: createUserProbe(

@@ -307,8 +307,24 @@ export const configSchema = z
         response: duration('response').default('60s'),
         /** Idle client keep-alive connections close after this. @default 65s */
         keepAlive: duration('keepAlive').default('65s'),
+        /** The client's request head must arrive within this (slowloris); 408 when exceeded. @default 10s */
+        headers: duration('headers').default('10s'),
+        /**
+         * The whole client request, head and body, must arrive within this; 408 when exceeded. Long uploads
+         * need more. @default 5m
+         */
+        body: duration('body').default('5m'),
       })
       .strict()
+      .superRefine((t, ctx) => {
+        // Node refuses a head timeout longer than the whole-request one; say so with the key path.
+        if (typeof t.headers === 'number' && typeof t.body === 'number' && t.headers > t.body)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['headers'],
+            message: `must not be longer than timeouts.body (${t.headers} ms > ${t.body} ms)`,
+          });
+      })
       .default({}),
     /** `memory` (one replica), a `redis://` URL, or a Redis object. @default memory */
     store: z

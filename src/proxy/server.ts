@@ -46,6 +46,10 @@ export interface ProxyOptions {
   readonly loginHeader: boolean;
   readonly locationHeader: string | undefined;
   readonly keepAliveTimeout: number;
+  /** Milliseconds for the client's request head to arrive (slowloris); 408 past it. */
+  readonly headersTimeout: number;
+  /** Milliseconds for the whole client request, head and body; 408 past it. */
+  readonly requestTimeout: number;
   readonly selfServicePrefix: string | undefined;
   readonly selfService: SelfServiceHandler | undefined;
   readonly probe: UserProbe;
@@ -72,8 +76,11 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   o.upstream.onLiveResponse = trackStream;
   const server = createServer({
     keepAliveTimeout: o.keepAliveTimeout,
-    requestTimeout: 0,
-    headersTimeout: 30_000,
+    headersTimeout: o.headersTimeout,
+    requestTimeout: o.requestTimeout,
+    // Node checks the two timeouts only every interval (30 s by default): check often enough that a
+    // timed-out request is answered within about its configured time.
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(o.headersTimeout / 2))),
   });
   const tapDeps = {
     sessions: o.sessions,
@@ -231,20 +238,30 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // Malformed requests (bad headers, smuggling attempts, oversized headers): a clean 400/431, never a crash.
-    // A client resetting its idle keep-alive connection is not one.
-    if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+    // A client resetting its idle keep-alive connection, or closing mid-request (an aborted upload), is not one.
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'HPE_INVALID_EOF_STATE') {
+      log.debug({ err: err.code }, 'client closed the connection mid-request');
       socket.destroy();
       return;
     }
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
     o.metrics.requests.bad_request.inc();
-    log.warn({ code: 'SG_ERR_BAD_REQUEST', err: err.code ?? err.message }, 'malformed request');
-    if (!socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) {
+    if (timedOut) log.warn({ code: 'SG_ERR_REQUEST_TIMEOUT' }, 'request not received in time: 408');
+    else log.warn({ code: 'SG_ERR_BAD_REQUEST', err: err.code ?? err.message }, 'malformed request');
+    // As Node itself does: answer unless a response to this request has started (its bytes would be corrupted).
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (!socket.writable || inFlight?.headersSent === true) {
       socket.destroy();
       return;
     }
-    const status =
-      err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-    const body = JSON.stringify({ error: 'SG_ERR_BAD_REQUEST', message: 'malformed HTTP request' });
+    const status = timedOut
+      ? '408 Request Timeout'
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? '431 Request Header Fields Too Large'
+        : '400 Bad Request';
+    const body = timedOut
+      ? JSON.stringify({ error: 'SG_ERR_REQUEST_TIMEOUT', message: 'the request did not arrive in time' })
+      : JSON.stringify({ error: 'SG_ERR_BAD_REQUEST', message: 'malformed HTTP request' });
     socket.end(
       `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
     );

@@ -8,7 +8,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { bearer, get, postJson, startGateway } from '../support/gateway.js';
 import { listenApp, readBody } from '../support/upstreams.js';
 
-const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const LOGIN_RULE = { match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' };
+const LOGIN = [LOGIN_RULE];
 
 async function app(handler: Parameters<typeof listenApp>[0]) {
   const a = await listenApp(handler);
@@ -275,7 +276,7 @@ describe('the forwarding path', () => {
     });
     const { url, logs } = await startGateway({
       upstream: upstream.url,
-      login: [{ ...LOGIN[0], onUnreadable: 'pass' }],
+      login: [{ ...LOGIN_RULE, onUnreadable: 'pass' }],
     });
     const res = await postJson(`${url}/api/login`, {});
     expect(res.status).toBe(200);
@@ -291,7 +292,7 @@ describe('the forwarding path', () => {
     });
     const { url, logs } = await startGateway({
       upstream: upstream.url,
-      login: [{ ...LOGIN[0], onUnreadable: 'pass' }],
+      login: [{ ...LOGIN_RULE, onUnreadable: 'pass' }],
       maxLoginBody: '64kb',
     });
     const res = await postJson(`${url}/api/login`, {});
