@@ -199,10 +199,15 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   async function readRuleBody(scope: RequestScope): Promise<RuleBody | undefined> {
     if (scope.body !== undefined) return scope.body;
     const { req, res } = scope;
-    const { buffered, rest } = await readCapped(req, o.maxLoginBody);
-    if (rest !== undefined) {
+    const buffered = await readCapped(req, o.maxLoginBody);
+    if (buffered === 'aborted') {
+      log.debug({ code: 'SG_ERR_CLIENT_ABORTED', path: scope.path }, 'client went away during its upload');
+      return undefined;
+    }
+    if (buffered === 'too_large') {
       o.metrics.logins.body_too_large.inc();
       refuse(res, 413, 'SG_ERR_LOGIN_BODY_TOO_LARGE', `the request body is over ${o.maxLoginBody} bytes`);
+      // Read and drop the rest, so the answer reaches a client still sending.
       req.resume();
       return undefined;
     }
@@ -638,12 +643,12 @@ function isStream(head: ResponseHead): boolean {
   return false;
 }
 
-/** Reads a request body up to `max` bytes; past it, returns a stream of what was read plus the rest. */
-function readCapped(
-  req: IncomingMessage,
-  max: number,
-): Promise<{ buffered: Buffer; rest: AsyncIterable<Buffer> | undefined }> {
-  return new Promise((resolve, reject) => {
+/**
+ * Reads a request body up to `max` bytes. Past the cap, or when the client goes away mid-upload (a
+ * client's doing, not the gateway's failure), there is nothing to read.
+ */
+function readCapped(req: IncomingMessage, max: number): Promise<Buffer | 'too_large' | 'aborted'> {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (c: Buffer) => {
@@ -651,21 +656,16 @@ function readCapped(
       size += c.length;
       if (size > max) {
         req.off('data', onData);
-        req.off('end', onEnd);
         req.pause();
-        resolve({
-          buffered: Buffer.alloc(0),
-          rest: (async function* () {
-            yield* chunks;
-            for await (const c2 of req) yield c2 as Buffer;
-          })(),
-        });
+        resolve('too_large');
       }
     };
-    const onEnd = () => resolve({ buffered: Buffer.concat(chunks, size), rest: undefined });
     req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', reject);
+    req.on('end', () => resolve(Buffer.concat(chunks, size)));
+    req.on('error', () => resolve('aborted'));
+    req.on('close', () => {
+      if (!req.complete) resolve('aborted');
+    });
   });
 }
 
