@@ -29,8 +29,13 @@ export interface SessionRecord {
   readonly location?: string;
   readonly endedAt?: number;
   readonly endedBy?: EndedBy;
-  /** Token ids of the session, oldest first, at most sessions.maxTokensPerSession. */
+  /**
+   * Token ids of the session, oldest first: the `pinned` ones its login issued (kept for its life), then
+   * at most sessions.maxTokensPerSession rotated ones.
+   */
   readonly tokenIds: readonly string[];
+  /** How many of `tokenIds`, from the first, the login issued. @default 0 */
+  readonly pinned?: number;
 }
 
 /** What a store knows of one token id. */

@@ -31,18 +31,31 @@ export interface SessionStore {
    * ended sessions' token ids. Throws StoreConflictError when the version moved.
    */
   commit(change: SessionCommit): Promise<void>;
-  /** What is known of a token id, or undefined. */
-  lookup(tokenId: string): Promise<TokenLookup | undefined>;
   /**
-   * Adds token ids to a live session (refresh, rotation), dropping the oldest beyond `maxTokens`.
-   * Returns the resulting session, or undefined if it is not live any more. Dropped ids are invalidated.
+   * The session a token id belongs to, or undefined. A token id stays its session's until the session
+   * expires, also after it fell out of the session's list (`addTokens`): dead stays dead.
+   */
+  lookup(tokenId: string): Promise<TokenLookup | undefined>;
+  /** As `lookup`, and `anonymous` for a value remembered by `rememberAnonymous` (one round trip). */
+  find(tokenId: string): Promise<TokenLookup | 'anonymous' | undefined>;
+  /**
+   * Adds token ids to a live session (refresh, rotation). The session lists its first `pinned` ids
+   * (those its login issued) and at most `maxTokens` others, dropping the oldest of those; a dropped
+   * id is not forgotten (see `lookup`). Returns the resulting session, or undefined if it is not live.
    */
   addTokens(
     user: string,
     sessionId: string,
     tokenIds: readonly string[],
     maxTokens: number,
+    pinned?: number,
   ): Promise<SessionRecord | undefined>;
+  /**
+   * Remembers token ids the app issued to requests without a session (the cookie a Rails, Laravel or
+   * PHP login page sets before anyone logs in) for `ttl` milliseconds, so `unknownTokens: reject` lets
+   * them pass. Never applies to an id that belongs to a session.
+   */
+  rememberAnonymous(tokenIds: readonly string[], ttl: number): Promise<void>;
   /** Records activity (off the request path; at most once per interval per session). */
   touch(user: string, sessionId: string, at: number): Promise<void>;
   /** Subscribes to invalidations (this replica's and the others'). Returns an unsubscribe function. */

@@ -19,6 +19,8 @@ export interface MemoryStoreOptions {
    * session's maximum age still learns "expired" rather than "unknown". @default 0
    */
   retention?: number;
+  /** Anonymous token ids remembered at most (the oldest are forgotten first). @default 100000 */
+  maxAnonymous?: number;
 }
 
 interface UserEntry {
@@ -40,10 +42,14 @@ export class MemorySessionStore implements SessionStore {
   readonly #now: () => number;
   readonly #sweeper: NodeJS.Timeout;
   readonly #retention: number;
+  /** tokenId -> when it stops being remembered; insertion order is age order. */
+  readonly #anonymous = new Map<string, number>();
+  readonly #maxAnonymous: number;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#now = options.now ?? Date.now;
     this.#retention = options.retention ?? 0;
+    this.#maxAnonymous = options.maxAnonymous ?? 100_000;
     this.#sweeper = setInterval(() => this.sweep(), options.sweepInterval ?? 60_000);
     this.#sweeper.unref();
   }
@@ -81,11 +87,36 @@ export class MemorySessionStore implements SessionStore {
     }
     if (change.create) {
       entry.sessions.set(change.create.id, change.create);
-      for (const t of change.create.tokenIds)
+      for (const t of change.create.tokenIds) {
         this.#tokens.set(t, { user: change.user, sessionId: change.create.id });
+        this.#anonymous.delete(t);
+      }
     }
     entry.version = version + 1;
     if (invalidated.length > 0) this.#publish({ tokenIds: invalidated, ended });
+  }
+
+  async find(tokenId: string): Promise<TokenLookup | 'anonymous' | undefined> {
+    const found = await this.lookup(tokenId);
+    if (found !== undefined) return found;
+    const until = this.#anonymous.get(tokenId);
+    if (until === undefined) return undefined;
+    if (until > this.#now()) return 'anonymous';
+    this.#anonymous.delete(tokenId);
+    return undefined;
+  }
+
+  async rememberAnonymous(tokenIds: readonly string[], ttl: number): Promise<void> {
+    const until = this.#now() + ttl;
+    for (const t of tokenIds) {
+      if (this.#tokens.has(t)) continue;
+      this.#anonymous.delete(t);
+      this.#anonymous.set(t, until);
+      if (this.#anonymous.size > this.#maxAnonymous) {
+        const oldest = this.#anonymous.keys().next().value;
+        if (oldest !== undefined) this.#anonymous.delete(oldest);
+      }
+    }
   }
 
   async lookup(tokenId: string): Promise<TokenLookup | undefined> {
@@ -101,19 +132,20 @@ export class MemorySessionStore implements SessionStore {
     sessionId: string,
     tokenIds: readonly string[],
     maxTokens: number,
+    pinned = 0,
   ): Promise<SessionRecord | undefined> {
     const entry = this.#users.get(user);
     const s = entry?.sessions.get(sessionId);
     if (!entry || !s || s.state !== 'live' || s.expiresAt <= this.#now()) return undefined;
     const fresh = [...new Set(tokenIds)];
-    const merged = [...s.tokenIds.filter((t) => !fresh.includes(t)), ...fresh];
-    const dropped = merged.length > maxTokens ? merged.slice(0, merged.length - maxTokens) : [];
-    const kept = merged.slice(dropped.length);
-    for (const t of fresh) this.#tokens.set(t, { user, sessionId });
-    for (const t of dropped) this.#tokens.delete(t);
+    const kept = keptTokens(s.tokenIds, fresh, maxTokens, pinned);
+    for (const t of fresh) {
+      this.#tokens.set(t, { user, sessionId });
+      this.#anonymous.delete(t);
+    }
+    // Dropped ids keep their index entry: they stay the session's until it expires (dead stays dead).
     const updated = { ...s, tokenIds: kept };
     entry.sessions.set(sessionId, updated);
-    if (dropped.length > 0) this.#publish({ tokenIds: dropped });
     return updated;
   }
 
@@ -139,17 +171,21 @@ export class MemorySessionStore implements SessionStore {
     this.#listeners.clear();
   }
 
-  /** Drops sessions (and their token index entries) past their expiresAt. */
+  /** Drops sessions (and their token index entries) past their expiresAt, and forgotten anonymous ids. */
   sweep(): void {
     const now = this.#now();
     for (const [user, entry] of this.#users) {
       for (const [id, s] of entry.sessions) {
         if (s.expiresAt + this.#retention > now) continue;
         entry.sessions.delete(id);
-        for (const t of s.tokenIds) this.#tokens.delete(t);
       }
       if (entry.sessions.size === 0) this.#users.delete(user);
     }
+    // Index entries of dropped (rotated-out) ids are not listed by their session: one pass over all.
+    for (const [t, ref] of this.#tokens) {
+      if (!this.#users.get(ref.user)?.sessions.has(ref.sessionId)) this.#tokens.delete(t);
+    }
+    for (const [t, until] of this.#anonymous) if (until <= now) this.#anonymous.delete(t);
   }
 
   /** Counts kept for tests and metrics: users, sessions (live and tombstones), token ids. */
@@ -159,7 +195,27 @@ export class MemorySessionStore implements SessionStore {
     return { users: this.#users.size, sessions, tokens: this.#tokens.size };
   }
 
+  /** Counts of remembered anonymous ids, for tests. */
+  anonymousSize(): number {
+    return this.#anonymous.size;
+  }
+
   #publish(message: Invalidation): void {
     for (const l of this.#listeners) l.onInvalidate(message);
   }
+}
+
+/**
+ * The token list after adding `fresh`: the first `pinned` (issued by the login) always stay, then the
+ * newest `maxTokens` of the others.
+ */
+export function keptTokens(
+  current: readonly string[],
+  fresh: readonly string[],
+  maxTokens: number,
+  pinned: number,
+): string[] {
+  const head = current.slice(0, pinned);
+  const rotated = [...current.slice(pinned).filter((t) => !fresh.includes(t)), ...fresh.filter((t) => !head.includes(t))];
+  return [...head, ...rotated.slice(Math.max(0, rotated.length - maxTokens))];
 }

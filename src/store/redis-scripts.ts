@@ -125,16 +125,19 @@ return out
 };
 
 /**
- * Adds token ids to a live session, dropping the oldest beyond maxTokens, and publishes the dropped.
- * KEYS: sessions, expiry, live. ARGV: sid, maxTokens, now, horizon, channel, new tokens (lines),
- * publishedAt (stamped on the message).
+ * Adds token ids to a live session: its first `pinned` ids (issued by its login) always stay listed, and
+ * at most maxTokens others, the oldest dropped from the list. A dropped id keeps its index key (it stays
+ * the session's until the session expires), so nothing is published.
+ * KEYS: sessions, expiry, live. ARGV: sid, maxTokens, now, horizon, channel (unused), new tokens (lines),
+ * publishedAt (unused), pinned.
  * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens}.
  */
 export const ADD_TOKENS: LuaScript = {
   name: 'addTokens',
   source: `${HELPERS}
 local h, x, l = KEYS[1], KEYS[2], KEYS[3]
-local sid, now, horizon, channel = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+local sid, now, horizon = ARGV[1], ARGV[3], ARGV[4]
+local pinned = tonumber(ARGV[8] or '0')
 if redis.call('SISMEMBER', l, sid) == 0 then return false end
 local exp = redis.call('ZSCORE', x, sid)
 if not exp or tonumber(exp) <= tonumber(now) then return false end
@@ -145,20 +148,28 @@ for tok in string.gmatch(ARGV[6], '[^\\n]+') do
     fresh[#fresh + 1] = tok
   end
 end
-local merged = {}
+local head, isHead, rotated = {}, {}, {}
+local i = 0
 for tok in string.gmatch(redis.call('HGET', h, 't|' .. sid) or '', '[^\\n]+') do
-  if not isFresh[tok] then merged[#merged + 1] = tok end
+  i = i + 1
+  if i <= pinned then
+    head[#head + 1] = tok
+    isHead[tok] = true
+  elseif not isFresh[tok] then
+    rotated[#rotated + 1] = tok
+  end
 end
-for _, tok in ipairs(fresh) do merged[#merged + 1] = tok end
-local drop = #merged - tonumber(ARGV[2])
-local dropped, kept = {}, {}
-for i, tok in ipairs(merged) do
-  if i <= drop then dropped[#dropped + 1] = tok else kept[#kept + 1] = tok end
+for _, tok in ipairs(fresh) do
+  if not isHead[tok] then rotated[#rotated + 1] = tok end
+end
+local drop = #rotated - tonumber(ARGV[2])
+local kept = head
+for j, tok in ipairs(rotated) do
+  if j > drop then kept[#kept + 1] = tok end
 end
 redis.call('HSET', h, 't|' .. sid, table.concat(kept, '\\n'))
 prune(h, x, l, horizon)
 expire(h, x, l, horizon)
-if #dropped > 0 then publish(channel, table.concat(dropped, ','), ARGV[7]) end
 local f = redis.call('HMGET', h, 'b|' .. sid, 's|' .. sid, 'l|' .. sid, 'e|' .. sid, 't|' .. sid)
 return {f[1] or '', f[2] or '', f[3] or '0', f[4] or '', f[5] or ''}
 `,

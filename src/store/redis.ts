@@ -52,6 +52,8 @@ type Client = Redis | Cluster;
 
 /** Longest wait between reconnect attempts (command and subscriber connections). */
 const MAX_BACKOFF = 2_000;
+/** The index key's value for an anonymous token id (a session's is `<tag>\n<sid>`). */
+const ANONYMOUS = 'a';
 /** Consecutive command timeouts after which the command connection is presumed half-open. */
 const TIMEOUTS_BEFORE_RECONNECT = 3;
 const STATES: ReadonlySet<string> = new Set<SessionState>([
@@ -345,8 +347,14 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async lookup(tokenId: string): Promise<TokenLookup | undefined> {
+    const found = await this.find(tokenId);
+    return found === 'anonymous' ? undefined : found;
+  }
+
+  async find(tokenId: string): Promise<TokenLookup | 'anonymous' | undefined> {
     const ref = await this.#call('lookup', () => this.#client.get(this.#indexKey(tokenId)));
     if (ref === null) return undefined;
+    if (ref === ANONYMOUS) return 'anonymous';
     const nl = ref.indexOf('\n');
     if (nl < 0) return undefined;
     const sid = ref.slice(nl + 1);
@@ -354,12 +362,21 @@ export class RedisSessionStore implements SessionStore {
     const f = await this.#call('lookup', () =>
       this.#client.hmget(k.sessions, `b|${sid}`, `s|${sid}`, `l|${sid}`, `e|${sid}`, `t|${sid}`),
     );
+    // An index key left by a failed commit names a session that does not exist: not the token's. One
+    // whose token fell out of the session's list (rotation) is still the session's: dead stays dead.
     const session = assemble(f[0], f[1], f[2], f[3], f[4]);
-    // The record must still list the token: a dropped token, or an index key left by a failed commit,
-    // is not the session's.
-    if (!session || !session.tokenIds.includes(tokenId)) return undefined;
+    if (!session) return undefined;
     if (session.expiresAt + this.#retention <= this.#now()) return undefined;
     return { tokenId, session };
+  }
+
+  async rememberAnonymous(tokenIds: readonly string[], ttl: number): Promise<void> {
+    const px = Math.ceil(ttl);
+    if (px <= 0 || tokenIds.length === 0) return;
+    // NX: an id that belongs to a session is never made anonymous.
+    await this.#call('rememberAnonymous', () =>
+      Promise.all(tokenIds.map((t) => this.#client.set(this.#indexKey(t), ANONYMOUS, 'PX', px, 'NX'))),
+    );
   }
 
   async addTokens(
@@ -367,6 +384,7 @@ export class RedisSessionStore implements SessionStore {
     sessionId: string,
     tokenIds: readonly string[],
     maxTokens: number,
+    pinned = 0,
   ): Promise<SessionRecord | undefined> {
     const tag = userTag(user);
     const k = this.#userKeys(tag);
@@ -386,6 +404,7 @@ export class RedisSessionStore implements SessionStore {
       this.#channel,
       encodeTokens(tokenIds),
       publicationClock().toFixed(3),
+      String(pinned),
     ];
     const reply = await this.#call('addTokens', () => this.#eval(ADD_TOKENS, keys, args));
     if (!Array.isArray(reply)) return undefined;
