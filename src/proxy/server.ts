@@ -542,6 +542,11 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
 
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    const refusal = upgradeRefusal(req);
+    if (refusal !== undefined) {
+      refuseUpgrade(socket, refusal);
+      return;
+    }
     const scope = prepare(req, undefined);
     if (scope === undefined) {
       rejectUpgrade(
@@ -550,6 +555,12 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
         'Bad Request',
         JSON.stringify({ error: 'SG_ERR_AMBIGUOUS_PATH', message: 'ambiguous path refused' }),
       );
+      return;
+    }
+    // A login, refresh or logout is an exchange the taps must see; tunnelled, its token would reach the
+    // client unregistered (`POST /login` with `Upgrade: websocket`).
+    if (scope.rule !== undefined) {
+      refuseUpgrade(socket, `a ${scope.rule.kind} route is never upgraded`);
       return;
     }
     const open = (d: Decision | undefined) => {
@@ -592,6 +603,29 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
         socket.destroy();
       });
     else open(d);
+  }
+
+  /** Answers a refused upgrade with 400, counted and logged like any bad request. */
+  function refuseUpgrade(socket: Duplex, message: string): void {
+    count('bad_request');
+    log.warn({ code: 'SG_ERR_UPGRADE_REFUSED', reason: message }, 'upgrade refused');
+    rejectUpgrade(socket, 400, 'Bad Request', JSON.stringify({ error: 'SG_ERR_UPGRADE_REFUSED', message }));
+  }
+
+  /**
+   * Why an upgrade request is refused, or undefined. Only a WebSocket handshake (RFC 6455 section 4.1: a
+   * GET without a body) is tunnelled: an `h2c` upgrade or a request with a body is one the gateway could
+   * not follow once switched, and a body would sit in the tunnel as unchecked bytes.
+   */
+  function upgradeRefusal(req: IncomingMessage): string | undefined {
+    const upgrade = (req.headers.upgrade ?? '').trim().toLowerCase();
+    if (upgrade === 'h2c') return 'h2c upgrades are refused: only websocket is supported';
+    if (upgrade !== 'websocket') return 'only websocket upgrades are supported';
+    if (req.method !== 'GET') return 'a websocket upgrade must be a GET';
+    const length = req.headers['content-length'];
+    if ((length !== undefined && Number(length) !== 0) || req.headers['transfer-encoding'] !== undefined)
+      return 'an upgrade request carries no body';
+    return undefined;
   }
 }
 
