@@ -1,10 +1,18 @@
 import { LRUCache } from 'lru-cache';
 import type { SessionRecord, SessionState } from '../model.js';
 
+/** A decision that can change without its session ending (trusted for maxStaleness only), or a tombstone. */
+function isProvisional(state: Decision['state']): boolean {
+  return state === 'live' || state === 'unknown' || state === 'anonymous';
+}
+
 /** What this replica believes of one token id. Entries are mutated in place for activity tracking. */
 export interface Decision {
-  /** `unknown`: no login was seen for the token; `unavailable`: the store could not answer. */
-  readonly state: SessionState | 'unknown' | 'unavailable';
+  /**
+   * `unknown`: no login was seen for the token; `anonymous`: the app issued it to a request without a
+   * session (a login page's cookie), remembered for a while; `unavailable`: the store could not answer.
+   */
+  readonly state: SessionState | 'unknown' | 'anonymous' | 'unavailable';
   readonly session: SessionRecord | undefined;
   /** When the store was read (clock milliseconds). */
   readonly fetchedAt: number;
@@ -67,7 +75,7 @@ export class DecisionCache {
   get(tokenId: string, now: number): Decision | undefined {
     const d = this.#lru.get(tokenId);
     if (d === undefined) return undefined;
-    if (d.state === 'live' || d.state === 'unknown') {
+    if (isProvisional(d.state)) {
       if (d.epoch !== this.#epoch || now - d.fetchedAt >= this.#maxStaleness) return undefined;
       return d;
     }
@@ -92,8 +100,8 @@ export class DecisionCache {
   completeFill(ticket: FillTicket, decision: Decision): boolean {
     if (this.#pending.get(ticket.tokenId) === ticket) this.#pending.delete(ticket.tokenId);
     if (ticket.voided || ticket.epoch !== this.#epoch) {
-      // A dead answer is still true; only a live or unknown one may be stale.
-      if (decision.state !== 'live' && decision.state !== 'unknown') {
+      // A dead answer is still true; only a live, unknown or anonymous one may be stale.
+      if (!isProvisional(decision.state)) {
         this.#lru.set(ticket.tokenId, decision);
         return true;
       }
@@ -116,7 +124,7 @@ export class DecisionCache {
       const ticket = this.#pending.get(id);
       if (ticket) ticket.voided = true;
       const d = this.#lru.peek(id);
-      if (d !== undefined && (d.state === 'live' || d.state === 'unknown')) this.#lru.delete(id);
+      if (d !== undefined && isProvisional(d.state)) this.#lru.delete(id);
     }
   }
 

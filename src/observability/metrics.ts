@@ -6,6 +6,7 @@ export const REQUEST_OUTCOMES = [
   'passed_no_token',
   'passed_unprotected',
   'passed_unknown',
+  'passed_anonymous',
   'passed_store_unavailable',
   'passed_report_only',
   'rejected_superseded',

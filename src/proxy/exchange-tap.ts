@@ -35,7 +35,8 @@ export interface ExchangeTapDeps {
   readonly locationHeader: string | undefined;
   readonly probe: UserProbe;
   /**
-   * The rotation tap of the request's live cookie token: a response that is not a registered login
+   * The cookie tap of an ordinary response (a live session's rotation, or anonymous cookies under
+   * `unknownTokens: reject`): a response that is not a registered login
    * (failed, or of a refresh/logout that issues nothing) may still rotate the session cookie.
    */
   readonly rotation?: ResponseTap;

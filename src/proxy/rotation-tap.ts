@@ -5,7 +5,7 @@ import { compileCookieName, parseSetCookie } from '../tokens/cookies.js';
 import { compileValueTransform, type ValueOptions, type ValueTransform } from '../tokens/value.js';
 import type { RequestTokenSourceConfig } from '../config/schema.js';
 import type { TokenIdOf } from '../tokens/token-id.js';
-import type { HeadAction, ResponseTap } from './forward.js';
+import type { HeadAction, ResponseHead, ResponseTap } from './forward.js';
 
 /** The cookies that carry session tokens, compiled once; responses that set one are rotations. */
 export interface WatchedCookies {
@@ -53,6 +53,52 @@ export interface RotationDeps {
  * that session before the response is released; a response that only clears it ends the session.
  * Responses that set no watched cookie pass at once and pay one scan of their header names.
  */
+/** The last value the response sets for each watched cookie (`null`: cleared); undefined if none. */
+function lastSetCookies(head: ResponseHead, watched: WatchedCookies): Map<string, string | null> | undefined {
+  // The browser keeps the last Set-Cookie of each name: PHP sends a new id and then its deletion.
+  let last: Map<string, string | null> | undefined;
+  const h = head.headers;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i] as string;
+    if (name.length !== 10 || name.toLowerCase() !== 'set-cookie') continue;
+    const set = watched.read(h[i + 1] as string);
+    if (set !== undefined) (last ??= new Map()).set(set.name, set.value);
+  }
+  return last;
+}
+
+/**
+ * Cookies issued before login (Rails' cookie store, Laravel and PHP apps set their session cookie on
+ * the anonymous login page, with the CSRF secret in it): a response to a request without a live token
+ * that sets a watched cookie has its values remembered as anonymous before it is released, so that
+ * `unknownTokens: reject` lets the page's own assets and the login POST through. One tap, shared by
+ * every such request; built only under `unknownTokens: reject`.
+ */
+export function anonymousTap(deps: RotationDeps): ResponseTap {
+  return {
+    onHead(head): HeadAction {
+      const last = lastSetCookies(head, deps.watched);
+      if (last === undefined) return 'stream';
+      const ids: string[] = [];
+      for (const value of last.values()) if (value !== null) ids.push(deps.tokenIdOf(value));
+      if (ids.length === 0) return 'stream';
+      return deps.sessions.rememberAnonymous(ids).then(
+        () => deps.metrics.tokenUpdates.labels('anonymous').inc(),
+        (err: unknown) => {
+          // Released anyway: the next request with the value is refused as unknown, never let in.
+          deps.metrics.storeErrors.inc();
+          deps.logger.error(
+            { code: 'SG_ERR_ROTATION', err: (err as Error).message },
+            'could not remember an anonymous token',
+          );
+        },
+      );
+    },
+    onBody: () => Promise.resolve(),
+    onOverflow: () => true,
+  };
+}
+
 export function rotationTap(
   presentedTokenId: string,
   presentedCookies: readonly string[],
@@ -60,15 +106,7 @@ export function rotationTap(
 ): ResponseTap {
   return {
     onHead(head): HeadAction {
-      // The browser keeps the last Set-Cookie of each name: PHP sends a new id and then its deletion.
-      let last: Map<string, string | null> | undefined;
-      const h = head.headers;
-      for (let i = 0; i < h.length; i += 2) {
-        const name = h[i] as string;
-        if (name.length !== 10 || name.toLowerCase() !== 'set-cookie') continue;
-        const set = deps.watched.read(h[i + 1] as string);
-        if (set !== undefined) (last ??= new Map()).set(set.name, set.value);
-      }
+      const last = lastSetCookies(head, deps.watched);
       if (last === undefined) return 'stream';
       let added: string[] | undefined;
       let cleared = false;

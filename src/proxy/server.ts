@@ -13,11 +13,11 @@ import { clientAddress, type TrustedProxies } from './client-address.js';
 import { ConnectionRegistry } from './connections.js';
 import { decodeBody } from './decode.js';
 import { exchangeTap, type UserProbe } from './exchange-tap.js';
-import { Upstream, type ResponseHead } from './forward.js';
+import { Upstream, type ResponseHead, type ResponseTap } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { normalizePath } from './path.js';
 import { STATE_TO_CODE, sendError, type Rejections, type RejectionCode } from './rejection.js';
-import { rotationTap, type RotationDeps, type WatchedCookies } from './rotation-tap.js';
+import { anonymousTap, rotationTap, type RotationDeps, type WatchedCookies } from './rotation-tap.js';
 import type { RequestScope, RuleBody, RuleCandidate } from './scope.js';
 import { CLOSE_CODES, rejectUpgrade, tunnelUpgrade, type UpgradeTarget } from './upgrade.js';
 
@@ -102,6 +102,9 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
     metrics: o.metrics,
     logger: o.logger,
   };
+  // Anonymous cookies matter only where unknown tokens are refused; elsewhere they pass anyway.
+  const anonymous =
+    rotationDeps !== undefined && o.unknownTokens === 'reject' ? anonymousTap(rotationDeps) : undefined;
 
   // Long-lived connections were checked once, when they opened: close those whose session ended,
   // on revocations made here or received from other replicas, and after the channel was restored
@@ -111,7 +114,13 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       if (!connections.has(id)) continue;
       void Promise.resolve(o.sessions.check(id))
         .then((d) => {
-          if (d.state === 'live' || d.state === 'unknown' || d.state === 'unavailable') return;
+          if (
+            d.state === 'live' ||
+            d.state === 'unknown' ||
+            d.state === 'anonymous' ||
+            d.state === 'unavailable'
+          )
+            return;
           for (const c of connections.close([id], () => codeOf(d)))
             o.metrics.connectionsClosed.labels(c.kind).inc();
         })
@@ -376,6 +385,8 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
         return 'pass';
       case 'unknown':
         return o.unknownTokens === 'pass' || lenient ? 'pass' : 'session_unknown';
+      case 'anonymous':
+        return 'pass';
       case 'unavailable':
         return o.failMode === 'open' ? 'pass' : 'session_store_unavailable';
       default:
@@ -392,7 +403,9 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
           ? 'passed_live'
           : d.state === 'unavailable'
             ? 'passed_store_unavailable'
-            : 'passed_unknown',
+            : d.state === 'anonymous'
+              ? 'passed_anonymous'
+              : 'passed_unknown',
       );
       if (d.state === 'unavailable')
         log.warn({ code: 'SG_ERR_STORE_UNAVAILABLE', failMode: 'open' }, 'store unavailable: request passed');
@@ -440,20 +453,28 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       forwardExchange(scope, rule, headers);
       return;
     }
-    const buffered = scope.body?.raw;
     const live = scope.decision?.state === 'live' && scope.tokenId !== undefined;
-    if (live && scope.token?.carrier === 'cookie' && o.watchedCookies !== undefined) {
-      o.upstream.forward(
-        req,
-        res,
-        headers,
-        req,
-        rotationTap(scope.tokenId as string, scope.token.cookieNames ?? [], rotationDeps as RotationDeps),
-        scope.tokenId,
-      );
-      return;
-    }
-    o.upstream.forward(req, res, headers, buffered ?? req, undefined, live ? scope.tokenId : undefined);
+    o.upstream.forward(
+      req,
+      res,
+      headers,
+      scope.body?.raw ?? req,
+      cookieTap(scope),
+      live ? scope.tokenId : undefined,
+    );
+  }
+
+  /**
+   * The tap of a response that is not a registered login: a live cookie session's rotation, or (under
+   * `unknownTokens: reject`) the cookies an anonymous request is issued; undefined when neither applies.
+   */
+  function cookieTap(scope: RequestScope): ResponseTap | undefined {
+    if (rotationDeps === undefined) return undefined;
+    const token = scope.token;
+    if (scope.decision?.state === 'live' && token !== undefined && token.carrier === 'cookie')
+      return rotationTap(scope.tokenId as string, token.cookieNames ?? [], rotationDeps);
+    if (scope.decision?.state === 'live') return undefined;
+    return anonymous;
   }
 
   /**
@@ -468,6 +489,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       state === undefined ||
       state === 'live' ||
       state === 'unknown' ||
+      state === 'anonymous' ||
       state === 'unavailable'
     )
       return UNCHANGED;
@@ -493,10 +515,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
 
   function forwardExchange(scope: RequestScope, rule: CompiledTokenRule, headers: string[]): void {
     const { req, res } = scope;
-    const rotation =
-      scope.decision?.state === 'live' && scope.token?.carrier === 'cookie' && rotationDeps !== undefined
-        ? rotationTap(scope.tokenId as string, scope.token.cookieNames ?? [], rotationDeps)
-        : undefined;
+    const rotation = cookieTap(scope);
     const deps = rotation === undefined ? tapDeps : { ...tapDeps, rotation };
     if (!rule.needsRequestBody) {
       o.upstream.forward(
@@ -532,7 +551,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
           return undefined;
         }
         return Promise.resolve(o.sessions.check(o.tokenIdOf(presented))).then((d) => {
-          const verdict = d.state === 'unknown' ? 'pass' : verdictOf(scope, d);
+          const verdict = d.state === 'unknown' || d.state === 'anonymous' ? 'pass' : verdictOf(scope, d);
           if (verdict === 'pass') send();
           else reject({ ...scope, token: undefined }, verdict, d, send);
         });

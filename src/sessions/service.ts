@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Decision, DecisionCache } from '../cache/decision-cache.js';
 import { SessiongateError, StoreConflictError, StoreUnavailableError } from '../errors.js';
 import type { SessionStore } from '../store/contract.js';
-import type { EndedBy, EndState, SessionRecord } from '../model.js';
+import type { EndedBy, EndState, SessionRecord, TokenLookup } from '../model.js';
 import { END_EVENT, SessionEvents } from './events.js';
 import { decideLogin } from './policy.js';
 
@@ -152,9 +152,9 @@ export class SessionService {
       const ticket = this.#cache.beginFill(tokenId);
       let decision: Decision;
       try {
-        const found = await this.#store.lookup(tokenId);
+        const found = await this.#store.find(tokenId);
         const now = this.#now();
-        decision = this.#cache.makeDecision(found ? found.session.state : 'unknown', found?.session, now);
+        decision = this.#decisionOf(found, now);
         const previous = this.#cache.get(tokenId, now);
         if (previous && previous.lastSeenAt > decision.lastSeenAt) {
           decision.lastSeenAt = previous.lastSeenAt;
@@ -172,11 +172,30 @@ export class SessionService {
     }
     // Invalidated three reads in a row: the token is being revoked right now; ask once more, uncached.
     try {
-      const found = await this.#store.lookup(tokenId);
-      return this.#cache.makeDecision(found ? found.session.state : 'unknown', found?.session, this.#now());
+      return this.#decisionOf(await this.#store.find(tokenId), this.#now());
     } catch (err) {
       this.#onBackgroundError(err, 'lookup');
       return UNAVAILABLE;
+    }
+  }
+
+  #decisionOf(found: TokenLookup | 'anonymous' | undefined, now: number): Decision {
+    if (found === 'anonymous') return this.#cache.makeDecision('anonymous', undefined, now);
+    return this.#cache.makeDecision(found ? found.session.state : 'unknown', found?.session, now);
+  }
+
+  /**
+   * Remembers token values the app issued to requests without a session (the cookie of a login page),
+   * for `idleTimeout`, so `unknownTokens: reject` lets them pass. Throws StoreUnavailableError.
+   */
+  async rememberAnonymous(tokenIds: readonly string[]): Promise<void> {
+    await this.#store.rememberAnonymous(tokenIds, this.#config.idleTimeout);
+    const now = this.#now();
+    for (const t of tokenIds) {
+      // Only where nothing better is known: a token of a session stays that session's.
+      const cached = this.#cache.get(t, now);
+      if (cached === undefined || cached.state === 'unknown')
+        this.#cache.set(t, this.#cache.makeDecision('anonymous', undefined, now));
     }
   }
 
@@ -219,6 +238,7 @@ export class SessionService {
               known.session.id,
               others,
               this.#config.maxTokensPerSession,
+              known.session.pinned ?? 0,
             )) ?? known.session)
           : known.session;
         this.#cacheLive(input.tokenIds, session, now);
@@ -251,7 +271,9 @@ export class SessionService {
       ip: input.ip,
       userAgent: input.userAgent,
       ...(input.location ? { location: input.location } : {}),
-      tokenIds: tokenIds.slice(-this.#config.maxTokensPerSession),
+      // The login's own tokens (session + remember-me) stay with the session for its life.
+      tokenIds,
+      pinned: tokenIds.length,
     };
     const endedBy: EndedBy = { sessionId: session.id, ip: input.ip, userAgent: input.userAgent };
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
@@ -318,6 +340,7 @@ export class SessionService {
       d.session.id,
       tokenIds,
       this.#config.maxTokensPerSession,
+      d.session.pinned ?? 0,
     );
     if (session) this.#cacheLive(tokenIds, session, this.#now());
     return session;

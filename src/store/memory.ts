@@ -216,6 +216,9 @@ export function keptTokens(
   pinned: number,
 ): string[] {
   const head = current.slice(0, pinned);
-  const rotated = [...current.slice(pinned).filter((t) => !fresh.includes(t)), ...fresh.filter((t) => !head.includes(t))];
+  const rotated = [
+    ...current.slice(pinned).filter((t) => !fresh.includes(t)),
+    ...fresh.filter((t) => !head.includes(t)),
+  ];
   return [...head, ...rotated.slice(Math.max(0, rotated.length - maxTokens))];
 }
