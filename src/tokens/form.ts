@@ -120,9 +120,10 @@ function readExactPair(pair: string, field: string, index: number): FieldRead | 
   const qsEq = qsSplitAt(qsPair);
   if (qsEq !== -1 && strictDecode(qsPair.slice(0, qsEq)) !== field)
     return ambiguous('a `]=` in the value (qs splits the pair there)');
+  if (eq === -1) return ambiguous('the field without `=` (Rack reads nil, the others an empty string)');
   if (index >= PARAMETER_LIMIT)
     return ambiguous(`the field comes after ${PARAMETER_LIMIT} parameters (qs and PHP stop reading there)`);
-  const rawValue = eq === -1 ? '' : pair.slice(eq + 1);
+  const rawValue = pair.slice(eq + 1);
   if (LONE_SURROGATE.test(rawValue)) return ambiguous('a lone surrogate in the value');
   const value = strictDecode(rawValue);
   if (value === undefined) return ambiguous('malformed percent-encoding or UTF-8 in the value');
@@ -375,17 +376,17 @@ function rack3Path(name: string): NamePath | undefined {
 const READERS: readonly NameReader[] = [
   { stack: 'WHATWG, Django, Go, servlets; ASP.NET ignoring case', read: (n) => [n] },
   {
-    stack: 'the URLSearchParams string constructor (a leading `?`)',
+    stack: 'URLSearchParams from a string, which drops a leading `?`',
     read: (n) => [n.startsWith('?') ? n.slice(1) : n],
   },
   {
     stack: 'a UTF-8 decoder stripping a byte order mark',
     read: (n) => [n.startsWith('\uFEFF') ? n.slice(1) : n],
   },
-  { stack: 'qs (brackets)', read: qsPath },
-  { stack: 'qs allowDots, Spring or ASP.NET (dots)', read: (n) => qsPath(dotsToBrackets(n)) },
-  { stack: 'PHP 8 (name mangling, brackets, NUL)', read: (n) => phpPath(n, true) },
-  { stack: 'PHP 7 (name mangling, brackets, NUL)', read: (n) => phpPath(n, false) },
-  { stack: 'Rack 2 (brackets)', read: rack2Path },
-  { stack: 'Rack 3 (brackets)', read: rack3Path },
+  { stack: 'qs brackets', read: qsPath },
+  { stack: 'qs allowDots, Spring or ASP.NET dots', read: (n) => qsPath(dotsToBrackets(n)) },
+  { stack: 'PHP 8 name rules', read: (n) => phpPath(n, true) },
+  { stack: 'PHP 7 name rules', read: (n) => phpPath(n, false) },
+  { stack: 'Rack 2 brackets', read: rack2Path },
+  { stack: 'Rack 3 brackets', read: rack3Path },
 ];
