@@ -11,12 +11,13 @@
  * - qs (express `urlencoded({ extended: true })`): `a[b]`, `a[]`, `a[0]`, `[a]` nest; a repeated key
  *   becomes an array; a pair splits at `]=` before its first `=`; only the first 1000 pairs count.
  * - qs with `allowDots`, Spring and ASP.NET model binding: `a.b` nests like `a[b]`.
- * - ASP.NET (`Request.Form`, Go's JSON aside): keys compare ignoring case, so every comparison here does.
+ * - ASP.NET (`Request.Form`): keys compare ignoring case, so every comparison here does.
  * - PHP (`$_POST`, parse_str): the last value wins; a NUL ends the name; leading spaces are dropped;
  *   `.` and space become `_` before the first `[`; `a[b]`, `a[]` nest; an unmatched first `[`
  *   becomes `_` (PHP 8 also maps `.`, space and `[` after it to `_`; PHP 7 keeps them).
  * - Rack 2 (Rails < 7.1): leading `[`/`]` and trailing `]` of a name are dropped (`[a]`, `a]` -> `a`),
- *   spaces after `&` too. Rack 3: `a[b]`, `a[]` nest, a lone trailing `[` keeps the whole name.
+ *   spaces after `&` too; `a` without `=` is nil, not "". Rack 3: `a[b]`, `a[]` nest, a lone
+ *   trailing `[` keeps the whole name.
  * - Python before 3.9.2, Django before 3.2, old Rack query strings: `;` separates pairs like `&`.
  * - body-parser (iconv-lite) and TextDecoder strip a UTF-8 byte order mark before the first key.
  *
@@ -29,7 +30,8 @@
  * turns it into U+FFFD, qs keeps it).
  *
  * The same exact key twice, even with equal values, is ambiguous: qs hands the app an array, not the
- * string, so "every stack reads this value" does not hold.
+ * string, so "every stack reads this value" does not hold. So is the field without `=` (Rack: nil),
+ * and the field after the 1000th `&` (qs and PHP's max_input_vars stop before it).
  *
  * Reasons never quote the body: it holds passwords and tokens.
  */
