@@ -183,10 +183,12 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   const proxy = createProxyServer({
     upstream,
     upgradeTarget: {
-      host: upstreamUrl.hostname,
+      // URL keeps the brackets of an IPv6 literal (`[::1]`); sockets want the bare address.
+      host: upstreamUrl.hostname.replace(/^\[(.*)\]$/, '$1'),
       port: Number(upstreamUrl.port || (upstreamUrl.protocol === 'https:' ? 443 : 80)),
       tls: upstreamUrl.protocol === 'https:',
       connectTimeout: config.timeouts.connect,
+      responseTimeout: config.timeouts.response,
     },
     sessions,
     tokenIdOf,
