@@ -71,11 +71,29 @@ function cookieValue(header: string, start: number, end: number): string | typeo
     end--;
   }
   const raw = header.slice(start, end);
-  if (raw.indexOf('%') === -1) return raw;
+  let value: string;
+  if (raw.indexOf('%') === -1) value = raw;
+  else {
+    try {
+      value = decodeURIComponent(raw);
+    } catch {
+      return AMBIGUOUS;
+    }
+  }
+  return value.charCodeAt(0) === 106 && value.charCodeAt(1) === 58 ? jsonCookie(value) : value;
+}
+
+/**
+ * express's cookie-parser JSON-decodes a value that starts with `j:`, so `sid=j:"abc"` reaches the
+ * app as `abc`: the token is the decoded string. A `j:` value that is JSON but not a string is no
+ * token the app would read as one (an object): it stays as sent.
+ */
+function jsonCookie(value: string): string {
   try {
-    return decodeURIComponent(raw);
+    const parsed: unknown = JSON.parse(value.slice(2));
+    return typeof parsed === 'string' ? parsed : value;
   } catch {
-    return AMBIGUOUS;
+    return value;
   }
 }
 
@@ -184,12 +202,15 @@ function unquote(v: string): string {
 /** A value the app set, as the client will send it back and the app will read it. */
 function setCookieValue(raw: string): string {
   const v = unquote(raw);
-  if (v.indexOf('%') === -1) return v;
-  try {
-    return decodeURIComponent(v);
-  } catch {
-    return v;
+  let value = v;
+  if (v.indexOf('%') !== -1) {
+    try {
+      value = decodeURIComponent(v);
+    } catch {
+      value = v;
+    }
   }
+  return value.startsWith('j:') ? jsonCookie(value) : value;
 }
 
 export interface SetCookie {

@@ -8,9 +8,6 @@
  *
  * A "superseded" cookie or token: alice signs in twice through the gateway (limit 1); the first
  * credential is dead at the gateway while the app, which knows nothing of the limit, still honours it.
- *
- * `it.fails` marks a case the gateway gets wrong on this branch, with the reason beside it: a bug, or
- * a reader still pending the merge of helper/props (then the marker goes once that merge makes it pass).
  */
 import { once } from 'node:events';
 import { connect } from 'node:net';
@@ -299,9 +296,8 @@ describe('cookie reading: as jshttp cookie (cookie-parser) reads the header', ()
     expect(seen[0]?.cookies.sid).toBe(live);
   });
 
-  // BUG (gateway): cookie-parser JSON-decodes a value starting with `j:`; the gateway reads `j:"<sid>"`
-  // as an unknown token, passes it (unknownTokens: pass) and express honours the dead sid with a 200.
-  it.fails('refuses a superseded cookie sent as a cookie-parser JSON cookie (j:"...")', async () => {
+  // cookie-parser JSON-decodes a value starting with `j:`: the gateway reads `j:"<sid>"` as `<sid>`.
+  it('refuses a superseded cookie sent as a cookie-parser JSON cookie (j:"...")', async () => {
     const { dead } = await supersededCookie(gw, user('alice'));
     const { result: res, seen } = await seenDuring(() => rawGet(gw, '/account', `Cookie: sid=j:"${dead}"`));
     expect(seen.map((s) => s.cookies.sid)).not.toContain(dead);
@@ -400,13 +396,10 @@ describe('form bodies on the login rule: read as qs reads them, or refused', () 
     expect(await statusWithSid(gw, victimSid)).toBe(200);
   }
 
-  // Pending helper/props (src/tokens/form.ts is its TEMPORARY stub here): the stub reads `m` alone, as
-  // qs does, so express and the gateway agree on mallory; URLSearchParams on the raw body reads `v`.
-  it.fails(`refuses ${cases[0]}`, () => expectRefused(0));
+  // qs reads mallory alone (`?username` is its own key); URLSearchParams on the raw body reads victim.
+  it(`refuses ${cases[0]}`, () => expectRefused(0));
   it(`refuses ${cases[1]}`, () => expectRefused(1));
-  // Pending helper/props: the TEMPORARY stub reads no `username` there, so the request reaches express
-  // (which signs in ['victim']) and the gateway answers its 302 with 502 SG_ERR_LOGIN_UNREADABLE.
-  it.fails(`refuses ${cases[2]}`, () => expectRefused(2));
+  it(`refuses ${cases[2]}`, () => expectRefused(2));
   it(`refuses ${cases[3]}`, () => expectRefused(3));
 
   it('registers a plain form login: a second one supersedes it', async () => {
@@ -466,9 +459,8 @@ describe('form bodies on the login rule: read as qs reads them, or refused', () 
 });
 
 describe('JSON bodies on a request.json login rule', () => {
-  // Pending helper/props (src/tokens/json-body.ts is its TEMPORARY stub here): JSON.parse keeps the
-  // last key, as express.json() does, so both read mallory; stacks keeping the first read the victim.
-  it.fails('refuses duplicate keys: 400 SG_ERR_AMBIGUOUS_LOGIN, the app never sees it', async () => {
+  // JSON.parse keeps the last key, as express.json() does; stacks keeping the first read the victim.
+  it('refuses duplicate keys: 400 SG_ERR_AMBIGUOUS_LOGIN, the app never sees it', async () => {
     const gw = await gatewayFor();
     const victim = user('victim');
     const { result: res, seen } = await seenDuring(() =>
