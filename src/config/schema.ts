@@ -245,8 +245,8 @@ const logoutRule = z
 const requestTokenSourceString = z
   .string()
   .regex(
-    /^(bearer|cookie:.+|header:.+|pathparam:.+)$/,
-    'expected bearer, cookie:<name>, header:<name> or pathparam:<name>',
+    /^(bearer|cookie:.+|header:.+|pathparam:.+|query:.+)$/,
+    'expected bearer, cookie:<name>, header:<name>, pathparam:<name> or query:<name>',
   )
   .refine(cookieRegexOk, BAD_COOKIE_REGEX);
 

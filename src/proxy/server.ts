@@ -340,8 +340,8 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       refuse(
         res,
         400,
-        'SG_ERR_AMBIGUOUS_COOKIE',
-        'refused: a token cookie sent twice with different values, or undecodable',
+        'SG_ERR_AMBIGUOUS_TOKEN',
+        'refused: a token sent twice with different values (a cookie, header or query field), or undecodable',
       );
       return undefined;
     }

@@ -8,9 +8,10 @@ import {
   readCookies,
   type CookieNameMatcher,
 } from './cookies.js';
+import { readFormField } from './form.js';
 import { compileValueTransform, type ValueOptions, type ValueTransform } from './value.js';
 
-export type TokenCarrier = 'bearer' | 'cookie' | 'header' | 'pathparam';
+export type TokenCarrier = 'bearer' | 'cookie' | 'header' | 'pathparam' | 'query';
 
 /** The token a request carries, and where. */
 export interface PresentedToken {
@@ -120,8 +121,10 @@ function headerReader(name: string, transform: ValueTransform): SourceReader {
   const key = name.toLowerCase();
   return (headers) => {
     const raw = headers[key];
-    const first = Array.isArray(raw) ? raw[0] : raw;
-    const value = first === undefined ? undefined : transform(first.trim());
+    if (raw === undefined) return undefined;
+    // Node joins a repeated header with ", ": the app may read either value, so neither is trusted.
+    if (Array.isArray(raw) || raw.includes(',')) return AMBIGUOUS;
+    const value = transform(raw.trim());
     return value === undefined ? undefined : { value, carrier: 'header' };
   };
 }
@@ -138,6 +141,23 @@ function pathParamReader(name: string, transform: ValueTransform): SourceReader 
       end++;
     const value = transform(url.slice(start, end));
     return value === undefined ? undefined : { value, carrier: 'pathparam' };
+  };
+}
+
+/**
+ * A query-string token (RFC 6750 section 2.3 `access_token`; passport-http-bearer and many APIs accept
+ * it), read as form fields are: sent twice, or in a form stacks read differently, it is AMBIGUOUS.
+ */
+function queryReader(name: string, transform: ValueTransform): SourceReader {
+  return (_headers, url) => {
+    const q = url.indexOf('?');
+    if (q === -1) return undefined;
+    const hash = url.indexOf('#', q);
+    const r = readFormField(url.slice(q + 1, hash === -1 ? undefined : hash), name);
+    if (r.kind === 'ambiguous') return AMBIGUOUS;
+    if (r.kind === 'absent') return undefined;
+    const value = transform(r.value);
+    return value === undefined ? undefined : { value, carrier: 'query' };
   };
 }
 
@@ -159,6 +179,8 @@ export function compileRequestTokenReader(sources: readonly RequestTokenSource[]
         return cookieReader(compileCookieName(arg), transform, o.chunked === true);
       case 'header':
         return headerReader(arg, transform);
+      case 'query':
+        return queryReader(arg, transform);
       default:
         return pathParamReader(arg, transform);
     }

@@ -255,7 +255,7 @@ describe('malformed and hostile requests', () => {
     });
   }
 
-  it('refuses a session cookie sent twice with two values (400 SG_ERR_AMBIGUOUS_COOKIE)', async () => {
+  it('refuses a session cookie sent twice with two values (400 SG_ERR_AMBIGUOUS_TOKEN)', async () => {
     // Logged in on a connection of its own that closes (a pooled one would skew the socket count).
     const login = responseOf(
       await send(
@@ -270,15 +270,15 @@ describe('malformed and hostile requests', () => {
       await send(gw, rawGet('/x', `Cookie: sid=${token}; sid=forged\r\nCookie: sid=other\r\n`)),
     );
     expect(res.status).toBe(400);
-    expect(errorCodeOf(res)).toBe('SG_ERR_AMBIGUOUS_COOKIE');
+    expect(errorCodeOf(res)).toBe('SG_ERR_AMBIGUOUS_TOKEN');
     await expectRecovered(gw, baseline);
   });
 
-  it('refuses a session cookie whose percent-encoding is malformed (400 SG_ERR_AMBIGUOUS_COOKIE)', async () => {
+  it('refuses a session cookie whose percent-encoding is malformed (400 SG_ERR_AMBIGUOUS_TOKEN)', async () => {
     const baseline = await openSockets(gw);
     const res = responseOf(await send(gw, rawGet('/x', 'Cookie: sid=abc%zz%61\r\n')));
     expect(res.status).toBe(400);
-    expect(errorCodeOf(res)).toBe('SG_ERR_AMBIGUOUS_COOKIE');
+    expect(errorCodeOf(res)).toBe('SG_ERR_AMBIGUOUS_TOKEN');
     await expectRecovered(gw, baseline);
   });
 });

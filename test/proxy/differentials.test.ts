@@ -304,13 +304,13 @@ describe('cookie reading: as jshttp cookie (cookie-parser) reads the header', ()
     expect(res.status).toBe(401);
   });
 
-  it('refuses a token cookie sent twice with different values: 400 SG_ERR_AMBIGUOUS_COOKIE', async () => {
+  it('refuses a token cookie sent twice with different values: 400 SG_ERR_AMBIGUOUS_TOKEN', async () => {
     const { dead, live } = await supersededCookie(gw, user('alice'));
     const { result: res, seen } = await seenDuring(() =>
       rawGet(gw, '/account', `Cookie: sid=${live}; sid=${dead}`),
     );
     expect(res.status).toBe(400);
-    expect(errorOfRaw(res)).toBe('SG_ERR_AMBIGUOUS_COOKIE');
+    expect(errorOfRaw(res)).toBe('SG_ERR_AMBIGUOUS_TOKEN');
     expect(seen).toEqual([]);
   });
 
@@ -318,7 +318,7 @@ describe('cookie reading: as jshttp cookie (cookie-parser) reads the header', ()
     const { dead, live } = await supersededCookie(gw, user('alice'));
     const res = await rawGet(gw, '/account', `Cookie: sid=${live}`, `Cookie: sid=${dead}`);
     expect(res.status).toBe(400);
-    expect(errorOfRaw(res)).toBe('SG_ERR_AMBIGUOUS_COOKIE');
+    expect(errorOfRaw(res)).toBe('SG_ERR_AMBIGUOUS_TOKEN');
   });
 
   it('serves the same token cookie sent twice with one value', async () => {
@@ -517,5 +517,32 @@ describe('login routes and the tokens they carry', () => {
     const after = await get(`${gw.url}/account`, withSid(rotated));
     expect(after.status).toBe(401);
     expect(await errorOf(after)).toBe('session_superseded');
+  });
+});
+
+describe('tokens in a header or the query string', () => {
+  it('refuses a superseded token sent as ?access_token= when the query source is named', async () => {
+    const gw = await startGateway({ tokens: ['bearer', 'query:access_token'] });
+    const first = await gw.loginJson('alice');
+    await gw.loginJson('alice');
+    const res = await get(`${gw.url}/api/me?access_token=${first.token}`);
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: 'session_superseded' });
+  });
+
+  it('refuses ?access_token= sent twice (400 SG_ERR_AMBIGUOUS_TOKEN)', async () => {
+    const gw = await startGateway({ tokens: ['bearer', 'query:access_token'] });
+    const { token } = await gw.loginJson('alice');
+    const res = await get(`${gw.url}/api/me?access_token=${token}&access_token=other`);
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: 'SG_ERR_AMBIGUOUS_TOKEN' });
+  });
+
+  it('refuses a token header sent twice (400 SG_ERR_AMBIGUOUS_TOKEN)', async () => {
+    const gw = await startGateway({ tokens: ['header:x-auth-token'] });
+    const { token } = await gw.loginJson('alice');
+    const res = await get(`${gw.url}/api/me`, { 'x-auth-token': `${token}, other` });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: 'SG_ERR_AMBIGUOUS_TOKEN' });
   });
 });
