@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { needTool } from '../support/tools.js';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureWithWrk, parseWrkReport, wrkUnavailableReason } from '../../bench/lib/wrk.js';
@@ -40,35 +41,38 @@ describe('the wrk load driver of the benches', () => {
     );
   });
 
-  describe('against a real server', () => {
-    let server: Server;
-    let url: string;
-    const seen: (string | undefined)[] = [];
+  describe.skipIf(!needTool('wrk', 'wrk', wrkUnavailableReason() === undefined))(
+    'against a real server',
+    () => {
+      let server: Server;
+      let url: string;
+      const seen: (string | undefined)[] = [];
 
-    beforeAll(async () => {
-      server = createServer((req, res) => {
-        if (seen.length < 5) seen.push(req.headers.authorization);
-        res.end('ok');
+      beforeAll(async () => {
+        server = createServer((req, res) => {
+          if (seen.length < 5) seen.push(req.headers.authorization);
+          res.end('ok');
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
       });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    });
-    afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-    it('sends the target headers and charges the watched process its CPU per request', async () => {
-      expect(wrkUnavailableReason()).toBeUndefined();
-      const m = await measureWithWrk(
-        { url, headers: { authorization: 'Bearer t0k' } },
-        { connections: 2, pipelining: 1, duration: 1, warmup: 0 },
-        [{ label: 'server', pid: process.pid }],
-      );
-      expect(seen[0]).toBe('Bearer t0k');
-      expect(m.requests).toBeGreaterThan(100);
-      expect(m.non2xx + m.errors + m.timeouts).toBe(0);
-      expect(m.p50).toBeGreaterThan(0);
-      expect(m.cpuPerRequest.server).toBeGreaterThan(0);
-      expect(m.systemPerRequest.server).toBeGreaterThan(0);
-      expect(m.systemPerRequest.server).toBeLessThan(m.cpuPerRequest.server as number);
-    });
-  });
+      it('sends the target headers and charges the watched process its CPU per request', async () => {
+        expect(wrkUnavailableReason()).toBeUndefined();
+        const m = await measureWithWrk(
+          { url, headers: { authorization: 'Bearer t0k' } },
+          { connections: 2, pipelining: 1, duration: 1, warmup: 0 },
+          [{ label: 'server', pid: process.pid }],
+        );
+        expect(seen[0]).toBe('Bearer t0k');
+        expect(m.requests).toBeGreaterThan(100);
+        expect(m.non2xx + m.errors + m.timeouts).toBe(0);
+        expect(m.p50).toBeGreaterThan(0);
+        expect(m.cpuPerRequest.server).toBeGreaterThan(0);
+        expect(m.systemPerRequest.server).toBeGreaterThan(0);
+        expect(m.systemPerRequest.server).toBeLessThan(m.cpuPerRequest.server as number);
+      });
+    },
+  );
 });

@@ -8,6 +8,7 @@
  *   await fetch(`${app.url}/index.php?action=login`, { method: 'POST', body: new URLSearchParams(...) });
  *   await fetch(`${app.url}/index.php?action=_count`); // requests seen so far, not counting these
  */
+import { needTool } from './tools.js';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,14 +22,9 @@ export const PHP_FRONT_COUNT_PATH = '/index.php?action=_count';
  * its Debian package and returns false (the suite skips), unless SESSIONGATE_REQUIRE_ALL=1 (as in CI), where
  * it throws, so the suite fails instead of silently proving nothing.
  */
+/** Whether the tool is there (see test/support/tools.ts for the skip rule). */
 export function toolAvailable(tool: string, debianPackage: string, have: boolean): boolean {
-  if (have) return true;
-  const why = `${tool} not found (Debian package ${debianPackage})`;
-  if (process.env.SESSIONGATE_REQUIRE_ALL === '1') {
-    throw new Error(`${why}, and SESSIONGATE_REQUIRE_ALL=1 requires every suite to run`);
-  }
-  console.warn(`skipping a suite: ${why}; SESSIONGATE_REQUIRE_ALL=1 makes this a failure`);
-  return false;
+  return needTool(tool, debianPackage, have);
 }
 
 /** The front-controller app on a free loopback port (PHP_CLI_SERVER_WORKERS=4 unless `workers` says). */

@@ -3,6 +3,7 @@
  * store (cookie `_app_session`) with CSRF protection and a remember-me cookie (`remember_token`), served by
  * WEBrick through Debian's rackup, in its own process group on a free loopback port (see launch() in apps.ts).
  */
+import { needTool } from './tools.js';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,12 +34,9 @@ export function haveRails(): boolean {
  * For `describe.skipIf(skipWithout(...))`: true (skip) when the tool is missing, after printing one line naming
  * it and its Debian package; with SESSIONGATE_REQUIRE_ALL=1 (CI) a missing tool throws instead, failing the file.
  */
+/** Whether the suite skips (see test/support/tools.ts): true when Rails is missing. */
 export function skipWithout(available: boolean, tool: string, debianPackage: string): boolean {
-  if (available) return false;
-  const line = `${tool} is not installed (Debian package ${debianPackage})`;
-  if (process.env.SESSIONGATE_REQUIRE_ALL === '1') throw new Error(`${line}, and SESSIONGATE_REQUIRE_ALL=1`);
-  console.warn(`skipping: ${line}`);
-  return true;
+  return !needTool(tool, debianPackage, available);
 }
 
 /** Rails app: cookies `_app_session` (encrypted cookie store) and `remember_token` (plain, permanent). */

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { needTool } from '../support/tools.js';
 import fc from 'fast-check';
 import qs from 'qs';
 import { describe, expect, it } from 'vitest';
@@ -309,14 +310,13 @@ describe('form fields: properties against URLSearchParams, qs and PHP', () => {
   });
 });
 
-const requireAll = process.env.SESSIONGATE_REQUIRE_ALL === '1';
-
-/** Whether a tool runs; if not, one visible line names it and its Debian package (or, in CI, the suite fails). */
+/** Whether a tool runs (the skip rule is test/support/tools.ts's). */
 function haveTool(what: string, debianPackage: string, cmd: string, args: string[]): boolean {
-  const ok = spawnSync(cmd, args, { stdio: 'ignore', timeout: 15_000 }).status === 0;
-  if (!ok && !requireAll)
-    console.log(`skipping the ${what} check: ${cmd} not usable (Debian package ${debianPackage})`);
-  return ok;
+  return needTool(
+    what,
+    debianPackage,
+    spawnSync(cmd, args, { stdio: 'ignore', timeout: 15_000 }).status === 0,
+  );
 }
 
 /**
@@ -339,7 +339,7 @@ const readingLine = (r: Reading): string => (r.kind === 'value' ? valueLine(r.va
 
 const havePhp = haveTool('PHP parse_str', 'php-cli', 'php', ['-r', 'exit(0);']);
 
-describe.skipIf(!havePhp && !requireAll)('the PHP reference used above', () => {
+describe.skipIf(!havePhp)('the PHP reference used above', () => {
   it('files keys as php itself does', () => {
     expect(havePhp, 'php (Debian package php-cli) is required with SESSIONGATE_REQUIRE_ALL=1').toBe(true);
     const cases = fc.sample(fc.tuple(bodyArb, fieldArb), { numRuns: 3000, seed: 12 });
@@ -364,7 +364,7 @@ describe.skipIf(!havePhp && !requireAll)('the PHP reference used above', () => {
 
 const haveRack = haveTool('Rack', 'ruby-rack', 'ruby', ['-e', 'require "rack"']);
 
-describe.skipIf(!haveRack && !requireAll)('form fields: properties against Rack (Rails, Sinatra)', () => {
+describe.skipIf(!haveRack)('form fields: properties against Rack (Rails, Sinatra)', () => {
   it('a value is the value Rack reads, and where Rack and URLSearchParams disagree the answer is ambiguous', () => {
     expect(
       haveRack,
