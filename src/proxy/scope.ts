@@ -22,6 +22,8 @@ export interface RequestScope {
   readonly token: PresentedToken | undefined;
   readonly tokenId: string | undefined;
   decision: Decision | undefined;
+  /** Other tokens of the request (`token.others`) found dead: never forwarded to the app. */
+  deadOthers: readonly PresentedToken[] | undefined;
 }
 
 export interface RuleCandidate {

@@ -6,7 +6,7 @@ import type { Metrics, RequestOutcome } from '../observability/metrics.js';
 import type { SessionService } from '../sessions/service.js';
 import { Exchange, type CompiledTokenRule } from '../tokens/exchange.js';
 import { withoutCookies } from '../tokens/cookies.js';
-import { AMBIGUOUS, type RequestTokenReader } from '../tokens/request-token.js';
+import { AMBIGUOUS, type PresentedToken, type RequestTokenReader } from '../tokens/request-token.js';
 import type { CompiledProtect } from '../tokens/route.js';
 import type { TokenIdOf } from '../tokens/token-id.js';
 import { clientAddress, type TrustedProxies } from './client-address.js';
@@ -155,6 +155,12 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       forward(scope);
       return;
     }
+    if (scope.token.others !== undefined) {
+      checkAll(scope, scope.tokenId, scope.token.others).catch((err: unknown) =>
+        internalError(res, err, 'session check failed'),
+      );
+      return;
+    }
     const decision = o.sessions.check(scope.tokenId);
     if (decision instanceof Promise) {
       o.metrics.cacheMisses.inc();
@@ -169,6 +175,32 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       o.metrics.cacheHits.inc();
       decide(scope, decision);
     }
+  }
+
+  /**
+   * A request with several tokens (a session cookie and a remember-me cookie): the app may revive a
+   * session from any of them, so each is checked. A dead one is never forwarded; and unless another
+   * token is live, it decides the request as if it were the only one.
+   */
+  async function checkAll(
+    scope: RequestScope,
+    tokenId: string,
+    others: readonly PresentedToken[],
+  ): Promise<void> {
+    const [primary, ...rest] = await Promise.all([
+      o.sessions.check(tokenId),
+      ...others.map((t) => o.sessions.check(o.tokenIdOf(t.value))),
+    ]);
+    const d = primary as Decision;
+    const dead = others.filter((_t, i) => isDead((rest[i] as Decision).state));
+    if (dead.length > 0) scope.deadOthers = dead;
+    const firstDead = rest.find((r) => isDead(r.state));
+    if (firstDead !== undefined && d.state !== 'live' && !isDead(d.state)) {
+      const deadToken = others[rest.indexOf(firstDead)] as PresentedToken;
+      decide({ ...scope, token: deadToken }, firstDead);
+      return;
+    }
+    decide(scope, d);
   }
 
   /** Refuses a request the gateway cannot read as the app would: 400 (or 413/415) with a code. */
@@ -368,6 +400,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
           ? o.tokenIdOf(token.value)
           : undefined,
       decision: undefined,
+      deadOthers: undefined,
     };
     if (res && o.selfService && isSelfService(path)) {
       count('self_service');
@@ -447,7 +480,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       scope.clientIp,
       o.trustedProxies,
       false,
-      rule?.kind === 'login' ? deadTokenRemoved(scope) : UNCHANGED,
+      deadTokensRemoved(scope),
     );
     if (rule !== undefined) {
       forwardExchange(scope, rule, headers);
@@ -478,32 +511,23 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   }
 
   /**
-   * On a login route a dead token passes (a superseded browser signs in again), but it is never sent
-   * to the app, which might still honour it: its cookie (or Authorization header) is left out.
+   * A dead token is never sent to the app, which might still honour it: on a login route the request's
+   * own dead token passes (a superseded browser signs in again) with its cookie (or Authorization)
+   * left out, and on every route so are the other tokens found dead (a dead remember-me cookie beside
+   * a live session cookie).
    */
-  function deadTokenRemoved(scope: RequestScope): TokenHeaders {
-    const state = scope.decision?.state;
-    const token = scope.token;
-    if (
-      token === undefined ||
-      state === undefined ||
-      state === 'live' ||
-      state === 'unknown' ||
-      state === 'anonymous' ||
-      state === 'unavailable'
-    )
-      return UNCHANGED;
-    if (
-      token.carrier === 'cookie' &&
-      token.cookieNames !== undefined &&
-      scope.req.headers.cookie !== undefined
-    )
-      return {
-        cookie: withoutCookies(scope.req.headers.cookie, token.cookieNames),
-        authorization: scope.req.headers.authorization,
-      };
-    if (token.carrier === 'bearer') return { cookie: scope.req.headers.cookie, authorization: undefined };
-    return UNCHANGED;
+  function deadTokensRemoved(scope: RequestScope): TokenHeaders {
+    const dead: PresentedToken[] = [];
+    if (scope.rule?.kind === 'login' && scope.token !== undefined && isDead(scope.decision?.state))
+      dead.push(scope.token);
+    if (scope.deadOthers !== undefined) dead.push(...scope.deadOthers);
+    if (dead.length === 0) return UNCHANGED;
+    const names = dead.flatMap((t) => (t.carrier === 'cookie' ? (t.cookieNames ?? []) : []));
+    const cookie = scope.req.headers.cookie;
+    return {
+      cookie: names.length > 0 && cookie !== undefined ? withoutCookies(cookie, names) : cookie,
+      authorization: dead.some((t) => t.carrier === 'bearer') ? undefined : scope.req.headers.authorization,
+    };
   }
 
   /** A streamed response (SSE) of a live session is closed when the session is revoked. */
@@ -657,6 +681,17 @@ interface TokenHeaders {
   readonly authorization?: string | undefined;
 }
 const UNCHANGED: TokenHeaders = Object.freeze({});
+
+/** A session that ended: its tokens are refused (or, on login routes, passed but never forwarded). */
+function isDead(state: Decision['state'] | undefined): boolean {
+  return (
+    state !== undefined &&
+    state !== 'live' &&
+    state !== 'unknown' &&
+    state !== 'anonymous' &&
+    state !== 'unavailable'
+  );
+}
 
 function readPresentedOf(rule: CompiledTokenRule, ex: Exchange): string | undefined {
   return 'readPresented' in rule

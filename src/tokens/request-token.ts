@@ -19,6 +19,11 @@ export interface PresentedToken {
   readonly carrier: TokenCarrier;
   /** For cookies: the cookie name(s) that carried it (cleared on rejection). */
   readonly cookieNames?: readonly string[];
+  /**
+   * The other tokens the request carries (a remember-me cookie beside the session cookie), in source
+   * order: each is checked too, since the app may revive a session from any of them.
+   */
+  readonly others?: readonly PresentedToken[];
 }
 
 /** A token cookie the gateway cannot read as the app would (sent twice with two values, undecodable). */
@@ -187,10 +192,15 @@ export function compileRequestTokenReader(sources: readonly RequestTokenSource[]
   });
   if (readers.length === 1) return readers[0] as SourceReader;
   return (headers, url) => {
+    let first: PresentedToken | undefined;
+    let others: PresentedToken[] | undefined;
     for (const r of readers) {
       const t = r(headers, url);
-      if (t !== undefined) return t;
+      if (t === AMBIGUOUS) return AMBIGUOUS;
+      if (t === undefined || t.value === first?.value) continue;
+      if (first === undefined) first = t;
+      else (others ??= []).push(t);
     }
-    return undefined;
+    return others === undefined || first === undefined ? first : { ...first, others };
   };
 }

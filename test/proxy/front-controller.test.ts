@@ -178,8 +178,7 @@ describe.skipIf(!toolAvailable('php', 'php-cli', havePhp()))(
       expect((await account(gw, { PHPSESSID: dead })).res.status).toBe(401);
     });
 
-    // Gateway bug: only the cookie read as the token (PHPSESSID, first match) is left out; REMEMBERME goes on.
-    it.fails('never forwards the dead REMEMBERME to a login either', async () => {
+    it('never forwards the dead REMEMBERME to a login either', async () => {
       const gw = await gateway();
       const first = await login(gw, 'cora', { remember: true });
       const dead = {
@@ -204,8 +203,7 @@ describe.skipIf(!toolAvailable('php', 'php-cli', havePhp()))(
       expect(await direct.text()).toBe('account of cora');
     });
 
-    // Gateway bug: the first token cookie (an unknown PHPSESSID) decides; the dead REMEMBERME beside it is not checked.
-    it.fails('refuses a dead REMEMBERME sent beside an anonymous PHPSESSID', async () => {
+    it('refuses a dead REMEMBERME sent beside an anonymous PHPSESSID', async () => {
       const gw = await gateway();
       const first = await login(gw, 'dina', { remember: true });
       const dead = first.cookies.get('REMEMBERME') ?? '';
