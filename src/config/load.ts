@@ -12,12 +12,23 @@ export interface LoadedConfig {
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
-/** Replaces `${VAR}` and `${VAR:-default}` in every string; an unset variable without default is a problem. */
+/**
+ * Deeper than any real configuration (about six levels). substituteEnv, zod and the error messages
+ * all recurse, so without a cap a deep value escapes as a RangeError instead of a ConfigError.
+ */
+export const MAX_CONFIG_DEPTH = 64;
+
+/**
+ * Replaces `${VAR}` and `${VAR:-default}` in every string; an unset variable without default is a problem.
+ * Copies into null-prototype objects with own keys only, so a `__proto__` key (YAML and JSON.parse
+ * make one) stays an ordinary key that the schema reports as unknown, not the copy's prototype.
+ */
 function substituteEnv(
   value: unknown,
   env: NodeJS.ProcessEnv,
   path: string,
   problems: ConfigProblem[],
+  depth = 0,
 ): unknown {
   if (typeof value === 'string') {
     return value.replace(ENV_REF, (_m, name: string, fallback: string | undefined) => {
@@ -28,14 +39,30 @@ function substituteEnv(
       return '';
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, `${path}[${i}]`, problems));
-  if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value))
-      out[k] = substituteEnv(v, env, path ? `${path}.${k}` : k, problems);
-    return out;
+  if (value === null || typeof value !== 'object') return value;
+  if (depth >= MAX_CONFIG_DEPTH) {
+    // Named by its top-level key: the full path would be as long as the nesting.
+    const top = /^[^.[]*/.exec(path)?.[0] ?? '';
+    throw new ConfigError([
+      ...problems,
+      { path: top, message: `nested deeper than ${MAX_CONFIG_DEPTH} levels` },
+    ]);
   }
-  return value;
+  if (Array.isArray(value))
+    return value.map((v, i) => substituteEnv(v, env, `${path}[${i}]`, problems, depth + 1));
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(value))
+    out[k] = substituteEnv(v, env, path ? `${path}.${k}` : k, problems, depth + 1);
+  return out;
+}
+
+/** A value for a message; JSON.stringify throws on BigInt (YAML can make one) and on cycles. */
+function show(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return typeof value;
+  }
 }
 
 function editDistance(a: string, b: string): number {
@@ -112,7 +139,7 @@ function describeIssue(issue: ZodIssue, input: unknown): ConfigProblem[] {
   let got = input;
   for (const p of issue.path)
     got = got && typeof got === 'object' ? (got as Record<string | number, unknown>)[p] : undefined;
-  const value = got === undefined ? '' : ` (got ${JSON.stringify(got)})`;
+  const value = got === undefined ? '' : ` (got ${show(got)})`;
   const message =
     issue.code === 'invalid_type' && issue.received === 'undefined'
       ? 'required'
