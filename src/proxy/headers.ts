@@ -137,7 +137,8 @@ export function clientResponseHeaders(raw: readonly Buffer[]): string[] {
 
 /** A header list as an object with lower-case names (multi-valued as arrays), for the rules that read it. */
 export function headerObject(flat: readonly string[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
+  // No prototype: a header (or a rule) named `constructor` or `__proto__` is an ordinary name.
+  const out = Object.create(null) as Record<string, string | string[]>;
   for (let i = 0; i < flat.length; i += 2) {
     const name = (flat[i] as string).toLowerCase();
     const value = flat[i + 1] as string;

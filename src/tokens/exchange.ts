@@ -136,7 +136,8 @@ export function readJsonPath(value: unknown, path: string): unknown {
 /** A user is a string: `1` from a JSON body and `"1"` from a JWT `sub` are the same user. */
 function asUserString(v: unknown): string | undefined {
   if (typeof v === 'string') return v === '' ? undefined : v;
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  // Only integers JSON.parse reads exactly: 9007199254740993 would become ...992, another user's id.
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
   if (typeof v === 'bigint') return String(v);
   return undefined;
 }
