@@ -1,14 +1,22 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { request } from 'undici';
+import type { WebhookEventType } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { describeDevice } from '../sessions/device.js';
-import type { SessionEvent } from '../sessions/events.js';
+import type { SessionEvent, SessionEventType } from '../sessions/events.js';
+
+// The config's list of webhook events is the session event types, no more, no less: a compile error
+// here means WEBHOOK_EVENTS (config/schema.ts) and SessionEventType (sessions/events.ts) drifted apart.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const eventListsAgree: Same<WebhookEventType, SessionEventType> = true;
+void eventListsAgree;
 
 export interface WebhookConfig {
+  /** The receiver's whole URL (path and query are kept). */
   readonly url: string;
   readonly secret: string;
-  readonly events: readonly string[];
+  readonly events: readonly SessionEventType[];
   /** Milliseconds per attempt. */
   readonly timeout: number;
   readonly attempts: number;
