@@ -231,6 +231,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     token: config.admin.token,
     open: config.admin.open,
     isReady,
+    userNormalizations: config.login.map((r) => r.normalize),
   });
 
   let proxyAddress: AddressInfo | undefined;
