@@ -225,6 +225,22 @@ describe('webhook notifications', () => {
     expect(JSON.parse(delivery?.body ?? '{}')).toMatchObject({ type: 'session.created', user: 'jill' });
   });
 
+  it('sends the credentials of a user:password@ URL as HTTP Basic auth', async () => {
+    const receiver = await startReceiver();
+    const url = new URL(receiver.url);
+    url.username = 'hook';
+    url.password = 'p@ss:word';
+    const gw = await startGateway({
+      notify: { webhook: { url: url.href, secret: WEBHOOK_SECRET, events: ['session.created'] } },
+    });
+    await gw.loginJson('kate');
+    const [delivery] = await eventually(() =>
+      receiver.received.length >= 1 ? receiver.received : undefined,
+    );
+    expect(delivery?.headers.authorization).toBe(`Basic ${Buffer.from('hook:p@ss:word').toString('base64')}`);
+    expect(delivery?.target).toBe('/hooks/sessiongate');
+  });
+
   it('omits the login notice header when notify.loginHeader is false', async () => {
     const gw = await startGateway({ notify: { loginHeader: false } });
     await gw.loginJson('ivan');
