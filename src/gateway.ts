@@ -167,6 +167,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     renderPage,
   });
   const readToken = compileRequestTokenReader(config.tokens);
+  const trustedProxies = compileTrustedProxies(config.trustedProxies);
   const firstToken = config.tokens[0];
   const firstFrom = typeof firstToken === 'string' ? firstToken : (firstToken?.from ?? 'bearer');
   const selfService: SelfServiceHandler | undefined = config.selfService.enabled
@@ -178,6 +179,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         // One key for every replica: a page rendered by one replica may be posted to another.
         csrfKey: createHmac('sha256', config.secret).update('sessiongate:self-service-csrf').digest(),
         loginUrl: config.reject.redirect,
+        trustedProxies,
       })
     : undefined;
   const proxy = createProxyServer({
@@ -196,7 +198,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     rules,
     protect: compileProtect(config.protect.paths, config.protect.except, paths.caseSensitive),
     caseSensitive: paths.caseSensitive,
-    trustedProxies: compileTrustedProxies(config.trustedProxies),
+    trustedProxies,
     rejections,
     watchedCookies: compileWatchedCookies(config.tokens),
     mode: config.mode,
@@ -231,6 +233,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     token: config.admin.token,
     open: config.admin.open,
     isReady,
+    userNormalizations: config.login.map((r) => r.normalize),
   });
 
   let proxyAddress: AddressInfo | undefined;

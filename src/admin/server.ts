@@ -1,6 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import type { LoginRuleConfig } from '../config/schema.js';
+import type { SessionRecord } from '../model.js';
 import type { Logger } from '../observability/logger.js';
 import { sessionView, type SessionView } from '../sessions/device.js';
 import type { SessionService } from '../sessions/service.js';
@@ -16,6 +18,52 @@ export interface AdminOptions {
   readonly open: readonly ('healthz' | 'readyz' | 'metrics')[];
   /** True while the gateway can serve (store reachable, not draining). */
   readonly isReady: () => boolean;
+  /**
+   * The `normalize` steps of each login rule, so `/admin/users/Alice/...` finds the sessions a rule
+   * registered as `alice`. @default [] (the user exactly as given)
+   */
+  readonly userNormalizations?: readonly LoginRuleConfig['normalize'][];
+}
+
+type NormalizeStep = LoginRuleConfig['normalize'][number];
+
+function normalizeUser(user: string, steps: readonly NormalizeStep[]): string {
+  let u = user;
+  for (const step of steps) {
+    switch (step) {
+      case 'trim':
+        u = u.trim();
+        break;
+      case 'lowercase':
+        u = u.toLowerCase();
+        break;
+      case 'nfkc':
+        u = u.normalize('NFKC');
+        break;
+      default: {
+        const unknown: never = step;
+        throw new Error(`unknown normalize step ${String(unknown)}`);
+      }
+    }
+  }
+  return u;
+}
+
+/**
+ * The forms of a user name from the path to look up, in order. Login rules that all normalise alike
+ * registered every user in that one form, so only it is asked. Rules that differ may have registered
+ * distinct accounts (`Carl` by a rule that keeps case, `carl` by one that lowercases): the name as
+ * given comes first, then each rule's form, and the first form with sessions answers, so one request
+ * never reaches two accounts.
+ */
+export function compileUserForms(
+  normalizations: readonly (readonly NormalizeStep[])[],
+): (user: string) => readonly string[] {
+  const distinct = [...new Map(normalizations.map((steps) => [steps.join(','), steps])).values()];
+  const only = distinct.length === 1 ? distinct[0] : undefined;
+  if (distinct.length === 0) return (user) => [user];
+  if (only !== undefined) return (user) => [normalizeUser(user, only)];
+  return (user) => [...new Set([user, ...distinct.map((steps) => normalizeUser(user, steps))])];
 }
 
 /** One route of the admin API, as `openapi/admin.yaml` names it (path templates in `{braces}`). */
@@ -136,6 +184,7 @@ export const adminRoutes: readonly AdminRoute[] = compileRoutes(undefined).map((
 
 function compileRoutes(options: AdminOptions | undefined): CompiledRoute[] {
   const o = options as AdminOptions;
+  const userForms = compileUserForms(options?.userNormalizations ?? []);
   const table: [AdminRoute['method'], string, Handler][] = [
     ['GET', '/healthz', (res) => send(res, 200, { status: 'ok' })],
     [
@@ -154,45 +203,63 @@ function compileRoutes(options: AdminOptions | undefined): CompiledRoute[] {
       'GET',
       '/admin/users/{user}/sessions',
       async (res, { user }) => {
-        const sessions = await o.sessions.listSessions(user as string);
-        send(res, 200, { user, sessions: sessions.map((s) => sessionView(s)) });
+        const found = await firstWith(userForms(user as string), (form) => o.sessions.listSessions(form));
+        send(res, 200, { user: found.user, sessions: found.result.map((s) => sessionView(s)) });
       },
     ],
     [
       'DELETE',
       '/admin/users/{user}/sessions',
       async (res, { user }) => {
-        const ended = await o.sessions.endSessions(user as string, undefined, 'ended_by_admin', {
-          actor: 'admin',
-        });
-        logEnded(o, user as string, ended);
-        send(res, 200, { user, ended: ended.map((s) => s.id) });
+        const found = await firstWith(userForms(user as string), (form) =>
+          o.sessions.endSessions(form, undefined, 'ended_by_admin', { actor: 'admin' }),
+        );
+        logEnded(o, found.user, found.result);
+        send(res, 200, { user: found.user, ended: found.result.map((s) => s.id) });
       },
     ],
     [
       'GET',
       '/admin/users/{user}/sessions/{sessionId}',
       async (res, { user, sessionId }) => {
-        const found = (await o.sessions.listSessions(user as string)).find((s) => s.id === sessionId);
-        if (!found) return error(res, 404, 'SG_ERR_SESSION_NOT_FOUND', 'no live session with this id');
-        send(res, 200, { user, session: sessionView(found) });
+        const found = await firstWith(userForms(user as string), async (form) =>
+          (await o.sessions.listSessions(form)).filter((s) => s.id === sessionId),
+        );
+        const session = found.result[0];
+        if (!session) return error(res, 404, 'SG_ERR_SESSION_NOT_FOUND', 'no live session with this id');
+        send(res, 200, { user: found.user, session: sessionView(session) });
       },
     ],
     [
       'DELETE',
       '/admin/users/{user}/sessions/{sessionId}',
       async (res, { user, sessionId }) => {
-        const ended = await o.sessions.endSessions(user as string, [sessionId as string], 'ended_by_admin', {
-          actor: 'admin',
-        });
-        if (ended.length === 0)
+        const found = await firstWith(userForms(user as string), (form) =>
+          o.sessions.endSessions(form, [sessionId as string], 'ended_by_admin', { actor: 'admin' }),
+        );
+        if (found.result.length === 0)
           return error(res, 404, 'SG_ERR_SESSION_NOT_FOUND', 'no live session with this id');
-        logEnded(o, user as string, ended);
-        send(res, 200, { user, ended: ended.map((s) => s.id) });
+        logEnded(o, found.user, found.result);
+        send(res, 200, { user: found.user, ended: found.result.map((s) => s.id) });
       },
     ],
   ];
   return table.map(([method, path, handle]) => ({ method, path, handle, ...compile(path) }));
+}
+
+/**
+ * Asks `lookup` for each form of a user in turn; the first form with sessions answers (the first form,
+ * with none, when no form has any).
+ */
+async function firstWith(
+  forms: readonly string[],
+  lookup: (user: string) => Promise<SessionRecord[]>,
+): Promise<{ user: string; result: SessionRecord[] }> {
+  for (const user of forms) {
+    const result = await lookup(user);
+    if (result.length > 0) return { user, result };
+  }
+  return { user: forms[0] ?? '', result: [] };
 }
 
 function logEnded(o: AdminOptions, user: string, ended: readonly { id: string }[]): void {

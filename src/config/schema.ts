@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { parseBytes, parseDuration } from './duration.js';
+import { addressRange, fullHttpUrl, hostPort } from './addresses.js';
 
 const duration = (what: string) =>
   z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -271,12 +272,12 @@ const redisStore = z
       .string()
       .regex(/^rediss?:\/\//, 'expected redis:// or rediss://')
       .optional(),
-    /** Sentinel addresses (`host:port`). */
-    sentinels: z.array(z.string()).min(1).optional(),
+    /** Sentinel addresses (`host:port`, `[IPv6]:port`). */
+    sentinels: z.array(hostPort).min(1).optional(),
     /** The Sentinel master name. @default mymaster */
     sentinelName: z.string().default('mymaster'),
-    /** Cluster seed nodes (`host:port`). */
-    cluster: z.array(z.string()).min(1).optional(),
+    /** Cluster seed nodes (`host:port`, `[IPv6]:port`). */
+    cluster: z.array(hostPort).min(1).optional(),
     /** Redis password (or in the URL). */
     password: z.string().optional(),
     /** Prefix of every key and channel, so several apps share one Redis. @default sg: */
@@ -291,6 +292,21 @@ const redisStore = z
     if (!r.url && !r.sentinels && !r.cluster)
       ctx.addIssue({ code: 'custom', path: ['url'], message: 'required unless sentinels or cluster is set' });
   });
+
+/**
+ * The session event types a webhook can be sent (`SessionEventType` of sessions/events.ts, which config
+ * may not import; `notify/webhook.ts` fails to compile when the two differ).
+ */
+export const WEBHOOK_EVENTS = [
+  'session.created',
+  'session.superseded',
+  'session.refused',
+  'session.ended',
+  'session.logged_out',
+  'session.expired',
+  'request.rejected',
+] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENTS)[number];
 
 export const configSchema = z
   .object({
@@ -412,8 +428,11 @@ export const configSchema = z
       })
       .strict()
       .default({}),
-    /** Client addresses (IPs) whose X-Forwarded-* / Forwarded headers are believed. @default [] */
-    trustedProxies: z.array(z.string()).default([]),
+    /**
+     * Peer addresses (IPs, or CIDR ranges such as `10.0.0.0/8`, `fd00::/8`) whose X-Forwarded-* /
+     * Forwarded headers are believed. @default []
+     */
+    trustedProxies: z.array(addressRange).default([]),
     /** Ambiguous paths (encoded slash, backslash, NUL): `reject` with 400, or `pass` them unchecked by rules. @default reject */
     ambiguousPaths: z.enum(['reject', 'pass']).default('reject'),
     /** Largest login/refresh/logout body (request or response) read; larger ones pass unregistered. @default 1mb */
@@ -465,11 +484,18 @@ export const configSchema = z
       .object({
         webhook: z
           .object({
-            url: httpUrl.or(z.string().url()),
+            /** Where events are POSTed: the whole URL, path and query included. */
+            url: fullHttpUrl,
             /** HMAC-SHA256 key for the `X-Sessiongate-Signature` header. */
             secret: z.string().min(16, 'expected at least 16 characters'),
             /** Events sent. @default [session.created, session.superseded] */
-            events: z.array(z.string()).default(['session.created', 'session.superseded']),
+            events: z
+              .array(
+                z.enum(WEBHOOK_EVENTS, {
+                  errorMap: () => ({ message: `unknown event; known events: ${WEBHOOK_EVENTS.join(', ')}` }),
+                }),
+              )
+              .default(['session.created', 'session.superseded']),
             /** @default 5s */
             timeout: duration('webhook timeout').default('5s'),
             /** Attempts per event, with exponential backoff. @default 5 */

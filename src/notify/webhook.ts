@@ -1,14 +1,22 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { request } from 'undici';
+import type { WebhookEventType } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { describeDevice } from '../sessions/device.js';
-import type { SessionEvent } from '../sessions/events.js';
+import type { SessionEvent, SessionEventType } from '../sessions/events.js';
+
+// The config's list of webhook events is the session event types, no more, no less: a compile error
+// here means WEBHOOK_EVENTS (config/schema.ts) and SessionEventType (sessions/events.ts) drifted apart.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const eventListsAgree: Same<WebhookEventType, SessionEventType> = true;
+void eventListsAgree;
 
 export interface WebhookConfig {
+  /** The receiver's whole URL (path and query are kept; `user:password@` is sent as Basic auth). */
   readonly url: string;
   readonly secret: string;
-  readonly events: readonly string[];
+  readonly events: readonly SessionEventType[];
   /** Milliseconds per attempt. */
   readonly timeout: number;
   readonly attempts: number;
@@ -72,6 +80,19 @@ function textOf(e: SessionEvent, device: string | null): string {
 }
 
 /**
+ * The URL to POST to and its credentials: undici silently drops the `user:password@` of a URL, while
+ * whoever wrote one there (as curl takes it) expects HTTP Basic auth.
+ */
+function receiverOf(configured: string): { url: string; authorization: string | undefined } {
+  const u = new URL(configured);
+  if (u.username === '' && u.password === '') return { url: configured, authorization: undefined };
+  const credentials = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
+  u.username = '';
+  u.password = '';
+  return { url: u.href, authorization: `Basic ${Buffer.from(credentials).toString('base64')}` };
+}
+
+/**
  * Webhook delivery off the request path: a bounded queue (the oldest is dropped and counted when full),
  * one delivery at a time, retried with exponential backoff; failures counted and logged.
  */
@@ -80,6 +101,7 @@ export function createWebhookNotifier(
   deps: { logger: Logger; metrics: Metrics; now?: () => number; backoffBase?: number },
 ): WebhookNotifier {
   const wanted = new Set(config.events);
+  const { url, authorization } = receiverOf(config.url);
   const queue: WebhookPayload[] = [];
   const now = deps.now ?? Date.now;
   const backoffBase = deps.backoffBase ?? 500;
@@ -91,9 +113,10 @@ export function createWebhookNotifier(
   const attempt = async (payload: WebhookPayload): Promise<boolean> => {
     const body = JSON.stringify(payload);
     try {
-      const res = await request(config.url, {
+      const res = await request(url, {
         method: 'POST',
         headers: {
+          ...(authorization !== undefined && { authorization }),
           'content-type': 'application/json',
           'user-agent': 'sessiongate-webhook',
           'x-sessiongate-event': payload.type,

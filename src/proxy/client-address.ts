@@ -1,4 +1,6 @@
 import { BlockList, isIP } from 'node:net';
+import { parseAddressRange } from '../config/addresses.js';
+import { ConfigError } from '../errors.js';
 
 /**
  * Which peers may tell us the client's address. Client-sent X-Forwarded-* / Forwarded headers are
@@ -8,20 +10,28 @@ export interface TrustedProxies {
   isTrusted(address: string | undefined): boolean;
 }
 
+/**
+ * Entries as `trustedProxies` takes them (IPs and CIDR ranges, parsed by the config's own parser, so
+ * what `check` accepts is exactly what compiles). A bad entry is a ConfigError with its key path, for
+ * callers that did not go through the schema.
+ */
 export function compileTrustedProxies(entries: readonly string[]): TrustedProxies {
   if (entries.length === 0) return { isTrusted: () => false };
   const list = new BlockList();
-  for (const e of entries) {
-    const [addr, bits] = e.split('/') as [string, string | undefined];
-    const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    if (bits !== undefined) list.addSubnet(addr, Number(bits), family);
-    else list.addAddress(addr, family);
-  }
+  const problems = entries.flatMap((entry, i) => {
+    const range = parseAddressRange(entry);
+    if (typeof range === 'string') return [{ path: `trustedProxies[${i}]`, message: range }];
+    if (range.prefix !== undefined) list.addSubnet(range.address, range.prefix, range.family);
+    else list.addAddress(range.address, range.family);
+    return [];
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
   return {
     isTrusted(address) {
       if (address === undefined) return false;
       const a = address.startsWith('::ffff:') ? address.slice(7) : address;
-      return list.check(a, isIP(a) === 6 ? 'ipv6' : 'ipv4');
+      const version = isIP(a);
+      return version !== 0 && list.check(a, version === 6 ? 'ipv6' : 'ipv4');
     },
   };
 }

@@ -40,6 +40,11 @@ export interface SelfServiceOptions {
   readonly csrfKey?: string | Uint8Array;
   /** Where "sign in" links point. @default / */
   readonly loginUrl?: string;
+  /**
+   * The proxy's trusted proxies (`trustedProxies`): only their `X-Forwarded-Host` names this origin in
+   * the CSRF `Origin` check, as only their forwarding headers reach the app. @default none
+   */
+  readonly trustedProxies?: { isTrusted(address: string | undefined): boolean };
 }
 
 /** What the proxy hands over for a request under the reserved prefix (a subset of its RequestScope). */
@@ -92,6 +97,7 @@ class HttpProblem extends Error {
 export function createSelfService(options: SelfServiceOptions): (scope: SelfServiceRequest) => void {
   const { sessions, prefix, logger: log, now } = options;
   const csrfKey = options.csrfKey ?? randomBytes(32);
+  const trustedProxies = options.trustedProxies ?? { isTrusted: () => false };
   const loginUrl = options.loginUrl ?? '/';
   const pageUrl = `${prefix}sessions`;
 
@@ -145,7 +151,7 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
     }
     if (action.kind !== 'list') {
       // Refuse cross-site requests before anything else (Fetch Metadata, then Origin).
-      const crossSite = crossSiteReason(req);
+      const crossSite = crossSiteReason(req, trustedProxies.isTrusted(req.socket.remoteAddress));
       if (crossSite !== undefined) {
         log.warn({ code: 'SG_ERR_CSRF', reason: crossSite, ip: scope.clientIp }, 'cross-site action refused');
         throw new HttpProblem(403, 'SG_ERR_CSRF', `Cross-site request refused (${crossSite}).`, 'Refused');
@@ -285,9 +291,10 @@ function pathOf(url: string): string {
  * Why a state-changing request is cross-site, or undefined. `Sec-Fetch-Site` (Fetch Metadata, sent by
  * every current browser) must be `same-origin` or `none` (typed or bookmarked); `same-site` is refused
  * too, since a sibling subdomain is not necessarily ours. Without it, an `Origin` must name this host
- * (RFC 6454 section 7.3; browsers send it on every cross-origin POST).
+ * (RFC 6454 section 7.3; browsers send it on every cross-origin POST): `Host`, or `X-Forwarded-Host`
+ * when the peer is a trusted proxy (anyone else could name any host there, the Origin's own included).
  */
-function crossSiteReason(req: IncomingMessage): string | undefined {
+function crossSiteReason(req: IncomingMessage, peerTrusted: boolean): string | undefined {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin' && site !== 'none') return `Sec-Fetch-Site: ${site}`;
   const origin = req.headers.origin;
@@ -299,7 +306,7 @@ function crossSiteReason(req: IncomingMessage): string | undefined {
   } catch {
     return 'malformed Origin';
   }
-  const hosts = [req.headers.host, firstValue(req.headers['x-forwarded-host'])];
+  const hosts = [req.headers.host, peerTrusted ? firstValue(req.headers['x-forwarded-host']) : undefined];
   for (const h of hosts) {
     if (!h) continue;
     try {

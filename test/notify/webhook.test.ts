@@ -10,14 +10,20 @@ import { readBody } from '../support/upstreams.js';
 const WEBHOOK_SECRET = 'webhook-secret-0123456789abcdef';
 
 interface Received {
+  /** The request target as it arrived (path and query). */
+  readonly target: string;
   readonly headers: IncomingHttpHeaders;
   readonly body: string;
   readonly status: number;
 }
 
-/** A real receiver; `statuses` are answered in order (then 200). Answers wait while `held`. */
+/**
+ * A real receiver at `target` (path and query of its URL); `statuses` are answered in order (then 200).
+ * Answers wait while `held`.
+ */
 async function startReceiver(
   statuses: number[] = [],
+  target = '/hooks/sessiongate',
 ): Promise<{ url: string; received: Received[]; arrived: () => number; hold(): void; release(): void }> {
   const received: Received[] = [];
   let arrived = 0;
@@ -32,7 +38,7 @@ async function startReceiver(
       })
       .then((b) => {
         const status = statuses.shift() ?? 200;
-        received.push({ headers: req.headers, body: b.toString(), status });
+        received.push({ target: req.url ?? '', headers: req.headers, body: b.toString(), status });
         res.writeHead(status, { 'content-type': 'text/plain' });
         res.end(status === 200 ? 'ok' : 'try again');
       });
@@ -48,7 +54,7 @@ async function startReceiver(
       }),
   );
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/sessiongate`,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${target}`,
     received,
     arrived: () => arrived,
     hold() {
@@ -196,9 +202,43 @@ describe('webhook notifications', () => {
     });
     await gw.loginJson('hank');
     await gw.loginJson('hank');
-    const got = await eventually(() => (receiver.received.length >= 1 ? receiver.received : undefined));
-    await new Promise((r) => setTimeout(r, 100));
-    expect(got.map((r) => (JSON.parse(r.body) as { type: string }).type)).toEqual(['session.superseded']);
+    await gw.loginJson('hank');
+    // Deliveries go out one at a time in event order, so once the second superseded has arrived, any
+    // session.created sent before it would have arrived too.
+    const got = await eventually(() => (receiver.received.length >= 2 ? receiver.received : undefined));
+    expect(got.map((r) => (JSON.parse(r.body) as { type: string }).type)).toEqual([
+      'session.superseded',
+      'session.superseded',
+    ]);
+  });
+
+  it('posts to the configured path and query, not only to the origin', async () => {
+    const receiver = await startReceiver([], '/hooks/sg?tenant=a');
+    const gw = await startGateway({
+      notify: { webhook: { url: receiver.url, secret: WEBHOOK_SECRET, events: ['session.created'] } },
+    });
+    await gw.loginJson('jill');
+    const [delivery] = await eventually(() =>
+      receiver.received.length >= 1 ? receiver.received : undefined,
+    );
+    expect(delivery?.target).toBe('/hooks/sg?tenant=a');
+    expect(JSON.parse(delivery?.body ?? '{}')).toMatchObject({ type: 'session.created', user: 'jill' });
+  });
+
+  it('sends the credentials of a user:password@ URL as HTTP Basic auth', async () => {
+    const receiver = await startReceiver();
+    const url = new URL(receiver.url);
+    url.username = 'hook';
+    url.password = 'p@ss:word';
+    const gw = await startGateway({
+      notify: { webhook: { url: url.href, secret: WEBHOOK_SECRET, events: ['session.created'] } },
+    });
+    await gw.loginJson('kate');
+    const [delivery] = await eventually(() =>
+      receiver.received.length >= 1 ? receiver.received : undefined,
+    );
+    expect(delivery?.headers.authorization).toBe(`Basic ${Buffer.from('hook:p@ss:word').toString('base64')}`);
+    expect(delivery?.target).toBe('/hooks/sessiongate');
   });
 
   it('omits the login notice header when notify.loginHeader is false', async () => {

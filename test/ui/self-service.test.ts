@@ -209,6 +209,52 @@ describe('self-service sessions page', () => {
     expect(ok.status).toBe(303);
   });
 
+  it('ignores X-Forwarded-Host from a peer that is not a trusted proxy: a forged host is still cross-site', async () => {
+    const gw = await startGateway({ sessions: { limit: 2 } });
+    const a = await gw.loginForm('hugo');
+    await gw.loginForm('hugo');
+    const cookie = { cookie: `sid=${a.sid}` };
+    const { csrfToken } = (await (
+      await fetch(`${gw.url}${PAGE}`, { headers: { ...cookie, accept: 'application/json' } })
+    ).json()) as Listing;
+    // A form POST from evil.example that also claims evil.example is this host.
+    const res = await fetch(`${gw.url}${PAGE}/end-others`, {
+      method: 'POST',
+      headers: {
+        ...cookie,
+        'content-type': 'application/x-www-form-urlencoded',
+        origin: 'https://evil.example',
+        'x-forwarded-host': 'evil.example',
+      },
+      body: new URLSearchParams({ csrf: csrfToken }).toString(),
+      redirect: 'manual',
+    });
+    expect(res.status).toBe(403);
+    const page = await res.text();
+    expect(page).toContain('SG_ERR_CSRF');
+    expect(page).not.toContain('evil.example');
+    expect(res.headers.get('location')).toBeNull();
+    const after = (await (
+      await fetch(`${gw.url}${PAGE}`, { headers: { ...cookie, accept: 'application/json' } })
+    ).json()) as Listing;
+    expect(after.sessions).toHaveLength(2);
+  });
+
+  it('believes X-Forwarded-Host from a trusted proxy: the public host is same-origin', async () => {
+    // The test client is the proxy in front (127.0.0.1) that forwards the public host.
+    const gw = await startGateway({ sessions: { limit: 2 }, trustedProxies: ['127.0.0.0/8'] });
+    const a = await gw.loginJson('iris');
+    await gw.loginJson('iris');
+    const { csrfToken } = await listing(gw, a.token);
+    const res = await post(gw, `${PAGE}/end-others`, a.token, {
+      'x-csrf-token': csrfToken,
+      origin: 'https://app.example',
+      'x-forwarded-host': 'app.example',
+    });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { ended: string[] }).ended).toHaveLength(1);
+  });
+
   it("never reaches another user's sessions: a foreign session id is 404 and stays live", async () => {
     const gw = await startGateway();
     const alice = await gw.loginJson('alice');
