@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import { compileNormalize } from '../tokens/exchange.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { LoginRuleConfig } from '../config/schema.js';
@@ -27,28 +28,6 @@ export interface AdminOptions {
 
 type NormalizeStep = LoginRuleConfig['normalize'][number];
 
-function normalizeUser(user: string, steps: readonly NormalizeStep[]): string {
-  let u = user;
-  for (const step of steps) {
-    switch (step) {
-      case 'trim':
-        u = u.trim();
-        break;
-      case 'lowercase':
-        u = u.toLowerCase();
-        break;
-      case 'nfkc':
-        u = u.normalize('NFKC');
-        break;
-      default: {
-        const unknown: never = step;
-        throw new Error(`unknown normalize step ${String(unknown)}`);
-      }
-    }
-  }
-  return u;
-}
-
 /**
  * The forms of a user name from the path to look up, in order. Login rules that all normalise alike
  * registered every user in that one form, so only it is asked. Rules that differ may have registered
@@ -59,11 +38,13 @@ function normalizeUser(user: string, steps: readonly NormalizeStep[]): string {
 export function compileUserForms(
   normalizations: readonly (readonly NormalizeStep[])[],
 ): (user: string) => readonly string[] {
-  const distinct = [...new Map(normalizations.map((steps) => [steps.join(','), steps])).values()];
+  const distinct = [...new Map(normalizations.map((steps) => [steps.join(','), steps])).values()].map(
+    (steps) => compileNormalize(steps),
+  );
   const only = distinct.length === 1 ? distinct[0] : undefined;
   if (distinct.length === 0) return (user) => [user];
-  if (only !== undefined) return (user) => [normalizeUser(user, only)];
-  return (user) => [...new Set([user, ...distinct.map((steps) => normalizeUser(user, steps))])];
+  if (only !== undefined) return (user) => [only(user)];
+  return (user) => [...new Set([user, ...distinct.map((normalize) => normalize(user))])];
 }
 
 /** One route of the admin API, as `openapi/admin.yaml` names it (path templates in `{braces}`). */

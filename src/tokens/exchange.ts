@@ -216,7 +216,8 @@ function compileTokenSource(source: TokenSourceConfig): {
 
 export type Normalize = (user: string) => string;
 
-function compileNormalize(steps: readonly ('trim' | 'lowercase' | 'nfkc')[]): Normalize {
+/** A login rule's user normalisation (`normalize` steps, in order), also used by the admin API. */
+export function compileNormalize(steps: readonly ('trim' | 'lowercase' | 'nfkc')[]): Normalize {
   return (user) => {
     let u = user;
     for (const step of steps)
