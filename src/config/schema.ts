@@ -48,10 +48,18 @@ const listenAddress = (defaultHost: string) =>
     return { host, port };
   });
 
+/** An origin: requests are forwarded with their own path, so a path here would be silently dropped. */
 const httpUrl = z.string().transform((v, ctx) => {
   try {
     const u = new URL(v);
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
+    if (u.pathname !== '/' || u.search !== '') {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected an origin such as http://app:3000 (requests keep their own path; ${JSON.stringify(u.pathname + u.search)} would be dropped), got ${JSON.stringify(v)}`,
+      });
+      return z.NEVER;
+    }
     return u.origin;
   } catch {
     ctx.addIssue({

@@ -111,6 +111,12 @@ describe('configuration', () => {
     expect(problems.map((p) => p.path)).toContain('login[0].user');
   });
 
+  it('refuses an upstream with a path, which forwarding would drop', () => {
+    const problems = problemsOf({ ...MINIMAL, upstream: 'http://app:3000/base' });
+    expect(problems.map((p) => p.path)).toContain('upstream');
+    expect(problems.find((p) => p.path === 'upstream')?.message).toMatch(/expected an origin/);
+  });
+
   it('requires a login rule', () => {
     expect(problemsOf({ upstream: MINIMAL.upstream, secret: MINIMAL.secret })).toContainEqual({
       path: 'login',
