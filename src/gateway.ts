@@ -216,6 +216,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       config.upstream,
       firstFrom.startsWith('pathparam:') ? 'bearer' : firstFrom,
       logger,
+      config.maxLoginBody,
     ),
     metrics,
     logger,
