@@ -144,16 +144,23 @@ export class Rejections {
 }
 
 /**
- * A top-level navigation gets a page or redirect; everything else gets JSON. `Sec-Fetch-Mode` is
- * authoritative where sent (Fetch Metadata); otherwise `Accept: text/html` without `X-Requested-With`.
+ * A top-level navigation gets a page or redirect; everything else gets JSON. A request with a bearer
+ * token is never one: browsers attach no bearer token to a navigation, only a script does (which needs
+ * the 401, not a redirect it cannot follow). Otherwise `Sec-Fetch-Mode` is authoritative where sent
+ * (Fetch Metadata), else `Accept: text/html` without `X-Requested-With`.
  */
 export function isNavigation(headers: IncomingHttpHeaders): boolean {
+  const auth = headers.authorization;
+  // RFC 6750 section 2.1, the scheme case-insensitive (RFC 9110 section 11.1), as the bearer reader reads it.
+  if (auth !== undefined && BEARER.test(auth)) return false;
   const mode = headers['sec-fetch-mode'];
   if (mode !== undefined) return mode === 'navigate';
   if (headers['x-requested-with'] !== undefined) return false;
   const accept = headers.accept;
   return accept !== undefined && accept.includes('text/html');
 }
+
+const BEARER = /^bearer[ \t]/i;
 
 /** A minimal page, used when no renderer is injected. */
 export const plainRejectionPage: RejectionPageRenderer = ({ message, loginUrl }) =>
