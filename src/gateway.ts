@@ -147,6 +147,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     ...config.refresh.map((r, i) => compileRefreshRule(r, i, paths)),
     ...config.logout.map((r, i) => compileLogoutRule(r, i, paths)),
   ];
+  const watchedCookies = compileWatchedCookies(config.tokens, { failMode: config.failMode });
   const upstream = new Upstream({
     origin: config.upstream,
     connectTimeout: config.timeouts.connect,
@@ -156,6 +157,11 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       metrics.upstreamErrors.labels(err.code).inc();
       logger.warn({ code: err.code, err: (err.cause as Error | undefined)?.message }, err.message);
     },
+    // Logins set the token cookies: remember their Path and Domain, so a rejection can delete them.
+    ...(watchedCookies && { onBufferedHead: (head, url) => watchedCookies.learn(head, url) }),
+    // A rotated token the store could not register (failMode closed) is answered as a store outage.
+    onRefused: (req, res) =>
+      rejections.send(res, req.headers, 'session_store_unavailable', undefined, undefined),
   });
   const upstreamUrl = new URL(config.upstream);
   const renderPage: RejectionPageRenderer = renderRejectionPage ?? plainRejectionPage;
@@ -163,6 +169,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     supersededMessage: config.reject.message,
     redirect: config.reject.redirect,
     clearCookies: config.reject.clearCookies,
+    tokenCookies: watchedCookies,
     allowedOrigins: config.cors.allowedOrigins,
     renderPage,
   });
@@ -200,7 +207,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     caseSensitive: paths.caseSensitive,
     trustedProxies,
     rejections,
-    watchedCookies: compileWatchedCookies(config.tokens),
+    watchedCookies,
     mode: config.mode,
     failMode: config.failMode,
     unknownTokens: config.sessions.unknownTokens,
@@ -218,6 +225,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       config.upstream,
       firstFrom.startsWith('pathparam:') ? 'bearer' : firstFrom,
       logger,
+      config.maxLoginBody,
     ),
     metrics,
     logger,

@@ -259,7 +259,11 @@ const requestTokenSourceString = z
   )
   .refine(cookieRegexOk, BAD_COOKIE_REGEX);
 
-/** A request token source with the same value options as a login token (so both yield the same token). */
+/**
+ * A request token source with the same value options as a login token (so both yield the same token).
+ * A cookie's `path` and `domain` are where the app sets it: a rejection deletes it there. The gateway
+ * learns them from the app's Set-Cookie; stating them covers a replica that has seen none yet.
+ */
 const requestTokenSource = z.union([
   requestTokenSourceString,
   z
@@ -269,8 +273,32 @@ const requestTokenSource = z.union([
       field: z.number().int().min(0).optional(),
       capture: regexSource.optional(),
       chunked: z.boolean().default(false),
+      /** Cookies only: the Path the app sets the cookie with. @default / */
+      path: z
+        .string()
+        .regex(/^\/[^;,\s]*$/, 'expected a cookie path such as / or /app')
+        .optional(),
+      /** Cookies only: the Domain the app sets the cookie with; unset: a host-only cookie. */
+      domain: z
+        .string()
+        .regex(/^[^;,\s]+$/, 'expected a cookie domain such as example.com')
+        .optional(),
     })
-    .strict(),
+    .strict()
+    .superRefine((s, ctx) => {
+      const cookie = s.from.startsWith('cookie:');
+      for (const key of ['path', 'domain'] as const) {
+        if (s[key] !== undefined && !cookie)
+          ctx.addIssue({ code: 'custom', path: [key], message: 'only for cookie: sources' });
+      }
+      // RFC 6265bis section 4.1.3.2: a __Host- cookie is host-only with Path=/.
+      if (/^cookie:__host-/i.test(s.from) && (s.domain !== undefined || (s.path ?? '/') !== '/'))
+        ctx.addIssue({
+          code: 'custom',
+          path: [s.domain !== undefined ? 'domain' : 'path'],
+          message: 'a __Host- cookie has Path=/ and no Domain',
+        });
+    }),
 ]);
 
 const redisStore = z

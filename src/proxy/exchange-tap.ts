@@ -16,11 +16,12 @@ import { headerObject } from './headers.js';
 import { sendError, type Rejections } from './rejection.js';
 import type { RequestScope } from './scope.js';
 
-/** Asks the app who the user of a new token is (SSO callbacks), or undefined. */
+/** Asks the app who the user of a new token is (SSO callbacks), or undefined. `login`: the exchange read. */
 export type UserProbe = (
   rule: CompiledLoginRule,
   token: string,
   scope: RequestScope,
+  login: Exchange,
 ) => Promise<string | undefined>;
 
 export interface ExchangeTapDeps {
@@ -146,7 +147,7 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
     }
     let user = rule.readUser(ex, tokens);
     if (user === undefined && rule.config.probe) {
-      user = await deps.probe(rule, tokens[0] as string, scope);
+      user = await deps.probe(rule, tokens[0] as string, scope, ex);
       if (user === undefined) {
         deps.metrics.logins.probe_failed.inc();
         log.warn({ rule: rule.name, code: 'SG_ERR_LOGIN_PROBE_FAILED' }, 'the who-am-i probe gave no user');

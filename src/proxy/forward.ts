@@ -15,9 +15,12 @@ export interface ResponseHead {
  * What to do with a response once its head arrives:
  * - `stream`: write it through now (every ordinary response);
  * - `buffer`: collect the body (up to the cap) and call `onBody` (login, refresh, logout);
- * - a promise: hold the head until it settles, then stream (a rotated token being registered).
+ * - a promise: hold the head until it settles (a rotated token being registered), then stream it
+ *   (`release`) or answer 503 instead and drop the app's response (`refuse`: the token could not be
+ *   registered, and a client must not hold a token the store does not know).
  */
-export type HeadAction = 'stream' | 'buffer' | Promise<void>;
+export type HeadAction = 'stream' | 'buffer' | Promise<HeldHead>;
+export type HeldHead = 'release' | 'refuse';
 
 export interface ResponseTap {
   onHead(head: ResponseHead): HeadAction;
@@ -37,6 +40,13 @@ export interface UpstreamOptions {
   readonly onError?: (err: UpstreamError) => void;
   /** A response of a live session's request started: streams (SSE) are tracked to close on revocation. */
   readonly onLiveResponse?: (res: ServerResponse, head: ResponseHead, tokenId: string) => void;
+  /** The head of a response a tap buffers (login, refresh, logout): its token cookies are learned. */
+  readonly onBufferedHead?: (head: ResponseHead, requestUrl: string) => void;
+  /**
+   * Answers a request whose held response a tap refused (`session_store_unavailable`); unset: a plain
+   * 503 JSON error.
+   */
+  readonly onRefused?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 export type RequestBody = IncomingMessage | Buffer | AsyncIterable<Buffer> | null;
@@ -167,12 +177,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (action === 'buffer') {
       this.#mode = 'buffer';
       this.#chunks = [];
+      this.#options.onBufferedHead?.(head, this.#req.url ?? '/');
       return true;
     }
     this.#mode = 'hold';
     this.#chunks = [];
     action.then(
-      () => this.#release(),
+      (held) => (held === 'refuse' ? this.#refuse() : this.#release()),
       () => this.#release(),
     );
     return false;
@@ -273,6 +284,26 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #writeHead(head: ResponseHead): void {
     if (this.#res.destroyed) return;
     this.#res.writeHead(head.status, head.statusText, head.headers);
+  }
+
+  /**
+   * The held head is not delivered: the gateway answers instead, and the rest of the app's body is read
+   * and dropped (as for a refused login body; the client's answer does not wait for it).
+   */
+  #refuse(): void {
+    if (this.#mode !== 'hold') return;
+    this.#mode = 'discard';
+    this.#chunks = undefined;
+    if (this.#completed) this.#done = true;
+    if (this.#options.onRefused !== undefined) this.#options.onRefused(this.#req, this.#res);
+    else
+      sendError(
+        this.#res,
+        503,
+        'session_store_unavailable',
+        'Sessions cannot be checked right now. Please try again shortly.',
+      );
+    if (!this.#completed) this.#resume?.();
   }
 
   #release(): void {

@@ -31,11 +31,19 @@ export type RejectionPageRenderer = (input: {
   loginUrl: string | undefined;
 }) => string;
 
+/** The token cookies of the config: which a request carries, and how to delete each (token-cookies.ts). */
+export interface TokenCookies {
+  presentIn(cookieHeader: string): string[];
+  clearing(name: string): string;
+}
+
 export interface RejectionConfig {
   readonly supersededMessage: string;
   /** Where browsers are redirected (`reason=<code>` appended); unset: a page. */
   readonly redirect: string | undefined;
   readonly clearCookies: readonly string[];
+  /** The token cookies (undefined when no token travels in a cookie). */
+  readonly tokenCookies?: TokenCookies | undefined;
   readonly allowedOrigins: readonly string[];
   readonly renderPage: RejectionPageRenderer;
 }
@@ -79,7 +87,9 @@ export class Rejections {
 
   /**
    * Answers a request whose session is not live (or cannot be checked).
-   * Cookies are cleared only for a known-dead session: a 503 leaves them alone.
+   * Cookies are cleared only for a known-dead session: a 503 leaves them alone. A session judged by a
+   * cookie loses every token cookie the request carries (its remember-me cookie too, or the browser
+   * would come back with it), each deleted where the app set it.
    */
   send(
     res: ServerResponse,
@@ -91,8 +101,11 @@ export class Rejections {
     const status = code === 'session_store_unavailable' ? 503 : code === 'session_limit_reached' ? 409 : 401;
     const out: Record<string, string | string[]> = { 'cache-control': 'no-store' };
     if (status === 401 && token) {
-      const cookies = [...(token.cookieNames ?? []), ...this.#config.clearCookies];
-      if (cookies.length > 0) out['set-cookie'] = cookies.map((c) => clearingCookie(c));
+      const cookies = this.#cookiesToClear(headers, token);
+      if (cookies.length > 0) {
+        const tc = this.#config.tokenCookies;
+        out['set-cookie'] = cookies.map((c) => (tc === undefined ? clearingCookie(c) : tc.clearing(c)));
+      }
       if (token.carrier === 'bearer') {
         // RFC 6750 section 3.1.
         out['www-authenticate'] = `Bearer error="invalid_token", error_description="${code}"`;
@@ -133,6 +146,15 @@ export class Rejections {
     res.end(body);
   }
 
+  #cookiesToClear(headers: IncomingHttpHeaders, token: PresentedToken): string[] {
+    const names = new Set(token.cookieNames);
+    const tc = this.#config.tokenCookies;
+    if (token.carrier === 'cookie' && tc !== undefined && headers.cookie !== undefined)
+      for (const n of tc.presentIn(headers.cookie)) names.add(n);
+    for (const n of this.#config.clearCookies) names.add(n);
+    return [...names];
+  }
+
   #cors(headers: IncomingHttpHeaders, out: Record<string, string | string[]>): void {
     const origin = headers.origin;
     if (origin === undefined || !this.#origins.has(origin)) return;
@@ -144,16 +166,23 @@ export class Rejections {
 }
 
 /**
- * A top-level navigation gets a page or redirect; everything else gets JSON. `Sec-Fetch-Mode` is
- * authoritative where sent (Fetch Metadata); otherwise `Accept: text/html` without `X-Requested-With`.
+ * A top-level navigation gets a page or redirect; everything else gets JSON. A request with a bearer
+ * token is never one: browsers attach no bearer token to a navigation, only a script does (which needs
+ * the 401, not a redirect it cannot follow). Otherwise `Sec-Fetch-Mode` is authoritative where sent
+ * (Fetch Metadata), else `Accept: text/html` without `X-Requested-With`.
  */
 export function isNavigation(headers: IncomingHttpHeaders): boolean {
+  const auth = headers.authorization;
+  // RFC 6750 section 2.1, the scheme case-insensitive (RFC 9110 section 11.1), as the bearer reader reads it.
+  if (auth !== undefined && BEARER.test(auth)) return false;
   const mode = headers['sec-fetch-mode'];
   if (mode !== undefined) return mode === 'navigate';
   if (headers['x-requested-with'] !== undefined) return false;
   const accept = headers.accept;
   return accept !== undefined && accept.includes('text/html');
 }
+
+const BEARER = /^bearer[ \t]/i;
 
 /** A minimal page, used when no renderer is injected. */
 export const plainRejectionPage: RejectionPageRenderer = ({ message, loginUrl }) =>

@@ -530,10 +530,18 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
     };
   }
 
-  /** A streamed response (SSE) of a live session is closed when the session is revoked. */
+  /**
+   * A streamed response of a live session (SSE; NDJSON, a long poll or any body without a
+   * Content-Length) is closed when the session is revoked. An event stream is ended (EventSource sees
+   * the stream close); any other is cut, so a client cannot take a partial body for a whole one.
+   */
   function trackStream(res: ServerResponse, head: ResponseHead, tokenId: string): void {
-    if (!isStream(head)) return;
-    const remove = connections.add(tokenId, { kind: 'stream', close: () => res.end() });
+    const stream = isStream(head);
+    if (stream === undefined) return;
+    const remove = connections.add(tokenId, {
+      kind: 'stream',
+      close: stream === 'events' ? () => res.end() : () => res.destroy(),
+    });
     res.once('close', remove);
   }
 
@@ -722,13 +730,20 @@ function codeOf(d: Decision): string {
     : 'session_superseded';
 }
 
-function isStream(head: ResponseHead): boolean {
+/**
+ * `events` for an event stream, `body` for a body of unknown length (sent chunked or until close:
+ * NDJSON, long polls), undefined for a response of known length or without a body (204, 304).
+ */
+function isStream(head: ResponseHead): 'events' | 'body' | undefined {
+  if (head.status === 204 || head.status === 304) return undefined;
+  let sized = false;
   for (let i = 0; i < head.headers.length; i += 2) {
     const name = head.headers[i] as string;
-    if (name.length === 12 && name.toLowerCase() === 'content-type')
-      return (head.headers[i + 1] as string).startsWith('text/event-stream');
+    if (name.length === 12 && name.toLowerCase() === 'content-type') {
+      if ((head.headers[i + 1] as string).startsWith('text/event-stream')) return 'events';
+    } else if (name.length === 14 && name.toLowerCase() === 'content-length') sized = true;
   }
-  return false;
+  return sized ? undefined : 'body';
 }
 
 /**

@@ -220,6 +220,9 @@ export interface SetCookie {
   readonly clears: boolean;
   readonly path: string | undefined;
   readonly domain: string | undefined;
+  readonly secure: boolean;
+  /** CHIPS: a partitioned cookie is deleted only by a partitioned Set-Cookie. */
+  readonly partitioned: boolean;
 }
 
 /** Parses one `Set-Cookie` header value (RFC 6265 section 5.2, leniently). */
@@ -233,6 +236,8 @@ export function parseSetCookie(header: string, now: number = Date.now()): SetCoo
   let clears = value === '';
   let path: string | undefined;
   let domain: string | undefined;
+  let secure = false;
+  let partitioned = false;
   for (let i = 1; i < parts.length; i++) {
     const attr = parts[i] as string;
     const aeq = attr.indexOf('=');
@@ -245,11 +250,40 @@ export function parseSetCookie(header: string, now: number = Date.now()): SetCoo
       if (!Number.isNaN(t) && t <= now) clears = true;
     } else if (key === 'path') path = val;
     else if (key === 'domain') domain = val;
+    else if (key === 'secure') secure = true;
+    else if (key === 'partitioned') partitioned = true;
   }
-  return { name, value, clears, path, domain };
+  return { name, value, clears, path, domain, secure, partitioned };
 }
 
-/** A `Set-Cookie` value that removes a cookie. */
-export function clearingCookie(name: string, path = '/'): string {
-  return `${name}=; Path=${path}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax`;
+const HOST_PREFIX = /^__host-/i;
+const SECURE_PREFIX = /^__secure-/i;
+
+/** Where a cookie lives: a browser deletes it only with a Set-Cookie of the same name, Domain and Path. */
+export interface CookieScope {
+  readonly path?: string | undefined;
+  /** Unset: a host-only cookie (a Set-Cookie with a Domain would be another cookie). */
+  readonly domain?: string | undefined;
+  readonly secure?: boolean;
+  readonly partitioned?: boolean;
+}
+
+/**
+ * A `Set-Cookie` value that removes a cookie set with `scope` (RFC 6265 section 5.3 step 11: same name,
+ * domain and path). Prefixed names are only accepted as the prefix demands (RFC 6265bis section 4.1.3):
+ * `__Host-` with Secure, Path=/ and no Domain, `__Secure-` with Secure; otherwise the browser ignores
+ * the deletion and keeps the dead cookie.
+ */
+export function clearingCookie(name: string, scope: CookieScope = {}): string {
+  // Browsers match the prefixes case-insensitively, as RFC 6265bis now specifies.
+  const host = HOST_PREFIX.test(name);
+  const path = host ? '/' : (scope.path ?? '/');
+  const domain = host ? undefined : scope.domain;
+  const secure = host || SECURE_PREFIX.test(name) || scope.secure === true || scope.partitioned === true;
+  let out = `${name}=; Path=${path}`;
+  if (domain !== undefined) out += `; Domain=${domain}`;
+  out += '; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT';
+  if (secure) out += '; Secure';
+  if (scope.partitioned === true) out += '; Partitioned';
+  return `${out}; HttpOnly; SameSite=Lax`;
 }
