@@ -168,9 +168,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#resume = resume;
     const head: ResponseHead = { status: statusCode, statusText, headers: clientResponseHeaders(rawHeaders) };
     this.#head = head;
-    if (this.#liveTokenId !== undefined) this.#upstream.onLiveResponse?.(this.#res, head, this.#liveTokenId);
     const action = this.#tap ? this.#tap.onHead(head) : 'stream';
     if (action === 'stream') {
+      this.#trackLive(head);
       this.#writeHead(head);
       return true;
     }
@@ -306,8 +306,18 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (!this.#completed) this.#resume?.();
   }
 
+  /**
+   * A live session's response is reported (streams are tracked, to be closed on revocation) once it is
+   * released: a held response whose own tap ended the session (the app cleared the cookie) is that
+   * session's last answer and is never cut.
+   */
+  #trackLive(head: ResponseHead): void {
+    if (this.#liveTokenId !== undefined) this.#upstream.onLiveResponse?.(this.#res, head, this.#liveTokenId);
+  }
+
   #release(): void {
     if (this.#mode !== 'hold') return;
+    this.#trackLive(this.#head as ResponseHead);
     this.#mode = 'stream';
     this.#writeHead(this.#head as ResponseHead);
     for (const c of this.#chunks as Buffer[]) this.#res.write(c);
