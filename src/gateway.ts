@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
-import { createAdminServer } from './admin/server.js';
+import { createAdminServer, type Readiness } from './admin/server.js';
 import { DecisionCache } from './cache/decision-cache.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -223,14 +223,23 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   });
 
   let draining = false;
-  const isReady = () => !draining && store.isAvailable();
+  // Readiness follows what the store can do now: commands answered and, when cached decisions rely on
+  // it, the invalidation channel (without it another replica's revocation would go unheard).
+  const readiness = (): Readiness => {
+    if (draining) return { ready: false, reason: 'draining' };
+    const health = store.health();
+    if (!health.commands || (config.consistency === 'cached' && !health.channel))
+      return { ready: false, reason: health.reason ?? 'session store unhealthy' };
+    return { ready: true };
+  };
+  const isReady = () => readiness().ready;
   const admin = createAdminServer({
     sessions,
     registry,
     logger,
     token: config.admin.token,
     open: config.admin.open,
-    isReady,
+    readiness,
   });
 
   let proxyAddress: AddressInfo | undefined;
