@@ -189,7 +189,7 @@ export class RedisSessionStore implements SessionStore {
   #timeouts = 0;
   /** Set by a command timeout, cleared by the next success: the connection is up but not answering. */
   #commandFailure: string | undefined;
-  /** PINGs the command connection while `#commandFailure` is set (see `#probe`). */
+  /** PINGs the command connection while `#commandFailure` is set (see `#armProbe`). */
   #probeTimer: NodeJS.Timeout | undefined;
   readonly #pingInterval: number;
   #closing: Promise<void> | undefined;
