@@ -2,7 +2,8 @@
 /** argv -> config -> gateway; signals and graceful shutdown. */
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from './config/load.js';
-import { ConfigError } from './errors.js';
+import { shutdownGraceOf, type Config } from './config/schema.js';
+import { ConfigError, type ConfigProblem } from './errors.js';
 import { createGateway } from './gateway.js';
 
 const HELP = `sessiongate: keeps each user of an unmodified web app to N live sessions.
@@ -14,6 +15,18 @@ Usage:
 
 Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or usage.
 Configuration reference: README.md ("Configuration").`;
+
+/** Keys still accepted under an old name. */
+function deprecations(config: Config): ConfigProblem[] {
+  return config.shutdownGrace === undefined
+    ? []
+    : [
+        {
+          path: 'shutdownGrace',
+          message: 'deprecated: use shutdown.grace (shutdown.grace wins when both are set)',
+        },
+      ];
+}
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
   let parsed;
@@ -51,29 +64,50 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     }
     throw err;
   }
-  for (const w of loaded.warnings) process.stderr.write(`sessiongate: warning: ${w.path}: ${w.message}\n`);
+  const warnings = [...loaded.warnings, ...deprecations(loaded.config)];
+  for (const w of warnings) process.stderr.write(`sessiongate: warning: ${w.path}: ${w.message}\n`);
   if (command === 'check') {
     process.stdout.write(`sessiongate: ${file}: configuration is valid\n`);
     return 0;
   }
-  const gateway = await createGateway(loaded.config);
-  for (const w of loaded.warnings) gateway.logger.warn({ code: 'SG_WARN_CONFIG', path: w.path }, w.message);
+  const config = loaded.config;
+  const gateway = await createGateway(config);
+  for (const w of warnings) gateway.logger.warn({ code: 'SG_WARN_CONFIG', path: w.path }, w.message);
   await gateway.listen();
-  let stopping = false;
+  let skipDelay: (() => void) | undefined;
   const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    gateway.logger.info({ signal, grace: loaded.config.shutdownGrace }, 'draining');
-    gateway.close().then(
-      () => {
-        gateway.logger.info('stopped');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        gateway.logger.error({ err: (err as Error).message }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    if (skipDelay) {
+      // A second signal: the operator does not want to wait for the load balancers.
+      skipDelay();
+      return;
+    }
+    // SIGTERM comes from an orchestrator with a load balancer to drain; SIGINT from a terminal.
+    const delay = signal === 'SIGINT' ? 0 : config.shutdown.delay;
+    const grace = shutdownGraceOf(config);
+    gateway.drain();
+    gateway.logger.info({ signal, delay, grace }, 'draining: unready, still serving');
+    const delayed = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delay);
+      skipDelay = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    delayed
+      .then(() => {
+        gateway.logger.info({ grace }, 'closing the listener; in-flight requests finish');
+        return gateway.close(grace);
+      })
+      .then(
+        () => {
+          gateway.logger.info('stopped');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          gateway.logger.error({ err: (err as Error).message }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -4,12 +4,12 @@
  */
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
-import { createAdminServer } from './admin/server.js';
+import { createAdminServer, type Readiness } from './admin/server.js';
 import { DecisionCache } from './cache/decision-cache.js';
-import type { Config } from './config/schema.js';
+import { shutdownGraceOf, type Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { compileTrustedProxies } from './proxy/client-address.js';
@@ -34,6 +34,9 @@ import { createTokenIdOf } from './tokens/token-id.js';
 import { createAuditSink } from './notify/audit.js';
 import { createWebhookNotifier, type WebhookNotifier } from './notify/webhook.js';
 import { createSelfService, renderRejectionPage } from './ui/self-service.js';
+
+/** While closing, how often connections that finished their last request are dropped (milliseconds). */
+const IDLE_SWEEP = 50;
 
 export interface GatewayDeps {
   /** Epoch-millisecond clock (sessions, cache, store). @default Date.now */
@@ -60,7 +63,15 @@ export interface Gateway {
   readonly url: string;
   readonly adminUrl: string;
   isReady(): boolean;
-  /** Stops accepting, lets in-flight requests finish within `grace` ms, then closes the store. */
+  /**
+   * Takes the gateway out of rotation: /readyz answers 503 from now on while everything keeps being
+   * served (SIGTERM, for `shutdown.delay`, so load balancers stop sending before the listener closes).
+   */
+  drain(): void;
+  /**
+   * Drains, stops accepting, lets in-flight requests finish within `grace` ms (default
+   * `shutdown.grace`), then closes the store.
+   */
   close(grace?: number): Promise<void>;
 }
 
@@ -233,14 +244,26 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   });
 
   let draining = false;
-  const isReady = () => !draining && store.isAvailable();
+  // Readiness follows what the store can do now: commands answered and, when cached decisions rely on
+  // it, the invalidation channel (without it another replica's revocation would go unheard).
+  const readiness = (): Readiness => {
+    if (draining) return { ready: false, reason: 'draining' };
+    // Under failMode: open the gateway serves through a store outage: taking every replica out of its
+    // Service then would turn "fail open" into "fail closed" for the whole app.
+    if (config.failMode === 'open') return { ready: true };
+    const health = store.health();
+    if (!health.commands || (config.consistency === 'cached' && !health.channel))
+      return { ready: false, reason: health.reason ?? 'session store unhealthy' };
+    return { ready: true };
+  };
+  const isReady = () => readiness().ready;
   const admin = createAdminServer({
     sessions,
     registry,
     logger,
     token: config.admin.token,
     open: config.admin.open,
-    isReady,
+    readiness,
     userNormalizations: config.login.map((r) => r.normalize),
   });
 
@@ -285,13 +308,23 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       );
       return { proxy: proxyAddress, admin: adminAddress };
     },
-    async close(grace = config.shutdownGrace) {
+    drain() {
+      draining = true;
+    },
+    async close(grace = shutdownGraceOf(config)) {
       draining = true;
       const closing = new Promise<void>((resolve) => proxy.server.close(() => resolve()));
-      proxy.server.closeIdleConnections();
+      // close() drops the idle keep-alive connections once; one whose request is still in flight would
+      // stay open until its keep-alive timeout after answering. Requests that arrive meanwhile on such a
+      // connection are answered with `Connection: close`, and the finished ones are dropped as they idle.
+      proxy.server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+        res.shouldKeepAlive = false;
+      });
+      const idle = setInterval(() => proxy.server.closeIdleConnections(), IDLE_SWEEP);
       const timer = setTimeout(() => proxy.server.closeAllConnections(), grace);
       timer.unref();
       await closing;
+      clearInterval(idle);
       clearTimeout(timer);
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();

@@ -17,8 +17,8 @@ export interface AdminOptions {
   /** Bearer token; unset: only the open endpoints answer. */
   readonly token: string | undefined;
   readonly open: readonly ('healthz' | 'readyz' | 'metrics')[];
-  /** True while the gateway can serve (store reachable, not draining). */
-  readonly isReady: () => boolean;
+  /** Whether the gateway should get traffic (store healthy, not draining), and why not. */
+  readonly readiness: () => Readiness;
   /**
    * The `normalize` steps of each login rule, so `/admin/users/Alice/...` finds the sessions a rule
    * registered as `alice`. @default [] (the user exactly as given)
@@ -45,6 +45,12 @@ export function compileUserForms(
   if (distinct.length === 0) return (user) => [user];
   if (only !== undefined) return (user) => [only(user)];
   return (user) => [...new Set([user, ...distinct.map((normalize) => normalize(user))])];
+}
+
+export interface Readiness {
+  readonly ready: boolean;
+  /** Why not ready: `draining`, or what the store reported. */
+  readonly reason?: string;
 }
 
 /** One route of the admin API, as `openapi/admin.yaml` names it (path templates in `{braces}`). */
@@ -172,10 +178,11 @@ function compileRoutes(options: AdminOptions | undefined): CompiledRoute[] {
       'GET',
       '/readyz',
       (res) => {
-        const ready = o.isReady();
+        const { ready, reason } = o.readiness();
         send(res, ready ? 200 : 503, {
           status: ready ? 'ready' : 'unready',
-          store: o.sessions.store.isAvailable() ? 'up' : 'down',
+          store: o.sessions.store.health().commands ? 'up' : 'down',
+          ...(reason !== undefined ? { reason } : {}),
         });
       },
     ],

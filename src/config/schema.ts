@@ -557,10 +557,29 @@ export const configSchema = z
       })
       .strict()
       .default({}),
-    /** In-flight requests get this long to finish after SIGTERM. @default 10s */
-    shutdownGrace: duration('shutdownGrace').default('10s'),
+    shutdown: z
+      .object({
+        /**
+         * After SIGTERM, /readyz answers 503 at once and serving goes on this long, so load balancers
+         * stop sending before the listener closes (SIGINT or a second signal skip it). @default 5s
+         */
+        delay: duration('shutdown.delay').default('5s'),
+        /** Then the listener closes and in-flight requests get this long to finish. @default 10s */
+        grace: duration('shutdown.grace').optional(),
+      })
+      .strict()
+      .default({}),
+    /** Deprecated alias of `shutdown.grace` (warned about at startup); `shutdown.grace` wins. */
+    shutdownGrace: duration('shutdownGrace').optional(),
   })
   .strict();
+
+const DEFAULT_SHUTDOWN_GRACE = 10_000;
+
+/** `shutdown.grace`, else the deprecated `shutdownGrace`, else 10 s (milliseconds). */
+export function shutdownGraceOf(config: Pick<Config, 'shutdown' | 'shutdownGrace'>): number {
+  return config.shutdown.grace ?? config.shutdownGrace ?? DEFAULT_SHUTDOWN_GRACE;
+}
 
 /** The configuration as written (before defaults). */
 export type ConfigInput = z.input<typeof configSchema>;

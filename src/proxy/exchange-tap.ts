@@ -123,7 +123,9 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
           { rule: rule.name, code: err.code, err: err.message },
           'session store unavailable during a login exchange',
         );
-        if (deps.failMode === 'open' || rule.kind === 'logout') release(res, head, body);
+        // A logout is never released unrecorded, whatever failMode says: the client would believe it
+        // signed out while the session stays live. Held and answered 503, it is retried.
+        if (deps.failMode === 'open' && rule.kind !== 'logout') release(res, head, body);
         else deps.rejections.send(res, scope.req.headers, 'session_store_unavailable', undefined, undefined);
       }
     },

@@ -6,6 +6,16 @@ import type {
   UserSessions,
 } from '../model.js';
 
+/** What readiness needs to know of a store (`SessionStore.health`). */
+export interface StoreHealth {
+  /** Request-path commands are answered: connected, and none timed out since the last that succeeded. */
+  readonly commands: boolean;
+  /** Invalidations from other replicas arrive (a store without replicas: always true). */
+  readonly channel: boolean;
+  /** Why not, when either is false. */
+  readonly reason?: string;
+}
+
 /**
  * The session store contract. Every implementation passes `test/store/contract.ts`.
  *
@@ -62,5 +72,10 @@ export interface SessionStore {
   watch(listener: InvalidationListener): () => void;
   /** True while the store is believed reachable. */
   isAvailable(): boolean;
+  /**
+   * Command and invalidation-channel health, for readiness: synchronous and cheap (no round trip). A
+   * connection that is up but stopped answering (a paused Redis) counts as unhealthy, not as available.
+   */
+  health(): StoreHealth;
   close(): Promise<void>;
 }

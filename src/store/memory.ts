@@ -1,5 +1,5 @@
 import { StoreConflictError } from '../errors.js';
-import type { SessionStore } from './contract.js';
+import type { SessionStore, StoreHealth } from './contract.js';
 import type {
   Invalidation,
   InvalidationListener,
@@ -22,6 +22,8 @@ export interface MemoryStoreOptions {
   /** Anonymous token ids remembered at most (the oldest are forgotten first). @default 100000 */
   maxAnonymous?: number;
 }
+
+const HEALTHY: StoreHealth = Object.freeze({ commands: true, channel: true });
 
 interface UserEntry {
   version: number;
@@ -164,6 +166,11 @@ export class MemorySessionStore implements SessionStore {
 
   isAvailable(): boolean {
     return true;
+  }
+
+  /** In-process: always answers, and there is no other replica to hear from. */
+  health(): StoreHealth {
+    return HEALTHY;
   }
 
   async close(): Promise<void> {

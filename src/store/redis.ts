@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions, RedisOptions } from 'ioredis';
 import { ConfigError, SessiongateError, StoreConflictError, StoreUnavailableError } from '../errors.js';
-import type { SessionStore } from './contract.js';
+import type { SessionStore, StoreHealth } from './contract.js';
 import type {
   EndedBy,
   Invalidation,
@@ -187,6 +187,11 @@ export class RedisSessionStore implements SessionStore {
   readonly #shas = new Map<LuaScript, string>();
   #available = false;
   #timeouts = 0;
+  /** Set by a command timeout, cleared by the next success: the connection is up but not answering. */
+  #commandFailure: string | undefined;
+  /** PINGs the command connection while `#commandFailure` is set (see `#armProbe`). */
+  #probeTimer: NodeJS.Timeout | undefined;
+  readonly #pingInterval: number;
   #closing: Promise<void> | undefined;
 
   constructor(options: RedisStoreOptions) {
@@ -198,6 +203,7 @@ export class RedisSessionStore implements SessionStore {
     this.#onStateChange = options.onStateChange ?? (() => {});
     const commandTimeout = options.commandTimeout ?? 250;
     const pingInterval = options.pingInterval ?? 1_000;
+    this.#pingInterval = pingInterval;
     for (const s of [COMMIT, READ_USER, ADD_TOKENS, TOUCH, LIVE_EXPIRY])
       this.#shas.set(s, createHash('sha1').update(s.source).digest('hex'));
 
@@ -264,7 +270,11 @@ export class RedisSessionStore implements SessionStore {
     }
 
     this.#client.on('error', (err: unknown) => this.#onError(err, 'connection'));
-    this.#client.on('ready', () => this.#setAvailable(true));
+    this.#client.on('ready', () => {
+      // A fresh connection answered its ready check: whatever timed out before is behind us.
+      this.#commandFailure = undefined;
+      this.#setAvailable(true);
+    });
     for (const event of ['close', 'end', 'reconnecting'])
       this.#client.on(event, () => this.#setAvailable(false));
 
@@ -433,6 +443,25 @@ export class RedisSessionStore implements SessionStore {
     return this.#available && this.#closing === undefined;
   }
 
+  /**
+   * Commands: connected and no command timed out since the last success (a paused Redis keeps the
+   * connection "ready" while every command times out). Channel: subscribed, last PING answered.
+   */
+  health(): StoreHealth {
+    const channel = this.#subscriber.isUp();
+    const commands = this.isAvailable() && this.#commandFailure === undefined;
+    if (commands && channel) return { commands, channel };
+    const reason =
+      this.#closing !== undefined
+        ? 'redis store is closed'
+        : !this.#available
+          ? 'redis command connection is down'
+          : this.#commandFailure !== undefined
+            ? `redis commands are not answered (${this.#commandFailure})`
+            : 'invalidation channel is down';
+    return { commands, channel, reason };
+  }
+
   /** True while the invalidation channel is subscribed (and its last PING was answered in time). */
   isWatching(): boolean {
     return this.#subscriber.isUp();
@@ -458,6 +487,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async #close(): Promise<void> {
+    clearTimeout(this.#probeTimer);
     this.#listeners.clear();
     this.#subscriber.close();
     try {
@@ -519,10 +549,15 @@ export class RedisSessionStore implements SessionStore {
     try {
       const result = await fn();
       this.#timeouts = 0;
+      this.#commandFailure = undefined;
       return result;
     } catch (err) {
       if (err instanceof SessiongateError) throw err;
-      if (messageOf(err) === 'Command timed out') this.#noteTimeout();
+      if (messageOf(err) === 'Command timed out') {
+        this.#commandFailure = `${what} timed out`;
+        this.#armProbe();
+        this.#noteTimeout();
+      }
       throw new StoreUnavailableError(`redis ${what} failed: ${messageOf(err)}`, { cause: err });
     }
   }
@@ -537,6 +572,26 @@ export class RedisSessionStore implements SessionStore {
     this.#timeouts = 0;
     this.#onError(new Error('repeated command timeouts; reconnecting'), 'connection');
     this.#client.disconnect(true);
+  }
+
+  /**
+   * While commands are failing, PINGs the command connection every pingInterval until one is answered:
+   * a gateway that readiness took out of rotation gets no requests, so without this nothing would
+   * ever find out that Redis is back (and a half-open connection would never reach the reconnect).
+   */
+  #armProbe(): void {
+    if (this.#probeTimer !== undefined || this.#closing !== undefined) return;
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = undefined;
+      if (this.#commandFailure === undefined || this.#closing !== undefined) return;
+      // Not connected: the 'ready' of the reconnect clears the failure; until then keep waiting.
+      if (!this.#available) return this.#armProbe();
+      this.#call('probe', () => this.#client.ping()).then(
+        () => {},
+        () => this.#armProbe(),
+      );
+    }, this.#pingInterval);
+    this.#probeTimer.unref();
   }
 
   #setAvailable(available: boolean): void {
