@@ -150,6 +150,20 @@ describe('a Redis stall', () => {
     await waitUntil('ready again', async () => (await readyz(gw)).status === 200);
     expect(await metric(gw, 'sessiongate_invalidation_channel_lost_total')).toBe(1);
   });
+  it('keeps /readyz 200 under failMode: open, where the gateway serves through the stall', async () => {
+    const proxy = await faultProxy();
+    const clock = testClock();
+    const gw = await replica({ url: proxy.url, keyPrefix: prefix(), clock, extra: { failMode: 'open' } });
+    const token = await login(gw, 'dora');
+    proxy.stall();
+    clock.advance(MAX_STALENESS);
+    // The request that needs the store is answered (passed, failMode open) once the command timed out...
+    expect((await get(`${gw.url}/api/me`, bearer(token))).status).toBe(200);
+    expect(gw.gateway.store.health().commands).toBe(false);
+    // ...and the replica stays in its Service meanwhile.
+    expect((await readyz(gw)).status).toBe(200);
+    proxy.heal();
+  });
 });
 
 describe('a half-open connection', () => {
