@@ -26,7 +26,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
-# package.json: "type": "module" for dist/; config/: the demo and the presets `sessiongate init` reads.
+# package.json: "type": "module" for dist/; config/: the shipped configs, as package.json "files" ships.
 COPY package.json ./
 COPY config ./config
 # The official image's `node` user, by number so Kubernetes runAsNonRoot can verify it. Everything above
