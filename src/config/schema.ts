@@ -70,7 +70,14 @@ const httpUrl = z.string().transform((v, ctx) => {
   }
 });
 
-const pathPattern = z.string().regex(/^\//, 'expected a path pattern starting with /');
+/** `**` stands for any number of segments: at the end, and at most once inside a pattern. */
+const oneInnerDoubleStar = (p: string) =>
+  (p.replace(/\/\*\*$/, '').match(/(^|\/)\*\*(\/|$)/g) ?? []).length <= 1;
+const DOUBLE_STAR = 'at most one ** inside a pattern (and one at its end)';
+const pathPattern = z
+  .string()
+  .regex(/^\//, 'expected a path pattern starting with /')
+  .refine(oneInnerDoubleStar, DOUBLE_STAR);
 
 /** `POST /api/login`, `GET,POST /login`, `* /oauth/callback/**`. */
 const routeMatch = z
@@ -78,7 +85,8 @@ const routeMatch = z
   .regex(
     /^(\*|[A-Z]+(,[A-Z]+)*) \/\S*$/,
     'expected "METHOD /path" such as "POST /api/login" (methods upper-case, comma-separated, or *)',
-  );
+  )
+  .refine((m) => oneInnerDoubleStar(m.slice(m.indexOf(' ') + 1)), DOUBLE_STAR);
 
 /** Where a login response (or its request) carries a token: `json:<path>`, `cookie:<name>`, `header:<name>`. */
 /** A regular expression, compiled here so a bad one is a config error with its key path, not a crash. */

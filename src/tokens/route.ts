@@ -1,6 +1,8 @@
 /**
  * Route patterns of login, refresh, logout and protect rules, compiled once at startup.
- * `METHOD[,METHOD] /path` with `:param` segments, `*` for one segment, and a trailing `/**` for any rest.
+ * `METHOD[,METHOD] /path` with `:param` segments, `*` for one segment, a trailing `/**` for any rest,
+ * and one `**` inside a pattern for any number of segments (Tomcat's FORM login at any depth of a
+ * context: `/app/`, then `**`, then `/j_security_check`).
  *
  * Paths given to `match` are already normalised by the proxy (no dot segments, no repeated slashes),
  * together with their `folded` form: the lower-cased path when routes are case-insensitive (express,
@@ -51,6 +53,7 @@ export function compilePath(pattern: string, options: PathOptions = {}): Compile
     return { pattern, match: () => NO_PARAMS };
   }
   const last = segments.length - 1;
+  if (segments.includes('**')) return compileDeepPath(pattern, segments, rest, caseSensitive, suffixes);
   const hasParams = segments.some((s) => s.startsWith(':') || s === '*');
   if (!rest && !hasParams) {
     // A literal path: string comparisons only (a trailing slash is the same route).
@@ -91,6 +94,49 @@ export function compilePath(pattern: string, options: PathOptions = {}): Compile
         }
       }
       return params ?? NO_PARAMS;
+    },
+  };
+}
+
+// A pattern with `**` inside it (Tomcat takes a FORM login at any path of its context that ends in
+// `/j_security_check`): `**` there stands for any number of segments, none included. The schema allows
+// one such `**`, so matching is at most quadratic in the path's segments.
+function compileDeepPath(
+  pattern: string,
+  segments: readonly string[],
+  rest: boolean,
+  caseSensitive: boolean,
+  suffixes: boolean,
+): CompiledPath {
+  const last = segments.length - 1;
+  return {
+    pattern,
+    match(path, folded = foldPath(path, caseSensitive)) {
+      const parts = folded.split('/').slice(1);
+      if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
+      let raw: string[] | undefined;
+      let params: Record<string, string> | undefined;
+      const from = (si: number, pi: number): boolean => {
+        if (si === segments.length) return rest || pi === parts.length;
+        const seg = segments[si] as string;
+        if (seg === '**') {
+          for (let k = pi; k <= parts.length; k++) if (from(si + 1, k)) return true;
+          return false;
+        }
+        const part = parts[pi];
+        if (part === undefined) return false;
+        if (seg === '*') return part !== '' && from(si + 1, pi + 1);
+        if (seg.startsWith(':')) {
+          if (part === '') return false;
+          raw ??= path.split('/').slice(1);
+          (params ??= {})[seg.slice(1)] = safeDecode(raw[pi] ?? part);
+          return from(si + 1, pi + 1);
+        }
+        const same =
+          seg === part || (suffixes && si === last && pi === parts.length - 1 && part.startsWith(`${seg}.`));
+        return same && from(si + 1, pi + 1);
+      };
+      return from(0, 0) ? (params ?? NO_PARAMS) : undefined;
     },
   };
 }

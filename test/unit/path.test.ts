@@ -82,3 +82,26 @@ describe('route patterns', () => {
     expect(compileRoute('GET,POST /a').matches('DELETE', '/a')).toBeUndefined();
   });
 });
+
+describe('a ** inside a route pattern', () => {
+  const route = compileRoute('POST /app/**/j_security_check');
+
+  it('matches any depth below its prefix, none included', () => {
+    expect(route.matches('POST', '/app/j_security_check')).toEqual({});
+    expect(route.matches('POST', '/app/x/y/j_security_check')).toEqual({});
+    expect(route.matches('POST', '/APP/X/J_SECURITY_CHECK')).toEqual({});
+  });
+
+  it('matches nothing outside its prefix or ending elsewhere', () => {
+    expect(route.matches('POST', '/other/j_security_check')).toBeUndefined();
+    expect(route.matches('POST', '/app/x/j_security_check/more')).toBeUndefined();
+    expect(route.matches('POST', '/app/x')).toBeUndefined();
+  });
+
+  it('takes :params on either side', () => {
+    expect(compileRoute('GET /t/:tenant/**/file/:name').matches('GET', '/t/acme/a/b/file/x')).toEqual({
+      tenant: 'acme',
+      name: 'x',
+    });
+  });
+});
