@@ -237,8 +237,11 @@ const logoutRule = z
       .string()
       .regex(/^(request\.json|request\.form):.+$/, 'expected request.json:<path> or request.form:<field>')
       .optional(),
-    /** Statuses that confirm the logout. @default any status below 500 */
-    success: successRule.default({ status: '100-499' }),
+    /**
+     * Statuses that confirm the logout. A 4xx (a logout route the app does not have, a refused CSRF
+     * token) ended nothing at the app, so it ends nothing here. @default 2xx and 3xx
+     */
+    success: successRule.default({ status: '200-399' }),
   })
   .strict();
 
