@@ -373,10 +373,31 @@ export const configSchema = z
         unknownTokens: z.enum(['pass', 'reject']).default('pass'),
         /** Values of rotating tokens kept per session; the oldest drop out. @default 8 */
         maxTokensPerSession: z.number().int().min(1).max(256).default(8),
-        /** Last activity is written to the store at most once per this interval per session. @default 30s */
+        /**
+         * Last activity is written to the store at most once per this interval per session; shorter than
+         * idleTimeout. Idle expiry allows for activity another replica has not written yet, so it fires
+         * between idleTimeout and idleTimeout + activityInterval after the last request (Redis). @default 30s
+         */
         activityInterval: duration('activityInterval').default('30s'),
+        /**
+         * How long a dead token (superseded, logged out, expired, ended) is still refused after its
+         * session's maxAge, once the session record itself is gone; after that it is unknown. Make it at
+         * least as long as the app's own sessions can live. @default 30d
+         */
+        tombstoneRetention: duration('tombstoneRetention').default('30d'),
       })
       .strict()
+      .superRefine((s, ctx) => {
+        // Activity written less often than the idle timeout cannot keep an active session alive on
+        // another replica (or after a cache refill).
+        if (typeof s.activityInterval === 'number' && typeof s.idleTimeout === 'number')
+          if (s.activityInterval >= s.idleTimeout)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['activityInterval'],
+              message: `must be shorter than sessions.idleTimeout (${s.activityInterval} ms >= ${s.idleTimeout} ms)`,
+            });
+      })
       .default({}),
     /** Login routes (one or more). */
     login: z.array(loginRule).min(1, 'expected at least one login rule'),
