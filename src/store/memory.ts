@@ -50,8 +50,9 @@ export class MemorySessionStore implements SessionStore {
   readonly #users = new Map<string, UserEntry>();
   readonly #tokens = new Map<string, TokenRef>();
   /**
-   * Token ids of dropped sessions -> when they are forgotten: one number per id, so a tombstone costs a
-   * Map entry (about 100 bytes with a 43-character id) where a record costs kilobytes.
+   * Token ids of dropped sessions -> when they are forgotten: one number per id, so a tombstone costs
+   * about 120 bytes of heap with its 43-character id (measured at 200,000, Node 20) where a record
+   * costs kilobytes. Bounded by the ids of sessions of the last maxAge + tombstoneRetention.
    */
   readonly #dead = new Map<string, number>();
   readonly #tombstoneRetention: number;
