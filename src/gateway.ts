@@ -85,6 +85,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     (await createStore(config.store, {
       now,
       retention: config.sessions.maxAge,
+      tombstoneRetention: config.sessions.tombstoneRetention,
       onError: (err, what) =>
         logger.warn(
           { code: (err as { code?: string }).code ?? 'SG_ERR_STORE', what, err: (err as Error).message },
@@ -139,12 +140,10 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   const audit = createAuditSink(logger);
   events.on(audit);
   events.on((e) => {
-    if (e.type === 'session.created') metrics.liveSessions.inc();
-    else if (e.type !== 'request.rejected' && e.type !== 'session.refused') {
-      metrics.liveSessions.dec();
+    if (e.type !== 'session.created' && e.type !== 'request.rejected' && e.type !== 'session.refused')
       metrics.sessionsEnded.labels(String(e.reason ?? e.type)).inc();
-    }
   });
+  metrics.countLiveSessionsWith(() => sessions.countLive());
   let webhook: WebhookNotifier | undefined;
   if (config.notify.webhook) {
     webhook = createWebhookNotifier(config.notify.webhook, { logger, metrics, now });

@@ -18,7 +18,7 @@ export interface Decision {
   readonly fetchedAt: number;
   /** The cache epoch at fill; a live entry from an older epoch is not trusted. */
   readonly epoch: number;
-  /** Last activity seen (here or in the store). */
+  /** Last activity seen (here or in the store); kept across refills of the same session. */
   lastSeenAt: number;
   /** Last activity written to the store. */
   lastWrittenAt: number;
@@ -43,8 +43,9 @@ export interface FillTicket {
 /**
  * The per-replica LRU of token decisions. Live and unknown decisions are trusted for `maxStaleness` and
  * only within the current epoch (bumped when the invalidation channel may have lost messages); ended
- * sessions (tombstones) are trusted until the session's own `expiresAt`, whatever the channel does,
- * because a token once dead never lives again.
+ * sessions (tombstones) are trusted for as long as they stay in the LRU, whatever the channel does,
+ * because a token once dead never lives again: past its session's `expiresAt` too, so a dead token
+ * keeps costing no store read however often it comes back.
  *
  * The cache-fill race (a store read that returns "live" after the revocation it raced was applied) is
  * closed with fill tickets: `invalidate` voids the pending read of the same token id, and a voided or
@@ -79,12 +80,12 @@ export class DecisionCache {
       if (d.epoch !== this.#epoch || now - d.fetchedAt >= this.#maxStaleness) return undefined;
       return d;
     }
-    // A tombstone: trusted until the session's own end.
-    if (d.session !== undefined && now >= d.session.expiresAt) {
-      this.#lru.delete(tokenId);
-      return undefined;
-    }
     return d;
+  }
+
+  /** The entry as cached, trusted or not (a refill carries its activity forward). */
+  peek(tokenId: string): Decision | undefined {
+    return this.#lru.peek(tokenId);
   }
 
   beginFill(tokenId: string): FillTicket {

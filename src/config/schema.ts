@@ -254,8 +254,11 @@ const logoutRule = z
       .string()
       .regex(/^(request\.json|request\.form):.+$/, 'expected request.json:<path> or request.form:<field>')
       .optional(),
-    /** Statuses that confirm the logout. @default any status below 500 */
-    success: successRule.default({ status: '100-499' }),
+    /**
+     * Statuses that confirm the logout. A 4xx (a logout route the app does not have, a refused CSRF
+     * token) ended nothing at the app, so it ends nothing here. @default 2xx and 3xx
+     */
+    success: successRule.default({ status: '200-399' }),
   })
   .strict();
 
@@ -344,6 +347,7 @@ const redisStore = z
 export const WEBHOOK_EVENTS = [
   'session.created',
   'session.superseded',
+  'session.replaced',
   'session.refused',
   'session.ended',
   'session.logged_out',
@@ -430,10 +434,31 @@ export const configSchema = z
         unknownTokens: z.enum(['pass', 'reject']).default('pass'),
         /** Values of rotating tokens kept per session; the oldest drop out. @default 8 */
         maxTokensPerSession: z.number().int().min(1).max(256).default(8),
-        /** Last activity is written to the store at most once per this interval per session. @default 30s */
+        /**
+         * Last activity is written to the store at most once per this interval per session; shorter than
+         * idleTimeout. Idle expiry allows for activity another replica has not written yet, so it fires
+         * between idleTimeout and idleTimeout + activityInterval after the last request (Redis). @default 30s
+         */
         activityInterval: duration('activityInterval').default('30s'),
+        /**
+         * How long a dead token (superseded, logged out, expired, ended) is still refused after its
+         * session's maxAge, once the session record itself is gone; after that it is unknown. Make it at
+         * least as long as the app's own sessions can live. @default 30d
+         */
+        tombstoneRetention: duration('tombstoneRetention').default('30d'),
       })
       .strict()
+      .superRefine((s, ctx) => {
+        // Activity written less often than the idle timeout cannot keep an active session alive on
+        // another replica (or after a cache refill).
+        if (typeof s.activityInterval === 'number' && typeof s.idleTimeout === 'number')
+          if (s.activityInterval >= s.idleTimeout)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['activityInterval'],
+              message: `must be shorter than sessions.idleTimeout (${s.activityInterval} ms >= ${s.idleTimeout} ms)`,
+            });
+      })
       .default({}),
     /** Login routes (one or more). */
     login: z.array(loginRule).min(1, 'expected at least one login rule'),

@@ -66,6 +66,8 @@ function textOf(e: SessionEvent, device: string | null): string {
       return `New login from ${device ?? 'an unknown device'}${e.ended ? `; ${e.ended} other session(s) ended` : ''}`;
     case 'session.superseded':
       return `Session on ${device ?? 'an unknown device'} was ended by a new login${e.by?.userAgent ? ` from ${describeDevice(e.by.userAgent)}` : ''}`;
+    case 'session.replaced':
+      return `Session on ${device ?? 'an unknown device'} was replaced by a new login from the same browser`;
     case 'session.refused':
       return `Login from ${device ?? 'an unknown device'} refused: the session limit is reached`;
     case 'session.ended':

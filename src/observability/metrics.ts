@@ -71,6 +71,7 @@ export class Metrics {
   readonly tokenUpdates: Counter<'kind'>;
   readonly sessionsEnded: Counter<'reason'>;
   readonly liveSessions: Gauge;
+  #countLiveSessions: (() => Promise<number>) | undefined;
   readonly invalidations: Counter;
   readonly invalidationLagSeconds: Histogram;
   readonly channelLost: Counter;
@@ -79,6 +80,11 @@ export class Metrics {
   readonly webhookDeliveries: Counter<'result'>;
   readonly webhookQueue: Gauge;
   readonly storeAvailable: Gauge;
+
+  /** Where `sessiongate_live_sessions` comes from (the session service's store count). */
+  countLiveSessionsWith(count: () => Promise<number>): void {
+    this.#countLiveSessions = count;
+  }
 
   constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
     const registry = options.registry ?? new Registry();
@@ -147,10 +153,22 @@ export class Metrics {
       labelNames: ['reason'],
       registers: [registry],
     });
+    // Counted by the store at scrape time, so every replica reports the same exact number (a tally
+    // of this replica's own events drifted, and never dropped at maxAge).
+    const countLive = () => this.#countLiveSessions;
     this.liveSessions = new Gauge({
       name: 'sessiongate_live_sessions',
-      help: 'Live sessions created minus ended, as seen by this replica (memory store: exact).',
+      help: 'Live sessions in the session store (not ended, within maxAge; idle ones until ended), counted at scrape time (reused for up to 5 s).',
       registers: [registry],
+      async collect() {
+        const count = countLive();
+        if (count === undefined) return;
+        try {
+          this.set(await count());
+        } catch {
+          // The store cannot answer: the last value stands (sessiongate_store_available says why).
+        }
+      },
     });
     this.invalidations = new Counter({
       name: 'sessiongate_invalidations_total',

@@ -31,6 +31,8 @@ export interface ExchangeTapDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly failMode: 'open' | 'closed';
+  /** `report-only` never changes traffic: a login the limit would refuse is released (and counted). */
+  readonly mode?: 'enforce' | 'report-only';
   readonly maxBody: number;
   readonly loginHeader: boolean;
   readonly locationHeader: string | undefined;
@@ -169,6 +171,7 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
       return;
     }
     const location = deps.locationHeader ? scope.req.headers[deps.locationHeader] : undefined;
+    const reportOnly = deps.mode === 'report-only';
     const outcome = await deps.sessions.login({
       user,
       tokenIds: tokens.map(deps.tokenIdOf),
@@ -176,13 +179,24 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
       ip: scope.clientIp,
       userAgent: scope.req.headers['user-agent'] ?? '',
       ...(typeof location === 'string' ? { location } : {}),
+      ...(reportOnly ? { reportOnly } : {}),
     });
-    deps.metrics.logins[outcome.kind].inc();
-    if (outcome.kind === 'refused') {
-      // reject-new: the token never reaches the client.
-      deps.rejections.send(res, scope.req.headers, 'session_limit_reached', undefined, undefined);
-      return;
+    const wouldRefuse = outcome.kind === 'created' && outcome.wouldRefuse === true;
+    // A would-be refusal counts as `refused`: the question report-only answers is how many there would be.
+    deps.metrics.logins[wouldRefuse ? 'refused' : outcome.kind].inc();
+    if (outcome.kind === 'refused' || wouldRefuse) {
+      if (reportOnly) {
+        log.info(
+          { rule: rule.name, code: 'session_limit_reached', reportOnly: true },
+          'would refuse the login (report-only): released',
+        );
+      } else {
+        // reject-new: the token never reaches the client.
+        deps.rejections.send(res, scope.req.headers, 'session_limit_reached', undefined, undefined);
+        return;
+      }
     }
+    // Other devices only: a session this browser replaced (a re-login) is not one.
     const ended =
       outcome.kind === 'created' ? outcome.ended.filter((s) => s.state === 'superseded').length : 0;
     release(res, head, body, deps.loginHeader ? ['sessiongate-ended-sessions', String(ended)] : undefined);

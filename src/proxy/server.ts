@@ -89,6 +89,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
     metrics: o.metrics,
     logger: o.logger,
     failMode: o.failMode,
+    mode: o.mode,
     maxBody: o.maxLoginBody,
     loginHeader: o.loginHeader,
     locationHeader: o.locationHeader,
@@ -108,8 +109,11 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
 
   // Long-lived connections were checked once, when they opened: close those whose session ended,
   // on revocations made here or received from other replicas, and after the channel was restored
-  // (messages may have been lost meanwhile).
+  // (messages may have been lost meanwhile). In report-only mode they stay open: logged and counted
+  // (passed_report_only) once per token, which `reported` remembers while its connections last.
+  const reported = new Set<string>();
   const closeIfDead = (tokenIds: readonly string[]) => {
+    for (const r of reported) if (!connections.has(r)) reported.delete(r);
     for (const id of tokenIds) {
       if (!connections.has(id)) continue;
       void Promise.resolve(o.sessions.check(id))
@@ -121,6 +125,16 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
             d.state === 'unavailable'
           )
             return;
+          if (o.mode === 'report-only') {
+            if (reported.has(id) || !connections.has(id)) return;
+            reported.add(id);
+            count('passed_report_only');
+            log.info(
+              { code: codeOf(d), sessionId: d.session?.id, reportOnly: true },
+              'would close the long-lived connections of a revoked token (report-only)',
+            );
+            return;
+          }
           for (const c of connections.close([id], () => codeOf(d)))
             o.metrics.connectionsClosed.labels(c.kind).inc();
         })
@@ -615,21 +629,24 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       return;
     }
     const open = (d: Decision | undefined) => {
-      if (d !== undefined) {
-        const verdict = verdictOf(scope, d);
-        if (verdict !== 'pass' && o.mode === 'enforce') {
-          count(outcomeOf(verdict));
-          const status = verdict === 'session_store_unavailable' ? 503 : 401;
-          rejectUpgrade(
-            socket,
-            status,
-            status === 503 ? 'Service Unavailable' : 'Unauthorized',
-            JSON.stringify({ error: verdict, message: o.rejections.message(verdict) }),
-          );
-          return;
-        }
+      const verdict = d === undefined ? 'pass' : verdictOf(scope, d);
+      if (verdict !== 'pass' && o.mode === 'enforce') {
+        count(outcomeOf(verdict));
+        const status = verdict === 'session_store_unavailable' ? 503 : 401;
+        rejectUpgrade(
+          socket,
+          status,
+          status === 503 ? 'Service Unavailable' : 'Unauthorized',
+          JSON.stringify({ error: verdict, message: o.rejections.message(verdict) }),
+        );
+        return;
       }
+      // report-only: counted and logged as the would-be rejection it is (reject() then only passes).
+      if (d !== undefined && verdict !== 'pass') return reject(scope, verdict, d, () => tunnel(d));
       count(d === undefined ? 'passed_no_token' : 'passed_live');
+      tunnel(d);
+    };
+    const tunnel = (d: Decision | undefined) => {
       const headers = upstreamRequestHeaders(req, scope.clientIp, o.trustedProxies, true);
       const conn = tunnelUpgrade(req, socket, head, headers, o.upgradeTarget, (err) => {
         o.metrics.upstreamErrors.labels('upgrade').inc();

@@ -3,6 +3,7 @@ import type { EndState } from '../model.js';
 export type SessionEventType =
   | 'session.created'
   | 'session.superseded'
+  | 'session.replaced'
   | 'session.refused'
   | 'session.ended'
   | 'session.logged_out'
@@ -28,7 +29,7 @@ export interface SessionEvent {
     readonly userAgent?: string;
     readonly actor?: 'user' | 'admin' | 'login';
   };
-  /** For session.created: how many sessions the login ended. */
+  /** For session.created: how many sessions of other devices the login ended. */
   readonly ended?: number;
 }
 
@@ -58,6 +59,13 @@ export class SessionEvents {
     }
   }
 }
+
+/**
+ * The event of a session ended by a login from the same browser (logging in again, step-up): stored
+ * as superseded, but no other device was signed out, so it is not reported as `session.superseded`
+ * (which the webhook and the login header treat as "another device signed out").
+ */
+export const REPLACED_EVENT: SessionEventType = 'session.replaced';
 
 export const END_EVENT: Readonly<Record<EndState, SessionEventType>> = {
   superseded: 'session.superseded',

@@ -3,7 +3,7 @@ import type { Decision, DecisionCache } from '../cache/decision-cache.js';
 import { SessiongateError, StoreConflictError, StoreUnavailableError } from '../errors.js';
 import type { SessionStore } from '../store/contract.js';
 import type { EndedBy, EndState, SessionRecord, TokenLookup } from '../model.js';
-import { END_EVENT, SessionEvents } from './events.js';
+import { END_EVENT, REPLACED_EVENT, SessionEvents } from './events.js';
 import { decideLogin } from './policy.js';
 
 export interface SessionServiceConfig {
@@ -42,10 +42,26 @@ export interface LoginInput {
   readonly ip: string;
   readonly userAgent: string;
   readonly location?: string;
+  /**
+   * `mode: report-only`: a login the limit would refuse is registered anyway, past the limit, so the
+   * gateway keeps tracking the session the app now has (the outcome says `wouldRefuse`).
+   */
+  readonly reportOnly?: boolean;
 }
 
 export type LoginOutcome =
-  | { readonly kind: 'created'; readonly session: SessionRecord; readonly ended: readonly SessionRecord[] }
+  | {
+      readonly kind: 'created';
+      readonly session: SessionRecord;
+      /** Sessions of this user on other devices the login ended (superseded, or found expired). */
+      readonly ended: readonly SessionRecord[];
+      /** The session of the same user the login request carried a token of, now replaced. */
+      readonly replaced?: SessionRecord;
+      /** Another user's session the login request carried a token of, now logged out. */
+      readonly loggedOut?: SessionRecord;
+      /** report-only: the limit would have refused this login. */
+      readonly wouldRefuse?: boolean;
+    }
   | { readonly kind: 'existing'; readonly session: SessionRecord }
   | { readonly kind: 'refused'; readonly live: number };
 
@@ -57,6 +73,8 @@ export class SessionContentionError extends SessiongateError {
 }
 
 const MAX_COMMIT_ATTEMPTS = 32;
+/** Real milliseconds a live-session count is reused (scrapes of several Prometheus servers). */
+const LIVE_COUNT_TTL = 5_000;
 const UNAVAILABLE: Decision = Object.freeze({
   state: 'unavailable',
   session: undefined,
@@ -83,6 +101,13 @@ export class SessionService {
   readonly #revokedListeners = new Set<(tokenIds: readonly string[]) => void>();
   readonly #unwatch: () => void;
   readonly #restoredListeners = new Set<() => void>();
+  /**
+   * Activity the store may not have yet, allowed for when idleness is judged from its lastSeenAt: it is
+   * written at most once per activityInterval, so another replica's last requests may be missing from
+   * it. The memory store has no other replica, and this one carries its own activity in the cache.
+   */
+  readonly #unwritten: number;
+  #liveCount: { readonly at: number; readonly value: Promise<number> } | undefined;
 
   constructor(options: SessionServiceOptions) {
     this.#store = options.store;
@@ -93,6 +118,7 @@ export class SessionService {
     this.events = options.events ?? new SessionEvents();
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
     this.#onSharedToken = options.onSharedToken ?? (() => {});
+    this.#unwritten = this.#store.kind === 'memory' ? 0 : this.#config.activityInterval;
     this.#unwatch = this.#store.watch({
       onInvalidate: (m) => {
         // Tombstones first: invalidate() then drops only what is still cached as live.
@@ -155,10 +181,16 @@ export class SessionService {
         const found = await this.#store.find(tokenId);
         const now = this.#now();
         decision = this.#decisionOf(found, now);
-        const previous = this.#cache.get(tokenId, now);
-        if (previous && previous.lastSeenAt > decision.lastSeenAt) {
+        // The entry being refilled is stale by now (that is why the store was asked), but its activity
+        // is not: the store's lastSeenAt lags it by up to activityInterval.
+        const previous = this.#cache.peek(tokenId);
+        if (
+          previous?.state === 'live' &&
+          previous.session?.id === decision.session?.id &&
+          previous.lastSeenAt > decision.lastSeenAt
+        ) {
           decision.lastSeenAt = previous.lastSeenAt;
-          decision.lastWrittenAt = previous.lastWrittenAt;
+          decision.lastWrittenAt = Math.max(previous.lastWrittenAt, decision.lastWrittenAt);
         }
       } catch (err) {
         this.#onBackgroundError(err, 'lookup');
@@ -179,8 +211,10 @@ export class SessionService {
     }
   }
 
-  #decisionOf(found: TokenLookup | 'anonymous' | undefined, now: number): Decision {
+  #decisionOf(found: TokenLookup | 'anonymous' | 'dead' | undefined, now: number): Decision {
     if (found === 'anonymous') return this.#cache.makeDecision('anonymous', undefined, now);
+    // A tombstone without its record: the session is past its maxAge, whatever else ended it.
+    if (found === 'dead') return this.#cache.makeDecision('expired', undefined, now);
     return this.#cache.makeDecision(found ? found.session.state : 'unknown', found?.session, now);
   }
 
@@ -199,11 +233,33 @@ export class SessionService {
     }
   }
 
+  /**
+   * When a session was last used, as far as anyone can tell: what this replica saw (`local`), or the
+   * store's lastSeenAt plus the activity not written yet (see #unwritten). Idle expiry is measured from
+   * it, so it never fires before idleTimeout of real inactivity, and at most activityInterval late.
+   */
+  #lastActivity(s: SessionRecord, local = 0): number {
+    return Math.max(local, s.lastSeenAt + this.#unwritten);
+  }
+
+  /** The newest activity this replica has cached for any token of the session. */
+  #localActivity(s: SessionRecord): number {
+    let seen = 0;
+    for (const t of s.tokenIds) {
+      const d = this.#cache.peek(t);
+      if (d?.session?.id === s.id && d.lastSeenAt > seen) seen = d.lastSeenAt;
+    }
+    return seen;
+  }
+
+  #isIdle(s: SessionRecord, now: number, local = this.#localActivity(s)): boolean {
+    return now - this.#lastActivity(s, local) >= this.#config.idleTimeout;
+  }
+
   /** Idle and absolute timeouts, and the activity write at most once per interval. */
   #applyActivity(tokenId: string, d: Decision, now: number): Decision {
     const s = d.session as SessionRecord;
-    if (now >= s.expiresAt || now - d.lastSeenAt >= this.#config.idleTimeout)
-      return this.#expire(tokenId, s, now);
+    if (now >= s.expiresAt || this.#isIdle(s, now, d.lastSeenAt)) return this.#expire(tokenId, s, now);
     d.lastSeenAt = now;
     if (now - d.lastWrittenAt >= this.#config.activityInterval) {
       d.lastWrittenAt = now;
@@ -212,6 +268,10 @@ export class SessionService {
     return d;
   }
 
+  /**
+   * Caches the token as expired (so its next requests cost no store read) and commits the end: the
+   * replica whose commit ends the session emits `session.expired`, once; the others find it ended.
+   */
   #expire(tokenId: string, s: SessionRecord, now: number): Decision {
     const dead = this.#cache.makeDecision('expired', { ...s, state: 'expired', endedAt: now }, now);
     this.#cache.set(tokenId, dead);
@@ -230,7 +290,7 @@ export class SessionService {
     // (Flask-Login's remember_token is the same at every login) and is re-indexed to the new session.
     for (const tokenId of input.tokenIds.slice(0, 1)) {
       const known = await this.#store.lookup(tokenId);
-      if (known && known.session.state === 'live' && known.session.user === input.user) {
+      if (known && this.#isLive(known.session, now) && known.session.user === input.user) {
         const others = input.tokenIds.filter((t) => !known.session.tokenIds.includes(t));
         const session = others.length
           ? ((await this.#store.addTokens(
@@ -246,10 +306,17 @@ export class SessionService {
       }
     }
     let replacesSessionId: string | undefined;
+    // Another user's session in the same browser: the app has switched it to the new user, so it ends
+    // (logged out) once this login is registered, and no longer counts toward the first user's limit.
+    let otherUsers: SessionRecord | undefined;
     if (input.presentedTokenId !== undefined) {
       const presented = await this.#store.lookup(input.presentedTokenId);
-      if (presented && presented.session.state === 'live' && presented.session.user === input.user) {
-        replacesSessionId = presented.session.id;
+      if (presented && this.#isLive(presented.session, now)) {
+        if (presented.session.user === input.user) replacesSessionId = presented.session.id;
+        // Unless the app kept the very value for the new user (no session id regeneration): ending the
+        // old session would revoke the new one's token on every replica.
+        else if (!presented.session.tokenIds.some((t) => input.tokenIds.includes(t)))
+          otherUsers = presented.session;
       }
     }
     // A secondary token that already belongs to another session is not per-session (Flask-Login's
@@ -278,12 +345,15 @@ export class SessionService {
     const endedBy: EndedBy = { sessionId: session.id, ip: input.ip, userAgent: input.userAgent };
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
       const snapshot = await this.#store.readUser(input.user);
-      const decision = decideLogin(
-        snapshot.live,
-        { at: now, ...(replacesSessionId ? { replacesSessionId } : {}) },
-        this.#config,
-      );
-      if (decision.kind === 'refuse') {
+      // The policy judges idleness by the last activity anyone can vouch for (see #lastActivity).
+      const seen = snapshot.live.map((s) => ({
+        ...s,
+        lastSeenAt: this.#lastActivity(s, this.#localActivity(s)),
+      }));
+      const login = { at: now, ...(replacesSessionId ? { replacesSessionId } : {}) };
+      let decision = decideLogin(seen, login, this.#config);
+      let wouldRefuse = false;
+      if (decision.kind === 'refuse' && !input.reportOnly) {
         this.events.emit({
           type: 'session.refused',
           at: now,
@@ -293,6 +363,14 @@ export class SessionService {
           reason: 'session_limit_reached',
         });
         return { kind: 'refused', live: decision.live };
+      }
+      if (decision.kind === 'refuse') {
+        // report-only: no session.refused (its webhook would tell the user of a refusal that did not
+        // happen; the caller logs and counts it). Decided as if there were no limit: sessions past their
+        // time still end, none is superseded.
+        decision = decideLogin(seen, login, { ...this.#config, limit: Number.MAX_SAFE_INTEGER });
+        if (decision.kind === 'refuse') return { kind: 'refused', live: decision.live };
+        wouldRefuse = true;
       }
       try {
         await this.#store.commit({
@@ -306,12 +384,14 @@ export class SessionService {
         if (err instanceof StoreConflictError) continue;
         throw err;
       }
-      const ended = decision.end.map((e) => {
+      const all = decision.end.map((e) => {
         const s = snapshot.live.find((x) => x.id === e.sessionId) as SessionRecord;
         return { ...s, state: e.state, endedAt: now, ...(e.state === 'superseded' ? { endedBy } : {}) };
       });
-      this.#recordEnded(ended, now, 'login', session.tokenIds);
+      this.#recordEnded(all, now, 'login', session.tokenIds, replacesSessionId);
       this.#cacheLive(session.tokenIds, session, now);
+      const replaced = all.find((s) => s.id === replacesSessionId);
+      const ended = all.filter((s) => s.id !== replacesSessionId);
       this.events.emit({
         type: 'session.created',
         at: now,
@@ -320,11 +400,38 @@ export class SessionService {
         ip: input.ip,
         userAgent: input.userAgent,
         ...(input.location ? { location: input.location } : {}),
-        ended: ended.filter((s) => s.state === 'superseded' && s.id !== replacesSessionId).length,
+        ended: ended.filter((s) => s.state === 'superseded').length,
       });
-      return { kind: 'created', session, ended };
+      const loggedOut = otherUsers && (await this.#logOutReplacedUser(otherUsers, endedBy));
+      return {
+        kind: 'created',
+        session,
+        ended,
+        ...(replaced ? { replaced } : {}),
+        ...(loggedOut ? { loggedOut } : {}),
+        ...(wouldRefuse ? { wouldRefuse } : {}),
+      };
     }
     throw new SessionContentionError();
+  }
+
+  /**
+   * Ends the first user's session of a browser another user just signed in from. The new login stands
+   * whatever happens here: a store failure is reported, and that session idles out as before.
+   */
+  async #logOutReplacedUser(s: SessionRecord, endedBy: EndedBy): Promise<SessionRecord | undefined> {
+    try {
+      const [ended] = await this.endSessions(s.user, [s.id], 'logged_out', { actor: 'login', endedBy });
+      return ended;
+    } catch (err) {
+      this.#onBackgroundError(err, 'logout of the previous user of a browser');
+      return undefined;
+    }
+  }
+
+  /** Not ended and within its maxAge (idleness is the policy's and the check's to judge). */
+  #isLive(s: SessionRecord, now: number): boolean {
+    return s.state === 'live' && now < s.expiresAt;
   }
 
   /**
@@ -362,7 +469,7 @@ export class SessionService {
     user: string,
     sessionIds: readonly string[] | undefined,
     state: EndState,
-    options: { exceptSessionId?: string; actor?: 'user' | 'admin' } = {},
+    options: { exceptSessionId?: string; actor?: 'user' | 'admin' | 'login'; endedBy?: EndedBy } = {},
   ): Promise<SessionRecord[]> {
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
       const now = this.#now();
@@ -371,18 +478,21 @@ export class SessionService {
         (s) => (sessionIds === undefined || sessionIds.includes(s.id)) && s.id !== options.exceptSessionId,
       );
       if (targets.length === 0) return [];
+      // A session already past its maxAge (listed until something ends it) ended by expiring.
+      const stateOf = (s: SessionRecord): EndState => (now >= s.expiresAt ? 'expired' : state);
+      const by = options.endedBy ? { endedBy: options.endedBy } : {};
       try {
         await this.#store.commit({
           user,
           expectedVersion: snapshot.version,
-          end: targets.map((s) => ({ sessionId: s.id, state })),
+          end: targets.map((s) => ({ sessionId: s.id, state: stateOf(s), ...by })),
           at: now,
         });
       } catch (err) {
         if (err instanceof StoreConflictError) continue;
         throw err;
       }
-      const ended = targets.map((s) => ({ ...s, state, endedAt: now }));
+      const ended = targets.map((s) => ({ ...s, state: stateOf(s), endedAt: now, ...by }));
       this.#recordEnded(ended, now, options.actor);
       return ended;
     }
@@ -394,8 +504,25 @@ export class SessionService {
     const now = this.#now();
     const { live } = await this.#store.readUser(user);
     return live
-      .filter((s) => now - s.lastSeenAt < this.#config.idleTimeout && now < s.expiresAt)
+      .filter((s) => now < s.expiresAt && !this.#isIdle(s, now))
       .sort((a, b) => b.createdAt - a.createdAt);
+  }
+
+  /**
+   * Live sessions in the whole store (not ended, within their maxAge), for the gauge. One answer is
+   * reused for a few seconds of real time, and dropped at once when this replica changes a session.
+   */
+  countLive(): Promise<number> {
+    const at = performance.now();
+    if (this.#liveCount !== undefined && at - this.#liveCount.at < LIVE_COUNT_TTL)
+      return this.#liveCount.value;
+    const value = this.#store.countLive();
+    const entry = { at, value };
+    this.#liveCount = entry;
+    value.catch(() => {
+      if (this.#liveCount === entry) this.#liveCount = undefined;
+    });
+    return value;
   }
 
   close(): void {
@@ -403,6 +530,7 @@ export class SessionService {
   }
 
   #cacheLive(tokenIds: readonly string[], session: SessionRecord, now: number): void {
+    this.#liveCount = undefined;
     for (const t of tokenIds) this.#cache.set(t, this.#cache.makeDecision('live', session, now));
   }
 
@@ -411,8 +539,10 @@ export class SessionService {
     now: number,
     actor: 'user' | 'admin' | 'login' | undefined,
     keep: readonly string[] = [],
+    replacedId?: string,
   ): void {
     if (ended.length === 0) return;
+    this.#liveCount = undefined;
     const tokenIds: string[] = [];
     for (const s of ended) {
       for (const t of s.tokenIds) {
@@ -420,14 +550,16 @@ export class SessionService {
         tokenIds.push(t);
         this.#cache.set(t, this.#cache.makeDecision(s.state, s, now));
       }
+      // Replaced by the browser's own re-login; if it had idled out meanwhile, it is reported as expired.
+      const replaced = s.id === replacedId && s.state === 'superseded';
       this.events.emit({
-        type: END_EVENT[s.state as EndState],
+        type: replaced ? REPLACED_EVENT : END_EVENT[s.state as EndState],
         at: now,
         user: s.user,
         sessionId: s.id,
         ip: s.ip,
         userAgent: s.userAgent,
-        reason: s.state,
+        reason: replaced ? 'replaced' : s.state,
         ...(s.endedBy || actor ? { by: { ...s.endedBy, ...(actor ? { actor } : {}) } } : {}),
       });
     }

@@ -21,8 +21,10 @@ export interface StoreHealth {
  *
  * The store decides nothing: the limit policy runs in the session service on a `readUser` snapshot and
  * the store applies the outcome with `commit`, atomically and only if the user's version has not moved
- * (compare-and-set). Every key or entry expires at its session's `expiresAt`, so a store never grows
- * without bound, and an ended session stays readable as a tombstone until then.
+ * (compare-and-set). Every key or entry expires: a session record at its `expiresAt` plus the
+ * retention (an ended session stays readable, with its reason, until then), and the token ids of a
+ * session, as compact tombstones, at its `expiresAt` plus `tombstoneRetention`; so a store never grows
+ * without bound, and a dead token never becomes unknown while the app may still honour it.
  *
  * Errors: a store that cannot answer throws StoreUnavailableError; a commit that lost a race throws
  * StoreConflictError.
@@ -33,7 +35,11 @@ export interface StoreHealth {
  */
 export interface SessionStore {
   readonly kind: 'memory' | 'redis';
-  /** The user's live sessions and version. */
+  /**
+   * The user's live sessions and version: every session not ended yet, including one already past its
+   * expiresAt (still readable during the retention), so that a commit can end it as `expired`; callers
+   * decide what is past its time (the policy ends those, listings leave them out).
+   */
   readUser(user: string): Promise<UserSessions>;
   /**
    * Applies a commit atomically: creates the new session (indexing its token ids), ends the listed live
@@ -46,8 +52,14 @@ export interface SessionStore {
    * expires, also after it fell out of the session's list (`addTokens`): dead stays dead.
    */
   lookup(tokenId: string): Promise<TokenLookup | undefined>;
-  /** As `lookup`, and `anonymous` for a value remembered by `rememberAnonymous` (one round trip). */
-  find(tokenId: string): Promise<TokenLookup | 'anonymous' | undefined>;
+  /**
+   * As `lookup`, and `anonymous` for a value remembered by `rememberAnonymous` (one round trip), and
+   * `dead` for a token id whose session record is gone (past its expiresAt and the retention) while its
+   * tombstone lasts: until the session's expiresAt + `tombstoneRetention`. This covers every id that was
+   * ever the session's, rotated-out ones too; a later login that issues the same id makes it that
+   * login's.
+   */
+  find(tokenId: string): Promise<TokenLookup | 'anonymous' | 'dead' | undefined>;
   /**
    * Adds token ids to a live session (refresh, rotation). The session lists its first `pinned` ids
    * (those its login issued) and at most `maxTokens` others, dropping the oldest of those; a dropped
@@ -68,6 +80,11 @@ export interface SessionStore {
   rememberAnonymous(tokenIds: readonly string[], ttl: number): Promise<void>;
   /** Records activity (off the request path; at most once per interval per session). */
   touch(user: string, sessionId: string, at: number): Promise<void>;
+  /**
+   * How many sessions are live across the store: not ended and not past their expiresAt (sessions idle
+   * past the timeout count until something ends them). Exact at the time of the call; for metrics.
+   */
+  countLive(): Promise<number>;
   /** Subscribes to invalidations (this replica's and the others'). Returns an unsubscribe function. */
   watch(listener: InvalidationListener): () => void;
   /** True while the store is believed reachable. */

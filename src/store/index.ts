@@ -9,6 +9,8 @@ export interface StoreHooks {
   readonly now?: () => number;
   /** Milliseconds a session stays readable after its expiresAt (the "expired" message outlives it). */
   readonly retention?: number;
+  /** Milliseconds the token ids of a session stay dead after its expiresAt, once its record is gone. */
+  readonly tombstoneRetention?: number;
   readonly onError?: (err: unknown, what: string) => void;
   readonly onAvailability?: (available: boolean) => void;
   readonly onChannel?: (state: 'lost' | 'restored') => void;
@@ -22,6 +24,7 @@ export async function createStore(config: Config['store'], hooks: StoreHooks = {
     return new MemorySessionStore({
       ...(hooks.now ? { now: hooks.now } : {}),
       retention: hooks.retention ?? 0,
+      tombstoneRetention: hooks.tombstoneRetention ?? 0,
     });
   }
   const redis = typeof config === 'string' ? { url: config } : config;
@@ -30,6 +33,7 @@ export async function createStore(config: Config['store'], hooks: StoreHooks = {
     ...redis,
     ...(hooks.now ? { now: hooks.now } : {}),
     retention: hooks.retention ?? 0,
+    tombstoneRetention: hooks.tombstoneRetention ?? 0,
     ...(hooks.onError ? { onError: hooks.onError } : {}),
     ...(hooks.onAvailability ? { onStateChange: hooks.onAvailability } : {}),
     ...(hooks.onChannel ? { onChannel: hooks.onChannel } : {}),

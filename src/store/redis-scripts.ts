@@ -7,6 +7,13 @@
  * - `expiry` (zset): sid scored by expiresAt, to prune records once their retention is over.
  * - `live` (set): sids of live sessions, so readUser never reads tombstones.
  *
+ * Besides: `<prefix>t:<tokenId>` (string) maps a token id to `<tag>\n<sid>\n<expiresAt>` and outlives
+ * the record as its tombstone (see redis.ts); `<prefix>live` (zset, one per prefix) holds `<tag>\n<sid>`
+ * of every live session scored by its expiresAt, so counting live sessions is one ZCOUNT-like read
+ * instead of a scan. It is written by COMMIT itself where it shares the script's node (standalone,
+ * Sentinel); on a Cluster it lives in another slot, so the store updates it with TRACK_LIVE right after
+ * each commit.
+ *
  * `<sid>` is JSON.stringify(sessionId) and each token id is stored as JSON.stringify(tokenId), one per
  * line (JSON never contains a raw newline). Lua never decodes JSON: it only joins these encodings, so
  * arbitrary strings (lone surrogates included) round-trip exactly and no cjson quirk (empty array
@@ -51,6 +58,18 @@ local function expire(h, x, l, horizon)
   redis.call('PEXPIRE', l, ttl)
 end
 
+-- The per-prefix zset of live sessions: add one (score = expiresAt), remove ended ones, drop members
+-- past their expiry, and let the key expire with the latest session in it.
+local function track(z, now, add, score, removed)
+  if add ~= '' then redis.call('ZADD', z, score, add) end
+  for _, m in ipairs(removed) do redis.call('ZREM', z, m) end
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+  local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('PEXPIRE', z, string.format('%.0f', math.ceil(tonumber(last[2]) - tonumber(now))))
+  end
+end
+
 -- at: the publisher's clock, so receivers can measure the channel's lag. ended: JSON array or nil.
 local function publish(channel, joined, at, ended)
   local extra = ''
@@ -61,10 +80,11 @@ end
 
 /**
  * Compare-and-set commit of one user.
- * KEYS: sessions, expiry, live.
+ * KEYS: sessions, expiry, live, and the prefix's live-sessions zset unless on a Cluster.
  * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel, create ('1' or '0'),
- *       sid, base, state, lastSeenAt, expiresAt, tokens, then per ended session: sid, state, end JSON.
- * Returns {1, newVersion} or {0, currentVersion} on conflict (nothing written).
+ *       sid, base, state, lastSeenAt, expiresAt, tokens, tag, now, then per ended session: sid, state,
+ *       end JSON.
+ * Returns {1, newVersion, sids ended...} or {0, currentVersion} on conflict (nothing written).
  */
 export const COMMIT: LuaScript = {
   name: 'commit',
@@ -74,11 +94,12 @@ local publishedAt, horizon, channel = ARGV[2], ARGV[3], ARGV[4]
 local version = tonumber(redis.call('HGET', h, 'v') or '0')
 if version ~= tonumber(ARGV[1]) then return {0, version} end
 prune(h, x, l, horizon)
-local invalid, ended = {}, {}
-for i = 12, #ARGV, 3 do
+local invalid, ended, gone = {}, {}, {}
+for i = 14, #ARGV, 3 do
   local sid = ARGV[i]
   -- Only a live session ends; ending a tombstone again keeps its first reason.
   if redis.call('SREM', l, sid) == 1 then
+    gone[#gone + 1] = sid
     redis.call('HSET', h, 's|' .. sid, ARGV[i + 1], 'e|' .. sid, ARGV[i + 2])
     local f = redis.call('HMGET', h, 'b|' .. sid, 'l|' .. sid, 't|' .. sid)
     local t = f[3] or ''
@@ -101,7 +122,15 @@ end
 version = redis.call('HINCRBY', h, 'v', 1)
 expire(h, x, l, horizon)
 if #invalid > 0 then publish(channel, table.concat(invalid, ','), publishedAt, '[' .. table.concat(ended, ',') .. ']') end
-return {1, version}
+if KEYS[4] then
+  local tag, removed, add = ARGV[12], {}, ''
+  for j, sid in ipairs(gone) do removed[j] = tag .. '\\n' .. sid end
+  if ARGV[5] == '1' and ARGV[8] == 'live' then add = tag .. '\\n' .. ARGV[6] end
+  track(KEYS[4], ARGV[13], add, ARGV[10], removed)
+end
+local reply = {1, version}
+for _, sid in ipairs(gone) do reply[#reply + 1] = sid end
+return reply
 `,
 };
 
@@ -203,5 +232,32 @@ export const LIVE_EXPIRY: LuaScript = {
   source: `
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then return false end
 return redis.call('ZSCORE', KEYS[2], ARGV[1])
+`,
+};
+
+/**
+ * The live-sessions zset on a Cluster, updated right after a commit (see the layout above).
+ * KEYS: the zset. ARGV: now, added member ('' for none), its expiresAt, then removed members.
+ */
+export const TRACK_LIVE: LuaScript = {
+  name: 'trackLive',
+  source: `${HELPERS}
+local removed = {}
+for i = 4, #ARGV do removed[#removed + 1] = ARGV[i] end
+track(KEYS[1], ARGV[1], ARGV[2], ARGV[3], removed)
+return 1
+`,
+};
+
+/**
+ * The number of live sessions of a prefix: members past their expiresAt are dropped first, so the
+ * answer is exact and the zset stays as small as the live sessions. O(log N + expired members).
+ * KEYS: the zset. ARGV: now.
+ */
+export const COUNT_LIVE: LuaScript = {
+  name: 'countLive',
+  source: `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZCARD', KEYS[1])
 `,
 };

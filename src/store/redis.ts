@@ -13,7 +13,16 @@ import type {
   TokenLookup,
   UserSessions,
 } from '../model.js';
-import { ADD_TOKENS, COMMIT, LIVE_EXPIRY, READ_USER, TOUCH, type LuaScript } from './redis-scripts.js';
+import {
+  ADD_TOKENS,
+  COMMIT,
+  COUNT_LIVE,
+  LIVE_EXPIRY,
+  READ_USER,
+  TOUCH,
+  TRACK_LIVE,
+  type LuaScript,
+} from './redis-scripts.js';
 
 export interface RedisStoreOptions {
   /** `redis://` or `rediss://` URL. Ignored when `sentinels` or `cluster` is set. */
@@ -38,6 +47,11 @@ export interface RedisStoreOptions {
    * so a token that comes back late still learns why it is dead. Same as the memory store's. @default 0
    */
   readonly retention?: number;
+  /**
+   * Milliseconds the token ids of a session stay dead after its expiresAt (their index keys outlive the
+   * record as tombstones; `find` answers `dead`). Same as the memory store's. @default 0
+   */
+  readonly tombstoneRetention?: number;
   /** Connection-level problems (command failures are thrown to the caller instead). */
   readonly onError?: (err: unknown, what: string) => void;
   /** The command connection became usable (true) or not (false). */
@@ -52,7 +66,10 @@ type Client = Redis | Cluster;
 
 /** Longest wait between reconnect attempts (command and subscriber connections). */
 const MAX_BACKOFF = 2_000;
-/** The index key's value for an anonymous token id (a session's is `<tag>\n<sid>`). */
+/**
+ * The index key's value for an anonymous token id (a session's is `<tag>\n<sid>\n<expiresAt>`, or
+ * `<tag>\n<sid>` as written before tombstones).
+ */
 const ANONYMOUS = 'a';
 /** Consecutive command timeouts after which the command connection is presumed half-open. */
 const TIMEOUTS_BEFORE_RECONNECT = 3;
@@ -166,8 +183,17 @@ function messageOf(err: unknown): string {
 
 /**
  * The Redis session store (standalone, Sentinel or Cluster). See redis-scripts.ts for the key layout of
- * a user; besides those, `<prefix>t:<tokenId>` maps a token id to `<tag>\n<sid>` and expires with its
- * session, and `<prefix>invalidate` is the invalidation channel.
+ * a user; besides those, `<prefix>t:<tokenId>` maps a token id to `<tag>\n<sid>\n<expiresAt>`,
+ * `<prefix>live` counts live sessions, and `<prefix>invalidate` is the invalidation channel.
+ *
+ * Tombstones: the index key of a token id expires at its session's expiresAt plus the longer of the
+ * retention and `tombstoneRetention`, whatever becomes of the session (it cannot be rewritten when the
+ * session ends: rotated-out ids are not listed anywhere, and they live in other slots). Once the record
+ * is gone, the key alone says the id is dead: `find` answers `dead` from the expiresAt it carries. One
+ * such key costs about 260 bytes of Redis memory (MEMORY USAGE 200 bytes for a 43-character token id
+ * under prefix `sg:`; used_memory grows 261 bytes a key at 100,000 keys with a TTL, Redis 7.0), so 30
+ * days of tombstones at 10 logins a second (one token each) is about 6.7 GB; lower
+ * `sessions.tombstoneRetention` where that matters.
  *
  * The request-path connection never queues (`enableOfflineQueue: false`), times out every command and
  * never resends one after a disconnect, so an unreachable Redis is a fast StoreUnavailableError. It
@@ -180,6 +206,10 @@ export class RedisSessionStore implements SessionStore {
   readonly #channel: string;
   readonly #now: () => number;
   readonly #retention: number;
+  readonly #tombstoneRetention: number;
+  /** Counts live sessions; on a Cluster, COMMIT cannot reach it (another slot), see TRACK_LIVE. */
+  readonly #liveKey: string;
+  readonly #cluster: boolean;
   readonly #onError: (err: unknown, what: string) => void;
   readonly #onStateChange: (available: boolean) => void;
   readonly #subscriber: InvalidationSubscriber;
@@ -199,12 +229,15 @@ export class RedisSessionStore implements SessionStore {
     this.#channel = `${this.#prefix}invalidate`;
     this.#now = options.now ?? Date.now;
     this.#retention = options.retention ?? 0;
+    this.#tombstoneRetention = options.tombstoneRetention ?? 0;
+    this.#liveKey = `${this.#prefix}live`;
+    this.#cluster = options.cluster !== undefined && options.cluster.length > 0;
     this.#onError = options.onError ?? (() => {});
     this.#onStateChange = options.onStateChange ?? (() => {});
     const commandTimeout = options.commandTimeout ?? 250;
     const pingInterval = options.pingInterval ?? 1_000;
     this.#pingInterval = pingInterval;
-    for (const s of [COMMIT, READ_USER, ADD_TOKENS, TOUCH, LIVE_EXPIRY])
+    for (const s of [COMMIT, READ_USER, ADD_TOKENS, TOUCH, LIVE_EXPIRY, TRACK_LIVE, COUNT_LIVE])
       this.#shas.set(s, createHash('sha1').update(s.source).digest('hex'));
 
     const requestPath: RedisOptions = {
@@ -308,7 +341,8 @@ export class RedisSessionStore implements SessionStore {
     const live: SessionRecord[] = [];
     for (let i = 1; i + 2 < parts.length; i += 3) {
       const s = assemble(parts[i], 'live', parts[i + 1], '', parts[i + 2]);
-      if (s && s.user === user && s.expiresAt > now) live.push(s);
+      // Not ended yet, though perhaps past its expiresAt: the caller ends it as expired.
+      if (s && s.user === user && s.expiresAt + this.#retention > now) live.push(s);
     }
     live.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return { user, version: Number(parts[0] ?? 0), live };
@@ -329,6 +363,8 @@ export class RedisSessionStore implements SessionStore {
     const create = change.create;
     // args[1], the publication stamp, is set as the script is sent (the index write comes first).
     const args: string[] = [String(change.expectedVersion), '', this.#horizon(now), this.#channel];
+    const keys = [k.sessions, k.expiry, k.live];
+    if (!this.#cluster) keys.push(this.#liveKey);
     if (create) {
       const sid = JSON.stringify(create.id);
       await this.#call('commit', () => this.#writeIndex(create.tokenIds, tag, sid, create.expiresAt, now));
@@ -345,39 +381,77 @@ export class RedisSessionStore implements SessionStore {
     } else {
       args.push('0', '', '', '', '', '', '');
     }
+    args.push(tag, String(now));
     for (const end of change.end) {
       const patch = { endedAt: change.at, ...(end.endedBy ? { endedBy: end.endedBy } : {}) };
       args.push(JSON.stringify(end.sessionId), end.state, JSON.stringify(patch));
     }
     const reply = await this.#call('commit', () => {
       args[1] = publicationClock().toFixed(3);
-      return this.#eval(COMMIT, [k.sessions, k.expiry, k.live], args);
+      return this.#eval(COMMIT, keys, args);
     });
     if (!Array.isArray(reply) || reply[0] !== 1) throw new StoreConflictError(change.user);
+    if (this.#cluster) await this.#trackLive(tag, create, (reply as unknown[]).slice(2).map(String), now);
+  }
+
+  /**
+   * Cluster only: the commit is applied, so this never fails it. A failure here (the zset's node
+   * unreachable) leaves the count off for that session until its expiresAt at most, and is reported.
+   */
+  async #trackLive(
+    tag: string,
+    create: SessionRecord | undefined,
+    ended: readonly string[],
+    now: number,
+  ): Promise<void> {
+    const added = create?.state === 'live' ? `${tag}\n${JSON.stringify(create.id)}` : '';
+    if (added === '' && ended.length === 0) return;
+    const args = [
+      String(now),
+      added,
+      String(create?.expiresAt ?? 0),
+      ...ended.map((sid) => `${tag}\n${sid}`),
+    ];
+    try {
+      await this.#call('trackLive', () => this.#eval(TRACK_LIVE, [this.#liveKey], args));
+    } catch (err) {
+      this.#onError(err, 'live session count');
+    }
+  }
+
+  async countLive(): Promise<number> {
+    const n = await this.#call('countLive', () =>
+      this.#eval(COUNT_LIVE, [this.#liveKey], [String(this.#now())]),
+    );
+    return Number(n);
   }
 
   async lookup(tokenId: string): Promise<TokenLookup | undefined> {
     const found = await this.find(tokenId);
-    return found === 'anonymous' ? undefined : found;
+    return found === 'anonymous' || found === 'dead' ? undefined : found;
   }
 
-  async find(tokenId: string): Promise<TokenLookup | 'anonymous' | undefined> {
+  async find(tokenId: string): Promise<TokenLookup | 'anonymous' | 'dead' | undefined> {
     const ref = await this.#call('lookup', () => this.#client.get(this.#indexKey(tokenId)));
     if (ref === null) return undefined;
     if (ref === ANONYMOUS) return 'anonymous';
-    const nl = ref.indexOf('\n');
-    if (nl < 0) return undefined;
-    const sid = ref.slice(nl + 1);
-    const k = this.#userKeys(ref.slice(0, nl));
+    // `<tag>\n<sid>\n<expiresAt>`: neither the hex tag nor the JSON sid contains a raw newline.
+    const [tag, sid, end] = ref.split('\n');
+    if (tag === undefined || sid === undefined) return undefined;
+    const expiresAt = end === undefined ? undefined : Number(end);
+    const k = this.#userKeys(tag);
     const f = await this.#call('lookup', () =>
       this.#client.hmget(k.sessions, `b|${sid}`, `s|${sid}`, `l|${sid}`, `e|${sid}`, `t|${sid}`),
     );
-    // An index key left by a failed commit names a session that does not exist: not the token's. One
-    // whose token fell out of the session's list (rotation) is still the session's: dead stays dead.
+    const now = this.#now();
+    // One whose token fell out of the session's list (rotation) is still the session's: dead stays dead.
     const session = assemble(f[0], f[1], f[2], f[3], f[4]);
-    if (!session) return undefined;
-    if (session.expiresAt + this.#retention <= this.#now()) return undefined;
-    return { tokenId, session };
+    if (session && session.expiresAt + this.#retention > now) return { tokenId, session };
+    // No record (any more): past its session's expiresAt the id is a tombstone until its own end. Before
+    // that, the key was left by a commit that failed and names a session that never existed: unknown.
+    const until = session?.expiresAt ?? expiresAt;
+    if (until === undefined || !Number.isFinite(until) || now < until) return undefined;
+    return now < until + this.#tombstoneRetention ? 'dead' : undefined;
   }
 
   async rememberAnonymous(tokenIds: readonly string[], ttl: number): Promise<void> {
@@ -516,7 +590,7 @@ export class RedisSessionStore implements SessionStore {
 
   /**
    * One SET per token id: they live in different slots, so neither a script nor MULTI can group them.
-   * Each expires with its session's retention.
+   * Each expires with its session's tombstone (see the class comment), and carries its expiresAt.
    */
   async #writeIndex(
     tokenIds: readonly string[],
@@ -525,10 +599,10 @@ export class RedisSessionStore implements SessionStore {
     expiresAt: number,
     now: number,
   ): Promise<void> {
-    const ttl = expiresAt + this.#retention - now;
+    const ttl = expiresAt + Math.max(this.#retention, this.#tombstoneRetention) - now;
     if (ttl <= 0 || tokenIds.length === 0) return;
     const px = Math.ceil(ttl);
-    const value = `${tag}\n${sid}`;
+    const value = `${tag}\n${sid}\n${expiresAt}`;
     await Promise.all(tokenIds.map((t) => this.#client.set(this.#indexKey(t), value, 'PX', px)));
   }
 

@@ -240,7 +240,7 @@ describe.skipIf(!available)('the container image', () => {
     const inFlight = get(`${url}/slow`);
     const upstreamResponse = await held;
     const stopping = container.stop(30);
-    await container.logged('draining');
+    await container.logged('draining: unready, still serving');
     upstreamResponse.end('finished after SIGTERM');
 
     const res = await inFlight;

@@ -77,6 +77,8 @@ export function recordingListener(): InvalidationListener & {
 export interface StoreOptions {
   /** Milliseconds a session stays readable by token after its expiresAt. */
   readonly retention?: number;
+  /** Milliseconds the token ids of a session stay dead after its expiresAt. */
+  readonly tombstoneRetention?: number;
 }
 
 export function describeStoreContract(
@@ -334,7 +336,7 @@ export function describeStoreContract(
       const token = session.tokenIds[0] as string;
       await h.store.rememberAnonymous([token], HOUR);
       const found = await h.store.find(token);
-      expect(found === 'anonymous' ? found : found?.session.id).toBe(session.id);
+      expect(typeof found === 'string' ? found : found?.session.id).toBe(session.id);
     });
 
     it('makes an anonymous token id the session one when a login issues it', async () => {
@@ -343,7 +345,7 @@ export function describeStoreContract(
       await h.store.rememberAnonymous([anon], HOUR);
       const session = await login(h, newUser(), { tokenIds: [anon] });
       const found = await h.store.find(anon);
-      expect(found === 'anonymous' ? found : found?.session.id).toBe(session.id);
+      expect(typeof found === 'string' ? found : found?.session.id).toBe(session.id);
     });
 
     it('moves a re-added token id to the newest position instead of duplicating it', async () => {
@@ -460,7 +462,90 @@ export function describeStoreContract(
         tokenId: session.tokenIds[0],
         session,
       });
+    });
+
+    it('lists a session past its expiresAt that nothing ended, so a commit can end it as expired', async () => {
+      const h = await setup({ retention: HOUR });
+      const session = await login(h, newUser());
+      h.clock.value = session.expiresAt + 1;
+      const snapshot = await h.store.readUser(session.user);
+      expect(snapshot.live).toEqual([session]);
+      await h.store.commit({
+        user: session.user,
+        expectedVersion: snapshot.version,
+        end: [{ sessionId: session.id, state: 'expired' }],
+        at: h.clock.value,
+      });
       expect((await h.store.readUser(session.user)).live).toEqual([]);
+      expect((await h.store.lookup(session.tokenIds[0] as string))?.session.state).toBe('expired');
+    });
+
+    it('counts live sessions: not ended and not past their expiresAt', async () => {
+      const h = await setup({ retention: HOUR });
+      expect(await h.store.countLive()).toBe(0);
+      const a = newUser();
+      const short = await login(h, a, { expiresAt: h.clock.value + 60_000 });
+      const ended = await login(h, a);
+      await login(h, a);
+      await login(h, newUser());
+      expect(await h.store.countLive()).toBe(4);
+      await end(h, ended, 'logged_out');
+      expect(await h.store.countLive()).toBe(3);
+      h.clock.value = short.expiresAt;
+      expect(await h.store.countLive()).toBe(2);
+      // Ending a session that was already past its expiresAt changes nothing more.
+      const { version } = await h.store.readUser(a);
+      await h.store.commit({
+        user: a,
+        expectedVersion: version,
+        end: [{ sessionId: short.id, state: 'expired' }],
+        at: h.clock.value,
+      });
+      expect(await h.store.countLive()).toBe(2);
+    });
+
+    it('answers dead for the token ids of a dropped session, rotated-out ones too, within tombstoneRetention', async () => {
+      const h = await setup({ retention: HOUR, tombstoneRetention: 10 * HOUR });
+      const a = `t-${randomUUID()}`;
+      const b = `t-${randomUUID()}`;
+      const session = await login(h, newUser(), { tokenIds: [a] });
+      await h.store.addTokens(session.user, session.id, [b, `t-${randomUUID()}`], 1);
+      await end(h, session, 'superseded');
+      h.clock.value = session.expiresAt + HOUR;
+      for (const t of [a, b]) {
+        expect(await h.store.find(t)).toBe('dead');
+        expect(await h.store.lookup(t)).toBeUndefined();
+      }
+      h.clock.value = session.expiresAt + 10 * HOUR - 1;
+      expect(await h.store.find(b)).toBe('dead');
+    });
+
+    it('answers dead for a session that expired unused, once its record is dropped', async () => {
+      const h = await setup({ retention: HOUR, tombstoneRetention: 10 * HOUR });
+      const session = await login(h, newUser());
+      h.clock.value = session.expiresAt + HOUR;
+      expect(await h.store.find(session.tokenIds[1] as string)).toBe('dead');
+    });
+
+    it('forgets a dead token id once tombstoneRetention after its session expiresAt is over', async () => {
+      const h = await setup({ retention: HOUR, tombstoneRetention: 10 * HOUR });
+      const session = await login(h, newUser());
+      await end(h, session, 'logged_out');
+      h.clock.value = session.expiresAt + 10 * HOUR;
+      expect(await h.store.find(session.tokenIds[0] as string)).toBeUndefined();
+    });
+
+    it('never makes a dead token id anonymous, and lets a new login issue it again', async () => {
+      const h = await setup({ retention: HOUR, tombstoneRetention: 10 * HOUR });
+      const old = await login(h, newUser());
+      const token = old.tokenIds[0] as string;
+      await end(h, old, 'superseded');
+      h.clock.value = old.expiresAt + HOUR;
+      await h.store.rememberAnonymous([token], HOUR);
+      expect(await h.store.find(token)).toBe('dead');
+      const fresh = await login(h, newUser(), { tokenIds: [token] });
+      const found = await h.store.find(token);
+      expect(typeof found === 'string' ? found : found?.session.id).toBe(fresh.id);
     });
 
     it('forgets a session once its retention is over', async () => {

@@ -110,11 +110,34 @@ describe('RedisSessionStore on a standalone Redis', () => {
     const session = await login(store, 'kim');
     await store.addTokens('kim', session.id, ['t-kim'], 8);
     const keys = await keysWithPrefix([redis.port], prefix);
-    expect(keys.size).toBe(6);
+    expect(keys.size).toBe(7);
+    keys.delete(`${prefix}live`);
     for (const key of keys.keys()) {
       const ttl = Number(await redisCommand(redis.port, 'PTTL', key));
       // The session ends in an hour; its keys stay for the retention after that.
       expect({ key, ttl: ttl > 3_600_000 + retention - 60_000 }).toEqual({ key, ttl: true });
+    }
+    // The live-session count forgets the session at its end.
+    const live = Number(await redisCommand(redis.port, 'PTTL', `${prefix}live`));
+    expect(live).toBeGreaterThan(3_600_000 - 60_000);
+    expect(live).toBeLessThanOrEqual(3_600_000);
+  });
+
+  it('keeps the index key of a token id, its tombstone, for tombstoneRetention after the session end', async () => {
+    const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+    const tombstoneRetention = 30 * 24 * 3_600_000;
+    const store = await openStore({
+      url: redis.url,
+      keyPrefix: prefix,
+      retention: 3_600_000,
+      tombstoneRetention,
+    });
+    const session = await login(store, 'lou');
+    await store.addTokens('lou', session.id, ['t-lou-rotated'], 8);
+    for (const t of [...session.tokenIds, 't-lou-rotated']) {
+      const ttl = Number(await redisCommand(redis.port, 'PTTL', `${prefix}t:${t}`));
+      expect(ttl).toBeGreaterThan(3_600_000 + tombstoneRetention - 60_000);
+      expect(ttl).toBeLessThanOrEqual(3_600_000 + tombstoneRetention);
     }
   });
 

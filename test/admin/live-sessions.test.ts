@@ -1,0 +1,28 @@
+/**
+ * `sessiongate_live_sessions` is the store's count at scrape time: the same on every replica, and it
+ * drops when sessions reach maxAge with nothing ending them. Two real gateways on one Redis, on an
+ * injected clock.
+ */
+import { describe, expect, it } from 'vitest';
+import { testClock, type TestGateway } from '../support/gateway.js';
+import { HOUR, ownRedis, replicasOn } from '../sessions/replicas.js';
+
+async function liveSessions(gw: TestGateway): Promise<number> {
+  const res = await gw.admin('/metrics');
+  const m = /^sessiongate_live_sessions (\d+)$/m.exec(await res.text());
+  if (!m) throw new Error('no sessiongate_live_sessions in /metrics');
+  return Number(m[1]);
+}
+
+describe('the live sessions gauge', () => {
+  it("counts every replica's sessions and drops them at maxAge", async () => {
+    const clock = testClock();
+    const [a, b] = await replicasOn(await ownRedis(), clock, { maxAge: '1h', limit: 2 });
+    await a.loginJson('pia');
+    await a.loginJson('pia');
+    await a.loginJson('quinn');
+    expect(await liveSessions(b)).toBe(3);
+    clock.advance(HOUR);
+    expect(await liveSessions(a)).toBe(0);
+  });
+});
