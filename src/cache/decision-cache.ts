@@ -1,6 +1,9 @@
 import { LRUCache } from 'lru-cache';
 import type { SessionRecord, SessionState } from '../model.js';
 
+const ENDED_REMEMBERED = 10_000;
+const NONE: readonly string[] = Object.freeze([]);
+
 /** A decision that can change without its session ending (trusted for maxStaleness only), or a tombstone. */
 function isProvisional(state: Decision['state']): boolean {
   return state === 'live' || state === 'unknown' || state === 'anonymous';
@@ -54,12 +57,22 @@ export interface FillTicket {
 export class DecisionCache {
   readonly #lru: LRUCache<string, Decision>;
   readonly #pending = new Map<string, FillTicket>();
+  /**
+   * The cached token ids of each session, so a session's end reaches every value cached for it: a
+   * rotating cookie's values outnumber what the session record lists (and what an invalidation names).
+   */
+  readonly #bySession = new Map<string, Set<string>>();
+  /** Sessions seen ending lately: a store read that raced the end and answered "live" is not cached. */
+  readonly #ended = new Map<string, number>();
   readonly #maxStaleness: number;
   readonly #now: () => number;
   #epoch = 0;
 
   constructor(options: DecisionCacheOptions) {
-    this.#lru = new LRUCache<string, Decision>({ max: options.max });
+    this.#lru = new LRUCache<string, Decision>({
+      max: options.max,
+      dispose: (d, tokenId) => this.#unindex(d, tokenId),
+    });
     this.#maxStaleness = options.maxStaleness;
     this.#now = options.now ?? Date.now;
   }
@@ -100,15 +113,17 @@ export class DecisionCache {
    */
   completeFill(ticket: FillTicket, decision: Decision): boolean {
     if (this.#pending.get(ticket.tokenId) === ticket) this.#pending.delete(ticket.tokenId);
+    const sid = decision.session?.id;
+    if (decision.state === 'live' && sid !== undefined && this.#ended.has(sid)) return false;
     if (ticket.voided || ticket.epoch !== this.#epoch) {
       // A dead answer is still true; only a live, unknown or anonymous one may be stale.
       if (!isProvisional(decision.state)) {
-        this.#lru.set(ticket.tokenId, decision);
+        this.#store(ticket.tokenId, decision);
         return true;
       }
       return false;
     }
-    this.#lru.set(ticket.tokenId, decision);
+    this.#store(ticket.tokenId, decision);
     return true;
   }
 
@@ -116,7 +131,7 @@ export class DecisionCache {
   set(tokenId: string, decision: Decision): void {
     const ticket = this.#pending.get(tokenId);
     if (ticket) ticket.voided = true;
-    this.#lru.set(tokenId, decision);
+    this.#store(tokenId, decision);
   }
 
   /** These tokens are no longer live: drop their live entries and void reads in flight. */
@@ -138,12 +153,49 @@ export class DecisionCache {
   bury(sessions: readonly SessionRecord[], now: number): void {
     for (const s of sessions) {
       if (s.state === 'live') continue;
+      this.noteEnded(s);
       const dead = this.makeDecision(s.state, s, now);
-      for (const id of s.tokenIds) {
+      const cached = this.#bySession.get(s.id);
+      for (const id of cached === undefined ? s.tokenIds : [...s.tokenIds, ...cached]) {
         const ticket = this.#pending.get(id);
         if (ticket) ticket.voided = true;
-        if (this.#lru.has(id)) this.#lru.set(id, dead);
+        if (this.#lru.has(id)) this.#store(id, dead);
       }
+    }
+  }
+
+  #store(tokenId: string, d: Decision): void {
+    this.#lru.set(tokenId, d);
+    const sid = d.session?.id;
+    if (sid === undefined) return;
+    let ids = this.#bySession.get(sid);
+    if (ids === undefined) this.#bySession.set(sid, (ids = new Set()));
+    ids.add(tokenId);
+  }
+
+  #unindex(d: Decision, tokenId: string): void {
+    const sid = d.session?.id;
+    if (sid === undefined) return;
+    const ids = this.#bySession.get(sid);
+    if (ids === undefined) return;
+    ids.delete(tokenId);
+    if (ids.size === 0) this.#bySession.delete(sid);
+  }
+
+  /** The token ids cached for a session (its listed values and any others seen). */
+  cachedTokensOf(sessionId: string): readonly string[] {
+    const ids = this.#bySession.get(sessionId);
+    return ids === undefined ? NONE : [...ids];
+  }
+
+  /** A session ended: a read in flight that answers it "live" will not be cached. */
+  noteEnded(s: SessionRecord): void {
+    this.#ended.delete(s.id);
+    this.#ended.set(s.id, s.expiresAt);
+    // Bounded: a race lasts one store round trip, so only the latest ends matter.
+    if (this.#ended.size > ENDED_REMEMBERED) {
+      const oldest = this.#ended.keys().next().value;
+      if (oldest !== undefined) this.#ended.delete(oldest);
     }
   }
 

@@ -43,6 +43,12 @@ export interface ExchangeTapDeps {
    * (failed, or of a refresh/logout that issues nothing) may still rotate the session cookie.
    */
   readonly rotation?: ResponseTap;
+  /**
+   * Under `unknownTokens: reject`, the tap that remembers the cookies of anonymous requests: a logout
+   * response sets the fresh session cookie of the now anonymous browser (Rails' reset_session), which
+   * the page it redirects to must be let in with.
+   */
+  readonly anonymous?: ResponseTap;
 }
 
 function release(res: ServerResponse, head: ResponseHead, body: Buffer, extra?: [string, string]): void {
@@ -256,6 +262,8 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
     const presented = rule.readPresented?.(ex);
     const presentedId = presented !== undefined ? deps.tokenIdOf(presented) : scope.tokenId;
     if (presentedId !== undefined) await deps.sessions.endByToken(presentedId, 'logged_out');
+    const remembered = deps.anonymous?.onHead(head);
+    if (remembered instanceof Promise) await remembered;
     release(res, head, body);
   }
 }

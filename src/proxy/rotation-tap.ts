@@ -72,14 +72,20 @@ export function rotationTap(
       const set = deps.watched.tokensSet(head);
       if (set === undefined) return 'stream';
       let added: string[] | undefined;
+      let refused = false;
       let cleared = false;
       for (const t of set) {
         if (t.value !== null) (added ??= []).push(deps.tokenIdOf(t.value));
-        else if (t.names.some((n) => presentedCookies.includes(n))) cleared = true;
+        else if (t.names.some((n) => presentedCookies.includes(n))) {
+          refused = true;
+          if (t.session) cleared = true;
+        }
       }
       // The app cleared the very cookie this request was let in by (a logout, or a refused remember-me
-      // value): whatever else it sets (an anonymous session id) is not a rotation of that session.
-      if (cleared) added = undefined;
+      // value): whatever else it sets (an anonymous session id) is not a rotation of that session. Only
+      // the session cookie's clearing ends the session: a remember-me value the app refuses may be an
+      // old one replayed after its rotation, while the browser holds the current values.
+      if (refused) added = undefined;
       if (added !== undefined) {
         const ids = added.filter((id) => id !== presentedTokenId);
         if (ids.length === 0) return 'stream';

@@ -562,7 +562,10 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   function forwardExchange(scope: RequestScope, rule: CompiledTokenRule, headers: string[]): void {
     const { req, res } = scope;
     const rotation = cookieTap(scope);
-    const deps = rotation === undefined ? tapDeps : { ...tapDeps, rotation };
+    const deps =
+      rotation === undefined && (anonymous === undefined || rule.kind !== 'logout')
+        ? tapDeps
+        : { ...tapDeps, rotation, anonymous };
     if (!rule.needsRequestBody) {
       o.upstream.forward(
         req,

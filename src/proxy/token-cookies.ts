@@ -14,6 +14,11 @@ import type { ResponseHead } from './forward.js';
 export interface SetToken {
   readonly names: readonly string[];
   readonly value: string | null;
+  /**
+   * Of the first cookie source of `tokens`, the session cookie (PHPSESSID beside REMEMBERME): the app
+   * clearing it ends the session; clearing another (a refused remember-me value) does not.
+   */
+  readonly session: boolean;
 }
 
 /**
@@ -167,7 +172,11 @@ export function compileWatchedCookies(
       | undefined;
     for (const [name, e] of last) {
       if (!e.source.chunked) {
-        out.push({ names: [name], value: e.value === null ? null : (e.source.transform(e.value) ?? null) });
+        out.push({
+          names: [name],
+          value: e.value === null ? null : (e.source.transform(e.value) ?? null),
+          session: e.source === compiled[0],
+        });
         continue;
       }
       groups ??= new Map();
@@ -191,7 +200,11 @@ export function compileWatchedCookies(
       else if (g.base === undefined || g.base === null) joined = null;
       else if (CHUNK_COUNT.test(g.base)) continue;
       else joined = g.base;
-      out.push({ names: g.names, value: joined === null ? null : (source.transform(joined) ?? null) });
+      out.push({
+        names: g.names,
+        value: joined === null ? null : (source.transform(joined) ?? null),
+        session: source === compiled[0],
+      });
     }
     return out;
   };

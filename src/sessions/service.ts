@@ -545,11 +545,13 @@ export class SessionService {
     this.#liveCount = undefined;
     const tokenIds: string[] = [];
     for (const s of ended) {
-      for (const t of s.tokenIds) {
+      // The values it lists, and any others cached here for it (rotated values that left its list).
+      for (const t of new Set([...s.tokenIds, ...this.#cache.cachedTokensOf(s.id)])) {
         if (keep.includes(t)) continue;
         tokenIds.push(t);
         this.#cache.set(t, this.#cache.makeDecision(s.state, s, now));
       }
+      this.#cache.noteEnded(s);
       // Replaced by the browser's own re-login; if it had idled out meanwhile, it is reported as expired.
       const replaced = s.id === replacedId && s.state === 'superseded';
       this.events.emit({

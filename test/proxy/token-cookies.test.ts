@@ -54,6 +54,15 @@ describe('where a token cookie was set', () => {
 });
 
 describe('the tokens a response sets', () => {
+  it('marks the tokens of the first cookie source as the session cookie, the others not', () => {
+    const w = watched('cookie:PHPSESSID', 'cookie:REMEMBERME');
+    const set = w.tokensSet(head('REMEMBERME=; Max-Age=0', 'PHPSESSID=abc; path=/'));
+    expect(set).toEqual([
+      { names: ['REMEMBERME'], value: null, session: false },
+      { names: ['PHPSESSID'], value: 'abc', session: true },
+    ]);
+  });
+
   it('joins chunks in index order and ignores the base cookie that only counts them', () => {
     const w = watched({ from: 'cookie:.AspNetCore.Cookies', chunked: true });
     const set = w.tokensSet(
@@ -67,6 +76,7 @@ describe('the tokens a response sets', () => {
       {
         names: ['.AspNetCore.Cookies', '.AspNetCore.CookiesC2', '.AspNetCore.CookiesC1'],
         value: 'hello-world',
+        session: true,
       },
     ]);
   });
@@ -74,7 +84,7 @@ describe('the tokens a response sets', () => {
   it('reports a chunked cookie whose chunks are all deleted as cleared', () => {
     const w = watched({ from: 'cookie:appSession', chunked: true });
     expect(w.tokensSet(head('appSession.0=; Max-Age=0', 'appSession.1=; Max-Age=0'))).toEqual([
-      { names: ['appSession.0', 'appSession.1'], value: null },
+      { names: ['appSession.0', 'appSession.1'], value: null, session: true },
     ]);
   });
 });
