@@ -80,6 +80,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   const logger = deps.logger ?? createLogger(config.log);
   const registry = deps.registry ?? new Registry();
   const metrics = new Metrics({ registry, defaultMetrics: deps.defaultMetrics ?? true });
+  let storeWasLost = false;
+  let channelWasLost = false;
   const store =
     deps.store ??
     (await createStore(config.store, {
@@ -93,6 +95,9 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         ),
       onAvailability: (up) => {
         metrics.storeAvailable.set(up ? 1 : 0);
+        // A recovery is the store coming back after it was lost, not its first connection.
+        if (up && storeWasLost) metrics.storeRecoveries.labels('commands').inc();
+        storeWasLost = !up;
         logger[up ? 'info' : 'error'](
           { code: up ? 'SG_STORE_UP' : 'SG_ERR_STORE_UNAVAILABLE' },
           up ? 'session store reachable' : 'session store unreachable',
@@ -100,6 +105,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       },
       onChannel: (state) => {
         if (state === 'lost') metrics.channelLost.inc();
+        else if (channelWasLost) metrics.storeRecoveries.labels('channel').inc();
+        channelWasLost = state === 'lost';
         logger[state === 'lost' ? 'warn' : 'info'](
           { code: state === 'lost' ? 'SG_ERR_CHANNEL_LOST' : 'SG_CHANNEL_RESTORED' },
           `invalidation channel ${state}`,

@@ -75,6 +75,7 @@ export class Metrics {
   readonly invalidations: Counter;
   readonly invalidationLagSeconds: Histogram;
   readonly channelLost: Counter;
+  readonly storeRecoveries: Counter<'part'>;
   readonly connectionsClosed: Counter<'kind'>;
   readonly upstreamErrors: Counter<'code'>;
   readonly webhookDeliveries: Counter<'result'>;
@@ -184,6 +185,12 @@ export class Metrics {
     this.channelLost = new Counter({
       name: 'sessiongate_invalidation_channel_lost_total',
       help: 'Times the invalidation channel was lost (cached live decisions distrusted).',
+      registers: [registry],
+    });
+    this.storeRecoveries = new Counter({
+      name: 'sessiongate_store_recoveries_total',
+      help: 'Recoveries after a store fault, by part: commands (the store reachable again) or channel (invalidations resubscribed).',
+      labelNames: ['part'],
       registers: [registry],
     });
     this.connectionsClosed = new Counter({

@@ -149,6 +149,11 @@ describe('a Redis stall', () => {
     proxy.heal();
     await waitUntil('ready again', async () => (await readyz(gw)).status === 200);
     expect(await metric(gw, 'sessiongate_invalidation_channel_lost_total')).toBe(1);
+    // The recovery is counted too, once (the first subscription was none).
+    await waitUntil(
+      'recovery counted',
+      async () => (await metric(gw, 'sessiongate_store_recoveries_total')) === 1,
+    );
   });
   it('keeps /readyz 200 under failMode: open, where the gateway serves through the stall', async () => {
     const proxy = await faultProxy();
