@@ -27,9 +27,13 @@
  * because version 0 always means "no records".
  */
 
-/** A script's source; the store runs it by EVALSHA, falling back to EVAL on NOSCRIPT. */
+/**
+ * A script and the command name the store gives it with ioredis's `defineCommand` (which sends it by
+ * EVALSHA, and by EVAL on a connection that has not run it yet or answers NOSCRIPT). Every name starts
+ * with `sg`, so none shadows a built-in command method of the client (TOUCH is one).
+ */
 export interface LuaScript {
-  readonly name: string;
+  readonly name: `sg${string}`;
   readonly source: string;
 }
 
@@ -87,7 +91,7 @@ end
  * Returns {1, newVersion, sids ended...} or {0, currentVersion} on conflict (nothing written).
  */
 export const COMMIT: LuaScript = {
-  name: 'commit',
+  name: 'sgCommit',
   source: `${HELPERS}
 local h, x, l = KEYS[1], KEYS[2], KEYS[3]
 local publishedAt, horizon, channel = ARGV[2], ARGV[3], ARGV[4]
@@ -139,7 +143,7 @@ return reply
  * KEYS: sessions, live. Returns {version, then per live session: base, lastSeenAt, tokens}.
  */
 export const READ_USER: LuaScript = {
-  name: 'readUser',
+  name: 'sgReadUser',
   source: `
 local h, l = KEYS[1], KEYS[2]
 local out = {redis.call('HGET', h, 'v') or '0'}
@@ -162,7 +166,7 @@ return out
  * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens}.
  */
 export const ADD_TOKENS: LuaScript = {
-  name: 'addTokens',
+  name: 'sgAddTokens',
   source: `${HELPERS}
 local h, x, l = KEYS[1], KEYS[2], KEYS[3]
 local sid, now, horizon = ARGV[1], ARGV[3], ARGV[4]
@@ -209,7 +213,7 @@ return {f[1] or '', f[2] or '', f[3] or '0', f[4] or '', f[5] or ''}
  * KEYS: sessions, expiry, live. ARGV: sid, at, now. Returns 1 when written.
  */
 export const TOUCH: LuaScript = {
-  name: 'touch',
+  name: 'sgTouch',
   source: `
 local h, x, l = KEYS[1], KEYS[2], KEYS[3]
 local sid = ARGV[1]
@@ -228,7 +232,7 @@ return 1
  * KEYS: sessions, expiry, live. ARGV: sid. Returns the score as a string, or nil.
  */
 export const LIVE_EXPIRY: LuaScript = {
-  name: 'liveExpiry',
+  name: 'sgLiveExpiry',
   source: `
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then return false end
 return redis.call('ZSCORE', KEYS[2], ARGV[1])
@@ -240,7 +244,7 @@ return redis.call('ZSCORE', KEYS[2], ARGV[1])
  * KEYS: the zset. ARGV: now, added member ('' for none), its expiresAt, then removed members.
  */
 export const TRACK_LIVE: LuaScript = {
-  name: 'trackLive',
+  name: 'sgTrackLive',
   source: `${HELPERS}
 local removed = {}
 for i = 4, #ARGV do removed[#removed + 1] = ARGV[i] end
@@ -255,9 +259,20 @@ return 1
  * KEYS: the zset. ARGV: now.
  */
 export const COUNT_LIVE: LuaScript = {
-  name: 'countLive',
+  name: 'sgCountLive',
   source: `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return redis.call('ZCARD', KEYS[1])
 `,
 };
+
+/** Every script, each defined on the store's client once (see redis.ts). */
+export const SCRIPTS: readonly LuaScript[] = [
+  COMMIT,
+  READ_USER,
+  ADD_TOKENS,
+  TOUCH,
+  LIVE_EXPIRY,
+  TRACK_LIVE,
+  COUNT_LIVE,
+];

@@ -19,6 +19,7 @@ import {
   COUNT_LIVE,
   LIVE_EXPIRY,
   READ_USER,
+  SCRIPTS,
   TOUCH,
   TRACK_LIVE,
   type LuaScript,
@@ -177,6 +178,13 @@ function isInvalidation(value: unknown): value is Invalidation {
   );
 }
 
+/** A command that `defineCommand` added to the client: the number of keys, the keys, the arguments. */
+type ScriptCommand = (this: Client, numberOfKeys: number, ...keysAndArgs: string[]) => Promise<unknown>;
+
+function isScriptCommand(value: unknown): value is ScriptCommand {
+  return typeof value === 'function';
+}
+
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -214,7 +222,6 @@ export class RedisSessionStore implements SessionStore {
   readonly #onStateChange: (available: boolean) => void;
   readonly #subscriber: InvalidationSubscriber;
   readonly #listeners = new Set<InvalidationListener>();
-  readonly #shas = new Map<LuaScript, string>();
   #available = false;
   #timeouts = 0;
   /** Set by a command timeout, cleared by the next success: the connection is up but not answering. */
@@ -237,8 +244,6 @@ export class RedisSessionStore implements SessionStore {
     const commandTimeout = options.commandTimeout ?? 250;
     const pingInterval = options.pingInterval ?? 1_000;
     this.#pingInterval = pingInterval;
-    for (const s of [COMMIT, READ_USER, ADD_TOKENS, TOUCH, LIVE_EXPIRY, TRACK_LIVE, COUNT_LIVE])
-      this.#shas.set(s, createHash('sha1').update(s.source).digest('hex'));
 
     const requestPath: RedisOptions = {
       ...(options.password !== undefined ? { password: options.password } : {}),
@@ -301,6 +306,10 @@ export class RedisSessionStore implements SessionStore {
     } else {
       throw new ConfigError([{ path: 'store', message: 'expected url, sentinels or cluster' }]);
     }
+    // ioredis keeps track, per connection (so per Cluster node), of which scripts it has sent: EVAL the
+    // first time and after a NOSCRIPT (SCRIPT FLUSH, a failover to a fresh replica), EVALSHA otherwise.
+    // No numberOfKeys: #run passes it first, as COMMIT takes 3 or 4 keys.
+    for (const script of SCRIPTS) this.#client.defineCommand(script.name, { lua: script.source });
 
     this.#client.on('error', (err: unknown) => this.#onError(err, 'connection'));
     this.#client.on('ready', () => {
@@ -335,7 +344,7 @@ export class RedisSessionStore implements SessionStore {
 
   async readUser(user: string): Promise<UserSessions> {
     const k = this.#userKeys(userTag(user));
-    const reply = await this.#call('readUser', () => this.#eval(READ_USER, [k.sessions, k.live], []));
+    const reply = await this.#call('readUser', () => this.#run(READ_USER, [k.sessions, k.live], []));
     const parts = reply as string[];
     const now = this.#now();
     const live: SessionRecord[] = [];
@@ -388,7 +397,7 @@ export class RedisSessionStore implements SessionStore {
     }
     const reply = await this.#call('commit', () => {
       args[1] = publicationClock().toFixed(3);
-      return this.#eval(COMMIT, keys, args);
+      return this.#run(COMMIT, keys, args);
     });
     if (!Array.isArray(reply) || reply[0] !== 1) throw new StoreConflictError(change.user);
     if (this.#cluster) await this.#trackLive(tag, create, (reply as unknown[]).slice(2).map(String), now);
@@ -413,7 +422,7 @@ export class RedisSessionStore implements SessionStore {
       ...ended.map((sid) => `${tag}\n${sid}`),
     ];
     try {
-      await this.#call('trackLive', () => this.#eval(TRACK_LIVE, [this.#liveKey], args));
+      await this.#call('trackLive', () => this.#run(TRACK_LIVE, [this.#liveKey], args));
     } catch (err) {
       this.#onError(err, 'live session count');
     }
@@ -421,7 +430,7 @@ export class RedisSessionStore implements SessionStore {
 
   async countLive(): Promise<number> {
     const n = await this.#call('countLive', () =>
-      this.#eval(COUNT_LIVE, [this.#liveKey], [String(this.#now())]),
+      this.#run(COUNT_LIVE, [this.#liveKey], [String(this.#now())]),
     );
     return Number(n);
   }
@@ -476,7 +485,7 @@ export class RedisSessionStore implements SessionStore {
     const keys = [k.sessions, k.expiry, k.live];
     // Same ordering as commit: the new index keys exist before the session lists the tokens. Their TTL
     // is the session's expiresAt, read first (it never changes).
-    const expiresAt = await this.#call('addTokens', () => this.#eval(LIVE_EXPIRY, keys, [sid]));
+    const expiresAt = await this.#call('addTokens', () => this.#run(LIVE_EXPIRY, keys, [sid]));
     if (typeof expiresAt !== 'string') return undefined;
     const now = this.#now();
     await this.#call('addTokens', () => this.#writeIndex(tokenIds, tag, sid, Number(expiresAt), now));
@@ -490,7 +499,7 @@ export class RedisSessionStore implements SessionStore {
       publicationClock().toFixed(3),
       String(pinned),
     ];
-    const reply = await this.#call('addTokens', () => this.#eval(ADD_TOKENS, keys, args));
+    const reply = await this.#call('addTokens', () => this.#run(ADD_TOKENS, keys, args));
     if (!Array.isArray(reply)) return undefined;
     const f = reply as string[];
     return assemble(f[0], f[1], f[2], f[3], f[4]);
@@ -499,7 +508,7 @@ export class RedisSessionStore implements SessionStore {
   async touch(user: string, sessionId: string, at: number): Promise<void> {
     const k = this.#userKeys(userTag(user));
     await this.#call('touch', () =>
-      this.#eval(
+      this.#run(
         TOUCH,
         [k.sessions, k.expiry, k.live],
         [JSON.stringify(sessionId), String(at), String(this.#now())],
@@ -606,15 +615,14 @@ export class RedisSessionStore implements SessionStore {
     await Promise.all(tokenIds.map((t) => this.#client.set(this.#indexKey(t), value, 'PX', px)));
   }
 
-  async #eval(script: LuaScript, keys: readonly string[], args: readonly string[]): Promise<unknown> {
-    const sha = this.#shas.get(script) as string;
-    try {
-      return await this.#client.evalsha(sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      // First use on this node (or after SCRIPT FLUSH / a failover to a fresh replica).
-      if (!messageOf(err).startsWith('NOSCRIPT')) throw err;
-      return await this.#client.eval(script.source, keys.length, ...keys, ...args);
-    }
+  /**
+   * Runs a script the constructor defined on the client. ioredis's types know only its built-in
+   * commands, so this is the one place that looks a defined command up by name.
+   */
+  #run(script: LuaScript, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+    const command: unknown = Reflect.get(this.#client, script.name);
+    if (!isScriptCommand(command)) throw new Error(`script ${script.name} is not defined on the client`);
+    return command.call(this.#client, keys.length, ...keys, ...args);
   }
 
   /** Runs one store operation; every Redis failure becomes a StoreUnavailableError with the cause. */

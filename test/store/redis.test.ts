@@ -167,6 +167,25 @@ describe('RedisSessionStore on a standalone Redis', () => {
     expect(listenerB.invalidated).toEqual([]);
   });
 
+  it('keeps working after SCRIPT FLUSH empties the server script cache (EVAL on NOSCRIPT)', async () => {
+    const r = await ownRedis();
+    const store = await openStore({ url: r.url });
+    const first = await login(store, 'mia');
+    await store.addTokens('mia', first.id, ['t-mia-1'], 8);
+    await store.touch('mia', first.id, Date.now() + 1_000);
+    expect(await store.countLive()).toBe(1);
+    // Every script has run on this connection, so each is next sent by its SHA and answered NOSCRIPT.
+    expect(await redisCommand(r.port, 'SCRIPT', 'FLUSH')).toBe('OK');
+    const at = Date.now();
+    const second = await login(store, 'mia', at);
+    const added = await store.addTokens('mia', second.id, ['t-mia-2'], 8);
+    await store.touch('mia', second.id, at + 5_000);
+    expect(added?.tokenIds).toContain('t-mia-2');
+    expect((await store.lookup('t-mia-2'))?.session.lastSeenAt).toBe(at + 5_000);
+    expect((await store.readUser('mia')).live.map((s) => s.id)).toEqual([first.id, second.id]);
+    expect(await store.countLive()).toBe(2);
+  });
+
   it('shares one subscriber connection between all watchers of a store', async () => {
     const r = await ownRedis();
     const store = await openStore({ url: r.url });
