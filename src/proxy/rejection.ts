@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { SessionRecord } from '../model.js';
 import { clearingCookie } from '../tokens/cookies.js';
 import type { PresentedToken } from '../tokens/request-token.js';
+import { html } from '../ui/html.js';
 
 /** Stable error codes of rejection bodies. */
 export type RejectionCode =
@@ -185,12 +186,10 @@ export function isNavigation(headers: IncomingHttpHeaders): boolean {
 const BEARER = /^bearer[ \t]/i;
 
 /** A minimal page, used when no renderer is injected. */
+// Prettier would reformat the `html` template as HTML, changing the page's bytes.
+// prettier-ignore
 export const plainRejectionPage: RejectionPageRenderer = ({ message, loginUrl }) =>
-  `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Signed out</title></head><body><main><h1>You have been signed out</h1><p>${escapeHtml(message)}</p>${loginUrl ? `<p><a href="${escapeHtml(loginUrl)}">Sign in again</a></p>` : ''}</main></body></html>`;
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
+  html`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Signed out</title></head><body><main><h1>You have been signed out</h1><p>${message}</p>${loginUrl ? html`<p><a href="${loginUrl}">Sign in again</a></p>` : undefined}</main></body></html>`.toString();
 
 /** A clean JSON error for requests the gateway cannot forward. */
 export function sendError(res: ServerResponse, status: number, code: string, message: string): void {

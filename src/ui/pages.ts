@@ -1,15 +1,15 @@
 /**
  * The HTML sessiongate serves itself: the superseded page and the self-service sessions page.
- * Server-rendered strings, no framework, no script; one small stylesheet shared by both pages, allowed
- * by hash in the Content-Security-Policy (so no `unsafe-inline`).
+ * Server-rendered with the escaping `html` tag (./html.ts), no framework, no script; one small stylesheet
+ * shared by both pages, allowed by hash in the Content-Security-Policy (so no `unsafe-inline`).
+ *
+ * The functions holding `html` templates carry `prettier-ignore`: Prettier reformats a template tagged
+ * `html` as HTML, and its added line breaks and indentation would change the pages' text.
  */
 import { createHash } from 'node:crypto';
 import type { SessionRecord } from '../model.js';
 import { describeDevice, type SessionView } from '../sessions/device.js';
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
+import { html, raw, type Html } from './html.js';
 
 /** Readable on a phone: one column, large touch targets, system fonts. */
 export const PAGE_CSS =
@@ -36,14 +36,16 @@ export const PAGE_CSS =
 /** The Content-Security-Policy of every page served here: nothing but the stylesheet above, forms to self. */
 export const PAGE_CSP = `default-src 'none'; style-src 'sha256-${createHash('sha256').update(PAGE_CSS).digest('base64')}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
 
-function layout(title: string, body: string): string {
-  return `<!doctype html>
+// The stylesheet goes in raw: it is ours, and escaping its quotes would also break its CSP hash.
+// prettier-ignore
+function layout(title: string, body: Html): string {
+  return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="same-origin"><title>${escapeHtml(title)}</title>
-<style>${PAGE_CSS}</style>
+<meta name="referrer" content="same-origin"><title>${title}</title>
+<style>${raw(PAGE_CSS)}</style>
 </head><body><main>
 ${body}
-</main></body></html>`;
+</main></body></html>`.toString();
 }
 
 const DATE_FORMAT = new Intl.DateTimeFormat('en-GB', {
@@ -53,12 +55,14 @@ const DATE_FORMAT = new Intl.DateTimeFormat('en-GB', {
 });
 
 /** "23 Nov 2026, 10:02 UTC" in a <time> element. */
-function timeHtml(ms: number): string {
-  return `<time datetime="${new Date(ms).toISOString()}">${escapeHtml(DATE_FORMAT.format(ms))} UTC</time>`;
+// prettier-ignore
+function timeHtml(ms: number): Html {
+  return html`<time datetime="${new Date(ms).toISOString()}">${DATE_FORMAT.format(ms)} UTC</time>`;
 }
 
 /** "just now", "5 minutes ago", "3 hours ago", else the date. */
-function relativeHtml(ms: number, now: number): string {
+// prettier-ignore
+function relativeHtml(ms: number, now: number): Html {
   const s = Math.max(0, Math.round((now - ms) / 1000));
   const text =
     s < 60
@@ -69,7 +73,7 @@ function relativeHtml(ms: number, now: number): string {
           ? plural(Math.floor(s / 3600), 'hour')
           : undefined;
   if (text === undefined) return timeHtml(ms);
-  return `<time datetime="${new Date(ms).toISOString()}" title="${escapeHtml(DATE_FORMAT.format(ms))} UTC">${text}</time>`;
+  return html`<time datetime="${new Date(ms).toISOString()}" title="${DATE_FORMAT.format(ms)} UTC">${text}</time>`;
 }
 
 function plural(n: number, unit: string): string {
@@ -77,6 +81,7 @@ function plural(n: number, unit: string): string {
 }
 
 /** The page a browser gets when its session is gone: the message, when and from which device, a way back. */
+// prettier-ignore
 export function renderSupersededPage(input: {
   code: string;
   message: string;
@@ -84,27 +89,27 @@ export function renderSupersededPage(input: {
   loginUrl: string | undefined;
 }): string {
   const s = input.session;
-  let detail = '';
+  let detail: Html | undefined;
   if (s?.endedAt !== undefined || s?.endedBy?.userAgent) {
-    const when = s.endedAt !== undefined ? ` on ${timeHtml(s.endedAt)}` : '';
+    const when = s.endedAt !== undefined ? html` on ${timeHtml(s.endedAt)}` : undefined;
     if (input.code === 'session_superseded') {
       const by = s.endedBy?.userAgent ? describeDevice(s.endedBy.userAgent) : undefined;
-      detail = `<p class="detail" id="detail">A new sign-in${by ? ` from <strong>${escapeHtml(by)}</strong>` : ''}${when} ended this session.</p>
+      detail = html`<p class="detail" id="detail">A new sign-in${by ? html` from <strong>${by}</strong>` : undefined}${when} ended this session.</p>
 <p class="muted">If that was not you, sign in again and change your password.</p>`;
     } else if (input.code === 'session_ended' && when) {
-      detail = `<p class="detail" id="detail">This session was ended${when}.</p>`;
+      detail = html`<p class="detail" id="detail">This session was ended${when}.</p>`;
     } else if (input.code === 'session_expired' && when) {
-      detail = `<p class="detail" id="detail">It expired${when}.</p>`;
+      detail = html`<p class="detail" id="detail">It expired${when}.</p>`;
     }
   }
   const login = input.loginUrl ?? '/';
   return layout(
     'You have been signed out',
-    `<div class="card">
+    html`<div class="card">
 <h1>You have been signed out</h1>
-<p id="message" data-code="${escapeHtml(input.code)}">${escapeHtml(input.message)}</p>
+<p id="message" data-code="${input.code}">${input.message}</p>
 ${detail}
-<p><a class="button" href="${escapeHtml(login)}">Sign in again</a></p>
+<p><a class="button" href="${login}">Sign in again</a></p>
 </div>`,
   );
 }
@@ -114,6 +119,7 @@ export interface SessionRow extends SessionView {
   readonly current: boolean;
 }
 
+// prettier-ignore
 export function renderSessionsPage(input: {
   readonly user: string;
   readonly sessions: readonly SessionRow[];
@@ -124,46 +130,44 @@ export function renderSessionsPage(input: {
   /** Shown once after an action ("1 session ended"). */
   readonly notice?: string;
 }): string {
-  const csrf = `<input type="hidden" name="csrf" value="${escapeHtml(input.csrfToken)}">`;
+  const csrf = html`<input type="hidden" name="csrf" value="${input.csrfToken}">`;
   const others = input.sessions.filter((s) => !s.current).length;
-  const rows = input.sessions
-    .map((s) => {
-      const location = s.location
-        ? `<dt>Location</dt><dd class="location">${escapeHtml(s.location)}</dd>`
-        : '';
-      const action = s.current
-        ? ''
-        : `<form method="post" action="${escapeHtml(`${input.prefix}sessions/${encodeURIComponent(s.id)}/end`)}">${csrf}<button type="submit" class="end" title="End the session on ${escapeHtml(s.device)}">End</button></form>`;
-      return `<li class="session${s.current ? ' current' : ''}" data-session-id="${escapeHtml(s.id)}"${s.current ? ' data-current="true"' : ''}>
-<div><span class="device">${escapeHtml(s.device)}</span>${s.current ? '<span class="badge">This device</span>' : ''}</div>
+  // Each row ends its own line (an array is joined with nothing).
+  const rows = input.sessions.map((s) => {
+    const location = s.location ? html`<dt>Location</dt><dd class="location">${s.location}</dd>` : undefined;
+    const action = s.current
+      ? undefined
+      : html`<form method="post" action="${`${input.prefix}sessions/${encodeURIComponent(s.id)}/end`}">${csrf}<button type="submit" class="end" title="End the session on ${s.device}">End</button></form>`;
+    return html`<li class="session${s.current && ' current'}" data-session-id="${s.id}"${s.current && html` data-current="true"`}>
+<div><span class="device">${s.device}</span>${s.current && html`<span class="badge">This device</span>`}</div>
 <dl>
-<dt>IP address</dt><dd class="ip">${escapeHtml(s.ip)}</dd>
+<dt>IP address</dt><dd class="ip">${s.ip}</dd>
 ${location}<dt>Signed in</dt><dd class="created">${timeHtml(Date.parse(s.createdAt))}</dd>
 <dt>Last active</dt><dd class="last-seen">${s.current ? 'now' : relativeHtml(Date.parse(s.lastSeenAt), input.now)}</dd>
 </dl>
 ${action}
-</li>`;
-    })
-    .join('\n');
+</li>
+`;
+  });
   const endAll =
     others > 0
-      ? `<form method="post" action="${escapeHtml(`${input.prefix}sessions/end-others`)}">${csrf}<button type="submit" class="end-all">Log out all other devices</button></form>`
-      : '<p class="muted">You are not signed in anywhere else.</p>';
+      ? html`<form method="post" action="${`${input.prefix}sessions/end-others`}">${csrf}<button type="submit" class="end-all">Log out all other devices</button></form>`
+      : html`<p class="muted">You are not signed in anywhere else.</p>`;
   return layout(
     'Your sessions',
-    `<div class="card">
+    html`<div class="card">
 <h1>Your sessions</h1>
-<p class="muted">Signed in as <strong id="user">${escapeHtml(input.user)}</strong>. ${input.sessions.length} active session${input.sessions.length === 1 ? '' : 's'}.</p>
+<p class="muted">Signed in as <strong id="user">${input.user}</strong>. ${input.sessions.length} active session${input.sessions.length === 1 ? '' : 's'}.</p>
 </div>
-${input.notice ? `<p class="notice" role="status">${escapeHtml(input.notice)}</p>` : ''}
+${input.notice ? html`<p class="notice" role="status">${input.notice}</p>` : undefined}
 <ul class="sessions">
-${rows}
-</ul>
+${rows}</ul>
 <div class="card">${endAll}</div>`,
   );
 }
 
 /** For a request without a live session (401), a refused action (403) or a missing one (404). */
+// prettier-ignore
 export function renderMessagePage(input: {
   readonly title: string;
   readonly message: string;
@@ -172,10 +176,10 @@ export function renderMessagePage(input: {
 }): string {
   return layout(
     input.title,
-    `<div class="card">
-<h1>${escapeHtml(input.title)}</h1>
-<p id="message" data-code="${escapeHtml(input.code)}">${escapeHtml(input.message)}</p>
-<p><a class="button" href="${escapeHtml(input.link.href)}">${escapeHtml(input.link.text)}</a></p>
+    html`<div class="card">
+<h1>${input.title}</h1>
+<p id="message" data-code="${input.code}">${input.message}</p>
+<p><a class="button" href="${input.link.href}">${input.link.text}</a></p>
 </div>`,
   );
 }

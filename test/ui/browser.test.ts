@@ -44,8 +44,14 @@ describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))(
     async function signedIn(
       gw: TestGateway,
       userAgent: string,
+      extraHTTPHeaders: Record<string, string> = {},
     ): Promise<{ context: BrowserContext; page: Page }> {
-      const context = await browser.newContext({ userAgent, viewport: PHONE, deviceScaleFactor: 2 });
+      const context = await browser.newContext({
+        userAgent,
+        extraHTTPHeaders,
+        viewport: PHONE,
+        deviceScaleFactor: 2,
+      });
       onTestFinished(() => context.close());
       const page = await context.newPage();
       await page.goto(`${gw.url}/login`);
@@ -117,6 +123,32 @@ describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))(
         '/',
       );
       await a.page.screenshot({ path: `${ARTIFACTS}superseded.png`, fullPage: true });
+    });
+
+    it('shows a device and location that look like markup as plain text, on both pages', async () => {
+      // Too odd for the user-agent parser, so the pages show it as sent: an attribute break-out and a tag.
+      const hostile = `"'><img src=x onerror=alert(1)>&amp;`;
+      const gw = await startGateway({ sessions: { limit: 2 }, locationHeader: 'cf-ipcountry' });
+      const a = await signedIn(gw, UA.chromeWindows);
+      await signedIn(gw, hostile, { 'cf-ipcountry': '<b id="injected">NL</b>' });
+
+      await a.page.goto(`${gw.url}/.sessiongate/sessions`);
+      const other = a.page.locator('li.session:not([data-current])');
+      await expect(other.locator('.device').textContent()).resolves.toBe(hostile);
+      await expect(other.locator('.location').textContent()).resolves.toBe('<b id="injected">NL</b>');
+      await expect(other.getByRole('button', { name: 'End' }).getAttribute('title')).resolves.toBe(
+        `End the session on ${hostile}`,
+      );
+      await expect(a.page.locator('img, #injected').count()).resolves.toBe(0);
+
+      // A third sign-in, from that agent again, supersedes the first browser, whose page names the device.
+      await signedIn(gw, hostile);
+      const res = await a.page.goto(`${gw.url}/app`);
+      expect(res?.status()).toBe(401);
+      await expect(a.page.locator('#detail').textContent()).resolves.toContain(
+        `A new sign-in from ${hostile} on `,
+      );
+      await expect(a.page.locator('img').count()).resolves.toBe(0);
     });
 
     it('refuses a cross-site form POST and a same-origin POST without the CSRF token with 403', async () => {

@@ -4,6 +4,9 @@ import { renderSupersededPage } from '../../src/ui/pages.js';
 import { bearer, get, NAVIGATE, startGateway, type TestGateway, UA } from '../support/gateway.js';
 
 const PAGE = '/.sessiongate/sessions';
+/** A user agent that breaks out of an attribute and opens a tag, if printed unescaped. */
+const HOSTILE_UA = `"'><img src=x onerror=alert(1)>&amp;`;
+const HOSTILE_UA_ESCAPED = '&#34;&#39;&#62;&#60;img src=x onerror=alert(1)&#62;&#38;amp;';
 
 interface Row {
   id: string;
@@ -103,6 +106,20 @@ describe('self-service sessions page', () => {
     expect(html).toMatch(/action="\/\.sessiongate\/sessions\/[^"/]+\/end"/);
     // The stylesheet is allowed by its hash (no unsafe-inline).
     expect(res.headers.get('content-security-policy')).toMatch(/style-src 'sha256-[A-Za-z0-9+/=]+'/);
+  });
+
+  it('prints what a login sent (its user agent, its location header) as text, never as markup', async () => {
+    const gw = await startGateway({ sessions: { limit: 2 }, locationHeader: 'cf-ipcountry' });
+    const a = await gw.loginForm('grace', { 'user-agent': UA.chromeWindows });
+    // Too odd for the user-agent parser, so the device column shows it as sent.
+    await gw.loginForm('grace', { 'user-agent': HOSTILE_UA, 'cf-ipcountry': '<b id="injected">NL</b>' });
+    const res = await fetch(`${gw.url}${PAGE}`, { headers: { cookie: `sid=${a.sid}`, accept: 'text/html' } });
+    const html = await res.text();
+    expect(html).not.toContain('<img');
+    expect(html).not.toContain('<b id=');
+    expect(html).toContain(`<span class="device">${HOSTILE_UA_ESCAPED}</span>`);
+    expect(html).toContain(`title="End the session on ${HOSTILE_UA_ESCAPED}"`);
+    expect(html).toContain('<dd class="location">&#60;b id=&#34;injected&#34;&#62;NL&#60;/b&#62;</dd>');
   });
 
   it('ends another session with a valid CSRF token; its next request gets 401 session_ended', async () => {
