@@ -187,7 +187,6 @@ const BEARER = /^bearer[ \t]/i;
 
 /** A minimal page, used when no renderer is injected. */
 // Prettier would reformat the `html` template as HTML, changing the page's bytes.
-// prettier-ignore
 export const plainRejectionPage: RejectionPageRenderer = ({ message, loginUrl }) =>
   html`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Signed out</title></head><body><main><h1>You have been signed out</h1><p>${message}</p>${loginUrl ? html`<p><a href="${loginUrl}">Sign in again</a></p>` : undefined}</main></body></html>`.toString();
 

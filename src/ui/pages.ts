@@ -2,9 +2,6 @@
  * The HTML sessiongate serves itself: the superseded page and the self-service sessions page.
  * Server-rendered with the escaping `html` tag (./html.ts), no framework, no script; one small stylesheet
  * shared by both pages, allowed by hash in the Content-Security-Policy (so no `unsafe-inline`).
- *
- * The functions holding `html` templates carry `prettier-ignore`: Prettier reformats a template tagged
- * `html` as HTML, and its added line breaks and indentation would change the pages' text.
  */
 import { createHash } from 'node:crypto';
 import type { SessionRecord } from '../model.js';
@@ -37,7 +34,6 @@ export const PAGE_CSS =
 export const PAGE_CSP = `default-src 'none'; style-src 'sha256-${createHash('sha256').update(PAGE_CSS).digest('base64')}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
 
 // The stylesheet goes in raw: it is ours, and escaping its quotes would also break its CSP hash.
-// prettier-ignore
 function layout(title: string, body: Html): string {
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -55,13 +51,11 @@ const DATE_FORMAT = new Intl.DateTimeFormat('en-GB', {
 });
 
 /** "23 Nov 2026, 10:02 UTC" in a <time> element. */
-// prettier-ignore
 function timeHtml(ms: number): Html {
   return html`<time datetime="${new Date(ms).toISOString()}">${DATE_FORMAT.format(ms)} UTC</time>`;
 }
 
 /** "just now", "5 minutes ago", "3 hours ago", else the date. */
-// prettier-ignore
 function relativeHtml(ms: number, now: number): Html {
   const s = Math.max(0, Math.round((now - ms) / 1000));
   const text =
@@ -81,7 +75,6 @@ function plural(n: number, unit: string): string {
 }
 
 /** The page a browser gets when its session is gone: the message, when and from which device, a way back. */
-// prettier-ignore
 export function renderSupersededPage(input: {
   code: string;
   message: string;
@@ -119,7 +112,6 @@ export interface SessionRow extends SessionView {
   readonly current: boolean;
 }
 
-// prettier-ignore
 export function renderSessionsPage(input: {
   readonly user: string;
   readonly sessions: readonly SessionRow[];
@@ -167,7 +159,6 @@ ${rows}</ul>
 }
 
 /** For a request without a live session (401), a refused action (403) or a missing one (404). */
-// prettier-ignore
 export function renderMessagePage(input: {
   readonly title: string;
   readonly message: string;

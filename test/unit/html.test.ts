@@ -1,8 +1,5 @@
 /**
  * The `html` tag: every value escaped unless it is markup (`html` or `raw`), and lossless.
- *
- * The describe blocks holding `html` templates carry `prettier-ignore`: Prettier would reformat those
- * templates as HTML (re-indenting them, even re-quoting attributes), changing what they assert.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -13,7 +10,6 @@ import { html, raw, type HtmlValue } from '../../src/ui/html.js';
 const decode = (s: string): string =>
   s.replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n)));
 
-// prettier-ignore
 describe('html tag', () => {
   it('escapes each of < > & " \' in a value', () => {
     expect(html`<p>${`<>&"'`}</p>`.toString()).toBe('<p>&#60;&#62;&#38;&#34;&#39;</p>');
@@ -67,7 +63,6 @@ describe('html tag', () => {
   });
 });
 
-// prettier-ignore
 describe('html tag, for any string', () => {
   // Strings made mostly of the characters that matter, plus anything at all.
   const text = fc.oneof(
