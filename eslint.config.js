@@ -15,6 +15,8 @@ const forbidden = {
   ui: ['proxy', 'store', 'cache', 'admin', 'notify'],
   admin: ['proxy', 'store', 'cache', 'notify'],
   observability: ['proxy', 'sessions', 'store', 'cache', 'admin', 'ui', 'notify', 'tokens'],
+  // The CLI's commands read the config and open the store (check --connect); the gateway is src/gateway.ts's.
+  cli: ['proxy', 'sessions', 'cache', 'tokens', 'admin', 'ui', 'notify', 'observability'],
 };
 
 export default tseslint.config(

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 /** argv -> config -> gateway; signals and graceful shutdown. */
 import { parseArgs } from 'node:util';
+import { checkConnections } from './cli/connect.js';
+import { explain } from './cli/explain.js';
+import { runInit } from './cli/init.js';
 import { loadConfigFile } from './config/load.js';
 import { shutdownGraceOf, type Config } from './config/schema.js';
 import { ConfigError, type ConfigProblem } from './errors.js';
@@ -11,10 +14,25 @@ const HELP = `sessiongate: keeps each user of an unmodified web app to N live se
 Usage:
   sessiongate [--config FILE]          run the gateway (FILE defaults to $SESSIONGATE_CONFIG)
   sessiongate check [--config FILE]    validate the configuration and exit
+      --explain                        also say what each rule matches, where the token and the user
+                                       are read, the protected paths, the store and the policy
+      --connect                        also try the upstream (TCP, then HEAD /) and the store, each
+                                       within timeouts.connect; exit 1 unless both answer
+  sessiongate init --preset NAME       print a starter configuration from a preset, comments kept
+      --upstream URL                   the app's origin (the default of \${UPSTREAM:-...})
+      --out FILE [--force]             write FILE instead (an existing one only with --force)
+  sessiongate init --list              the presets, with what each is for
   sessiongate --help                   this text
 
 Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or usage.
 Configuration reference: README.md ("Configuration").`;
+
+/** The options each command takes (besides --help). */
+const COMMAND_OPTIONS: Readonly<Record<string, readonly string[]>> = {
+  run: ['config'],
+  check: ['config', 'explain', 'connect'],
+  init: ['preset', 'upstream', 'out', 'force', 'list'],
+};
 
 /** Keys still accepted under an old name. */
 function deprecations(config: Config): ConfigProblem[] {
@@ -33,7 +51,17 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   try {
     parsed = parseArgs({
       args: [...argv],
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        explain: { type: 'boolean' },
+        connect: { type: 'boolean' },
+        preset: { type: 'string' },
+        upstream: { type: 'string' },
+        out: { type: 'string' },
+        force: { type: 'boolean' },
+        list: { type: 'boolean' },
+      },
       allowPositionals: true,
     });
   } catch (err) {
@@ -45,10 +73,17 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     return 0;
   }
   const command = parsed.positionals[0] ?? 'run';
-  if (command !== 'run' && command !== 'check') {
+  const allowed = COMMAND_OPTIONS[command];
+  if (allowed === undefined) {
     process.stderr.write(`sessiongate: unknown command "${command}"\n\n${HELP}\n`);
     return 2;
   }
+  const misplaced = Object.keys(parsed.values).filter((o) => o !== 'help' && !allowed.includes(o));
+  if (misplaced.length > 0) {
+    process.stderr.write(`sessiongate: --${misplaced[0]} is not an option of ${command}\n\n${HELP}\n`);
+    return 2;
+  }
+  if (command === 'init') return runInit(parsed.values);
   const file = parsed.values.config ?? env.SESSIONGATE_CONFIG;
   if (!file) {
     process.stderr.write(`sessiongate: no configuration: pass --config FILE or set SESSIONGATE_CONFIG\n`);
@@ -68,7 +103,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   for (const w of warnings) process.stderr.write(`sessiongate: warning: ${w.path}: ${w.message}\n`);
   if (command === 'check') {
     process.stdout.write(`sessiongate: ${file}: configuration is valid\n`);
-    return 0;
+    if (parsed.values.explain) process.stdout.write(`\n${explain(loaded.config).join('\n')}\n`);
+    if (!parsed.values.connect) return 0;
+    const results = await checkConnections(loaded.config);
+    process.stdout.write(`${parsed.values.explain ? '\n' : ''}${results.map((r) => r.line).join('\n')}\n`);
+    return results.every((r) => r.ok) ? 0 : 1;
   }
   const config = loaded.config;
   const gateway = await createGateway(config);
