@@ -257,9 +257,13 @@ export class RedisSessionStore implements SessionStore {
       retryStrategy: (attempt: number) => backoff(attempt),
       // After a Sentinel failover the old master answers writes with READONLY: reconnect to the new one.
       reconnectOnError: (err: Error) => err.message.startsWith('READONLY'),
+      // ioredis's 2 s disconnect timer is cleared only by a socket close that a refused connection
+      // already had: close() must not keep the process alive that long.
+      disconnectTimeout: 0,
     };
     const subscriberBase: RedisOptions = {
       ...(options.password !== undefined ? { password: options.password } : {}),
+      disconnectTimeout: 0,
       lazyConnect: true,
       // The subscriber manages its own reconnects, resubscription and liveness (see InvalidationSubscriber).
       retryStrategy: () => null,
