@@ -20,7 +20,16 @@ const forbidden = {
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'test/apps/**/*.py', 'test/artifacts/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'bench/dist/**',
+      'node_modules/**',
+      'coverage/**',
+      'test/apps/**/*.py',
+      'test/artifacts/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

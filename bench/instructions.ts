@@ -5,7 +5,7 @@
  *
  * Usage: node dist/bench/instructions.js [--rounds 1] [--warmup-requests 8000] [--requests 5000]
  *          [--connections 10] [--only a,b] [--ready-timeout 180] [--keep-dumps]
- *          [--gateway-cli dist/src/cli.js] [--results bench/results.md | --no-results]
+ *          [--gateway-cli ../dist/src/cli.js] [--results results/instructions.md | --no-results]
  *
  * Only the proxy runs under valgrind; the upstream (and redis-server) run natively and the load comes
  * from this process. See bench/README.md.
@@ -30,21 +30,33 @@ import { gatewayConfig, liveTokenProvingEnforcement, type GatewayOverrides } fro
 import { PASSTHROUGH_TOKEN } from './lib/http.js';
 import { benchScript, outputPaths, repoRoot } from './lib/paths.js';
 import { ChildNotReadyError, freePort, waitForHttp, type Child } from './lib/proc.js';
-import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
+import { ensureRedis, type BenchRedis } from './lib/redis.js';
+import {
+  attempt,
+  combineRounds,
+  notes,
+  onlyFlag,
+  publish,
+  ratiosPart,
+  runIfMain,
+  runRounds,
+  selectScenarios,
+  type Outcome as DriverOutcome,
+  type Row as DriverRow,
+  type ScenarioBase,
+} from './lib/driver.js';
 import { positiveFlag } from './lib/flags.js';
 import {
-  appendResults,
   int,
   machine,
   machineLines,
   median,
-  oneLine,
   table,
   TARGET_VS_FLOOR,
   TARGET_VS_HTTP_PROXY,
   verdict,
 } from './lib/report.js';
-import { startUpstream } from './lib/servers.js';
+import { passthroughs, startUpstream } from './lib/servers.js';
 
 /** store.commandTimeout and store.pingInterval of the Redis gateway under valgrind (see gateway-redis). */
 const REDIS_TIMEOUT = '10s';
@@ -82,10 +94,10 @@ function parseOptions(argv: string[]): Options {
     warmupRequests: positiveFlag(values['warmup-requests'], 8000, 'warmup-requests', { integer: true }),
     requests: positiveFlag(values.requests, 5000, 'requests', { integer: true }),
     connections: positiveFlag(values.connections, 10, 'connections', { integer: true }),
-    only: values.only ? new Set(values.only.split(',').map((s) => s.trim())) : undefined,
+    only: onlyFlag(values.only),
     readyTimeoutMs: positiveFlag(values['ready-timeout'], 180, 'ready-timeout', { integer: true }) * 1000,
     keepDumps: values['keep-dumps'] ?? false,
-    ...outputPaths(values),
+    ...outputPaths('instructions', values),
   };
 }
 
@@ -100,10 +112,13 @@ interface Context {
 /** Instructions per measured request. */
 type PerRequest = ThreadSplit;
 
-type Outcome =
-  | { kind: 'ok'; perRequest: PerRequest; mainRounds?: number[]; totalRounds?: number[] }
-  | { kind: 'skipped'; reason: string }
-  | { kind: 'failed'; reason: string };
+interface Counted {
+  perRequest: PerRequest;
+  mainRounds?: number[];
+  totalRounds?: number[];
+}
+
+type Outcome = DriverOutcome<Counted>;
 
 /** The process to run under callgrind for one scenario, on `port`. */
 interface Launch {
@@ -112,11 +127,7 @@ interface Launch {
   cwd?: string;
 }
 
-interface Scenario {
-  name: string;
-  /** One line for the results: what is measured. */
-  what: string;
-  isGateway: boolean;
+interface Scenario extends ScenarioBase {
   /** The process to count, or a reason to skip the scenario. */
   launch(ctx: Context, port: number): Promise<Launch | { skip: string }>;
   /** Runs once the process answers HTTP; returns the bearer token of the load. */
@@ -277,26 +288,8 @@ function gateway(
   };
 }
 
-async function ensureRedis(ctx: Context): Promise<BenchRedis | string> {
-  if (ctx.redis) return ctx.redis;
-  const missing = redisUnavailableReason();
-  if (missing) return missing;
-  ctx.redis = await startRedis('redis');
-  return ctx.redis;
-}
-
 const scenarios: Scenario[] = [
-  passthrough(
-    'undici-floor',
-    'servers/undici-floor.js',
-    'node:http + undici Pool.dispatch passthrough, no checks (the Node floor)',
-  ),
-  passthrough('http-proxy', 'servers/http-proxy.js', 'http-proxy 1.18 with a keep-alive agent'),
-  passthrough(
-    'http-proxy-3',
-    'servers/http-proxy-3.js',
-    'http-proxy-3 1.23 (the maintained rewrite) with a keep-alive agent',
-  ),
+  ...passthroughs.map(({ name, script, what }) => passthrough(name, script, what)),
   gateway('gateway-memory', 'bench-memory', 'gateway, memory store, one live session (LRU hit)', () =>
     Promise.resolve({}),
   ),
@@ -316,49 +309,35 @@ const scenarios: Scenario[] = [
   ),
 ];
 
-async function runScenario(ctx: Context, scenario: Scenario, round: number): Promise<Outcome> {
-  console.log(`\n> ${scenario.name}: ${scenario.what}`);
-  let outcome: Outcome;
-  try {
-    outcome = await runOnce(ctx, scenario, round);
-  } catch (err) {
-    outcome = { kind: 'failed', reason: err instanceof Error ? err.message : String(err) };
-  }
-  if (outcome.kind === 'ok') {
-    const p = outcome.perRequest;
-    console.log(
-      `  instructions/request: main ${int(p.main)}, other threads ${int(p.other)}, total ${int(p.total)}`,
-    );
-  } else if (outcome.kind === 'skipped') {
-    console.log(`  SKIPPED: ${oneLine(outcome.reason)}`);
-  } else {
-    console.log(`  FAILED: ${outcome.reason}`);
-  }
-  return outcome;
+function runScenario(ctx: Context, scenario: Scenario, round: number): Promise<Outcome> {
+  return attempt(
+    scenario,
+    () => runOnce(ctx, scenario, round),
+    ({ perRequest: p }) =>
+      console.log(
+        `  instructions/request: main ${int(p.main)}, other threads ${int(p.other)}, total ${int(p.total)}`,
+      ),
+  );
 }
 
 /** The rounds of one scenario as one outcome: any failure wins, else each column's median. */
 function combine(outcomes: readonly Outcome[]): Outcome {
-  const failed = outcomes.find((o) => o.kind === 'failed');
-  if (failed) return failed;
-  const ok = outcomes.flatMap((o) => (o.kind === 'ok' ? [o.perRequest] : []));
-  if (ok.length === 0) return outcomes[0] ?? { kind: 'skipped', reason: 'not run' };
-  return {
-    kind: 'ok',
-    perRequest: {
-      main: median(ok.map((p) => p.main)),
-      other: median(ok.map((p) => p.other)),
-      total: median(ok.map((p) => p.total)),
-    },
-    mainRounds: ok.map((p) => p.main),
-    totalRounds: ok.map((p) => p.total),
-  };
+  return combineRounds(outcomes, (rounds) => {
+    const ok = rounds.map((o) => o.perRequest);
+    return {
+      kind: 'ok',
+      perRequest: {
+        main: median(ok.map((p) => p.main)),
+        other: median(ok.map((p) => p.other)),
+        total: median(ok.map((p) => p.total)),
+      },
+      mainRounds: ok.map((p) => p.main),
+      totalRounds: ok.map((p) => p.total),
+    };
+  });
 }
 
-interface Row {
-  scenario: Scenario;
-  outcome: Outcome;
-}
+type Row = DriverRow<Scenario, Counted>;
 
 /** min-max over the rounds, and how far apart they are relative to the median. */
 function spread(rounds: readonly number[] | undefined): string {
@@ -417,15 +396,6 @@ function ratiosTable(rows: readonly Row[]): string | undefined {
   return table(header, body);
 }
 
-function notes(rows: readonly Row[]): string[] {
-  const lines: string[] = [];
-  for (const { scenario, outcome } of rows) {
-    if (outcome.kind === 'skipped') lines.push(`- ${scenario.name} skipped: ${oneLine(outcome.reason)}`);
-    if (outcome.kind === 'failed') lines.push(`- ${scenario.name} FAILED: ${oneLine(outcome.reason)}`);
-  }
-  return lines;
-}
-
 function report(options: Options, rows: readonly Row[]): string {
   const ratios = ratiosTable(rows);
   return [
@@ -438,14 +408,10 @@ function report(options: Options, rows: readonly Row[]): string {
     '',
     resultsTable(rows, options.rounds),
     '',
-    ...(ratios
-      ? [
-          'Gateway instructions per request as a ratio (targets of DESIGN.md, there for CPU time):',
-          '',
-          ratios,
-          '',
-        ]
-      : ['No gateway scenario ran, so no ratios.', '']),
+    ...ratiosPart(
+      'Gateway instructions per request as a ratio (targets of DESIGN.md, there for CPU time):',
+      ratios,
+    ),
     ...notes(rows),
   ].join('\n');
 }
@@ -457,12 +423,7 @@ async function main(): Promise<void> {
     console.log(`instruction bench skipped: ${unavailable}`);
     return;
   }
-  const unknown = [...(options.only ?? [])].filter((n) => !scenarios.some((s) => s.name === n));
-  if (unknown.length > 0)
-    throw new Error(
-      `unknown scenario(s) ${unknown.join(', ')}; known: ${scenarios.map((s) => s.name).join(', ')}`,
-    );
-  const selected = scenarios.filter((s) => !options.only || options.only.has(s.name));
+  const selected = selectScenarios(scenarios, options.only);
 
   const upstream = await startUpstream();
   const ctx: Context = {
@@ -471,17 +432,14 @@ async function main(): Promise<void> {
     dumpDir: await mkdtemp(join(tmpdir(), 'sessiongate-callgrind-')),
     redis: undefined,
   };
-  const outcomes = new Map<Scenario, Outcome[]>(selected.map((s) => [s, []]));
+  let rows: Row[];
   try {
-    for (let round = 1; round <= options.rounds; round++) {
-      if (options.rounds > 1) console.log(`\n=== round ${round} of ${options.rounds}`);
-      for (const scenario of selected) {
-        const previous = outcomes.get(scenario) ?? [];
-        // A scenario that could not run (no gateway, no redis-server) is not retried every round.
-        const skip = previous.find((o) => o.kind === 'skipped');
-        previous.push(skip ?? (await runScenario(ctx, scenario, round)));
-      }
-    }
+    rows = await runRounds(
+      selected,
+      options.rounds,
+      (scenario, round) => runScenario(ctx, scenario, round),
+      combine,
+    );
   } finally {
     await upstream.child.stop();
     await ctx.redis?.stop();
@@ -489,20 +447,8 @@ async function main(): Promise<void> {
     else await rm(ctx.dumpDir, { recursive: true, force: true });
   }
 
-  const rows: Row[] = selected.map((scenario) => ({
-    scenario,
-    outcome: combine(outcomes.get(scenario) ?? []),
-  }));
-  const section = report(options, rows);
-  console.log(`\n${section}`);
-  if (options.resultsFile) {
-    await appendResults(options.resultsFile, section);
-    console.log(`\nappended to ${options.resultsFile}`);
-  }
+  await publish('instructions', report(options, rows), options.resultsFile);
   process.exitCode = rows.some((r) => r.outcome.kind === 'failed') ? 1 : 0;
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-  process.exitCode = 1;
-});
+runIfMain(import.meta.url, main);

@@ -9,8 +9,8 @@
  * ratios are taken between slices a few seconds apart; the median of those is the figure.
  *
  * Usage: node dist/bench/paired.js [--cycles 12] [--slice 2] [--warmup 3] [--connections 50]
- *          [--rate N] [--pin] [--load autocannon|wrk] [--nginx] [--gateway-cli dist/src/cli.js]
- *          [--results bench/results.md] [--no-results]
+ *          [--rate N] [--pin] [--load autocannon|wrk] [--nginx] [--gateway-cli ../dist/src/cli.js]
+ *          [--results results/paired.md] [--no-results]
  *
  * --pin puts every proxy on the last CPU and the load generator, the upstream and redis on the others
  * (only one proxy is loaded at a time, so the one under load has its CPU to itself). Unpinned, three
@@ -22,7 +22,6 @@
  * --nginx adds nginx (bench/lib/nginx.ts) as one more proxy: not a target, a calibration point. The
  * "of it kernel" column shows what every proxy pays the kernel per request, nginx included.
  */
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   cleanupConfigs,
@@ -39,8 +38,8 @@ import { startNginx, nginxUnavailableReason, type BenchNginx } from './lib/nginx
 import { pinBench, type Pinning } from './lib/proc.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
 import { positiveFlag } from './lib/flags.js';
+import { publish, runIfMain } from './lib/driver.js';
 import {
-  appendResults,
   machine,
   machineLines,
   median,
@@ -50,7 +49,7 @@ import {
   TARGET_VS_HTTP_PROXY,
   verdict,
 } from './lib/report.js';
-import { startHelper, startUpstream, type Helper } from './lib/servers.js';
+import { passthroughs, startHelper, startUpstream, type Helper } from './lib/servers.js';
 
 interface Contender {
   readonly name: string;
@@ -204,11 +203,7 @@ export async function runPaired(o: PairedOptions): Promise<{ text: string; faile
   let nginx: BenchNginx | undefined;
   try {
     const contenders: Contender[] = [];
-    for (const [name, script] of [
-      ['undici-floor', 'servers/undici-floor.js'],
-      ['http-proxy', 'servers/http-proxy.js'],
-      ['http-proxy-3', 'servers/http-proxy-3.js'],
-    ] as const) {
+    for (const { name, script } of passthroughs) {
       const h = await startHelper(name, script, ['--upstream', upstream.url], pinning?.proxy);
       helpers.push(h);
       contenders.push({
@@ -315,7 +310,7 @@ async function main(): Promise<void> {
     pin: values.pin ?? false,
     load: loadFlag(values.load),
     nginx: values.nginx ?? false,
-    ...outputPaths(values),
+    ...outputPaths('paired', values),
   };
   const noNginx = o.nginx ? nginxUnavailableReason() : undefined;
   if (noNginx) throw new Error(`--nginx: ${noNginx}`);
@@ -323,11 +318,7 @@ async function main(): Promise<void> {
     throw new Error('--rate needs --load autocannon (wrk has no fixed rate)');
   try {
     const { text, failed } = await runPaired(o);
-    console.log(`\n${text}`);
-    if (o.resultsFile) {
-      await appendResults(o.resultsFile, text);
-      console.log(`\nappended to ${o.resultsFile}`);
-    }
+    await publish('paired', text, o.resultsFile);
     if (failed) {
       console.error('some responses were not 2xx: the figures are not trustworthy');
       process.exitCode = 1;
@@ -342,4 +333,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();
+runIfMain(import.meta.url, main);

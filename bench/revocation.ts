@@ -8,11 +8,10 @@
  * Without pub/sub it would be up to maxStaleness (1 s); DESIGN.md wants p99 < 2 ms on loopback.
  *
  * Usage: node dist/bench/revocation.js [--iterations 1000] [--warmup-iterations 20] [--timeout-ms 3000]
- *          [--gateway-cli dist/src/cli.js] [--results bench/results.md] [--no-results]
+ *          [--gateway-cli ../dist/src/cli.js] [--results results/revocation.md] [--no-results]
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client, request } from 'undici';
 import { Redis } from 'ioredis';
@@ -24,11 +23,12 @@ import {
   startGateway,
   type Gateway,
 } from './lib/gateway.js';
+import { publish, runIfMain } from './lib/driver.js';
 import { login } from './lib/http.js';
 import { benchScript, outputPaths } from './lib/paths.js';
 import { spawnNode } from './lib/proc.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
-import { appendResults, machine, machineLines, num, oneLine, percentile, table } from './lib/report.js';
+import { machine, machineLines, num, oneLine, percentile, table } from './lib/report.js';
 import { startUpstream, type Helper } from './lib/servers.js';
 
 /** DESIGN.md's bound for loopback. */
@@ -282,11 +282,7 @@ async function record(
     '',
     `Same run, same redis-server, no gateway: PUBLISH from the bench process -> message in a subscriber process, ${options.iterations} messages 2 ms apart: p50 ${num(baseline.p50, 3)} ms, p99 ${num(baseline.p99, 3)} ms (the channel's floor on this machine).`,
   ].join('\n');
-  console.log(`\n${section}`);
-  if (options.resultsFile) {
-    await appendResults(options.resultsFile, section);
-    console.log(`\nappended to ${options.resultsFile}`);
-  }
+  await publish('revocation', section, options.resultsFile);
 }
 
 async function main(): Promise<void> {
@@ -304,14 +300,9 @@ async function main(): Promise<void> {
     iterations: Number(values.iterations),
     warmupIterations: Number(values['warmup-iterations']),
     timeoutMs: Number(values['timeout-ms']),
-    ...outputPaths(values),
+    ...outputPaths('revocation', values),
   });
 }
 
 // Run only when executed directly (run.ts imports runRevocation for --revocation).
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-    process.exitCode = 1;
-  });
-}
+runIfMain(import.meta.url, main);

@@ -2,9 +2,9 @@
  * The hot-path benchmark (DESIGN.md "The hot path"): CPU per proxied request of the gateway next to
  * the Node floor (undici dispatch passthrough) and http-proxy, same upstream, same load.
  *
- * Usage: npm run bench -- [--quick] [--duration 10] [--warmup 2] [--connections 50] [--pipelining 1]
+ * Usage: npm run hot -- [--quick] [--duration 10] [--warmup 2] [--connections 50] [--pipelining 1]
  *          [--rate <req/s>] [--rounds 1] [--pin] [--only a,b] [--miss-users 1000]
- *          [--gateway-cli dist/src/cli.js] [--results bench/results.md | --no-results]
+ *          [--gateway-cli ../dist/src/cli.js] [--results results/run.md | --no-results]
  *          [--revocation [--iterations 1000]]
  *
  * Each server runs in its own process; autocannon runs here. See bench/README.md.
@@ -29,18 +29,30 @@ import {
   type Measurement,
   type Watched,
 } from './lib/load.js';
+import {
+  attempt,
+  combineRounds,
+  notes,
+  onlyFlag,
+  publish,
+  ratiosPart,
+  runIfMain,
+  runRounds,
+  selectScenarios,
+  type Outcome as DriverOutcome,
+  type Row as DriverRow,
+  type ScenarioBase,
+} from './lib/driver.js';
 import { outputPaths } from './lib/paths.js';
 import { pinBench, type Child, type Pinning } from './lib/proc.js';
-import { startHelper, startUpstream } from './lib/servers.js';
-import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
+import { passthroughs, startHelper, startUpstream } from './lib/servers.js';
+import { ensureRedis as startOrReuseRedis, type BenchRedis } from './lib/redis.js';
 import { positiveFlag } from './lib/flags.js';
 import {
-  appendResults,
   int,
   machine,
   machineLines,
   num,
-  oneLine,
   table,
   TARGET_VS_FLOOR,
   TARGET_VS_HTTP_PROXY,
@@ -57,6 +69,8 @@ interface Options {
   gatewayCli: string;
   resultsFile: string | undefined;
   revocation: boolean;
+  /** Where --revocation records its section: --results when given, else its own file. */
+  revocationResultsFile: string | undefined;
   iterations: number;
   pin: boolean;
 }
@@ -93,10 +107,11 @@ function parseOptions(argv: string[]): Options {
     },
     rounds: positiveFlag(values.rounds, 1, 'rounds'),
     quick,
-    only: values.only ? new Set(values.only.split(',').map((s) => s.trim())) : undefined,
+    only: onlyFlag(values.only),
     missUsers: positiveFlag(values['miss-users'], 1000, 'miss-users'),
-    ...outputPaths(values),
+    ...outputPaths('run', values),
     revocation: values.revocation ?? false,
+    revocationResultsFile: outputPaths('revocation', values).resultsFile,
     iterations: positiveFlag(values.iterations, quick ? 200 : 1000, 'iterations'),
     pin: values.pin ?? false,
   };
@@ -112,18 +127,20 @@ interface Context {
   pinning: Pinning | undefined;
 }
 
-type Outcome =
-  | { kind: 'ok'; measurement: Measurement; note?: string; proxyCpuRounds?: number[] }
-  | { kind: 'skipped'; reason: string }
-  | { kind: 'failed'; reason: string };
+interface Measured {
+  measurement: Measurement;
+  /** Why the figures are not to be trusted (responses that were not 2xx). */
+  note?: string;
+  proxyCpuRounds?: number[];
+}
 
-interface Scenario {
-  name: string;
-  /** One line for the results: what is measured. */
-  what: string;
-  isGateway: boolean;
+type Outcome = DriverOutcome<Measured>;
+
+interface Scenario extends ScenarioBase {
   run(ctx: Context): Promise<Outcome>;
 }
+
+type Row = DriverRow<Scenario, Measured>;
 
 function watchedFor(ctx: Context, proxy: Child | undefined, redis?: BenchRedis): Watched[] {
   const watched: Watched[] = [];
@@ -150,12 +167,8 @@ async function passthrough(ctx: Context, name: string, script: string): Promise<
   }
 }
 
-async function ensureRedis(ctx: Context): Promise<BenchRedis | string> {
-  if (ctx.redis) return ctx.redis;
-  const missing = redisUnavailableReason();
-  if (missing) return missing;
-  ctx.redis = await startRedis('redis', ctx.pinning?.others);
-  return ctx.redis;
+function ensureRedis(ctx: Context): Promise<BenchRedis | string> {
+  return startOrReuseRedis(ctx, ctx.pinning?.others);
 }
 
 /** Starts a gateway, lets `prepare` log in and build the load, measures, stops it; skips if it cannot start. */
@@ -235,24 +248,12 @@ const scenarios: Scenario[] = [
       ),
     }),
   },
-  {
-    name: 'undici-floor',
-    what: 'node:http + undici Pool.dispatch passthrough, no checks (the Node floor)',
+  ...passthroughs.map(({ name, script, what }): Scenario => ({
+    name,
+    what,
     isGateway: false,
-    run: (ctx) => passthrough(ctx, 'undici-floor', 'servers/undici-floor.js'),
-  },
-  {
-    name: 'http-proxy',
-    what: 'http-proxy 1.18 with a keep-alive agent',
-    isGateway: false,
-    run: (ctx) => passthrough(ctx, 'http-proxy', 'servers/http-proxy.js'),
-  },
-  {
-    name: 'http-proxy-3',
-    what: 'http-proxy-3 1.23 (the maintained rewrite) with a keep-alive agent',
-    isGateway: false,
-    run: (ctx) => passthrough(ctx, 'http-proxy-3', 'servers/http-proxy-3.js'),
-  },
+    run: (ctx) => passthrough(ctx, name, script),
+  })),
   {
     name: 'gateway-memory',
     what: 'gateway, memory store, one live session (LRU hit)',
@@ -294,49 +295,34 @@ const scenarios: Scenario[] = [
   },
 ];
 
-async function runScenario(ctx: Context, scenario: Scenario): Promise<Outcome> {
-  console.log(`\n> ${scenario.name}: ${scenario.what}`);
-  let outcome: Outcome;
-  try {
-    outcome = await scenario.run(ctx);
-  } catch (err) {
-    outcome = { kind: 'failed', reason: err instanceof Error ? err.message : String(err) };
-  }
-  if (outcome.kind === 'ok') {
-    const m = outcome.measurement;
-    const bad = m.non2xx + m.errors + m.timeouts;
-    if (bad > 0) {
-      outcome.note = `${bad} of ${m.requests} requests were not 2xx or failed (statuses ${JSON.stringify(m.statusCounts)}, errors ${m.errors}, timeouts ${m.timeouts})`;
-    }
-    const cpu = Object.entries(m.cpuPerRequest).map(([k, v]) => `${k} ${num(v)} us/req`);
-    console.log(`  ${int(m.reqPerSec)} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms; ${cpu.join(', ')}`);
-    if (outcome.note) console.log(`  WARNING: ${outcome.note}`);
-  } else if (outcome.kind === 'skipped') {
-    console.log(`  SKIPPED: ${oneLine(outcome.reason)}`);
-  } else {
-    console.log(`  FAILED: ${outcome.reason}`);
-  }
-  return outcome;
-}
-
-interface Row {
-  scenario: Scenario;
-  outcome: Outcome;
+function runScenario(ctx: Context, scenario: Scenario): Promise<Outcome> {
+  return attempt(
+    scenario,
+    () => scenario.run(ctx),
+    (outcome) => {
+      const m = outcome.measurement;
+      const bad = m.non2xx + m.errors + m.timeouts;
+      if (bad > 0) {
+        outcome.note = `${bad} of ${m.requests} requests were not 2xx or failed (statuses ${JSON.stringify(m.statusCounts)}, errors ${m.errors}, timeouts ${m.timeouts})`;
+      }
+      const cpu = Object.entries(m.cpuPerRequest).map(([k, v]) => `${k} ${num(v)} us/req`);
+      console.log(`  ${int(m.reqPerSec)} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms; ${cpu.join(', ')}`);
+      if (outcome.note) console.log(`  WARNING: ${outcome.note}`);
+    },
+  );
 }
 
 /** The rounds of one scenario as one outcome: any failure wins, else the medians of the rounds that ran. */
 function combine(outcomes: readonly Outcome[]): Outcome {
-  const failed = outcomes.find((o) => o.kind === 'failed');
-  if (failed) return failed;
-  const ok = outcomes.flatMap((o) => (o.kind === 'ok' ? [o] : []));
-  if (ok.length === 0) return outcomes[0] ?? { kind: 'skipped', reason: 'not run' };
-  const note = ok.flatMap((o) => (o.note ? [o.note] : [])).join('; ');
-  return {
-    kind: 'ok',
-    measurement: combineMeasurements(ok.map((o) => o.measurement)),
-    proxyCpuRounds: ok.map((o) => o.measurement.cpuPerRequest['proxy'] ?? NaN),
-    ...(note ? { note } : {}),
-  };
+  return combineRounds(outcomes, (ok) => {
+    const note = ok.flatMap((o) => (o.note ? [o.note] : [])).join('; ');
+    return {
+      kind: 'ok',
+      measurement: combineMeasurements(ok.map((o) => o.measurement)),
+      proxyCpuRounds: ok.map((o) => o.measurement.cpuPerRequest['proxy'] ?? NaN),
+      ...(note ? { note } : {}),
+    };
+  });
 }
 
 function cpuOf(rows: readonly Row[], name: string): number | undefined {
@@ -406,16 +392,6 @@ function ratiosTable(rows: readonly Row[]): string | undefined {
   return table(header, body);
 }
 
-function notes(rows: readonly Row[]): string[] {
-  const lines: string[] = [];
-  for (const { scenario, outcome } of rows) {
-    if (outcome.kind === 'skipped') lines.push(`- ${scenario.name} skipped: ${oneLine(outcome.reason)}`);
-    if (outcome.kind === 'failed') lines.push(`- ${scenario.name} FAILED: ${oneLine(outcome.reason)}`);
-    if (outcome.kind === 'ok' && outcome.note) lines.push(`- ${scenario.name}: ${outcome.note}`);
-  }
-  return lines;
-}
-
 function report(options: Options, rows: readonly Row[], pinning: Pinning | undefined): string {
   const s = options.settings;
   const ratios = ratiosTable(rows);
@@ -431,26 +407,17 @@ function report(options: Options, rows: readonly Row[], pinning: Pinning | undef
     '',
     resultsTable(rows, options.rounds),
     '',
-    ...(ratios
-      ? [
-          'Gateway CPU per request as a ratio (targets are for the cache-hit rows; strict and miss rows are for information):',
-          '',
-          ratios,
-          '',
-        ]
-      : ['No gateway scenario ran, so no ratios.', '']),
-    ...notes(rows),
+    ...ratiosPart(
+      'Gateway CPU per request as a ratio (targets are for the cache-hit rows; strict and miss rows are for information):',
+      ratios,
+    ),
+    ...notes(rows, (outcome) => outcome.note),
   ].join('\n');
 }
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const selected = scenarios.filter((s) => !options.only || options.only.has(s.name));
-  const unknown = [...(options.only ?? [])].filter((n) => !scenarios.some((s) => s.name === n));
-  if (unknown.length > 0)
-    throw new Error(
-      `unknown scenario(s) ${unknown.join(', ')}; known: ${scenarios.map((s) => s.name).join(', ')}`,
-    );
+  const selected = selectScenarios(scenarios, options.only);
 
   const pinning = options.pin ? pinBench() : undefined;
   if (typeof pinning === 'string') throw new Error(`--pin: ${pinning}`);
@@ -462,45 +429,25 @@ async function main(): Promise<void> {
     redis: undefined,
     pinning,
   };
-  const outcomes = new Map<Scenario, Outcome[]>(selected.map((s) => [s, []]));
+  let rows: Row[];
   try {
-    for (let round = 1; round <= options.rounds; round++) {
-      if (options.rounds > 1) console.log(`\n=== round ${round} of ${options.rounds}`);
-      for (const scenario of selected) {
-        const previous = outcomes.get(scenario) ?? [];
-        // A scenario that could not run (no gateway, no redis-server) is not retried every round.
-        const skip = previous.find((o) => o.kind === 'skipped');
-        previous.push(skip ?? (await runScenario(ctx, scenario)));
-      }
-    }
+    rows = await runRounds(selected, options.rounds, (scenario) => runScenario(ctx, scenario), combine);
   } finally {
     await upstream.child.stop();
     await ctx.redis?.stop();
     await cleanupConfigs();
   }
 
-  const rows: Row[] = selected.map((scenario) => ({
-    scenario,
-    outcome: combine(outcomes.get(scenario) ?? []),
-  }));
-  const section = report(options, rows, pinning);
-  console.log(`\n${section}`);
-  if (options.resultsFile) {
-    await appendResults(options.resultsFile, section);
-    console.log(`\nappended to ${options.resultsFile}`);
-  }
+  await publish('run', report(options, rows, pinning), options.resultsFile);
   if (options.revocation) {
     await runRevocation({
       iterations: options.iterations,
       gatewayCli: options.gatewayCli,
-      resultsFile: options.resultsFile,
+      resultsFile: options.revocationResultsFile,
     });
   }
   const failed = rows.some((r) => r.outcome.kind === 'failed' || (r.outcome.kind === 'ok' && r.outcome.note));
   process.exitCode = failed ? 1 : 0;
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-  process.exitCode = 1;
-});
+runIfMain(import.meta.url, main);

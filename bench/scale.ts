@@ -9,13 +9,13 @@
  * the gateway's RSS with its LRU full.
  *
  * Usage: node dist/bench/scale.js [--sizes 1000,1000000] [--sample 1000] [--quick] [--duration 10]
- *          [--warmup 2] [--connections 50] [--seed-concurrency 256] [--gateway-cli dist/src/cli.js]
- *          [--results bench/results.md] [--no-results]
+ *          [--warmup 2] [--connections 50] [--seed-concurrency 256] [--gateway-cli ../dist/src/cli.js]
+ *          [--results results/scale.md] [--no-results]
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { SessionStore } from '../src/store/contract.js';
+import { createRedisStore } from '../src/store/redis.js';
 import { createTokenIdOf, type TokenIdOf } from '../src/tokens/token-id.js';
 import {
   BENCH_SECRET,
@@ -25,12 +25,13 @@ import {
   startGateway,
   type Gateway,
 } from './lib/gateway.js';
+import { publish, runIfMain } from './lib/driver.js';
 import { getWithToken } from './lib/http.js';
 import { bearerRotation, drive, measure, type LoadSettings, type Measurement } from './lib/load.js';
 import { outputPaths } from './lib/paths.js';
 import { rssBytes } from './lib/proc.js';
 import { infoField, redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
-import { appendResults, int, machine, machineLines, mib, num, oneLine, table } from './lib/report.js';
+import { int, machine, machineLines, mib, num, oneLine, table } from './lib/report.js';
 import { startUpstream, type Helper } from './lib/servers.js';
 
 /** The gateway's default `cache.max`: the "cache full" RSS is read after this many distinct tokens. */
@@ -53,26 +54,6 @@ interface Options {
 /** The record a login creates, taken from the contract itself so the bench follows the model wherever it lives. */
 type SessionCommit = Parameters<SessionStore['commit']>[0];
 type SessionRecord = NonNullable<SessionCommit['create']>;
-
-/** The part of src/store/redis.ts the bench needs; typed here so bench/ compiles before that module exists. */
-type CreateRedisStore = (options: {
-  url: string;
-  keyPrefix?: string;
-  commandTimeout?: number;
-}) => SessionStore;
-
-/** The store module is imported at run time (not statically) so that its absence is a skip, not a build error. */
-async function loadRedisStore(): Promise<CreateRedisStore | string> {
-  const specifier = '../src/store/redis.js';
-  try {
-    const mod: unknown = await import(specifier);
-    const create = (mod as Record<string, unknown>)['createRedisStore'];
-    if (typeof create !== 'function') return `${specifier} has no createRedisStore export yet`;
-    return create as CreateRedisStore;
-  } catch (err) {
-    return `${specifier} cannot be loaded (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`;
-  }
-}
 
 /** Deterministic tokens: any index can be re-derived later without keeping a million strings. */
 function tokenOf(run: string, index: number): string {
@@ -353,16 +334,16 @@ function parseOptions(): Options {
       pipelining: 1,
     },
     seedConcurrency: Number(values['seed-concurrency']),
-    ...outputPaths(values),
+    ...outputPaths('scale', values),
     quick,
   };
 }
 
-async function runScale(options: Options, createStore: CreateRedisStore): Promise<SizeResult[] | undefined> {
+async function runScale(options: Options): Promise<SizeResult[] | undefined> {
   const upstream = await startUpstream();
   const redis = await startRedis();
   // A long command timeout: seeding keeps hundreds of commits in flight, and a slow one is not a failure here.
-  const store = createStore({ url: redis.url, keyPrefix: KEY_PREFIX, commandTimeout: 10_000 });
+  const store = createRedisStore({ url: redis.url, keyPrefix: KEY_PREFIX, commandTimeout: 10_000 });
   try {
     await waitAvailable(store, 5_000);
     const env: Env = { options, upstream, redis, run: randomBytes(3).toString('hex') };
@@ -388,22 +369,10 @@ async function main(): Promise<void> {
   console.log(`> scale: sizes ${options.sizes.map(int).join(', ')}`);
   const missing = redisUnavailableReason();
   if (missing) return void console.log(`  SKIPPED: ${missing}`);
-  const createStore = await loadRedisStore();
-  if (typeof createStore === 'string')
-    return void console.log(`  SKIPPED: the Redis store is not available: ${createStore}`);
-  const results = await runScale(options, createStore);
+  const results = await runScale(options);
   if (!results) return;
   const section = report(options, results);
-  console.log(`\n${section}`);
-  if (options.resultsFile) {
-    await appendResults(options.resultsFile, section);
-    console.log(`\nappended to ${options.resultsFile}`);
-  }
+  await publish('scale', section, options.resultsFile);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-    process.exitCode = 1;
-  });
-}
+runIfMain(import.meta.url, main);

@@ -52,3 +52,17 @@ export async function infoField(redis: Redis, section: string, field: string): P
   if (!match?.[1]) throw new Error(`INFO ${section} has no ${field}`);
   return Number(match[1]);
 }
+
+/** The one redis-server of a scenario bench, started when the first Redis scenario needs it. */
+export interface RedisHolder {
+  redis: BenchRedis | undefined;
+}
+
+/** The holder's redis-server, started on first call; a string, the reason to skip, without redis-server. */
+export async function ensureRedis(holder: RedisHolder, cpus?: string): Promise<BenchRedis | string> {
+  if (holder.redis) return holder.redis;
+  const missing = redisUnavailableReason();
+  if (missing) return missing;
+  holder.redis = await startRedis('redis', cpus);
+  return holder.redis;
+}

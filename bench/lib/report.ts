@@ -1,13 +1,14 @@
 /**
- * Formatting and recording results: every bench appends a dated section to bench/results.md so
- * runs before and after a change stay side by side.
+ * Formatting and recording results: every bench replaces its own dated section in its results file
+ * (bench/results/<bench>.md), so the file holds the latest run only; earlier runs are in git.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFile, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { clkTck } from './proc.js';
-import { repoRoot } from './paths.js';
+import { repoRoot, type BenchName } from './paths.js';
 
 export interface Machine {
   date: string;
@@ -93,17 +94,39 @@ export function mib(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
-/** Appends a section to the results file, creating it with a title when absent. */
-export async function appendResults(file: string, section: string): Promise<void> {
+/** The mark of a bench's section: its `## ` heading names the bench's file, `... (bench/run.ts)`. */
+function headingMark(bench: BenchName): string {
+  return `(bench/${bench}.ts)`;
+}
+
+/**
+ * Writes `section` into `file` in place of the bench's section there (or after the others when it has
+ * none), keeping other benches' sections, so a file shared by several benches (`--results`) holds the
+ * latest run of each. Creates the file, with a title, when absent.
+ */
+export async function recordResults(file: string, bench: BenchName, section: string): Promise<void> {
+  const mark = headingMark(bench);
+  const heading = section.split('\n', 1)[0] ?? '';
+  if (!heading.startsWith('## ') || !heading.includes(mark))
+    throw new Error(`a ${bench} section must start with a "## ... ${mark}" heading, got ${heading}`);
   let existing = '';
   try {
     existing = await readFile(file, 'utf8');
   } catch {
     existing = '';
   }
-  const head =
-    existing === '' ? '# sessiongate benchmark results\n\nNewest section last. See bench/README.md.\n' : '';
-  await appendFile(file, `${head}\n${section.trimEnd()}\n`, 'utf8');
+  const [head = '', ...sections] = existing.split(/^(?=## )/m);
+  const title =
+    head.trim() === ''
+      ? '# sessiongate benchmark results\n\nThe latest run only: each run replaces its own section (earlier runs are in git). See bench/README.md.\n'
+      : `${head.trimEnd()}\n`;
+  const isMine = (s: string) => (s.split('\n', 1)[0] ?? '').includes(mark);
+  const first = sections.findIndex(isMine);
+  const kept = sections.filter((s) => !isMine(s)).map((s) => s.trimEnd());
+  // Every section before the first of this bench's is another bench's, so `first` is its place in `kept`.
+  kept.splice(first === -1 ? kept.length : first, 0, section.trimEnd());
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, `${title}\n${kept.join('\n\n')}\n`, 'utf8');
 }
 
 /** Percentile (nearest rank) of an ascending-sorted array. */

@@ -32,3 +32,18 @@ export async function startHelper(
 export function startUpstream(cpus?: string): Promise<Helper> {
   return startHelper('upstream', 'servers/upstream.js', [], cpus);
 }
+
+/** The passthrough proxies every hot-path bench measures next to the gateway, with their one-line description. */
+export const passthroughs = [
+  {
+    name: 'undici-floor',
+    script: 'servers/undici-floor.js',
+    what: 'node:http + undici Pool.dispatch passthrough, no checks (the Node floor)',
+  },
+  { name: 'http-proxy', script: 'servers/http-proxy.js', what: 'http-proxy 1.18 with a keep-alive agent' },
+  {
+    name: 'http-proxy-3',
+    script: 'servers/http-proxy-3.js',
+    what: 'http-proxy-3 1.23 (the maintained rewrite) with a keep-alive agent',
+  },
+] as const;

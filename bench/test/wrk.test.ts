@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
-import { needTool } from '../support/tools.js';
+import { needTool } from '../../test/support/tools.js';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { measureWithWrk, parseWrkReport, wrkUnavailableReason } from '../../bench/lib/wrk.js';
+import { measureWithWrk, parseWrkReport, wrkUnavailableReason } from '../lib/wrk.js';
 
 // Printed by wrk 4.1.0 (Debian) against a server answering 500.
 const FAILING_RUN = `Running 1s test @ http://127.0.0.1:18999/bad

@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:http';
-import { needTool } from '../support/tools.js';
+import { needTool } from '../../test/support/tools.js';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nginxUnavailableReason, startNginx, type BenchNginx } from '../../bench/lib/nginx.js';
-import { cpuTimes } from '../../bench/lib/proc.js';
+import { nginxUnavailableReason, startNginx, type BenchNginx } from '../lib/nginx.js';
+import { cpuTimes } from '../lib/proc.js';
 
 describe.skipIf(!needTool('nginx', 'nginx-light', nginxUnavailableReason() === undefined))(
   'the nginx calibration proxy of the benches',
