@@ -71,6 +71,12 @@ describe('configuration', () => {
     });
   });
 
+  it('suggests the meant key inside a token source object', () => {
+    expect(problemsOf({ ...MINIMAL, tokens: [{ from: 'cookie:sid', chunkd: true }] })).toEqual([
+      { path: 'tokens[0].chunkd', message: 'unknown key; did you mean "chunked"?' },
+    ]);
+  });
+
   it('lists every problem at once', () => {
     const problems = problemsOf({
       upstream: 'ftp://x',
