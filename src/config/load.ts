@@ -135,10 +135,8 @@ function warningsOf(config: Config): ConfigProblem[] {
   const warnings: ConfigProblem[] = [];
   if (config.sessions.unknownTokens === 'pass') {
     config.login.forEach((rule, i) => {
-      const tokens = Array.isArray(rule.token) ? rule.token : [rule.token];
-      tokens.forEach((t) => {
-        const from = typeof t === 'string' ? t : t.from;
-        if (from.startsWith('cookie:')) {
+      rule.token.forEach((t) => {
+        if (t.kind === 'cookie') {
           warnings.push({
             path: `login[${i}].token`,
             message:
