@@ -14,7 +14,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { compileTrustedProxies } from './proxy/client-address.js';
 import { Upstream } from './proxy/forward.js';
-import { createUserProbe } from './proxy/probe.js';
+import { createUserProbe, defaultPresentAs } from './proxy/probe.js';
 import { plainRejectionPage, Rejections, type RejectionPageRenderer } from './proxy/rejection.js';
 import { compileWatchedCookies } from './proxy/rotation-tap.js';
 import { createProxyServer, type ProxyServer, type SelfServiceHandler } from './proxy/server.js';
@@ -192,8 +192,6 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   });
   const readToken = compileRequestTokenReader(config.tokens);
   const trustedProxies = compileTrustedProxies(config.trustedProxies);
-  const firstToken = config.tokens[0];
-  const firstFrom = typeof firstToken === 'string' ? firstToken : (firstToken?.from ?? 'bearer');
   const selfService: SelfServiceHandler | undefined = config.selfService.enabled
     ? createSelfService({
         sessions,
@@ -240,7 +238,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     probe: createUserProbe(
       upstream.pool,
       config.upstream,
-      firstFrom.startsWith('pathparam:') ? 'bearer' : firstFrom,
+      defaultPresentAs(config.tokens[0]),
       logger,
       config.maxLoginBody,
     ),

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
+import { keysAt } from './keys.js';
 import { configSchema, type Config } from './schema.js';
 
 export interface LoadedConfig {
@@ -86,35 +87,10 @@ function formatPath(path: readonly (string | number)[]): string {
   );
 }
 
-function knownKeysAt(path: readonly (string | number)[]): string[] {
-  // Walk the schema's shape to list the keys allowed where an unknown key was found.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- zod's internal shapes are untyped here
-  let node: any = configSchema;
-  for (const p of path) {
-    while (node?._def?.innerType || node?._def?.schema || node?._def?.type?._def) {
-      if (node._def.innerType) node = node._def.innerType;
-      else if (node._def.schema) node = node._def.schema;
-      else if (typeof p === 'number' && node._def.type) node = node._def.type;
-      else break;
-    }
-    if (typeof p === 'number') continue;
-    if (node?._def?.options) node = node._def.options.find((o: { shape?: object }) => o?.shape) ?? node;
-    node = node?.shape?.[p] ?? node?._def?.shape?.()?.[p];
-  }
-  while (node?._def?.innerType || node?._def?.schema) node = node._def.innerType ?? node._def.schema;
-  if (node?._def?.typeName === 'ZodUnion')
-    node = node._def.options.find((o: { shape?: object }) => o.shape) ?? node;
-  if (node?._def?.typeName === 'ZodArray') node = node._def.type;
-  while (node?._def?.innerType || node?._def?.schema) node = node._def.innerType ?? node._def.schema;
-  if (node?._def?.typeName === 'ZodUnion')
-    node = node._def.options.find((o: { shape?: object }) => o.shape) ?? node;
-  return node?.shape ? Object.keys(node.shape) : [];
-}
-
 function describeIssue(issue: ZodIssue, input: unknown): ConfigProblem[] {
   const path = formatPath(issue.path);
   if (issue.code === 'unrecognized_keys') {
-    const known = knownKeysAt(issue.path);
+    const known = keysAt(configSchema, issue.path);
     return issue.keys.map((key) => {
       const best = known
         .map((k) => ({ k, d: editDistance(key.toLowerCase(), k.toLowerCase()) }))
@@ -159,10 +135,8 @@ function warningsOf(config: Config): ConfigProblem[] {
   const warnings: ConfigProblem[] = [];
   if (config.sessions.unknownTokens === 'pass') {
     config.login.forEach((rule, i) => {
-      const tokens = Array.isArray(rule.token) ? rule.token : [rule.token];
-      tokens.forEach((t) => {
-        const from = typeof t === 'string' ? t : t.from;
-        if (from.startsWith('cookie:')) {
+      rule.token.forEach((t) => {
+        if (t.kind === 'cookie') {
           warnings.push({
             path: `login[${i}].token`,
             message:

@@ -6,6 +6,15 @@
 import { z } from 'zod';
 import { parseBytes, parseDuration } from './duration.js';
 import { addressRange, fullHttpUrl, hostPort } from './addresses.js';
+import {
+  presentAs,
+  presentedSource,
+  probeUserSource,
+  requestTokenSource,
+  tokenSource,
+  tokenSources,
+  userSource,
+} from './sources.js';
 
 const duration = (what: string) =>
   z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -88,64 +97,6 @@ const routeMatch = z
   )
   .refine((m) => oneInnerDoubleStar(m.slice(m.indexOf(' ') + 1)), DOUBLE_STAR);
 
-/** Where a login response (or its request) carries a token: `json:<path>`, `cookie:<name>`, `header:<name>`. */
-/** A regular expression, compiled here so a bad one is a config error with its key path, not a crash. */
-function compiles(source: string): boolean {
-  try {
-    new RegExp(source);
-    return true;
-  } catch {
-    return false;
-  }
-}
-const regexSource = z.string().refine(compiles, 'expected a valid regular expression');
-/** `cookie:/regex/` names must compile too. */
-const cookieRegexOk = (v: string) => !/^cookie:\/.+\/$/.test(v) || compiles(v.slice(8, -1));
-const BAD_COOKIE_REGEX = 'the cookie name pattern is not a valid regular expression';
-
-const tokenSourceString = z
-  .string()
-  .regex(/^(json|cookie|header):.+$/, 'expected json:<dot.path>, cookie:<name> or header:<name>')
-  .refine(cookieRegexOk, BAD_COOKIE_REGEX);
-
-/**
- * A token source with options. `cookie` names are exact, or anchored patterns with `*`
- * (`wordpress_logged_in_*`), or a regular expression in slashes.
- */
-const tokenSourceObject = z
-  .object({
-    /** `json:<path>` | `cookie:<name or pattern>` | `header:<name>`. */
-    from: tokenSourceString,
-    /** Split the value on this separator and take `field` (WordPress `user|expiry|token|hmac`). */
-    split: z.string().min(1).optional(),
-    /** Zero-based field after `split`. */
-    field: z.number().int().min(0).optional(),
-    /** A regular expression whose first capture group is the token (express-session `^s:([^.]+)`). */
-    capture: regexSource.optional(),
-    /** The credential is spread over chunk cookies `Name`, `NameC1..N` / `Name.0..n`, joined in order. */
-    chunked: z.boolean().default(false),
-  })
-  .strict();
-
-const tokenSource = z.union([tokenSourceString, tokenSourceObject]);
-
-const userSourceString = z
-  .string()
-  .regex(
-    /^(json|request\.json|request\.form|jwt|header|path|cookie):.+$/,
-    'expected json:<path>, request.json:<path>, request.form:<field>, jwt:<claim>, header:<name>, path:<param> or cookie:<name>',
-  )
-  .refine(cookieRegexOk, BAD_COOKIE_REGEX);
-
-const userSourceObject = z
-  .object({
-    from: userSourceString,
-    split: z.string().min(1).optional(),
-    field: z.number().int().min(0).optional(),
-    capture: regexSource.optional(),
-  })
-  .strict();
-
 const normalizeStep = z.enum(['trim', 'lowercase', 'nfkc']);
 
 const statusRange = z.union([
@@ -169,12 +120,9 @@ const probeRule = z
     /** The app route asked "who am I" with the new token (`GET /api/user`). */
     match: routeMatch,
     /** Where the probe's answer names the user (`json:login`). */
-    user: userSourceString,
+    user: probeUserSource,
     /** How the probe presents the new token. @default the first of `tokens` */
-    presentAs: z
-      .string()
-      .regex(/^(bearer|cookie:.+|header:.+)$/)
-      .optional(),
+    presentAs: presentAs.optional(),
     /** @default 2s */
     timeout: duration('probe timeout').default('2s'),
     /** What to do with the login response when the probe fails: pass it unregistered, or refuse with 503. @default refuse */
@@ -208,9 +156,9 @@ const loginRule = z
     /** Query or form fields the request must also carry (front-controller apps). */
     when: whenConditions.optional(),
     /** The token(s) the login response issues; all belong to the new session (access + refresh, session + remember-me). */
-    token: z.union([tokenSource, z.array(tokenSource).min(1)]),
+    token: tokenSources,
     /** Where the user is named. Not needed when `probe` is set. */
-    user: z.union([userSourceString, userSourceObject]).optional(),
+    user: userSource.optional(),
     /** When a response counts as a login. A failed login never ends a session. */
     success: successRule.default({}),
     /** User normalisation, applied in order. @default [trim] */
@@ -235,12 +183,9 @@ const refreshRule = z
     match: routeMatch,
     when: whenConditions.optional(),
     /** The new token(s) the response issues for the same session. */
-    token: z.union([tokenSource, z.array(tokenSource).min(1)]),
+    token: tokenSources,
     /** Where the request presents the current token. @default the request's token (see `tokens`) */
-    presented: z
-      .string()
-      .regex(/^(request\.json|request\.form):.+$/, 'expected request.json:<path> or request.form:<field>')
-      .optional(),
+    presented: presentedSource.optional(),
     success: successRule.default({}),
   })
   .strict();
@@ -250,10 +195,7 @@ const logoutRule = z
     match: routeMatch,
     when: whenConditions.optional(),
     /** Where the request presents the token being revoked (RFC 7009 `token`). @default the request's token */
-    presented: z
-      .string()
-      .regex(/^(request\.json|request\.form):.+$/, 'expected request.json:<path> or request.form:<field>')
-      .optional(),
+    presented: presentedSource.optional(),
     /**
      * Statuses that confirm the logout. A 4xx (a logout route the app does not have, a refused CSRF
      * token) ended nothing at the app, so it ends nothing here. @default 2xx and 3xx
@@ -261,56 +203,6 @@ const logoutRule = z
     success: successRule.default({ status: '200-399' }),
   })
   .strict();
-
-const requestTokenSourceString = z
-  .string()
-  .regex(
-    /^(bearer|cookie:.+|header:.+|pathparam:.+|query:.+)$/,
-    'expected bearer, cookie:<name>, header:<name>, pathparam:<name> or query:<name>',
-  )
-  .refine(cookieRegexOk, BAD_COOKIE_REGEX);
-
-/**
- * A request token source with the same value options as a login token (so both yield the same token).
- * A cookie's `path` and `domain` are where the app sets it: a rejection deletes it there. The gateway
- * learns them from the app's Set-Cookie; stating them covers a replica that has seen none yet.
- */
-const requestTokenSource = z.union([
-  requestTokenSourceString,
-  z
-    .object({
-      from: requestTokenSourceString,
-      split: z.string().min(1).optional(),
-      field: z.number().int().min(0).optional(),
-      capture: regexSource.optional(),
-      chunked: z.boolean().default(false),
-      /** Cookies only: the Path the app sets the cookie with. @default / */
-      path: z
-        .string()
-        .regex(/^\/[^;,\s]*$/, 'expected a cookie path such as / or /app')
-        .optional(),
-      /** Cookies only: the Domain the app sets the cookie with; unset: a host-only cookie. */
-      domain: z
-        .string()
-        .regex(/^[^;,\s]+$/, 'expected a cookie domain such as example.com')
-        .optional(),
-    })
-    .strict()
-    .superRefine((s, ctx) => {
-      const cookie = s.from.startsWith('cookie:');
-      for (const key of ['path', 'domain'] as const) {
-        if (s[key] !== undefined && !cookie)
-          ctx.addIssue({ code: 'custom', path: [key], message: 'only for cookie: sources' });
-      }
-      // RFC 6265bis section 4.1.3.2: a __Host- cookie is host-only with Path=/.
-      if (/^cookie:__host-/i.test(s.from) && (s.domain !== undefined || (s.path ?? '/') !== '/'))
-        ctx.addIssue({
-          code: 'custom',
-          path: [s.domain !== undefined ? 'domain' : 'path'],
-          message: 'a __Host- cookie has Path=/ and no Domain',
-        });
-    }),
-]);
 
 const redisStore = z
   .object({
@@ -623,7 +515,7 @@ export type RefreshRuleConfig = z.output<typeof refreshRule>;
 export type LogoutRuleConfig = z.output<typeof logoutRule>;
 export type TokenSourceConfig = z.output<typeof tokenSource>;
 export type RequestTokenSourceConfig = z.output<typeof requestTokenSource>;
-export type UserSourceConfig = NonNullable<LoginRuleConfig['user']>;
+export type UserSourceConfig = z.output<typeof userSource>;
 export type SuccessRuleConfig = z.output<typeof successRule>;
 export type WhenConfig = z.output<typeof whenConditions>;
 export type RedisStoreConfig = z.output<typeof redisStore>;

@@ -1,4 +1,5 @@
 import { request, type Dispatcher } from 'undici';
+import { sourceText, type PresentAs, type RequestTokenSource } from '../config/sources.js';
 import type { Logger } from '../observability/logger.js';
 import { compileCookieName, parseSetCookie, type CookieNameMatcher } from '../tokens/cookies.js';
 import { compileUserSource, Exchange, type CompiledLoginRule } from '../tokens/exchange.js';
@@ -13,6 +14,15 @@ interface CompiledProbe {
 }
 
 /**
+ * How a probe presents the token when its rule says nothing: as the first of `tokens` carries it; a path
+ * parameter (`;jsessionid=`) belongs to no route the probe calls, so as a bearer token then.
+ */
+export function defaultPresentAs(first: RequestTokenSource | undefined): PresentAs {
+  if (first === undefined || first.kind === 'bearer' || first.kind === 'pathparam') return { kind: 'bearer' };
+  return { kind: first.kind, name: first.name };
+}
+
+/**
  * "Who am I": when neither the login request nor its response names the user (SSO callbacks, where the
  * code exchange is server to server), ask the app with the new token before the login response is
  * released. A failed or slow probe, or an answer over `maxBody` bytes, gives undefined; the caller then
@@ -21,7 +31,7 @@ interface CompiledProbe {
 export function createUserProbe(
   dispatcher: Dispatcher,
   origin: string,
-  defaultPresentAs: string,
+  presentAsDefault: PresentAs,
   logger: Logger,
   maxBody: number = 1024 * 1024,
 ): UserProbe {
@@ -33,12 +43,12 @@ export function createUserProbe(
   return async (rule: CompiledLoginRule, token: string, scope: RequestScope, login?: Exchange) => {
     const probe = rule.config.probe;
     if (!probe) return undefined;
-    const presentAs = probe.presentAs ?? defaultPresentAs;
+    const presentAs = probe.presentAs ?? presentAsDefault;
     let c = compiled.get(rule.name);
     if (!c) {
       c = {
         read: compileUserSource(probe.user),
-        cookie: presentAs.startsWith('cookie:') ? compileCookieName(presentAs.slice(7)) : undefined,
+        cookie: presentAs.kind === 'cookie' ? compileCookieName(presentAs.name) : undefined,
       };
       compiled.set(rule.name, c);
     }
@@ -48,12 +58,16 @@ export function createUserProbe(
     if (c.cookie !== undefined) {
       const cookie = probeCookie(c.cookie, token, login);
       if (cookie === undefined)
-        return fail(rule, { presentAs }, 'who-am-i probe: the login response set no cookie it could present');
+        return fail(
+          rule,
+          { presentAs: sourceText(presentAs) },
+          'who-am-i probe: the login response set no cookie it could present',
+        );
       headers.cookie = cookie;
-    } else if (presentAs === 'bearer') headers.authorization = `Bearer ${token}`;
-    else if (presentAs.startsWith('query:'))
-      path += `${path.includes('?') ? '&' : '?'}${encodeURIComponent(presentAs.slice(6))}=${encodeURIComponent(token)}`;
-    else headers[presentAs.slice(7).toLowerCase()] = token;
+    } else if (presentAs.kind === 'bearer') headers.authorization = `Bearer ${token}`;
+    else if (presentAs.kind === 'query')
+      path += `${path.includes('?') ? '&' : '?'}${encodeURIComponent(presentAs.name)}=${encodeURIComponent(token)}`;
+    else headers[presentAs.name.toLowerCase()] = token;
     const ua = scope.req.headers['user-agent'];
     if (ua) headers['user-agent'] = ua;
     try {

@@ -1,4 +1,4 @@
-import type { RequestTokenSourceConfig } from '../config/schema.js';
+import type { RequestCookieSource, RequestTokenSource } from '../config/sources.js';
 import {
   clearingCookie,
   compileCookieName,
@@ -7,7 +7,7 @@ import {
   type CookieScope,
   type SetCookie,
 } from '../tokens/cookies.js';
-import { compileValueTransform, type ValueOptions, type ValueTransform } from '../tokens/value.js';
+import { compileValueTransform, type ValueTransform } from '../tokens/value.js';
 import type { ResponseHead } from './forward.js';
 
 /** A token a response sets: the cookie(s) that carry it and its value (`null`: the app cleared it). */
@@ -66,19 +66,12 @@ const CHUNK = /^(?:C|\.)(\d+)$/;
 /** ASP.NET Core's base cookie of a chunked value: it names the count, it is not the credential. */
 const CHUNK_COUNT = /^chunks-\d+$/;
 
-type SourceConfig = ValueOptions & {
-  readonly from: string;
-  readonly chunked?: boolean;
-  readonly path?: string | undefined;
-  readonly domain?: string | undefined;
-};
-
-function compileSource(o: SourceConfig): Source {
-  const name = o.from.slice(7);
+function compileSource(o: RequestCookieSource): Source {
+  const name = o.name;
   const configured =
     o.path !== undefined || o.domain !== undefined ? { path: o.path, domain: o.domain } : undefined;
-  const transform = compileValueTransform(o);
-  if (o.chunked === true) {
+  const transform = compileValueTransform(o.value);
+  if (o.chunked) {
     // As the request reader (`joinChunks`) and the login side read chunks: `Name`, `NameC1..N`, `Name.0..n`.
     const part = (n: string): number | undefined => {
       if (n === name) return -1;
@@ -106,14 +99,11 @@ function defaultPath(requestPath: string): string {
 }
 
 export function compileWatchedCookies(
-  sources: readonly RequestTokenSourceConfig[],
+  sources: readonly RequestTokenSource[],
   options: WatchedCookiesOptions = {},
 ): WatchedCookies | undefined {
   const compiled: Source[] = [];
-  for (const s of sources) {
-    const o: SourceConfig = typeof s === 'string' ? { from: s } : s;
-    if (o.from.startsWith('cookie:')) compiled.push(compileSource(o));
-  }
+  for (const s of sources) if (s.kind === 'cookie') compiled.push(compileSource(s));
   if (compiled.length === 0) return undefined;
   const byName = new Map<string, CookieScope>();
 

@@ -5,10 +5,9 @@ import type {
   LogoutRuleConfig,
   RefreshRuleConfig,
   SuccessRuleConfig,
-  TokenSourceConfig,
-  UserSourceConfig,
   WhenConfig,
 } from '../config/schema.js';
+import { sourceText, type PresentedSource, type TokenSource, type UserSource } from '../config/sources.js';
 import { compileCookieName, parseSetCookie } from './cookies.js';
 import { readFormField, type FieldRead } from './form.js';
 import { parseJsonStrict, readJsonField } from './json-body.js';
@@ -149,25 +148,22 @@ function asTokenString(v: unknown): string | undefined {
 export type TokenRead = (ex: Exchange) => string | undefined;
 
 /** Reads one issued token out of a response. */
-function compileTokenSource(source: TokenSourceConfig): {
+function compileTokenSource(source: TokenSource): {
   read: TokenRead;
   cookie?: (name: string) => boolean;
 } {
-  const o = typeof source === 'string' ? { from: source, chunked: false } : source;
-  const transform = compileValueTransform(o);
-  const colon = o.from.indexOf(':');
-  const kind = o.from.slice(0, colon);
-  const arg = o.from.slice(colon + 1);
-  if (kind === 'json') {
+  const transform = compileValueTransform(source.value);
+  if (source.kind === 'json') {
+    const path = source.path;
     return {
       read: (ex) => {
-        const raw = asTokenString(readJsonPath(ex.responseJson, arg));
+        const raw = asTokenString(readJsonPath(ex.responseJson, path));
         return raw === undefined ? undefined : transform(raw);
       },
     };
   }
-  if (kind === 'header') {
-    const key = arg.toLowerCase();
+  if (source.kind === 'header') {
+    const key = source.name.toLowerCase();
     return {
       read: (ex) => {
         const raw = ex.responseHeader(key);
@@ -175,8 +171,9 @@ function compileTokenSource(source: TokenSourceConfig): {
       },
     };
   }
+  const arg = source.name;
   const matcher = compileCookieName(arg);
-  if (o.chunked) {
+  if (source.chunked) {
     return {
       cookie: (name) =>
         name === arg || (name.startsWith(arg) && /^(?:C|\.)\d+$/.test(name.slice(arg.length))),
@@ -228,37 +225,37 @@ export function compileNormalize(steps: readonly ('trim' | 'lowercase' | 'nfkc')
 
 /** Reads the user of a login: from the response, the request, a JWT claim of an issued token, a header, a path parameter. */
 export function compileUserSource(
-  source: UserSourceConfig | string,
+  source: UserSource,
 ): (ex: Exchange, issuedTokens: readonly string[]) => string | undefined {
-  const o = typeof source === 'string' ? { from: source } : source;
-  const transform = compileValueTransform(o);
-  const colon = o.from.indexOf(':');
-  const kind = o.from.slice(0, colon);
-  const arg = o.from.slice(colon + 1);
+  const transform = compileValueTransform(source.value);
   const finish = (v: unknown): string | undefined => {
     const s = asUserString(v);
     return s === undefined ? undefined : transform(s);
   };
-  switch (kind) {
-    case 'json':
-      return (ex) => finish(readJsonPath(ex.responseJson, arg));
+  switch (source.kind) {
+    case 'json': {
+      const path = source.path;
+      return (ex) => finish(readJsonPath(ex.responseJson, path));
+    }
     case 'request.json':
     case 'request.form': {
       // Ambiguity was refused before the request was forwarded (checkRequest).
-      const source = kind === 'request.json' ? 'json' : 'form';
+      const read = requestFieldReader(source);
       return (ex) => {
-        const r = ex.requestField(source, arg);
+        const r = read(ex);
         return r.kind === 'value' ? finish(r.value) : undefined;
       };
     }
     case 'header': {
-      const key = arg.toLowerCase();
+      const key = source.name.toLowerCase();
       return (ex) => finish(ex.responseHeader(key));
     }
-    case 'path':
-      return (ex) => finish(ex.params[arg]);
+    case 'path': {
+      const param = source.param;
+      return (ex) => finish(ex.params[param]);
+    }
     case 'cookie': {
-      const matcher = compileCookieName(arg);
+      const matcher = compileCookieName(source.name);
       return (ex) => {
         for (const header of ex.setCookies) {
           const c = parseSetCookie(header);
@@ -267,20 +264,22 @@ export function compileUserSource(
         return undefined;
       };
     }
-    default:
+    case 'jwt': {
       // jwt:<claim>: claims of a token the app itself just issued in this response, so no signature
       // check is needed here; a token on a request is only ever trusted through the store.
+      const claim = source.claim;
       return (_ex, issued) => {
         for (const t of issued) {
           if (t.split('.').length !== 3) continue;
           try {
-            return finish(readJsonPath(decodeJwt(t), arg));
+            return finish(readJsonPath(decodeJwt(t), claim));
           } catch {
             continue;
           }
         }
         return undefined;
       };
+    }
   }
 }
 
@@ -317,18 +316,21 @@ function locationPath(loc: string): string {
   }
 }
 
-/** A `request.form:<field>` / `request.json:<path>` source as a field reader; undefined for other specs. */
-function requestFieldReader(spec: string | undefined): ((ex: Exchange) => FieldRead) | undefined {
-  if (spec === undefined || !spec.startsWith('request.')) return undefined;
-  const colon = spec.indexOf(':');
-  const source = spec.slice(0, colon) === 'request.json' ? 'json' : 'form';
-  const arg = spec.slice(colon + 1);
-  return (ex) => ex.requestField(source, arg);
+/** A `request.form:<field>` / `request.json:<path>` source as a field reader. */
+function requestFieldReader(source: PresentedSource): (ex: Exchange) => FieldRead {
+  if (source.kind === 'request.json') {
+    const path = source.path;
+    return (ex) => ex.requestField('json', path);
+  }
+  const field = source.field;
+  return (ex) => ex.requestField('form', field);
 }
 
-function readPresented(spec: string | undefined): ((ex: Exchange) => string | undefined) | undefined {
-  const read = requestFieldReader(spec);
-  if (read === undefined) return undefined;
+function readPresented(
+  source: PresentedSource | undefined,
+): ((ex: Exchange) => string | undefined) | undefined {
+  if (source === undefined) return undefined;
+  const read = requestFieldReader(source);
   return (ex) => {
     const r = read(ex);
     return r.kind === 'value' ? asTokenString(r.value) : undefined;
@@ -383,11 +385,15 @@ function compileWhen(when: WhenConfig | undefined): Pick<CompiledTokenRule, 'mat
   };
 }
 
+/** Any source a rule reads: issued tokens, the user, the presented token. */
+type RuleSource = TokenSource | UserSource | PresentedSource;
+
 /** The first ambiguity among the request-side sources of a rule, checked before the request is forwarded. */
-function compileRequestCheck(specs: readonly string[]): (ex: Exchange) => string | undefined {
-  const readers = specs
-    .map((s) => ({ spec: s, read: requestFieldReader(s) }))
-    .filter((r): r is { spec: string; read: (ex: Exchange) => FieldRead } => r.read !== undefined);
+function compileRequestCheck(sources: readonly RuleSource[]): (ex: Exchange) => string | undefined {
+  const readers: { spec: string; read: (ex: Exchange) => FieldRead }[] = [];
+  for (const s of sources)
+    if (s.kind === 'request.json' || s.kind === 'request.form')
+      readers.push({ spec: sourceText(s), read: requestFieldReader(s) });
   return (ex) => {
     for (const r of readers) {
       const f = r.read(ex);
@@ -398,14 +404,11 @@ function compileRequestCheck(specs: readonly string[]): (ex: Exchange) => string
 }
 
 /** Does reading this source need the request or the response body? */
-function needsBody(spec: string): 'request' | 'response' | 'none' {
-  if (spec.startsWith('request.')) return 'request';
-  if (spec.startsWith('json:')) return 'response';
+function needsBody(source: RuleSource): 'request' | 'response' | 'none' {
+  if (source.kind === 'request.json' || source.kind === 'request.form') return 'request';
+  if (source.kind === 'json') return 'response';
   return 'none';
 }
-
-const fromOf = (s: TokenSourceConfig | UserSourceConfig | string): string =>
-  typeof s === 'string' ? s : s.from;
 
 export interface CompiledTokenRule {
   readonly kind: 'login' | 'refresh' | 'logout';
@@ -447,8 +450,7 @@ export interface CompiledLogoutRule extends CompiledTokenRule {
   readonly readPresented: ((ex: Exchange) => string | undefined) | undefined;
 }
 
-function compileTokens(token: TokenSourceConfig | readonly TokenSourceConfig[]) {
-  const sources = (Array.isArray(token) ? token : [token]) as TokenSourceConfig[];
+function compileTokens(sources: readonly TokenSource[]) {
   const compiled = sources.map(compileTokenSource);
   const cookieTests = compiled
     .map((c) => c.cookie)
@@ -474,7 +476,7 @@ export function compileLoginRule(
 ): CompiledLoginRule {
   const tokens = compileTokens(rule.token);
   const readUser = rule.user ? compileUserSource(rule.user) : () => undefined;
-  const specs = [...tokens.sources.map(fromOf), ...(rule.user ? [fromOf(rule.user)] : [])];
+  const specs: RuleSource[] = [...tokens.sources, ...(rule.user ? [rule.user] : [])];
   const when = compileWhen(rule.when);
   return {
     kind: 'login',
@@ -500,7 +502,7 @@ export function compileRefreshRule(
   paths: PathOptions = {},
 ): CompiledRefreshRule {
   const tokens = compileTokens(rule.token);
-  const specs = [...tokens.sources.map(fromOf), ...(rule.presented ? [rule.presented] : [])];
+  const specs: RuleSource[] = [...tokens.sources, ...(rule.presented ? [rule.presented] : [])];
   const when = compileWhen(rule.when);
   return {
     kind: 'refresh',

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { RequestTokenSourceConfig } from '../config/schema.js';
+import type { RequestTokenSource } from '../config/sources.js';
 import {
   AMBIGUOUS,
   compileCookieName,
@@ -9,7 +9,7 @@ import {
   type CookieNameMatcher,
 } from './cookies.js';
 import { readFormField } from './form.js';
-import { compileValueTransform, type ValueOptions, type ValueTransform } from './value.js';
+import { compileValueTransform, type ValueTransform } from './value.js';
 
 export type TokenCarrier = 'bearer' | 'cookie' | 'header' | 'pathparam' | 'query';
 
@@ -166,28 +166,20 @@ function queryReader(name: string, transform: ValueTransform): SourceReader {
   };
 }
 
-/** A request token source as configured (defaults not yet applied is fine: `chunked` may be absent). */
-export type RequestTokenSource =
-  RequestTokenSourceConfig | (ValueOptions & { readonly from: string; readonly chunked?: boolean });
-
 export function compileRequestTokenReader(sources: readonly RequestTokenSource[]): RequestTokenReader {
   const readers = sources.map((s): SourceReader => {
-    const o = typeof s === 'string' ? { from: s, chunked: false } : s;
-    const transform = compileValueTransform(o);
-    const colon = o.from.indexOf(':');
-    const kind = colon === -1 ? o.from : o.from.slice(0, colon);
-    const arg = colon === -1 ? '' : o.from.slice(colon + 1);
-    switch (kind) {
+    const transform = compileValueTransform(s.value);
+    switch (s.kind) {
       case 'bearer':
         return bearerReader(transform);
       case 'cookie':
-        return cookieReader(compileCookieName(arg), transform, o.chunked === true);
+        return cookieReader(compileCookieName(s.name), transform, s.chunked);
       case 'header':
-        return headerReader(arg, transform);
+        return headerReader(s.name, transform);
       case 'query':
-        return queryReader(arg, transform);
-      default:
-        return pathParamReader(arg, transform);
+        return queryReader(s.name, transform);
+      case 'pathparam':
+        return pathParamReader(s.name, transform);
     }
   });
   if (readers.length === 1) return readers[0] as SourceReader;

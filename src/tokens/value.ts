@@ -2,11 +2,9 @@
  * The value options shared by request and login token sources (`split` + `field`, `capture`), compiled
  * once so that the login side and the request side turn the same credential into the same token.
  */
-export interface ValueOptions {
-  readonly split?: string | undefined;
-  readonly field?: number | undefined;
-  readonly capture?: string | undefined;
-}
+import type { ValueOptions } from '../config/sources.js';
+
+export type { ValueOptions };
 
 export type ValueTransform = (raw: string) => string | undefined;
 

@@ -37,7 +37,7 @@ describe('configuration', () => {
       maxAge: 43_200_000,
       unknownTokens: 'pass',
     });
-    expect(config.tokens).toEqual(['bearer']);
+    expect(config.tokens).toEqual([{ kind: 'bearer', value: {} }]);
     expect(config.protect).toEqual({ paths: ['/**'], except: [] });
     expect(config.admin.listen).toEqual({ host: '127.0.0.1', port: 9090 });
     expect(config.cache.maxStaleness).toBe(1000);
@@ -69,6 +69,12 @@ describe('configuration', () => {
       path: 'sessions.limt',
       message: 'unknown key; did you mean "limit"?',
     });
+  });
+
+  it('suggests the meant key inside a token source object', () => {
+    expect(problemsOf({ ...MINIMAL, tokens: [{ from: 'cookie:sid', chunkd: true }] })).toEqual([
+      { path: 'tokens[0].chunkd', message: 'unknown key; did you mean "chunked"?' },
+    ]);
   });
 
   it('lists every problem at once', () => {

@@ -3,6 +3,8 @@
  * tokens a response sets, and the token cookies a request carries.
  */
 import { describe, expect, it } from 'vitest';
+import type { z } from 'zod';
+import { requestTokenSource } from '../../src/config/sources.js';
 import type { ResponseHead } from '../../src/proxy/forward.js';
 import { compileWatchedCookies, type WatchedCookies } from '../../src/proxy/token-cookies.js';
 import { clearingCookie } from '../../src/tokens/cookies.js';
@@ -13,8 +15,9 @@ const head = (...setCookies: string[]): ResponseHead => ({
   headers: setCookies.flatMap((c) => ['Set-Cookie', c]),
 });
 
-function watched(...sources: Parameters<typeof compileWatchedCookies>[0]): WatchedCookies {
-  const w = compileWatchedCookies(sources);
+/** The watched cookies of `tokens` entries as written in a config. */
+function watched(...sources: z.input<typeof requestTokenSource>[]): WatchedCookies {
+  const w = compileWatchedCookies(sources.map((s) => requestTokenSource.parse(s)));
   if (w === undefined) throw new Error('no cookie source');
   return w;
 }

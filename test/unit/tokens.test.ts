@@ -1,5 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import type { z } from 'zod';
+import { requestTokenSource } from '../../src/config/sources.js';
 import { compileCookieName, parseSetCookie, readCookie } from '../../src/tokens/cookies.js';
 import { compileRequestTokenReader } from '../../src/tokens/request-token.js';
 import { createTokenIdOf } from '../../src/tokens/token-id.js';
@@ -37,9 +39,13 @@ describe('cookies', () => {
   });
 });
 
+/** The reader of `tokens` entries as written in a config. */
+const reader = (...sources: z.input<typeof requestTokenSource>[]) =>
+  compileRequestTokenReader(sources.map((s) => requestTokenSource.parse(s)));
+
 describe('request tokens', () => {
   it('reads the first configured place that carries one', () => {
-    const read = compileRequestTokenReader(['cookie:sid', 'bearer']);
+    const read = reader('cookie:sid', 'bearer');
     expect(read({ authorization: 'Bearer abc' }, '/')).toEqual({ value: 'abc', carrier: 'bearer' });
     expect(read({ authorization: 'bearer abc', cookie: 'sid=c1' }, '/')).toMatchObject({
       value: 'c1',
@@ -49,17 +55,17 @@ describe('request tokens', () => {
   });
 
   it('reads a field of a cookie value and a path parameter', () => {
-    const wp = compileRequestTokenReader([{ from: 'cookie:wordpress_logged_in_*', split: '|', field: 2 }]);
+    const wp = reader({ from: 'cookie:wordpress_logged_in_*', split: '|', field: 2 });
     expect(wp({ cookie: 'wordpress_logged_in_ab12=admin%7C1700000000%7Ctok123%7Chmac' }, '/')).toMatchObject({
       value: 'tok123',
       cookieNames: ['wordpress_logged_in_ab12'],
     });
-    const jsid = compileRequestTokenReader(['pathparam:jsessionid']);
+    const jsid = reader('pathparam:jsessionid');
     expect(jsid({}, '/app/page;jsessionid=ABC123?x=1')).toEqual({ value: 'ABC123', carrier: 'pathparam' });
   });
 
   it('joins chunked cookies in order', () => {
-    const read = compileRequestTokenReader([{ from: 'cookie:.AspNetCore.Cookies', chunked: true }]);
+    const read = reader({ from: 'cookie:.AspNetCore.Cookies', chunked: true });
     expect(
       read(
         { cookie: '.AspNetCore.CookiesC2=def; .AspNetCore.Cookies=chunks-2; .AspNetCore.CookiesC1=abc' },
