@@ -17,6 +17,7 @@ import type {
   UserSourceConfig,
   WhenConfig,
 } from '../config/schema.js';
+import type { PresentedSource, ValueOptions } from '../config/sources.js';
 
 export interface PathOptions {
   readonly caseSensitive: boolean;
@@ -107,31 +108,15 @@ function list<T>(v: T | readonly T[]): readonly T[] {
   return Array.isArray(v) ? v : [v as T];
 }
 
-function splitSource(from: string): { kind: string; arg: string } {
-  const colon = from.indexOf(':');
-  return { kind: from.slice(0, colon), arg: from.slice(colon + 1) };
-}
-
 function cookieName(arg: string): string {
   if (arg.length > 2 && arg.startsWith('/') && arg.endsWith('/')) return `a name matching ${arg}`;
   if (arg.includes('*')) return `a name matching ${arg} (\`*\`: any characters)`;
   return arg;
 }
 
-interface ValueOptions {
-  readonly split?: string | undefined;
-  readonly field?: number | undefined;
-  readonly capture?: string | undefined;
-  readonly chunked?: boolean | undefined;
-}
-
-interface SourceOptions extends ValueOptions {
-  readonly from: string;
-}
-
-function valueOptions(o: ValueOptions, name: string): string {
+function valueOptions(o: ValueOptions, name: string, chunked = false): string {
   const steps: string[] = [];
-  if (o.chunked) steps.push(`joined from its chunk cookies (${name}C1.., ${name}.0..)`);
+  if (chunked) steps.push(`joined from its chunk cookies (${name}C1.., ${name}.0..)`);
   if (o.split !== undefined) steps.push(`split on ${JSON.stringify(o.split)}, field ${o.field ?? 0}`);
   if (o.capture !== undefined) steps.push(`the first group of /${o.capture}/`);
   return steps.length ? `; ${steps.join(', then ')}` : '';
@@ -139,56 +124,74 @@ function valueOptions(o: ValueOptions, name: string): string {
 
 /** Where a login or refresh response carries an issued token. */
 export function describeIssuedToken(source: TokenSourceConfig): string {
-  const o: SourceOptions = typeof source === 'string' ? { from: source } : source;
-  const { kind, arg } = splitSource(o.from);
-  const where =
-    kind === 'json'
-      ? `the response's JSON body, field ${arg}`
-      : kind === 'header'
-        ? `the response header ${arg}`
-        : `the response's Set-Cookie ${cookieName(arg)}`;
-  return where + valueOptions(o, arg);
+  switch (source.kind) {
+    case 'json':
+      return `the response's JSON body, field ${source.path}` + valueOptions(source.value, source.path);
+    case 'header':
+      return `the response header ${source.name}` + valueOptions(source.value, source.name);
+    case 'cookie':
+      return (
+        `the response's Set-Cookie ${cookieName(source.name)}` +
+        valueOptions(source.value, source.name, source.chunked)
+      );
+  }
 }
 
 /** Where a login names its user. */
 export function describeUser(source: UserSourceConfig): string {
-  const o: SourceOptions = typeof source === 'string' ? { from: source } : source;
-  const { kind, arg } = splitSource(o.from);
-  const where: Record<string, string> = {
-    json: `the response's JSON body, field ${arg}`,
-    'request.json': `the request's JSON body, field ${arg}`,
-    'request.form': `the request's form field ${arg} (an application/x-www-form-urlencoded body)`,
-    jwt: `the claim ${arg} of the first issued token that is a JWT`,
-    header: `the response header ${arg}`,
-    path: `the path parameter :${arg} of the match`,
-    cookie: `the response's Set-Cookie ${cookieName(arg)}`,
-  };
-  return (where[kind] ?? o.from) + valueOptions(o, arg);
+  switch (source.kind) {
+    case 'json':
+      return `the response's JSON body, field ${source.path}` + valueOptions(source.value, source.path);
+    case 'request.json':
+      return `the request's JSON body, field ${source.path}` + valueOptions(source.value, source.path);
+    case 'request.form':
+      return (
+        `the request's form field ${source.field} (an application/x-www-form-urlencoded body)` +
+        valueOptions(source.value, source.field)
+      );
+    case 'jwt':
+      return (
+        `the claim ${source.claim} of the first issued token that is a JWT` +
+        valueOptions(source.value, source.claim)
+      );
+    case 'header':
+      return `the response header ${source.name}` + valueOptions(source.value, source.name);
+    case 'path':
+      return `the path parameter :${source.param} of the match` + valueOptions(source.value, source.param);
+    case 'cookie':
+      return `the response's Set-Cookie ${cookieName(source.name)}` + valueOptions(source.value, source.name);
+  }
 }
 
 /** Where requests carry a token (`tokens`). */
 export function describeRequestToken(source: RequestTokenSourceConfig): string {
-  const o: SourceOptions = typeof source === 'string' ? { from: source } : source;
-  const { kind, arg } = o.from === 'bearer' ? { kind: 'bearer', arg: '' } : splitSource(o.from);
-  const where: Record<string, string> = {
-    bearer: 'the Authorization header, Bearer scheme',
-    cookie: `the cookie ${cookieName(arg)}`,
-    header: `the request header ${arg}`,
-    pathparam: `the path parameter ;${arg}=<token> (/page;${arg}=...)`,
-    query: `the query-string field ${arg}`,
-  };
-  let text = (where[kind] ?? o.from) + valueOptions(o, arg);
-  if (typeof source !== 'string' && (source.path !== undefined || source.domain !== undefined))
-    text += `; set by the app with Path=${source.path ?? '/'}${source.domain ? `, Domain=${source.domain}` : ''}`;
-  return text;
+  switch (source.kind) {
+    case 'bearer':
+      return 'the Authorization header, Bearer scheme' + valueOptions(source.value, '');
+    case 'header':
+      return `the request header ${source.name}` + valueOptions(source.value, source.name);
+    case 'pathparam':
+      return (
+        `the path parameter ;${source.name}=<token> (/page;${source.name}=...)` +
+        valueOptions(source.value, source.name)
+      );
+    case 'query':
+      return `the query-string field ${source.name}` + valueOptions(source.value, source.name);
+    case 'cookie': {
+      let text =
+        `the cookie ${cookieName(source.name)}` + valueOptions(source.value, source.name, source.chunked);
+      if (source.path !== undefined || source.domain !== undefined)
+        text += `; set by the app with Path=${source.path ?? '/'}${source.domain ? `, Domain=${source.domain}` : ''}`;
+      return text;
+    }
+  }
 }
 
-function describePresented(spec: string | undefined): string {
+function describePresented(spec: PresentedSource | undefined): string {
   if (spec === undefined) return "the request's token, read as `tokens` says";
-  const { kind, arg } = splitSource(spec);
-  return kind === 'request.json'
-    ? `the request's JSON body, field ${arg}`
-    : `the request's form field ${arg} (an application/x-www-form-urlencoded body)`;
+  return spec.kind === 'request.json'
+    ? `the request's JSON body, field ${spec.path}`
+    : `the request's form field ${spec.field} (an application/x-www-form-urlencoded body)`;
 }
 
 export function describeSuccess(rule: SuccessRuleConfig): string {

@@ -594,7 +594,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
         }
         const send = () => o.upstream.forward(req, res, headers, body.raw, exchangeTap(scope, ex, deps));
         // The presented token of a refresh may be in the body: a dead one is refused before the app sees it.
-        const presented = rule.kind === 'refresh' ? readPresentedOf(rule, ex) : undefined;
+        const presented = rule.kind === 'refresh' ? rule.readPresented?.(ex) : undefined;
         if (presented === undefined) {
           send();
           return undefined;
@@ -719,12 +719,6 @@ function isDead(state: Decision['state'] | undefined): boolean {
     state !== 'anonymous' &&
     state !== 'unavailable'
   );
-}
-
-function readPresentedOf(rule: CompiledTokenRule, ex: Exchange): string | undefined {
-  return 'readPresented' in rule
-    ? (rule as { readPresented?: (e: Exchange) => string | undefined }).readPresented?.(ex)
-    : undefined;
 }
 
 function outcomeOf(code: RejectionCode): RequestOutcome {

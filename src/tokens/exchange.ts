@@ -430,6 +430,8 @@ export interface CompiledTokenRule {
   readTokens(ex: Exchange): string[];
   /** Is this Set-Cookie name one of the rule's token cookies? */
   readonly isTokenCookie: (name: string) => boolean;
+  /** Refresh and logout: the token the request names in its body (RFC 7009 `token`), if it does. */
+  readonly readPresented?: ((ex: Exchange) => string | undefined) | undefined;
 }
 
 export interface CompiledLoginRule extends CompiledTokenRule {
