@@ -7,7 +7,8 @@ import { runInit } from './cli/init.js';
 import { loadConfigFile } from './config/load.js';
 import { shutdownGraceOf, type Config } from './config/schema.js';
 import { ConfigError, type ConfigProblem } from './errors.js';
-import { createGateway } from './gateway.js';
+import { createGateway, type Gateway } from './gateway.js';
+import { readTlsFiles } from './tls.js';
 
 const HELP = `sessiongate: keeps each user of an unmodified web app to N live sessions.
 
@@ -101,7 +102,20 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
   }
   const warnings = [...loaded.warnings, ...deprecations(loaded.config)];
   for (const w of warnings) process.stderr.write(`sessiongate: warning: ${w.path}: ${w.message}\n`);
+  const config = loaded.config;
+  const invalid = (err: unknown): number => {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`sessiongate: ${file}: ${err.message}\n`);
+    return 2;
+  };
   if (command === 'check') {
+    try {
+      // The files the configuration names are part of it.
+      if (config.tls) readTlsFiles(config.tls, 'tls');
+      if (config.admin.tls) readTlsFiles(config.admin.tls, 'admin.tls');
+    } catch (err) {
+      return invalid(err);
+    }
     process.stdout.write(`sessiongate: ${file}: configuration is valid\n`);
     if (parsed.values.explain) process.stdout.write(`\n${explain(loaded.config).join('\n')}\n`);
     if (!parsed.values.connect) return 0;
@@ -109,8 +123,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
     process.stdout.write(`${parsed.values.explain ? '\n' : ''}${results.map((r) => r.line).join('\n')}\n`);
     return results.every((r) => r.ok) ? 0 : 1;
   }
-  const config = loaded.config;
-  const gateway = await createGateway(config);
+  let gateway: Gateway;
+  try {
+    gateway = await createGateway(config);
+  } catch (err) {
+    return invalid(err);
+  }
   for (const w of warnings) gateway.logger.warn({ code: 'SG_WARN_CONFIG', path: w.path }, w.message);
   await gateway.listen();
   let skipDelay: (() => void) | undefined;
@@ -148,6 +166,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
         },
       );
   };
+  // Certificates are watched; SIGHUP reads them now (after a rotation on a file system without events).
+  process.on('SIGHUP', () => gateway.reloadCertificates());
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   return -1; // keep running

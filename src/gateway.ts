@@ -5,6 +5,7 @@
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { createAdminServer, type Readiness } from './admin/server.js';
@@ -31,6 +32,7 @@ import {
 import { compileRequestTokenReader } from './tokens/request-token.js';
 import { compileProtect } from './tokens/route.js';
 import { createTokenIdOf } from './tokens/token-id.js';
+import { readTlsFiles, watchCertificates, type CertificateWatcher } from './tls.js';
 import { createAuditSink } from './notify/audit.js';
 import { createWebhookNotifier, type WebhookNotifier } from './notify/webhook.js';
 import { createSelfService, renderRejectionPage } from './ui/self-service.js';
@@ -59,9 +61,11 @@ export interface Gateway {
   readonly admin: Server;
   /** Starts both listeners; resolves with their addresses. */
   listen(): Promise<{ proxy: AddressInfo; admin: AddressInfo }>;
-  /** `http://host:port` of the proxy and admin listeners (after listen). */
+  /** `http://host:port` (`https://` with `tls`) of the proxy and admin listeners (after listen). */
   readonly url: string;
   readonly adminUrl: string;
+  /** Reads the certificate files of the TLS listeners now (SIGHUP); they are also watched. */
+  reloadCertificates(): void;
   isReady(): boolean;
   /**
    * Takes the gateway out of rotation: /readyz answers 503 from now on while everything keeps being
@@ -77,6 +81,9 @@ export interface Gateway {
 
 export async function createGateway(config: Config, deps: GatewayDeps = {}): Promise<Gateway> {
   const now = deps.now ?? Date.now;
+  // Before anything connects: a missing certificate is a configuration error (exit code 2).
+  const proxyTls = config.tls && readTlsFiles(config.tls, 'tls');
+  const adminTls = config.admin.tls && readTlsFiles(config.admin.tls, 'admin.tls');
   const logger = deps.logger ?? createLogger(config.log);
   const registry = deps.registry ?? new Registry();
   const metrics = new Metrics({ registry, defaultMetrics: deps.defaultMetrics ?? true });
@@ -206,6 +213,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     : undefined;
   const proxy = createProxyServer({
     upstream,
+    tls: proxyTls,
     upgradeTarget: {
       // URL keeps the brackets of an IPv6 literal (`[::1]`); sockets want the bare address.
       host: upstreamUrl.hostname.replace(/^\[(.*)\]$/, '$1'),
@@ -269,7 +277,31 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     open: config.admin.open,
     readiness,
     userNormalizations: config.login.map((r) => r.normalize),
+    tls: adminTls,
   });
+  const watchers: CertificateWatcher[] = [];
+  if (config.tls && proxyTls)
+    watchers.push(
+      watchCertificates({
+        files: config.tls,
+        key: 'tls',
+        current: proxyTls,
+        apply: (m) => proxy.setSecureContext(m),
+        logger,
+      }),
+    );
+  if (config.admin.tls && adminTls)
+    watchers.push(
+      watchCertificates({
+        files: config.admin.tls,
+        key: 'admin.tls',
+        current: adminTls,
+        apply: (m) => {
+          if (admin instanceof HttpsServer) admin.setSecureContext({ cert: m.cert, key: m.key });
+        },
+        logger,
+      }),
+    );
 
   let proxyAddress: AddressInfo | undefined;
   let adminAddress: AddressInfo | undefined;
@@ -287,11 +319,14 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     isReady,
     get url() {
       if (!proxyAddress) throw new Error('not listening');
-      return `http://${hostOf(proxyAddress)}:${proxyAddress.port}`;
+      return `${proxyTls === undefined ? 'http' : 'https'}://${hostOf(proxyAddress)}:${proxyAddress.port}`;
     },
     get adminUrl() {
       if (!adminAddress) throw new Error('not listening');
-      return `http://${hostOf(adminAddress)}:${adminAddress.port}`;
+      return `${adminTls === undefined ? 'http' : 'https'}://${hostOf(adminAddress)}:${adminAddress.port}`;
+    },
+    reloadCertificates() {
+      for (const w of watchers) w.reload();
     },
     async listen() {
       proxy.server.listen(config.listen.port, config.listen.host);
@@ -317,6 +352,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     },
     async close(grace = shutdownGraceOf(config)) {
       draining = true;
+      for (const w of watchers) w.stop();
       const closing = new Promise<void>((resolve) => proxy.server.close(() => resolve()));
       // close() drops the idle keep-alive connections once; one whose request is still in flight would
       // stay open until its keep-alive timeout after answering. Requests that arrive meanwhile on such a
@@ -324,8 +360,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       proxy.server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
         res.shouldKeepAlive = false;
       });
-      const idle = setInterval(() => proxy.server.closeIdleConnections(), IDLE_SWEEP);
-      const timer = setTimeout(() => proxy.server.closeAllConnections(), grace);
+      const idle = setInterval(() => proxy.closeIdleConnections(), IDLE_SWEEP);
+      const timer = setTimeout(() => proxy.closeAllConnections(), grace);
       timer.unref();
       await closing;
       clearInterval(idle);

@@ -1,12 +1,14 @@
 import { timingSafeEqual } from 'node:crypto';
 import { compileNormalize } from '../tokens/exchange.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
 import type { LoginRuleConfig } from '../config/schema.js';
 import type { SessionRecord } from '../model.js';
 import type { Logger } from '../observability/logger.js';
 import { sessionView, type SessionView } from '../sessions/device.js';
 import type { SessionService } from '../sessions/service.js';
+import type { TlsMaterial } from '../tls.js';
 
 export { sessionView, type SessionView };
 
@@ -24,6 +26,8 @@ export interface AdminOptions {
    * registered as `alice`. @default [] (the user exactly as given)
    */
   readonly userNormalizations?: readonly LoginRuleConfig['normalize'][];
+  /** Serve HTTPS (HTTP/1.1) with this certificate (an https.Server); undefined: plain HTTP. */
+  readonly tls?: TlsMaterial | undefined;
 }
 
 type NormalizeStep = LoginRuleConfig['normalize'][number];
@@ -112,7 +116,7 @@ export function createAdminServer(options: AdminOptions): Server {
   };
   const routes = compileRoutes(options);
 
-  return createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const raw = req.url ?? '/';
     const q = raw.indexOf('?');
     let path = q === -1 ? raw : raw.slice(0, q);
@@ -160,7 +164,10 @@ export function createAdminServer(options: AdminOptions): Server {
       return error(res, 405, 'SG_ERR_METHOD', `method not allowed (allowed: ${allowed.join(', ')})`);
     }
     return error(res, 404, 'SG_ERR_NOT_FOUND', 'no such admin endpoint');
-  });
+  };
+  return options.tls === undefined
+    ? createServer(handle)
+    : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle);
 }
 
 /** Every route the admin listener serves (method and OpenAPI path template). */

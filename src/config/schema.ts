@@ -204,6 +204,16 @@ const logoutRule = z
   })
   .strict();
 
+/** A TLS listener's files (PEM), re-read when they change. Client certificates are not asked for. */
+const tlsFiles = z
+  .object({
+    /** The certificate chain file (PEM): the listener's certificate first, then its intermediates. */
+    cert: z.string().min(1),
+    /** The private key file (PEM, unencrypted). */
+    key: z.string().min(1),
+  })
+  .strict();
+
 const redisStore = z
   .object({
     /** `redis://[user:pass@]host:port/db` or `rediss://` (TLS). Ignored when `sentinels` or `cluster` is set. */
@@ -252,6 +262,8 @@ export const configSchema = z
   .object({
     /** Where the gateway listens: a port or "host:port". @default 8080 */
     listen: listenAddress('0.0.0.0').default(8080),
+    /** Serve HTTPS (HTTP/2 by ALPN, HTTP/1.1 otherwise) with these files; unset: plain HTTP. */
+    tls: tlsFiles.optional(),
     /** The app's origin. */
     upstream: httpUrl,
     /** Upstream timeouts. */
@@ -422,6 +434,8 @@ export const configSchema = z
       .object({
         /** The admin listener (API, /metrics, /healthz, /readyz). @default 127.0.0.1:9090 */
         listen: listenAddress('127.0.0.1').default('127.0.0.1:9090'),
+        /** Serve the admin listener over HTTPS (HTTP/1.1) with these files; unset: plain HTTP. */
+        tls: tlsFiles.optional(),
         /** Bearer token for the admin API; unset: the API answers 401 to everything but the open endpoints. */
         token: z.string().min(16, 'expected at least 16 characters').optional(),
         /** Endpoints reachable without the token. @default [healthz, readyz] */

@@ -13,6 +13,7 @@ import type { TokenIdOf } from '../tokens/token-id.js';
 import { decodeBody } from './decode.js';
 import type { ResponseHead, ResponseTap } from './forward.js';
 import { headerObject } from './headers.js';
+import { writeResponseHead } from './http2.js';
 import { sendError, type Rejections } from './rejection.js';
 import type { RequestScope } from './scope.js';
 
@@ -54,7 +55,7 @@ export interface ExchangeTapDeps {
 function release(res: ServerResponse, head: ResponseHead, body: Buffer, extra?: [string, string]): void {
   if (res.destroyed) return;
   const headers = extra ? [...head.headers, ...extra] : head.headers;
-  res.writeHead(head.status, head.statusText, headers);
+  writeResponseHead(res, head.status, head.statusText, headers);
   res.end(body);
 }
 

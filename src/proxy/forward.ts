@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import { UpstreamError } from '../errors.js';
 import { clientResponseHeaders } from './headers.js';
+import { writeResponseHead } from './http2.js';
 import { sendError } from './rejection.js';
 
 /** The upstream's response head, headers as a flat [name, value, ...] list, hop-by-hop removed. */
@@ -283,7 +284,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   #writeHead(head: ResponseHead): void {
     if (this.#res.destroyed) return;
-    this.#res.writeHead(head.status, head.statusText, head.headers);
+    writeResponseHead(this.#res, head.status, head.statusText, head.headers);
   }
 
   /**

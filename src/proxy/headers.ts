@@ -65,10 +65,14 @@ export function upstreamRequestHeaders(
   let xff: string | undefined;
   let proto: string | undefined;
   let host: string | undefined;
+  let hostSent = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
+    // HTTP/2 pseudo-headers (`:path`, `:authority`...) are not headers: the app gets a Host instead.
+    if (name.charCodeAt(0) === 58 /* : */) continue;
     const lower = name.toLowerCase();
+    if (lower === 'host') hostSent = true;
     if (HOP_BY_HOP.has(lower)) {
       if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) out.push(name, value);
       continue;
@@ -92,6 +96,8 @@ export function upstreamRequestHeaders(
     }
     out.push(name, value);
   }
+  // An HTTP/2 request names its host in `:authority` (copied to `req.headers.host`, see http2.ts).
+  if (!hostSent && req.headers.host !== undefined) out.push('host', req.headers.host);
   const cookie = overrides === undefined || !('cookie' in overrides) ? req.headers.cookie : overrides.cookie;
   if (cookie !== undefined) out.push('cookie', cookie);
   const authorization =

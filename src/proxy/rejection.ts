@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { TLSSocket } from 'node:tls';
 import type { SessionRecord } from '../model.js';
 import { clearingCookie } from '../tokens/cookies.js';
 import type { PresentedToken } from '../tokens/request-token.js';
@@ -35,7 +36,8 @@ export type RejectionPageRenderer = (input: {
 /** The token cookies of the config: which a request carries, and how to delete each (token-cookies.ts). */
 export interface TokenCookies {
   presentIn(cookieHeader: string): string[];
-  clearing(name: string): string;
+  /** `secure`: the request came over TLS, so the deletion is marked Secure too. */
+  clearing(name: string, secure?: boolean): string;
 }
 
 export interface RejectionConfig {
@@ -105,7 +107,12 @@ export class Rejections {
       const cookies = this.#cookiesToClear(headers, token);
       if (cookies.length > 0) {
         const tc = this.#config.tokenCookies;
-        out['set-cookie'] = cookies.map((c) => (tc === undefined ? clearingCookie(c) : tc.clearing(c)));
+        // Over TLS the deletion is Secure: a browser may refuse to let a non-Secure Set-Cookie overwrite
+        // (here: delete) a Secure cookie (RFC 6265bis section 5.7, "cookie overwriting").
+        const secure = res.socket instanceof TLSSocket;
+        out['set-cookie'] = cookies.map((c) =>
+          tc === undefined ? clearingCookie(c, { secure }) : tc.clearing(c, secure),
+        );
       }
       if (token.carrier === 'bearer') {
         // RFC 6750 section 3.1.

@@ -1,5 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Server } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { Duplex } from 'node:stream';
 import type { Decision } from '../cache/decision-cache.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics, RequestOutcome } from '../observability/metrics.js';
@@ -9,12 +12,14 @@ import { withoutCookies } from '../tokens/cookies.js';
 import { AMBIGUOUS, type PresentedToken, type RequestTokenReader } from '../tokens/request-token.js';
 import type { CompiledProtect } from '../tokens/route.js';
 import type { TokenIdOf } from '../tokens/token-id.js';
+import type { TlsMaterial } from '../tls.js';
 import { clientAddress, type TrustedProxies } from './client-address.js';
 import { ConnectionRegistry } from './connections.js';
 import { decodeBody } from './decode.js';
 import { exchangeTap, type UserProbe } from './exchange-tap.js';
 import { Upstream, type ResponseHead, type ResponseTap } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
+import { createTlsListener, hostFromAuthority } from './http2.js';
 import { normalizePath } from './path.js';
 import { STATE_TO_CODE, sendError, type Rejections, type RejectionCode } from './rejection.js';
 import { anonymousTap, rotationTap, type RotationDeps, type WatchedCookies } from './rotation-tap.js';
@@ -26,6 +31,8 @@ export type SelfServiceHandler = (scope: RequestScope) => void;
 
 export interface ProxyOptions {
   readonly upstream: Upstream;
+  /** Serve HTTPS with this certificate (HTTP/2 by ALPN, else HTTP/1.1); undefined: plain HTTP/1.1. */
+  readonly tls?: TlsMaterial | undefined;
   readonly upgradeTarget: UpgradeTarget;
   readonly sessions: SessionService;
   readonly tokenIdOf: TokenIdOf;
@@ -60,8 +67,14 @@ export interface ProxyOptions {
 }
 
 export interface ProxyServer {
+  /** An http.Server, or with `tls` the HTTP/2 secure server (which serves HTTP/1.1 too). */
   readonly server: Server;
   readonly connections: ConnectionRegistry;
+  /** New connections get this certificate; open ones keep theirs. A no-op without `tls`. */
+  setSecureContext(material: TlsMaterial): void;
+  /** Closes idle keep-alive connections; HTTP/2 sessions are sent a GOAWAY (their streams finish). */
+  closeIdleConnections(): void;
+  closeAllConnections(): void;
 }
 
 type Verdict = 'pass' | RejectionCode;
@@ -74,14 +87,17 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   const o = options;
   const connections = new ConnectionRegistry();
   o.upstream.onLiveResponse = trackStream;
-  const server = createServer({
+  const timeouts = {
     keepAliveTimeout: o.keepAliveTimeout,
     headersTimeout: o.headersTimeout,
     requestTimeout: o.requestTimeout,
     // Node checks the two timeouts only every interval (30 s by default): check often enough that a
     // timed-out request is answered within about its configured time.
     connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(o.headersTimeout / 2))),
-  });
+  };
+  const tls = o.tls === undefined ? undefined : createTlsListener({ material: o.tls, ...timeouts });
+  const listener = tls ?? plainListener(timeouts);
+  const server: Server = listener.server;
   const tapDeps = {
     sessions: o.sessions,
     tokenIdOf: o.tokenIdOf,
@@ -149,7 +165,27 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
   o.sessions.onRevoked(closeIfDead);
   o.sessions.onChannelRestored(() => closeIfDead(connections.tokenIds()));
 
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  server.on(
+    'request',
+    (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
+      if (req instanceof Http2ServerRequest) {
+        // Node's HTTP/2 compatibility objects have the members the request path uses (headers,
+        // rawHeaders, url, method, socket, the stream events; writeHead, write, end, destroy,
+        // headersSent): they go down it as the HTTP/1.1 objects, the few differences handled where they
+        // arise (http2.ts: Host, status text; headers.ts: pseudo-headers).
+        const h1req = req as unknown as IncomingMessage;
+        const h1res = res as unknown as ServerResponse;
+        const wrongHost = hostFromAuthority(h1req);
+        if (wrongHost !== undefined) refuse(h1res, 400, 'SG_ERR_BAD_REQUEST', `refused: ${wrongHost}`);
+        else onRequest(h1req, h1res);
+        return;
+      }
+      if (res instanceof Http2ServerResponse) return; // Unreachable: an HTTP/1.1 request has an HTTP/1.1 response.
+      onRequest(req, res);
+    },
+  );
+
+  function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const scope = prepare(req, res);
     if (scope === undefined) return;
     if (scope.candidates !== undefined) {
@@ -159,7 +195,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       return;
     }
     check(scope);
-  });
+  }
 
   /** Checks the request's token (a cache hit is synchronous), then forwards or rejects. */
   function check(scope: RequestScope): void {
@@ -327,7 +363,44 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
     );
   });
 
-  return { server, connections };
+  if (tls !== undefined) {
+    // A CONNECT over HTTP/2 (RFC 8441's WebSocket over HTTP/2 is one) is not tunnelled: WebSockets are
+    // for HTTP/1.1, which every browser falls back to when the server does not offer RFC 8441 (it does
+    // not: no SETTINGS_ENABLE_CONNECT_PROTOCOL). Over HTTP/1.1, a CONNECT is dropped as on the plain listener.
+    server.on('connect', (_req: unknown, second: unknown) => {
+      if (second instanceof Http2ServerResponse) {
+        count('bad_request');
+        log.warn({ code: 'SG_ERR_UPGRADE_REFUSED', reason: 'CONNECT over HTTP/2' }, 'upgrade refused');
+        const body = JSON.stringify({
+          error: 'SG_ERR_UPGRADE_REFUSED',
+          message: 'CONNECT is not supported: WebSockets are served over HTTP/1.1',
+        });
+        second.writeHead(405, {
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(body)),
+          'cache-control': 'no-store',
+          allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
+        });
+        second.end(body);
+      } else if (second instanceof Duplex) second.destroy();
+    });
+    // A failed handshake (a client refusing the certificate, a scanner) is no malformed request.
+    server.removeAllListeners('tlsClientError');
+    server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      log.debug({ err: err.message }, 'TLS handshake failed');
+      socket.destroy();
+    });
+  }
+
+  return {
+    server,
+    connections,
+    setSecureContext(material) {
+      tls?.server.setSecureContext({ cert: material.cert, key: material.key });
+    },
+    closeIdleConnections: () => listener.closeIdleConnections(),
+    closeAllConnections: () => listener.closeAllConnections(),
+  };
 
   /** A failure of the gateway itself: logged with its code, a clean 500, never an unhandled rejection. */
   function internalError(res: ServerResponse, err: unknown, what: string): void {
@@ -698,6 +771,16 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       return 'an upgrade request carries no body';
     return undefined;
   }
+}
+
+/** The plain HTTP/1.1 listener. */
+function plainListener(options: Parameters<typeof createServer>[0]) {
+  const server = createServer(options);
+  return {
+    server,
+    closeIdleConnections: () => server.closeIdleConnections(),
+    closeAllConnections: () => server.closeAllConnections(),
+  };
 }
 
 const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});

@@ -40,8 +40,8 @@ export interface WatchedCookies {
   learn(head: ResponseHead, requestUrl: string): void;
   /** The names (as sent) of every token cookie in a `Cookie` header. */
   presentIn(cookieHeader: string): string[];
-  /** A Set-Cookie that deletes the cookie `name` where the app set it. */
-  clearing(name: string): string;
+  /** A Set-Cookie that deletes the cookie `name` where the app set it; `secure` adds Secure (TLS). */
+  clearing(name: string, secure?: boolean): string;
   /** What a rotation does when the store cannot register its new value: `closed` refuses it (503). */
   readonly failMode: 'open' | 'closed';
 }
@@ -215,12 +215,14 @@ export function compileWatchedCookies(
       }
       return names;
     },
-    clearing(name) {
+    clearing(name, secure = false) {
       const source = match(name)?.source ?? match(name.replace(/[. []/g, '_'))?.source;
       const learned = byName.get(name);
-      if (learned !== undefined)
-        return clearingCookie(name, { ...learned, path: learned.path ?? source?.configured?.path });
-      return clearingCookie(name, source?.configured ?? source?.learned);
+      const scope =
+        learned !== undefined
+          ? { ...learned, path: learned.path ?? source?.configured?.path }
+          : (source?.configured ?? source?.learned);
+      return clearingCookie(name, secure ? { ...scope, secure } : scope);
     },
   };
 }

@@ -60,7 +60,8 @@ describe('a rotation the store cannot register', () => {
       ],
       tokens: ['cookie:sid'],
     });
-    await waitUntil('ready', () => gw.gateway.isReady());
+    // The store itself, not readiness: under failMode open a replica is ready before Redis answers.
+    await waitUntil('store up', () => gw.gateway.store.health().commands);
     const login = await postForm(`${gw.url}/login`, { username: 'alice' });
     expect(login.status).toBe(302);
     return { gw, cookie: cookieHeader(login) };
