@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { freePort } from './support/apps.js';
-import { redisCommand, startRedis, waitUntil } from './support/redis.js';
+import { haveRedis, redisCommand, startRedis, waitUntil } from './support/redis.js';
+import { needTool } from './support/tools.js';
 import { listenApp } from './support/upstreams.js';
 
 const root = join(import.meta.dirname, '..');
@@ -78,7 +79,7 @@ function connectError(port: number): Promise<string | undefined> {
   });
 }
 
-describe('SIGTERM', () => {
+describe.skipIf(!needTool('redis-server', 'redis-server', haveRedis()))('SIGTERM', () => {
   it('goes unready at once, serves through shutdown.delay, then finishes all 50 in-flight requests and exits 0', async () => {
     const redis = await startRedis();
     onTestFinished(() => redis.stop());

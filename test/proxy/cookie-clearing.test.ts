@@ -9,7 +9,8 @@ import { haveFlask, startFlaskApp, type RunningApp } from '../support/apps.js';
 import { bearer, get, NAVIGATE, postForm, postJson, startGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
 import { toolAvailable } from '../support/php-front.js';
-import { startRedis, waitUntil } from '../support/redis.js';
+import { haveRedis, startRedis, waitUntil } from '../support/redis.js';
+import { needTool } from '../support/tools.js';
 import { cookieOf, listenApp, readBody } from '../support/upstreams.js';
 
 /** A form-login app that sets its session cookie `name` with the given attributes. */
@@ -68,6 +69,9 @@ function clearing(res: Response, name: string): Map<string, string> | undefined 
   return attrs;
 }
 
+/** The test on two replicas starts a redis-server; the others run anywhere. */
+const onRedis = it.skipIf(!needTool('redis-server', 'redis-server', haveRedis()));
+
 describe('the cookie a rejection clears', () => {
   it('clears a __Host- cookie with Secure and Path=/ and no Domain', async () => {
     const app = await cookieApp('__Host-sid', 'Path=/; Secure; HttpOnly; SameSite=Lax');
@@ -112,7 +116,7 @@ describe('the cookie a rejection clears', () => {
     expect(attrs?.get('domain')).toBe('example.test');
   });
 
-  it('clears with the configured Path and Domain on a replica that never saw the login', async () => {
+  onRedis('clears with the configured Path and Domain on a replica that never saw the login', async () => {
     const redis = await startRedis();
     onTestFinished(() => redis.stop());
     const app = await cookieApp('sid', 'Path=/app; Domain=example.test; HttpOnly');

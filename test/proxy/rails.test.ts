@@ -11,7 +11,11 @@ import type { RunningApp } from '../support/apps.js';
 import { eventually, startGateway, type TestGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
 import { haveRails, skipWithout, startRailsApp } from '../support/rails.js';
-import { startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { needTool } from '../support/tools.js';
+
+/** The replica suite also needs a redis-server. */
+const redisServer = needTool('redis-server', 'redis-server', haveRedis());
 
 const SESSION = '_app_session';
 const REMEMBER = 'remember_token';
@@ -347,7 +351,7 @@ describe.skipIf(skipWithout(haveRails(), 'Ruby on Rails', 'ruby-rails'))(
       });
     });
 
-    describe('two replicas on one Redis', () => {
+    describe.skipIf(!redisServer)('two replicas on one Redis', () => {
       let redis: RedisHandle;
       beforeAll(async () => {
         redis = await startRedis();

@@ -16,7 +16,10 @@ import {
 } from '../support/apps.js';
 import { startGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
-import { startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+
+/** The tests on two replicas also need a redis-server. */
+const redisServer = needTool('redis-server', 'redis-server', haveRedis());
 
 /**
  * Signed-cookie stores put a timestamp of whole seconds in the cookie: two logins of one user within
@@ -242,71 +245,77 @@ describe.skipIf(!needTool('Flask-Login', 'python3-flask-login', haveFlask()))(
       expect(direct.status).toBe(200);
     });
 
-    it('refuses on replica B a device superseded through replica A, even with only its remember-me cookie', async () => {
-      const redis = await startRedis();
-      onTestFinished(() => redis.stop());
-      const shared = { upstream: app.url, ...config, store: { url: redis.url, pingInterval: '200ms' } };
-      const a = await startGateway(shared);
-      const b = await startGateway(shared);
-      await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
-      const phone = new CookieJar();
-      await phone.fetch(`${a.url}/login`, {
-        form: { username: 'alice', password: 'pw-alice', remember: '1' },
-      });
-      phone.cookies.delete('session'); // only the persistent cookie is left
-      expect((await phone.clone().fetch(`${b.url}/account`)).status).toBe(200); // B signs it back in
-      const laptop = new CookieJar();
-      await laptop.fetch(`${a.url}/login`, {
-        form: { username: 'alice', password: 'pw-alice', remember: '1' },
-      });
-      const res = await phone.fetch(`${b.url}/account`);
-      expect(res.status).toBe(401);
-      expect(await body(res)).toMatchObject({ error: 'session_superseded' });
-      expect((await laptop.fetch(`${b.url}/account`)).status).toBe(200);
-    });
+    it.skipIf(!redisServer)(
+      'refuses on replica B a device superseded through replica A, even with only its remember-me cookie',
+      async () => {
+        const redis = await startRedis();
+        onTestFinished(() => redis.stop());
+        const shared = { upstream: app.url, ...config, store: { url: redis.url, pingInterval: '200ms' } };
+        const a = await startGateway(shared);
+        const b = await startGateway(shared);
+        await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
+        const phone = new CookieJar();
+        await phone.fetch(`${a.url}/login`, {
+          form: { username: 'alice', password: 'pw-alice', remember: '1' },
+        });
+        phone.cookies.delete('session'); // only the persistent cookie is left
+        expect((await phone.clone().fetch(`${b.url}/account`)).status).toBe(200); // B signs it back in
+        const laptop = new CookieJar();
+        await laptop.fetch(`${a.url}/login`, {
+          form: { username: 'alice', password: 'pw-alice', remember: '1' },
+        });
+        const res = await phone.fetch(`${b.url}/account`);
+        expect(res.status).toBe(401);
+        expect(await body(res)).toMatchObject({ error: 'session_superseded' });
+        expect((await laptop.fetch(`${b.url}/account`)).status).toBe(200);
+      },
+    );
   },
 );
 
-describe.skipIf(!needTool('PHP', 'php-cli', havePhp()))('PHP behind two replicas on Redis', () => {
-  let app: RunningApp;
-  let redis: RedisHandle;
-  beforeAll(async () => {
-    app = await startPhpApp();
-    redis = await startRedis();
-  }, 30_000);
-  afterAll(async () => {
-    await app.stop();
-    await redis.stop();
-  });
+describe.skipIf(!needTool('PHP', 'php-cli', havePhp()) || !redisServer)(
+  'PHP behind two replicas on Redis',
+  () => {
+    let app: RunningApp;
+    let redis: RedisHandle;
+    beforeAll(async () => {
+      app = await startPhpApp();
+      redis = await startRedis();
+    }, 30_000);
+    afterAll(async () => {
+      await app.stop();
+      await redis.stop();
+    });
 
-  it('follows the regenerated id across replicas and rejects the superseded browser on both', async () => {
-    const config = {
-      login: [
-        {
-          match: 'POST /login.php',
-          token: 'cookie:PHPSESSID',
-          user: 'request.form:username',
-          success: { status: 302, location: '/account.php' },
-        },
-      ],
-      tokens: ['cookie:PHPSESSID'],
-      sessions: { unknownTokens: 'reject' as const },
-      store: { url: redis.url, pingInterval: '200ms' },
-    };
-    const a = await startGateway({ upstream: app.url, ...config });
-    const b = await startGateway({ upstream: app.url, ...config });
-    await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
-    const phone = new CookieJar();
-    await phone.fetch(`${a.url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });
-    for (const gw of [a, b, a, b]) expect((await phone.fetch(`${gw.url}/account.php`)).status).toBe(200);
-    const laptop = new CookieJar();
-    await laptop.fetch(`${b.url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });
-    const stale = phone.clone();
-    for (const gw of [a, b]) {
-      const res = await stale.clone().fetch(`${gw.url}/account.php`);
-      expect(res.status).toBe(401);
-      expect(await body(res)).toMatchObject({ error: 'session_superseded' });
-    }
-    expect((await laptop.fetch(`${a.url}/account.php`)).status).toBe(200);
-  });
-});
+    it('follows the regenerated id across replicas and rejects the superseded browser on both', async () => {
+      const config = {
+        login: [
+          {
+            match: 'POST /login.php',
+            token: 'cookie:PHPSESSID',
+            user: 'request.form:username',
+            success: { status: 302, location: '/account.php' },
+          },
+        ],
+        tokens: ['cookie:PHPSESSID'],
+        sessions: { unknownTokens: 'reject' as const },
+        store: { url: redis.url, pingInterval: '200ms' },
+      };
+      const a = await startGateway({ upstream: app.url, ...config });
+      const b = await startGateway({ upstream: app.url, ...config });
+      await waitUntil('ready', () => a.gateway.isReady() && b.gateway.isReady());
+      const phone = new CookieJar();
+      await phone.fetch(`${a.url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });
+      for (const gw of [a, b, a, b]) expect((await phone.fetch(`${gw.url}/account.php`)).status).toBe(200);
+      const laptop = new CookieJar();
+      await laptop.fetch(`${b.url}/login.php`, { form: { username: 'alice', password: 'pw-alice' } });
+      const stale = phone.clone();
+      for (const gw of [a, b]) {
+        const res = await stale.clone().fetch(`${gw.url}/account.php`);
+        expect(res.status).toBe(401);
+        expect(await body(res)).toMatchObject({ error: 'session_superseded' });
+      }
+      expect((await laptop.fetch(`${a.url}/account.php`)).status).toBe(200);
+    });
+  },
+);

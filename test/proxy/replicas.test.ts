@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { WebSocket, WebSocketServer } from 'ws';
 import { bearer, startGateway, TEST_ADMIN_TOKEN } from '../support/gateway.js';
 import {
+  haveRedis,
+  haveRedisCli,
   redisCommand,
   startRedis,
   startRedisCluster,
@@ -16,7 +18,12 @@ import {
   waitUntil,
   type RedisHandle,
 } from '../support/redis.js';
+import { needTool } from '../support/tools.js';
 import { listenApp, readBody, type RunningApp } from '../support/upstreams.js';
+
+/** Every suite here starts redis-servers; the Cluster is created with redis-cli. */
+const redisServer = needTool('redis-server', 'redis-server', haveRedis());
+const redisCli = redisServer && needTool('redis-cli', 'redis-tools', haveRedisCli());
 
 const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
 const agent = new Agent({ connections: 64 });
@@ -65,7 +72,7 @@ async function status(url: string, token: string): Promise<number> {
   return res.statusCode;
 }
 
-describe('two replicas on one Redis', () => {
+describe.skipIf(!redisServer)('two replicas on one Redis', () => {
   let app: RunningApp;
   let redis: RedisHandle;
   beforeAll(async () => {
@@ -335,7 +342,7 @@ describe('two replicas on one Redis', () => {
   });
 });
 
-describe('Sentinel failover', () => {
+describe.skipIf(!redisServer)('Sentinel failover', () => {
   it('keeps sessions through a failover during traffic, without a restart', async () => {
     const app = await loginApp();
     onTestFinished(() => app.close());
@@ -387,7 +394,7 @@ describe('Sentinel failover', () => {
   }, 60_000);
 });
 
-describe('Redis Cluster', () => {
+describe.skipIf(!redisCli)('Redis Cluster', () => {
   it('rejects the older token on B after a login through A', async () => {
     const app = await loginApp();
     onTestFinished(() => app.close());

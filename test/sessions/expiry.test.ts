@@ -7,7 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { eventually, startGateway, testClock } from '../support/gateway.js';
+import { haveRedis } from '../support/redis.js';
+import { needTool } from '../support/tools.js';
 import { commandCalls, MIN, ownRedis, replicasOn, status } from './replicas.js';
+
+/** The tests on two replicas start a redis-server; the others run anywhere. */
+const onRedis = it.skipIf(!needTool('redis-server', 'redis-server', haveRedis()));
 
 describe('absolute expiry (maxAge)', () => {
   it('records session.expired once, however many requests come after maxAge', async () => {
@@ -33,7 +38,7 @@ describe('absolute expiry (maxAge)', () => {
     expect(expired[0]).toMatchObject({ user: 'ana', reason: 'expired' });
   });
 
-  it('asks the store at most once for a token past maxAge (Redis index reads)', async () => {
+  onRedis('asks the store at most once for a token past maxAge (Redis index reads)', async () => {
     const redis = await ownRedis();
     const clock = testClock();
     const [gw] = await replicasOn(redis, clock, { maxAge: '1h', idleTimeout: '2h', activityInterval: '1m' });
@@ -65,7 +70,7 @@ describe('idle expiry', () => {
     expect(await status(gw, token)).toEqual({ status: 401, error: 'session_expired' });
   });
 
-  it("counts another replica's activity it has not written yet (Redis)", async () => {
+  onRedis("counts another replica's activity it has not written yet (Redis)", async () => {
     const redis = await ownRedis();
     const clock = testClock();
     const [a, b] = await replicasOn(redis, clock, { idleTimeout: '10m', activityInterval: '5m' });
@@ -77,17 +82,20 @@ describe('idle expiry', () => {
     expect(await status(a, token)).toEqual({ status: 200 });
   });
 
-  it('expires a session idle past idleTimeout plus at most activityInterval on another replica', async () => {
-    const redis = await ownRedis();
-    const clock = testClock();
-    const [a, b] = await replicasOn(redis, clock, { idleTimeout: '10m', activityInterval: '1m' });
-    const { token } = await a.loginJson('eve');
-    clock.advance(3 * MIN);
-    expect(await status(b, token)).toEqual({ status: 200 });
-    // B wrote +3m; A never saw a request after the login: idle is measured from the store's +3m.
-    clock.advance(11 * MIN + 1);
-    expect(await status(a, token)).toEqual({ status: 401, error: 'session_expired' });
-  });
+  onRedis(
+    'expires a session idle past idleTimeout plus at most activityInterval on another replica',
+    async () => {
+      const redis = await ownRedis();
+      const clock = testClock();
+      const [a, b] = await replicasOn(redis, clock, { idleTimeout: '10m', activityInterval: '1m' });
+      const { token } = await a.loginJson('eve');
+      clock.advance(3 * MIN);
+      expect(await status(b, token)).toEqual({ status: 200 });
+      // B wrote +3m; A never saw a request after the login: idle is measured from the store's +3m.
+      clock.advance(11 * MIN + 1);
+      expect(await status(a, token)).toEqual({ status: 401, error: 'session_expired' });
+    },
+  );
 
   it('refuses an activityInterval not shorter than idleTimeout, naming sessions.activityInterval', () => {
     const raw = {

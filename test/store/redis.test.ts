@@ -10,6 +10,7 @@ import type { SessionStore } from '../../src/store/contract.js';
 import type { SessionRecord } from '../../src/model.js';
 import { createRedisStore, type RedisSessionStore, type RedisStoreOptions } from '../../src/store/redis.js';
 import {
+  haveRedis,
   keysWithPrefix,
   redisCommand,
   redisStoreHarness,
@@ -18,7 +19,11 @@ import {
   waitUntil,
   type RedisHandle,
 } from '../support/redis.js';
+import { needTool } from '../support/tools.js';
 import { describeStoreContract, recordingListener, sessionRecord } from './contract.js';
+
+/** Every suite here starts redis-servers (test/support/redis.ts). */
+const redisServer = needTool('redis-server', 'redis-server', haveRedis());
 
 let redis: RedisHandle;
 beforeAll(async () => {
@@ -29,6 +34,7 @@ beforeAll(async () => {
 describeStoreContract(
   'redis standalone',
   redisStoreHarness(() => ({ url: redis.url })),
+  { skip: !redisServer },
 );
 
 /** A store with its own prefix, closed when the test ends; connected and subscribed. */
@@ -73,7 +79,7 @@ async function timedFailure(call: () => Promise<unknown>): Promise<{ error: unkn
   return { error, ms: performance.now() - started };
 }
 
-describe('RedisSessionStore on a standalone Redis', () => {
+describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
   it('gives every key it writes a TTL', async () => {
     const prefix = `sg:${randomUUID().slice(0, 8)}:`;
     const store = await openStore({ url: redis.url, keyPrefix: prefix });

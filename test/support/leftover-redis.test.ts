@@ -6,9 +6,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killLeftoverRedis } from '../global-setup.js';
-import { freePort, redisCommand, redisDirPrefix, startRedis, waitUntil, type RedisHandle } from './redis.js';
+import {
+  freePort,
+  haveRedis,
+  redisCommand,
+  redisDirPrefix,
+  startRedis,
+  waitUntil,
+  type RedisHandle,
+} from './redis.js';
+import { needTool } from './tools.js';
 
-describe('the global teardown of test redis-servers', () => {
+/** It starts redis-servers, one of them bare. */
+const redisServer = needTool('redis-server', 'redis-server', haveRedis());
+
+describe.skipIf(!redisServer)('the global teardown of test redis-servers', () => {
   const handles: RedisHandle[] = [];
   afterAll(() => Promise.all(handles.map((h) => h.stop())));
 

@@ -6,7 +6,7 @@
  * process-exit hook SIGKILLs whatever is left if a worker dies first, and the global teardown kills
  * what a worker killed outright left (test/global-setup.ts).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -51,6 +51,25 @@ export interface RedisSentinelHandle {
   /** `127.0.0.1:<port>` of every sentinel. */
   readonly sentinelAddresses: readonly string[];
   stop(): Promise<void>;
+}
+
+/**
+ * Whether `redis-server` is on PATH and runs, for
+ * `describe.skipIf(!needTool('redis-server', 'redis-server', haveRedis()))` (test/support/tools.ts).
+ * Cluster suites also need `redis-cli` (`haveRedisCli()`, Debian's redis-tools, which redis-server
+ * depends on).
+ */
+export function haveRedis(): boolean {
+  return runs('redis-server', ['--version']);
+}
+
+/** Whether `redis-cli` is on PATH and runs (startRedisCluster creates the cluster with it). */
+export function haveRedisCli(): boolean {
+  return runs('redis-cli', ['--version']);
+}
+
+function runs(command: string, args: readonly string[]): boolean {
+  return spawnSync(command, args, { stdio: 'ignore', timeout: 10_000 }).status === 0;
 }
 
 /** A free TCP port on 127.0.0.1 (bind port 0); another process may still take it, so callers retry. */
