@@ -43,13 +43,6 @@ export class StoreConflictError extends SessiongateError {
   }
 }
 
-/** The login response did not yield a token or a user. */
-export class LoginExtractionError extends SessiongateError {
-  constructor(what: 'token' | 'user' | 'body', message: string) {
-    super(`SG_ERR_LOGIN_NO_${what.toUpperCase()}`, message);
-  }
-}
-
 /** The upstream could not be reached or did not answer in time. */
 export class UpstreamError extends SessiongateError {
   readonly status: 502 | 504;

@@ -34,6 +34,7 @@ export function createAuditSink(logger: Logger): (event: SessionEvent) => void {
             }
           : undefined,
         ended: e.ended,
+        reportOnly: e.reportOnly,
         at: new Date(e.at).toISOString(),
       },
       e.type,

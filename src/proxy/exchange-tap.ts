@@ -163,7 +163,14 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
         deps.metrics.logins.probe_failed.inc();
         log.warn({ rule: rule.name, code: 'SG_ERR_LOGIN_PROBE_FAILED' }, 'the who-am-i probe gave no user');
         if (rule.config.probe.onFailure === 'pass') release(res, head, body);
-        else deps.rejections.send(res, scope.req.headers, 'session_store_unavailable', undefined, undefined);
+        // 503 (the app's answer about who logged in is missing, not the store): the client may retry.
+        else
+          sendError(
+            res,
+            503,
+            'SG_ERR_LOGIN_PROBE_FAILED',
+            'the gateway could not learn who signed in; try again',
+          );
         return;
       }
     }

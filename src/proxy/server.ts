@@ -546,6 +546,7 @@ export function createProxyServer(options: ProxyOptions): ProxyServer {
       ip: scope.clientIp,
       userAgent: scope.req.headers['user-agent'] ?? '',
       reason: verdict,
+      ...(o.mode === 'report-only' ? { reportOnly: true as const } : {}),
     });
     if (o.mode === 'report-only') {
       count('passed_report_only');

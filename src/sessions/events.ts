@@ -31,6 +31,8 @@ export interface SessionEvent {
   };
   /** For session.created: how many sessions of other devices the login ended. */
   readonly ended?: number;
+  /** For request.rejected under `mode: report-only`: the request was passed, not refused. */
+  readonly reportOnly?: true;
 }
 
 export type SessionEventListener = (event: SessionEvent) => void;

@@ -224,7 +224,9 @@ describe('who-am-i probe', () => {
     const { url, gateway } = await startGateway({ upstream: upstream.url, login: rule('refuse') });
     const res = await get(`${url}/oauth/callback?code=1`);
     expect(res.status).toBe(503);
-    expect(await res.text()).not.toContain('accessToken');
+    const body = await res.text();
+    expect(body).not.toContain('accessToken');
+    expect(JSON.parse(body)).toMatchObject({ error: 'SG_ERR_LOGIN_PROBE_FAILED' });
     expect(await gateway.metrics.registry.getSingleMetricAsString('sessiongate_logins_total')).toContain(
       'outcome="probe_failed"} 1',
     );

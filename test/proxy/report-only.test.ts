@@ -73,6 +73,16 @@ describe('report-only mode', () => {
     expect(await gw.gateway.sessions.listSessions('max')).toHaveLength(2);
   });
 
+  it('marks the audit line of a request it would have rejected as report-only', async () => {
+    const gw = await start();
+    const first = await login(gw.url, 'rita');
+    await login(gw.url, 'rita');
+    const res = await get(`${gw.url}/x`, bearer(first.body.accessToken ?? ''));
+    expect(res.status).toBe(200);
+    const [line] = gw.logs.audit('request.rejected');
+    expect(line).toMatchObject({ reason: 'session_superseded', reportOnly: true });
+  });
+
   it('keeps a WebSocket open when its session is superseded, and logs it', async () => {
     const gw = await start();
     const first = await login(gw.url, 'ned');
