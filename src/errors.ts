@@ -1,10 +1,147 @@
+import type { ServerResponse } from 'node:http';
+
 /**
- * One error base class for sessiongate. Every error carries a stable `code` (SG_ERR_...) that appears
- * in logs and in HTTP error bodies; tests assert on the code, never on the message.
+ * Every code the gateway answers or logs, once, with the HTTP status it is answered with (undefined:
+ * only ever logged) and its default message. A code is its own wire name: the `error` of a JSON body,
+ * the `code` of a log line. Two families, kept apart because clients already rely on both:
+ * - `session_...`: why a request's session is not let through (the app's users see these; lowercase,
+ *   also the `reason=` of a redirect and the close reason of a WebSocket);
+ * - `SG_ERR_...`: the gateway's own refusals and failures, and problems it logs.
+ * README's Troubleshooting table and openapi/admin.yaml list the same codes (test/unit/errors.test.ts).
+ */
+export const ERRORS = {
+  // Session rejections: a request whose session is not live (proxy/rejection.ts).
+  session_superseded: {
+    status: 401,
+    message: 'Another session has been started using your account. You will now be signed out.',
+  },
+  session_expired: { status: 401, message: 'Your session has expired. Please sign in again.' },
+  session_logged_out: { status: 401, message: 'You have signed out. Please sign in again.' },
+  session_ended: {
+    status: 401,
+    message: 'This session was ended from another device or by an administrator. Please sign in again.',
+  },
+  session_unknown: { status: 401, message: 'Your session is not recognised. Please sign in again.' },
+  session_store_unavailable: {
+    status: 503,
+    message: 'Sessions cannot be checked right now. Please try again shortly.',
+  },
+  session_limit_reached: {
+    status: 409,
+    message:
+      'Your account already has the maximum number of active sessions. Sign out on another device, then try again.',
+  },
+  session_required: { status: 401, message: 'Sign in to see and manage your sessions.' },
+
+  // Requests the gateway refuses to forward: it cannot read them as the app would.
+  SG_ERR_BAD_REQUEST: { status: 400, message: 'malformed HTTP request' },
+  SG_ERR_AMBIGUOUS_PATH: { status: 400, message: 'ambiguous path refused' },
+  SG_ERR_AMBIGUOUS_REQUEST: { status: 400, message: 'the request cannot be read as the app would' },
+  SG_ERR_AMBIGUOUS_LOGIN: { status: 400, message: 'the login cannot be read as the app would' },
+  SG_ERR_AMBIGUOUS_TOKEN: {
+    status: 400,
+    message:
+      'refused: a token sent twice with different values (a cookie, header or query field), or undecodable',
+  },
+  SG_ERR_UNSUPPORTED_ENCODING: {
+    status: 415,
+    message: 'cannot read a request body in this Content-Encoding',
+  },
+  SG_ERR_LOGIN_BODY_TOO_LARGE: { status: 413, message: 'the request body is too large' },
+  SG_ERR_UPGRADE_REFUSED: { status: 400, message: 'only websocket upgrades are supported' },
+  SG_ERR_REQUEST_TIMEOUT: { status: 408, message: 'the request did not arrive in time' },
+
+  // Logins the gateway cannot register (proxy/exchange-tap.ts, proxy/probe.ts).
+  SG_ERR_LOGIN_UNREADABLE: { status: 502, message: 'the gateway could not read the login response' },
+  SG_ERR_LOGIN_BODY_UNREADABLE: { status: undefined, message: 'a login answer body could not be decoded' },
+  SG_ERR_LOGIN_NO_TOKEN: { status: undefined, message: 'a successful login carried no token' },
+  SG_ERR_LOGIN_NO_USER: { status: undefined, message: 'a successful login named no user' },
+  SG_ERR_LOGIN_PROBE_FAILED: { status: 503, message: 'the login could not be verified; please try again' },
+  SG_ERR_REFRESH_UNLINKED: { status: undefined, message: 'a refresh of a token that is not live' },
+  SG_ERR_ROTATION: { status: undefined, message: 'a rotated token could not be registered' },
+
+  // The app behind the gateway (proxy/forward.ts, proxy/upgrade.ts).
+  SG_ERR_UPSTREAM_CONNECT: { status: 502, message: 'the app could not be reached' },
+  SG_ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'the app did not answer in time' },
+  SG_ERR_UPSTREAM: { status: 502, message: 'the connection to the app failed' },
+  SG_ERR_UPSTREAM_UPGRADE: { status: undefined, message: 'a WebSocket tunnel to the app failed' },
+
+  // The session store (store/).
+  SG_ERR_STORE_UNAVAILABLE: { status: 503, message: 'the session store is unavailable' },
+  SG_ERR_STORE: { status: undefined, message: 'a background store operation failed' },
+  SG_ERR_STORE_CONFLICT: { status: undefined, message: 'a concurrent change of one user; retried' },
+  SG_ERR_SESSION_CONTENTION: { status: 500, message: 'too many concurrent changes of one user; try again' },
+  SG_ERR_CHANNEL_LOST: { status: undefined, message: 'the invalidation channel was lost' },
+
+  // The admin API and the self-service pages.
+  SG_ERR_ADMIN_UNAUTHORIZED: { status: 401, message: 'missing or wrong admin token' },
+  SG_ERR_NOT_FOUND: { status: 404, message: 'There is nothing here.' },
+  SG_ERR_METHOD: { status: 405, message: 'method not allowed' },
+  SG_ERR_SESSION_NOT_FOUND: { status: 404, message: 'no live session with this id' },
+  SG_ERR_CSRF: { status: 403, message: 'cross-site request refused' },
+  SG_ERR_BODY_TOO_LARGE: { status: 413, message: 'Request body too large.' },
+
+  // Notifications and events.
+  SG_ERR_WEBHOOK_STATUS: { status: undefined, message: 'the webhook receiver answered other than 2xx' },
+  SG_ERR_WEBHOOK: { status: undefined, message: 'the webhook receiver could not be reached' },
+  SG_ERR_WEBHOOK_GAVE_UP: { status: undefined, message: 'a webhook delivery was dropped' },
+  SG_ERR_EVENT_LISTENER: { status: undefined, message: 'an event listener failed' },
+
+  SG_ERR_CONFIG: { status: undefined, message: 'invalid configuration' },
+  SG_ERR_INTERNAL: { status: 500, message: 'the gateway failed' },
+} as const satisfies Record<string, { readonly status: number | undefined; readonly message: string }>;
+
+/** A code of the registry: a typo does not compile. */
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The codes a session's request is rejected with (the `session_...` family). */
+export type RejectionCode = Extract<ErrorCode, `session_${string}`>;
+
+/** The codes the gateway answers HTTP requests with (those with a status). */
+export type AnsweredCode = {
+  [C in ErrorCode]: (typeof ERRORS)[C]['status'] extends number ? C : never;
+}[ErrorCode];
+
+export function statusOf(code: AnsweredCode): number {
+  return ERRORS[code].status;
+}
+
+/**
+ * A clean JSON error `{"error": code, "message": ...}` with the code's status (or `status`, where one
+ * code has two: a 431 for oversized headers is a bad request). A response already started cannot
+ * carry an error any more: it is cut, so the client cannot take a partial body for a whole one.
+ */
+export function sendError(
+  res: ServerResponse,
+  code: AnsweredCode,
+  message: string = ERRORS[code].message,
+  status: number = statusOf(code),
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: code, message });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+  });
+  res.end(body);
+}
+
+/** The JSON body of an error, for answers written to a raw socket (upgrades, malformed requests). */
+export function errorBody(code: AnsweredCode, message: string = ERRORS[code].message): string {
+  return JSON.stringify({ error: code, message });
+}
+
+/**
+ * One error base class for sessiongate. Every error carries a stable `code` from the registry that
+ * appears in logs and in HTTP error bodies; tests assert on the code, never on the message.
  */
 export class SessiongateError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -43,25 +180,28 @@ export class StoreConflictError extends SessiongateError {
   }
 }
 
-/** The upstream could not be reached or did not answer in time. */
+/** The commits of one user kept losing to concurrent changes. */
+export class SessionContentionError extends SessiongateError {
+  constructor() {
+    super('SG_ERR_SESSION_CONTENTION', ERRORS.SG_ERR_SESSION_CONTENTION.message);
+  }
+}
+
+/** The upstream could not be reached or did not answer in time; its status comes with its code. */
 export class UpstreamError extends SessiongateError {
-  readonly status: 502 | 504;
+  declare readonly code: 'SG_ERR_UPSTREAM_CONNECT' | 'SG_ERR_UPSTREAM_TIMEOUT' | 'SG_ERR_UPSTREAM';
+  readonly status: number;
   constructor(
     code: 'SG_ERR_UPSTREAM_CONNECT' | 'SG_ERR_UPSTREAM_TIMEOUT' | 'SG_ERR_UPSTREAM',
-    status: 502 | 504,
     message: string,
     options?: { cause?: unknown },
   ) {
     super(code, message, options);
-    this.status = status;
+    this.status = statusOf(code);
   }
 }
 
-/** A request the gateway refuses before forwarding (ambiguous path, oversized login body). */
-export class BadRequestError extends SessiongateError {
-  readonly status: number;
-  constructor(code: string, status: number, message: string) {
-    super(code, message);
-    this.status = status;
-  }
+/** The code of a thrown value: a sessiongate error's own, else `fallback`. */
+export function codeOf(err: unknown, fallback: ErrorCode = 'SG_ERR_INTERNAL'): ErrorCode {
+  return err instanceof SessiongateError ? err.code : fallback;
 }

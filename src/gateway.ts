@@ -27,7 +27,7 @@ import {
   compileLoginRule,
   compileLogoutRule,
   compileRefreshRule,
-  type CompiledTokenRule,
+  type TokenRule,
 } from './tokens/exchange.js';
 import { compileRequestTokenReader } from './tokens/request-token.js';
 import { compileProtect } from './tokens/route.js';
@@ -166,7 +166,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
 
   const tokenIdOf = createTokenIdOf(config.secret, { memo: config.cache.tokenIdMemo });
   const paths = { caseSensitive: config.routes.caseSensitive };
-  const rules: CompiledTokenRule[] = [
+  const rules: TokenRule[] = [
     ...config.login.map((r, i) => compileLoginRule(r, i, paths)),
     ...config.refresh.map((r, i) => compileRefreshRule(r, i, paths)),
     ...config.logout.map((r, i) => compileLogoutRule(r, i, paths)),
@@ -232,24 +232,35 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     rejections,
     watchedCookies,
     mode: config.mode,
-    failMode: config.failMode,
-    unknownTokens: config.sessions.unknownTokens,
+    policy: { failMode: config.failMode, unknownTokens: config.sessions.unknownTokens },
     ambiguousPaths: config.ambiguousPaths,
-    maxLoginBody: config.maxLoginBody,
-    loginHeader: config.notify.loginHeader,
-    locationHeader: config.locationHeader?.toLowerCase(),
-    keepAliveTimeout: config.timeouts.keepAlive,
-    headersTimeout: config.timeouts.headers,
-    requestTimeout: config.timeouts.body,
-    selfServicePrefix: selfService ? config.selfService.prefix : undefined,
-    selfService,
-    probe: createUserProbe(
-      upstream.pool,
-      config.upstream,
-      defaultPresentAs(config.tokens[0]),
-      logger,
-      config.maxLoginBody,
-    ),
+    login: {
+      maxBody: config.maxLoginBody,
+      loginHeader: config.notify.loginHeader,
+      locationHeader: config.locationHeader?.toLowerCase(),
+      probe: createUserProbe(
+        upstream.pool,
+        config.upstream,
+        defaultPresentAs(config.tokens[0]),
+        logger,
+        config.maxLoginBody,
+      ),
+    },
+    timeouts: {
+      keepAlive: config.timeouts.keepAlive,
+      headers: config.timeouts.headers,
+      request: config.timeouts.body,
+    },
+    selfService: selfService && { prefix: config.selfService.prefix, handler: selfService },
+    // Request outcomes are observability's, not session events: straight to the audit log and webhook.
+    record: (event) => {
+      try {
+        audit(event);
+        webhook?.enqueue(event);
+      } catch (err) {
+        logger.error({ code: 'SG_ERR_EVENT_LISTENER', err: (err as Error).message }, 'event listener failed');
+      }
+    },
     metrics,
     logger,
     now,

@@ -1,20 +1,21 @@
 import type { ServerResponse } from 'node:http';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { StoreUnavailableError } from '../errors.js';
+import { sendError, StoreUnavailableError } from '../errors.js';
 import type { SessionService } from '../sessions/service.js';
 import {
   Exchange,
   type CompiledLoginRule,
   type CompiledLogoutRule,
   type CompiledRefreshRule,
+  type TokenRule,
 } from '../tokens/exchange.js';
 import type { TokenIdOf } from '../tokens/token-id.js';
 import { decodeBody } from './decode.js';
 import type { ResponseHead, ResponseTap } from './forward.js';
 import { headerObject } from './headers.js';
 import { writeResponseHead } from './http2.js';
-import { sendError, type Rejections } from './rejection.js';
+import type { Rejections } from './rejection.js';
 import type { RequestScope } from './scope.js';
 
 /** Asks the app who the user of a new token is (SSO callbacks), or undefined. `login`: the exchange read. */
@@ -70,8 +71,12 @@ function locationOf(head: ResponseHead): string | undefined {
  * The tap of a login, refresh or logout exchange: the response is held until the store has registered
  * what it carries, so a client never holds a token the store does not know.
  */
-export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTapDeps): ResponseTap {
-  const rule = scope.rule as CompiledLoginRule | CompiledRefreshRule | CompiledLogoutRule;
+export function exchangeTap(
+  rule: TokenRule,
+  scope: RequestScope,
+  ex: Exchange,
+  deps: ExchangeTapDeps,
+): ResponseTap {
   const log = deps.logger;
   return {
     onHead(head) {
@@ -165,12 +170,7 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
         if (rule.config.probe.onFailure === 'pass') release(res, head, body);
         // 503 (the app's answer about who logged in is missing, not the store): the client may retry.
         else
-          sendError(
-            res,
-            503,
-            'SG_ERR_LOGIN_PROBE_FAILED',
-            'the gateway could not learn who signed in; try again',
-          );
+          sendError(res, 'SG_ERR_LOGIN_PROBE_FAILED', 'the gateway could not learn who signed in; try again');
         return;
       }
     }
@@ -237,7 +237,7 @@ export function exchangeTap(scope: RequestScope, ex: Exchange, deps: ExchangeTap
     }
     deps.metrics.logins.unreadable.inc();
     log.warn({ rule: rule.name, code: 'SG_ERR_LOGIN_UNREADABLE', why }, 'unreadable login refused');
-    sendError(res, 502, 'SG_ERR_LOGIN_UNREADABLE', `the gateway could not read the login response: ${why}`);
+    sendError(res, 'SG_ERR_LOGIN_UNREADABLE', `the gateway could not read the login response: ${why}`);
   }
 
   async function onRefresh(

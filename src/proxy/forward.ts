@@ -1,9 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
-import { UpstreamError } from '../errors.js';
+import { sendError, UpstreamError } from '../errors.js';
 import { clientResponseHeaders } from './headers.js';
 import { writeResponseHead } from './http2.js';
-import { sendError } from './rejection.js';
 
 /** The upstream's response head, headers as a flat [name, value, ...] list, hop-by-hop removed. */
 export interface ResponseHead {
@@ -39,8 +38,6 @@ export interface UpstreamOptions {
   /** Largest body a tap buffers. */
   readonly maxBufferedBody: number;
   readonly onError?: (err: UpstreamError) => void;
-  /** A response of a live session's request started: streams (SSE) are tracked to close on revocation. */
-  readonly onLiveResponse?: (res: ServerResponse, head: ResponseHead, tokenId: string) => void;
   /** The head of a response a tap buffers (login, refresh, logout): its token cookies are learned. */
   readonly onBufferedHead?: (head: ResponseHead, requestUrl: string) => void;
   /**
@@ -52,18 +49,29 @@ export interface UpstreamOptions {
 
 export type RequestBody = IncomingMessage | Buffer | AsyncIterable<Buffer> | null;
 
+/** A live session's response started (streams are tracked, to be closed on revocation). */
+export type LiveResponseListener = (res: ServerResponse, head: ResponseHead, tokenId: string) => void;
+
+/** One request to forward: what goes upstream, and what watches the response. */
+export interface ForwardRequest {
+  /** The request headers as sent upstream (a flat [name, value, ...] list). */
+  readonly headers: string[];
+  readonly body: RequestBody;
+  readonly tap?: ResponseTap | undefined;
+  /** The request carried this live token: its response is reported to `onLiveResponse`. */
+  readonly liveTokenId?: string | undefined;
+  readonly onLiveResponse?: LiveResponseListener | undefined;
+}
+
 const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
 
 /** The connection pool to the app: HTTP/1.1 keep-alive, bodies streamed both ways. */
 export class Upstream {
   readonly pool: Pool;
   readonly #options: UpstreamOptions;
-  /** Set by the proxy server: called for each response of a live session's request. */
-  onLiveResponse: UpstreamOptions['onLiveResponse'];
 
   constructor(options: UpstreamOptions) {
     this.#options = options;
-    this.onLiveResponse = options.onLiveResponse;
     this.pool = new Pool(options.origin, {
       connect: { timeout: options.connectTimeout },
       headersTimeout: options.responseTimeout,
@@ -74,18 +82,9 @@ export class Upstream {
     });
   }
 
-  /**
-   * Forwards one request; the response (or a 502/504) is written to `res`. `liveTokenId`: the request
-   * carried this live token, so its responses are reported to `onLiveResponse` (streams are tracked).
-   */
-  forward(
-    req: IncomingMessage,
-    res: ServerResponse,
-    headers: string[],
-    body: RequestBody,
-    tap?: ResponseTap,
-    liveTokenId?: string,
-  ): void {
+  /** Forwards one request; the response (or a 502/504) is written to `res`. */
+  forward(req: IncomingMessage, res: ServerResponse, request: ForwardRequest): void {
+    const { headers, body } = request;
     const hasBody =
       body !== null &&
       (body instanceof Buffer
@@ -93,7 +92,7 @@ export class Upstream {
         : req.headers['content-length'] !== undefined ||
           req.headers['transfer-encoding'] !== undefined ||
           !NO_BODY_METHODS.has(req.method ?? 'GET'));
-    const handler = new ForwardHandler(req, res, tap, this, liveTokenId);
+    const handler = new ForwardHandler(req, res, request, this.#options);
     this.pool.dispatch(
       {
         origin: this.#options.origin,
@@ -137,22 +136,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #mode: 'stream' | 'buffer' | 'hold' | 'discard' = 'stream';
   #completed = false;
   #done = false;
-  readonly #upstream: Upstream;
-  readonly #liveTokenId: string | undefined;
+  readonly #request: ForwardRequest;
 
-  constructor(
-    req: IncomingMessage,
-    res: ServerResponse,
-    tap: ResponseTap | undefined,
-    upstream: Upstream,
-    liveTokenId: string | undefined,
-  ) {
-    this.#upstream = upstream;
-    this.#liveTokenId = liveTokenId;
+  constructor(req: IncomingMessage, res: ServerResponse, request: ForwardRequest, options: UpstreamOptions) {
+    this.#request = request;
     this.#req = req;
     this.#res = res;
-    this.#tap = tap;
-    this.#options = upstream.options;
+    this.#tap = request.tap;
+    this.#options = options;
     res.on('close', () => {
       // The client is gone (or the gateway ended a revoked stream): stop the upstream request too.
       if (!this.#done) this.#abort?.(new Error('client closed the connection'));
@@ -208,7 +199,6 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
         this.#chunks = undefined;
         sendError(
           this.#res,
-          502,
           'SG_ERR_LOGIN_UNREADABLE',
           'the login response is over the size the gateway reads',
         );
@@ -243,9 +233,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       (this.#tap as ResponseTap).onBody(this.#head as ResponseHead, body, this.#res).catch((err: unknown) => {
         sendError(
           this.#res,
-          502,
           'SG_ERR_INTERNAL',
           `the gateway failed to process the response: ${(err as Error).message}`,
+          502,
         );
       });
     }
@@ -267,19 +257,19 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     const upstreamError =
       code === 'UND_ERR_HEADERS_TIMEOUT'
-        ? new UpstreamError('SG_ERR_UPSTREAM_TIMEOUT', 504, 'the upstream did not answer in time', {
+        ? new UpstreamError('SG_ERR_UPSTREAM_TIMEOUT', 'the upstream did not answer in time', {
             cause: err,
           })
         : code === 'UND_ERR_CONNECT_TIMEOUT' ||
             code === 'ECONNREFUSED' ||
             code === 'ENOTFOUND' ||
             code === 'EHOSTUNREACH'
-          ? new UpstreamError('SG_ERR_UPSTREAM_CONNECT', 502, 'the upstream could not be reached', {
+          ? new UpstreamError('SG_ERR_UPSTREAM_CONNECT', 'the upstream could not be reached', {
               cause: err,
             })
-          : new UpstreamError('SG_ERR_UPSTREAM', 502, 'the upstream connection failed', { cause: err });
+          : new UpstreamError('SG_ERR_UPSTREAM', 'the upstream connection failed', { cause: err });
     this.#options.onError?.(upstreamError);
-    sendError(this.#res, upstreamError.status, upstreamError.code, upstreamError.message);
+    sendError(this.#res, upstreamError.code, upstreamError.message);
   }
 
   #writeHead(head: ResponseHead): void {
@@ -297,13 +287,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#chunks = undefined;
     if (this.#completed) this.#done = true;
     if (this.#options.onRefused !== undefined) this.#options.onRefused(this.#req, this.#res);
-    else
-      sendError(
-        this.#res,
-        503,
-        'session_store_unavailable',
-        'Sessions cannot be checked right now. Please try again shortly.',
-      );
+    else sendError(this.#res, 'session_store_unavailable');
     if (!this.#completed) this.#resume?.();
   }
 
@@ -313,7 +297,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
    * session's last answer and is never cut.
    */
   #trackLive(head: ResponseHead): void {
-    if (this.#liveTokenId !== undefined) this.#upstream.onLiveResponse?.(this.#res, head, this.#liveTokenId);
+    const { liveTokenId, onLiveResponse } = this.#request;
+    if (liveTokenId !== undefined) onLiveResponse?.(this.#res, head, liveTokenId);
   }
 
   #release(): void {

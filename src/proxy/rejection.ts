@@ -4,16 +4,9 @@ import type { SessionRecord } from '../model.js';
 import { clearingCookie } from '../tokens/cookies.js';
 import type { PresentedToken } from '../tokens/request-token.js';
 import { html } from '../ui/html.js';
+import { ERRORS, statusOf, type RejectionCode } from '../errors.js';
 
-/** Stable error codes of rejection bodies. */
-export type RejectionCode =
-  | 'session_superseded'
-  | 'session_expired'
-  | 'session_logged_out'
-  | 'session_ended'
-  | 'session_unknown'
-  | 'session_store_unavailable'
-  | 'session_limit_reached';
+export type { RejectionCode };
 
 export const STATE_TO_CODE = {
   superseded: 'session_superseded',
@@ -66,14 +59,13 @@ export class Rejections {
     this.#config = config;
     this.#messages = {
       session_superseded: config.supersededMessage,
-      session_expired: 'Your session has expired. Please sign in again.',
-      session_logged_out: 'You have signed out. Please sign in again.',
-      session_ended:
-        'This session was ended from another device or by an administrator. Please sign in again.',
-      session_unknown: 'Your session is not recognised. Please sign in again.',
-      session_store_unavailable: 'Sessions cannot be checked right now. Please try again shortly.',
-      session_limit_reached:
-        'Your account already has the maximum number of active sessions. Sign out on another device, then try again.',
+      session_expired: ERRORS.session_expired.message,
+      session_logged_out: ERRORS.session_logged_out.message,
+      session_ended: ERRORS.session_ended.message,
+      session_unknown: ERRORS.session_unknown.message,
+      session_store_unavailable: ERRORS.session_store_unavailable.message,
+      session_limit_reached: ERRORS.session_limit_reached.message,
+      session_required: ERRORS.session_required.message,
     };
     this.#bodies = Object.fromEntries(
       Object.entries(this.#messages).map(([code, message]) => [
@@ -101,7 +93,7 @@ export class Rejections {
     token: PresentedToken | undefined,
     session: SessionRecord | undefined,
   ): void {
-    const status = code === 'session_store_unavailable' ? 503 : code === 'session_limit_reached' ? 409 : 401;
+    const status = statusOf(code);
     const out: Record<string, string | string[]> = { 'cache-control': 'no-store' };
     if (status === 401 && token) {
       const cookies = this.#cookiesToClear(headers, token);
@@ -196,18 +188,3 @@ const BEARER = /^bearer[ \t]/i;
 // Prettier would reformat the `html` template as HTML, changing the page's bytes.
 export const plainRejectionPage: RejectionPageRenderer = ({ message, loginUrl }) =>
   html`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Signed out</title></head><body><main><h1>You have been signed out</h1><p>${message}</p>${loginUrl ? html`<p><a href="${loginUrl}">Sign in again</a></p>` : undefined}</main></body></html>`.toString();
-
-/** A clean JSON error for requests the gateway cannot forward. */
-export function sendError(res: ServerResponse, status: number, code: string, message: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = JSON.stringify({ error: code, message });
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(body)),
-    'cache-control': 'no-store',
-  });
-  res.end(body);
-}

@@ -65,6 +65,20 @@ export type LoginOutcome =
   | { readonly kind: 'existing'; readonly session: SessionRecord }
   | { readonly kind: 'refused'; readonly live: number };
 
+/** What a token's state can be, as the service judges it (a session state, or why there is none). */
+export type TokenState = Decision['state'];
+
+/**
+ * The answer to "may this token go on?", read-only: callers outside `sessions` never see or change
+ * the cache's entries (which carry activity bookkeeping).
+ */
+export interface TokenCheck {
+  readonly state: TokenState;
+  readonly session: SessionRecord | undefined;
+  /** Last activity seen of the session (clock milliseconds). */
+  readonly lastSeenAt: number;
+}
+
 /** Thrown when a commit kept losing to concurrent changes of one user. */
 export class SessionContentionError extends SessiongateError {
   constructor() {
@@ -154,7 +168,7 @@ export class SessionService {
    * The decision for a token id. Synchronous on a cache hit (the hot path: no promise, no allocation),
    * a promise otherwise. Never throws: an unreachable store gives state `unavailable`.
    */
-  check(tokenId: string): Decision | Promise<Decision> {
+  check(tokenId: string): TokenCheck | Promise<TokenCheck> {
     const now = this.#now();
     const hit = this.#cache.get(tokenId, now);
     if (hit !== undefined && (this.#config.consistency === 'cached' || hit.state !== 'live')) {

@@ -452,6 +452,9 @@ export interface CompiledLogoutRule extends CompiledTokenRule {
   readonly readPresented: ((ex: Exchange) => string | undefined) | undefined;
 }
 
+/** A compiled rule of any kind, discriminated by `kind`. */
+export type TokenRule = CompiledLoginRule | CompiledRefreshRule | CompiledLogoutRule;
+
 function compileTokens(sources: readonly TokenSource[]) {
   const compiled = sources.map(compileTokenSource);
   const cookieTests = compiled

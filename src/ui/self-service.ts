@@ -13,6 +13,8 @@
  * checks that refuse cross-site requests outright.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readCapped } from '../http/body.js';
+import type { ErrorCode, RejectionCode } from '../errors.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SessionRecord } from '../model.js';
 import type { Logger } from '../observability/logger.js';
@@ -64,10 +66,15 @@ export const renderRejectionPage = renderSupersededPage;
 const MAX_BODY = 16 * 1024;
 const SESSION_ACTION = /^sessions\/([^/]+)\/end$/;
 
+const UNKNOWN = {
+  code: 'session_unknown',
+  message: 'Your session is not recognised. Please sign in again.',
+} as const;
+
 /** Messages of the 401 answer, by why the request has no live session. */
-const NOT_LIVE: Readonly<Record<string, { code: string; message: string }>> = {
+const NOT_LIVE: Readonly<Record<string, { code: RejectionCode; message: string }>> = {
   none: { code: 'session_required', message: 'Sign in to see and manage your sessions.' },
-  unknown: { code: 'session_unknown', message: 'Your session is not recognised. Please sign in again.' },
+  unknown: UNKNOWN,
   superseded: {
     code: 'session_superseded',
     message: 'Another session has been started using your account. Please sign in again.',
@@ -83,7 +90,7 @@ type Live = { readonly session: SessionRecord; readonly lastSeenAt: number };
 class HttpProblem extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly title = 'Something went wrong',
     /** For a 401 of a session that ended: the record, so the page can say when and why. */
@@ -216,7 +223,7 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
   }
 
   function notLive(state: string, session?: SessionRecord): HttpProblem {
-    const { code, message } = NOT_LIVE[state] ?? (NOT_LIVE.unknown as { code: string; message: string });
+    const { code, message } = NOT_LIVE[state] ?? UNKNOWN;
     return new HttpProblem(401, code, message, state === 'none' ? 'Sign in' : 'You are signed out', session);
   }
 
@@ -346,28 +353,12 @@ function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MAX_BODY) {
-    req.resume();
-    return Promise.reject(new HttpProblem(413, 'SG_ERR_BODY_TOO_LARGE', 'Request body too large.'));
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new HttpProblem(413, 'SG_ERR_BODY_TOO_LARGE', 'Request body too large.'));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
+async function readBody(req: IncomingMessage): Promise<string> {
+  const body = await readCapped(req, MAX_BODY);
+  if (body === 'too_large') throw new HttpProblem(413, 'SG_ERR_BODY_TOO_LARGE', 'Request body too large.');
+  if (body === 'aborted')
+    throw new HttpProblem(400, 'SG_ERR_BAD_REQUEST', 'The request did not arrive whole.');
+  return body.toString('utf8');
 }
 
 /** JSON for SPAs and API clients: `Accept: application/json`, or an `X-CSRF-Token` (only scripts send it). */

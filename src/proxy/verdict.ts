@@ -1,0 +1,86 @@
+import type { TokenState } from '../sessions/service.js';
+import type { RequestOutcome } from '../observability/metrics.js';
+import { STATE_TO_CODE, type RejectionCode } from './rejection.js';
+
+/** What a request's route is, as far as judging its token goes. */
+export type RouteKind = 'passthrough' | 'login' | 'refresh' | 'logout';
+
+/** The deployment's answers to "what if": compiled once from the config. */
+export interface VerdictPolicy {
+  readonly failMode: 'open' | 'closed';
+  readonly unknownTokens: 'pass' | 'reject';
+}
+
+export type Verdict = 'pass' | RejectionCode;
+
+/**
+ * Whether a request with a token in this state goes on, or the code it is rejected with. Pure: the
+ * same (state, route, policy) always gives the same verdict. Report-only is not decided here: a
+ * rejection under report-only is still a rejection, only not enforced (proxy/reject.ts).
+ *
+ * A login or logout may carry a dead token (a superseded browser signing in again, a stale tab
+ * signing out): it passes, and its token is not forwarded (routes/forwarding.ts). A refresh may not:
+ * a dead session must not be revived by its refresh token.
+ */
+export function verdictOf(state: TokenState, route: RouteKind, policy: VerdictPolicy): Verdict {
+  const lenient = route === 'login' || route === 'logout';
+  switch (state) {
+    case 'live':
+    case 'anonymous':
+      return 'pass';
+    case 'unknown':
+      return policy.unknownTokens === 'pass' || lenient ? 'pass' : 'session_unknown';
+    case 'unavailable':
+      return policy.failMode === 'open' ? 'pass' : 'session_store_unavailable';
+    default:
+      return lenient ? 'pass' : STATE_TO_CODE[state];
+  }
+}
+
+/** A session that ended: its tokens are refused (or, on login routes, passed but never forwarded). */
+export function isDead(state: TokenState | undefined): boolean {
+  return (
+    state !== undefined &&
+    state !== 'live' &&
+    state !== 'unknown' &&
+    state !== 'anonymous' &&
+    state !== 'unavailable'
+  );
+}
+
+/** The request counter a passed request is counted under. */
+export function passedOutcome(state: TokenState): RequestOutcome {
+  switch (state) {
+    case 'live':
+      return 'passed_live';
+    case 'unavailable':
+      return 'passed_store_unavailable';
+    case 'anonymous':
+      return 'passed_anonymous';
+    default:
+      return 'passed_unknown';
+  }
+}
+
+/** The request counter a rejected request is counted under. */
+export function rejectedOutcome(code: RejectionCode): RequestOutcome {
+  switch (code) {
+    case 'session_superseded':
+      return 'rejected_superseded';
+    case 'session_expired':
+      return 'rejected_expired';
+    case 'session_logged_out':
+      return 'rejected_logged_out';
+    case 'session_ended':
+      return 'rejected_ended';
+    case 'session_unknown':
+      return 'rejected_unknown';
+    default:
+      return 'rejected_store_unavailable';
+  }
+}
+
+/** The rejection code of a dead state (the code a closed long-lived connection is told). */
+export function deadCode(state: TokenState): RejectionCode {
+  return state in STATE_TO_CODE ? STATE_TO_CODE[state as keyof typeof STATE_TO_CODE] : 'session_superseded';
+}
