@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Decision, DecisionCache } from '../cache/decision-cache.js';
-import { SessiongateError, StoreConflictError, StoreUnavailableError } from '../errors.js';
+import { SessionContentionError, StoreConflictError, StoreUnavailableError } from '../errors.js';
 import type { SessionStore } from '../store/contract.js';
 import type { EndedBy, EndState, SessionRecord, TokenLookup } from '../model.js';
 import { END_EVENT, REPLACED_EVENT, SessionEvents } from './events.js';
@@ -77,13 +77,6 @@ export interface TokenCheck {
   readonly session: SessionRecord | undefined;
   /** Last activity seen of the session (clock milliseconds). */
   readonly lastSeenAt: number;
-}
-
-/** Thrown when a commit kept losing to concurrent changes of one user. */
-export class SessionContentionError extends SessiongateError {
-  constructor() {
-    super('SG_ERR_SESSION_CONTENTION', 'too many concurrent changes of one user; try again');
-  }
 }
 
 const MAX_COMMIT_ATTEMPTS = 32;
