@@ -105,10 +105,6 @@ export class Upstream {
     );
   }
 
-  get options(): UpstreamOptions {
-    return this.#options;
-  }
-
   close(): Promise<void> {
     return this.pool.close();
   }

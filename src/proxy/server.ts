@@ -25,8 +25,7 @@ import { compilePrepare, isRefusal } from './prepare.js';
 import type { Rejections } from './rejection.js';
 import { anonymousTap, type RotationDeps, type WatchedCookies } from './rotation-tap.js';
 import { exchangeOf, type ForwardingDeps } from './routes/forwarding.js';
-import type { ExchangeRouteDeps } from './routes/exchange.js';
-import { loginRoute, logoutRoute } from './routes/login.js';
+import { exchangeRoute, type ExchangeRouteDeps } from './routes/exchange.js';
 import { passthroughRoute } from './routes/passthrough.js';
 import { refreshRoute } from './routes/refresh.js';
 import { compileRuleBodyReader } from './routes/rule-body.js';
@@ -149,11 +148,9 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
   const routes: Route[] = o.rules.map((rule) => ({
     rule,
     handler:
-      rule.kind === 'login'
-        ? loginRoute(rule, exchange)
-        : rule.kind === 'logout'
-          ? logoutRoute(rule, exchange)
-          : refreshRoute(rule, { ...exchange, sessions, tokenIdOf: o.tokenIdOf, policy }),
+      rule.kind === 'refresh'
+        ? refreshRoute(rule, { ...exchange, sessions, tokenIdOf: o.tokenIdOf, policy })
+        : exchangeRoute(rule, exchange),
   }));
   const prepare = compilePrepare({
     routes,

@@ -48,37 +48,29 @@ export function isDead(state: TokenState | undefined): boolean {
   );
 }
 
-/** The request counter a passed request is counted under. */
+/** The request counter a passed request is counted under (a dead state never passes uncounted). */
 export function passedOutcome(state: TokenState): RequestOutcome {
-  switch (state) {
-    case 'live':
-      return 'passed_live';
-    case 'unavailable':
-      return 'passed_store_unavailable';
-    case 'anonymous':
-      return 'passed_anonymous';
-    default:
-      return 'passed_unknown';
-  }
+  return PASSED[state as keyof typeof PASSED] ?? 'passed_unknown';
 }
+
+const PASSED = {
+  live: 'passed_live',
+  unavailable: 'passed_store_unavailable',
+  anonymous: 'passed_anonymous',
+} as const satisfies Partial<Record<TokenState, RequestOutcome>>;
 
 /** The request counter a rejected request is counted under. */
 export function rejectedOutcome(code: RejectionCode): RequestOutcome {
-  switch (code) {
-    case 'session_superseded':
-      return 'rejected_superseded';
-    case 'session_expired':
-      return 'rejected_expired';
-    case 'session_logged_out':
-      return 'rejected_logged_out';
-    case 'session_ended':
-      return 'rejected_ended';
-    case 'session_unknown':
-      return 'rejected_unknown';
-    default:
-      return 'rejected_store_unavailable';
-  }
+  return REJECTED[code as keyof typeof REJECTED] ?? 'rejected_store_unavailable';
 }
+
+const REJECTED = {
+  session_superseded: 'rejected_superseded',
+  session_expired: 'rejected_expired',
+  session_logged_out: 'rejected_logged_out',
+  session_ended: 'rejected_ended',
+  session_unknown: 'rejected_unknown',
+} as const satisfies Partial<Record<RejectionCode, RequestOutcome>>;
 
 /** The rejection code of a dead state (the code a closed long-lived connection is told). */
 export function deadCode(state: TokenState): RejectionCode {

@@ -1,4 +1,3 @@
-import type { ServerResponse } from 'node:http';
 import { withoutCookies } from '../../tokens/cookies.js';
 import { Exchange } from '../../tokens/exchange.js';
 import type { PresentedToken } from '../../tokens/request-token.js';
@@ -67,8 +66,7 @@ export function forwardTo(
   tap: ResponseTap | undefined,
   body: Buffer | undefined = scope.body?.raw,
 ): void {
-  const res: ServerResponse = scope.res;
-  upstream.forward(scope.req, res, { headers, body: body ?? scope.req, tap });
+  upstream.forward(scope.req, scope.res, { headers, body: body ?? scope.req, tap });
 }
 
 /**
