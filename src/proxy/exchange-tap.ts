@@ -16,6 +16,7 @@ import type { ResponseHead, ResponseTap } from './forward.js';
 import { headerObject } from './headers.js';
 import { writeResponseHead } from './http2.js';
 import type { Rejections } from './rejection.js';
+import type { LoginAttribute } from './login-attributes.js';
 import type { RequestScope } from './scope.js';
 
 /** Asks the app who the user of a new token is (SSO callbacks), or undefined. `login`: the exchange read. */
@@ -39,6 +40,8 @@ export interface ExchangeTapDeps {
   readonly loginHeader: boolean;
   readonly locationHeader: string | undefined;
   readonly probe: UserProbe;
+  /** sessions.groups.from: the groups a login names, for group limits and exemptions. */
+  readonly groups?: LoginAttribute | undefined;
   /**
    * The cookie tap of an ordinary response (a live session's rotation, or anonymous cookies under
    * `unknownTokens: reject`): a response that is not a registered login
@@ -184,6 +187,25 @@ export function exchangeTap(
       unreadable(rule, head, body, res, 'the login names no user');
       return;
     }
+    let groups: readonly string[] | undefined;
+    if (deps.groups !== undefined) {
+      const read = deps.groups.read(ex, tokens);
+      if (read.kind === 'names') groups = read.names;
+      else {
+        const refuse = deps.groups.onMissing === 'refuse';
+        deps.metrics.policyOutcomes.labels(refuse ? 'refused' : 'defaulted', `group-${read.kind}`).inc();
+        log.warn(
+          { rule: rule.name, code: 'SG_ERR_LOGIN_NO_GROUP', why: read.kind },
+          refuse
+            ? 'the login names no readable group: refused'
+            : 'the login names no readable group: the default limit applies',
+        );
+        if (refuse) {
+          sendError(res, 'SG_ERR_LOGIN_NO_GROUP');
+          return;
+        }
+      }
+    }
     const location = deps.locationHeader ? scope.req.headers[deps.locationHeader] : undefined;
     const reportOnly = deps.mode === 'report-only';
     const outcome = await deps.sessions.login({
@@ -193,6 +215,7 @@ export function exchangeTap(
       ip: scope.clientIp,
       userAgent: scope.req.headers['user-agent'] ?? '',
       ...(typeof location === 'string' ? { location } : {}),
+      ...(groups !== undefined ? { groups } : {}),
       ...(reportOnly ? { reportOnly } : {}),
     });
     const wouldRefuse = outcome.kind === 'created' && outcome.wouldRefuse === true;

@@ -4,11 +4,20 @@ import { SessionContentionError, StoreConflictError, StoreUnavailableError } fro
 import type { SessionStore } from '../store/contract.js';
 import type { EndedBy, EndState, SessionRecord, TokenLookup } from '../model.js';
 import { END_EVENT, REPLACED_EVENT, SessionEvents } from './events.js';
-import { decideLogin } from './policy.js';
+import { deviceClass, type DeviceClass } from './device.js';
+import { decideLogin, type EndReason, type OnLimit, type PolicyReason } from './policy.js';
 
 export interface SessionServiceConfig {
   readonly limit: number;
-  readonly onLimit: 'replace-oldest' | 'reject-new';
+  readonly onLimit: OnLimit;
+  /** Milliseconds; see LimitPolicyConfig.reclaimIdleAfter. */
+  readonly reclaimIdleAfter?: number | undefined;
+  /** Live sessions per device class (sessions.devices). */
+  readonly devices?: Readonly<Partial<Record<DeviceClass, number>>> | undefined;
+  /** Limits by group (sessions.groups.limits): a user in several groups gets the smallest. */
+  readonly groups?: { readonly limits: Readonly<Record<string, number>> } | undefined;
+  /** Users and groups never counted, never ended by a limit (sessions.exempt). */
+  readonly exempt?: { readonly users: readonly string[]; readonly groups: readonly string[] } | undefined;
   /** Milliseconds. */
   readonly idleTimeout: number;
   readonly maxAge: number;
@@ -42,6 +51,8 @@ export interface LoginInput {
   readonly ip: string;
   readonly userAgent: string;
   readonly location?: string;
+  /** The groups the login named (sessions.groups.from), for group limits and exemptions. */
+  readonly groups?: readonly string[];
   /**
    * `mode: report-only`: a login the limit would refuse is registered anyway, past the limit, so the
    * gateway keeps tracking the session the app now has (the outcome says `wouldRefuse`).
@@ -63,7 +74,7 @@ export type LoginOutcome =
       readonly wouldRefuse?: boolean;
     }
   | { readonly kind: 'existing'; readonly session: SessionRecord }
-  | { readonly kind: 'refused'; readonly live: number };
+  | { readonly kind: 'refused'; readonly live: number; readonly reason: PolicyReason };
 
 /** What a token's state can be, as the service judges it (a session state, or why there is none). */
 export type TokenState = Decision['state'];
@@ -115,6 +126,9 @@ export class SessionService {
    */
   readonly #unwritten: number;
   #liveCount: { readonly at: number; readonly value: Promise<number> } | undefined;
+  readonly #exemptUsers: ReadonlySet<string>;
+  readonly #exemptGroups: ReadonlySet<string>;
+  readonly #groupLimits: ReadonlyMap<string, number>;
 
   constructor(options: SessionServiceOptions) {
     this.#store = options.store;
@@ -126,6 +140,9 @@ export class SessionService {
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
     this.#onSharedToken = options.onSharedToken ?? (() => {});
     this.#unwritten = this.#store.kind === 'memory' ? 0 : this.#config.activityInterval;
+    this.#exemptUsers = new Set(this.#config.exempt?.users ?? []);
+    this.#exemptGroups = new Set(this.#config.exempt?.groups ?? []);
+    this.#groupLimits = new Map(Object.entries(this.#config.groups?.limits ?? {}));
     this.#unwatch = this.#store.watch({
       onInvalidate: (m) => {
         // Tombstones first: invalidate() then drops only what is still cached as live.
@@ -357,7 +374,13 @@ export class SessionService {
         ...s,
         lastSeenAt: this.#lastActivity(s, this.#localActivity(s)),
       }));
-      const login = { at: now, ...(replacesSessionId ? { replacesSessionId } : {}) };
+      const login = {
+        at: now,
+        sessionId: session.id,
+        device: deviceClass(input.userAgent),
+        ...this.#policyOf(input),
+        ...(replacesSessionId ? { replacesSessionId } : {}),
+      };
       let decision = decideLogin(seen, login, this.#config);
       let wouldRefuse = false;
       if (decision.kind === 'refuse' && !input.reportOnly) {
@@ -368,15 +391,17 @@ export class SessionService {
           ip: input.ip,
           userAgent: input.userAgent,
           reason: 'session_limit_reached',
+          policy: decision.reason,
         });
-        return { kind: 'refused', live: decision.live };
+        return { kind: 'refused', live: decision.live, reason: decision.reason };
       }
       if (decision.kind === 'refuse') {
         // report-only: no session.refused (its webhook would tell the user of a refusal that did not
         // happen; the caller logs and counts it). Decided as if there were no limit: sessions past their
         // time still end, none is superseded.
-        decision = decideLogin(seen, login, { ...this.#config, limit: Number.MAX_SAFE_INTEGER });
-        if (decision.kind === 'refuse') return { kind: 'refused', live: decision.live };
+        decision = decideLogin(seen, { ...login, exempt: true }, this.#config);
+        if (decision.kind === 'refuse')
+          return { kind: 'refused', live: decision.live, reason: decision.reason };
         wouldRefuse = true;
       }
       try {
@@ -384,7 +409,11 @@ export class SessionService {
           user: input.user,
           expectedVersion: snapshot.version,
           create: session,
-          end: decision.end.map((e) => ({ ...e, ...(e.state === 'superseded' ? { endedBy } : {}) })),
+          end: decision.end.map((e) => ({
+            sessionId: e.sessionId,
+            state: e.state,
+            ...(e.state === 'superseded' ? { endedBy } : {}),
+          })),
           at: now,
         });
       } catch (err) {
@@ -395,7 +424,8 @@ export class SessionService {
         const s = snapshot.live.find((x) => x.id === e.sessionId) as SessionRecord;
         return { ...s, state: e.state, endedAt: now, ...(e.state === 'superseded' ? { endedBy } : {}) };
       });
-      this.#recordEnded(all, now, 'login', session.tokenIds, replacesSessionId);
+      const reasons = new Map(decision.end.map((e) => [e.sessionId, e.reason]));
+      this.#recordEnded(all, now, 'login', session.tokenIds, replacesSessionId, reasons);
       this.#cacheLive(session.tokenIds, session, now);
       const replaced = all.find((s) => s.id === replacesSessionId);
       const ended = all.filter((s) => s.id !== replacesSessionId);
@@ -420,6 +450,21 @@ export class SessionService {
       };
     }
     throw new SessionContentionError();
+  }
+
+  /**
+   * The user's place in the policy: exempt (by name or group), or the smallest limit of their groups
+   * (none named in groups.limits: the default limit).
+   */
+  #policyOf(input: LoginInput): { exempt?: true; groupLimit?: number } {
+    if (this.#exemptUsers.has(input.user)) return { exempt: true };
+    let groupLimit: number | undefined;
+    for (const g of input.groups ?? []) {
+      if (this.#exemptGroups.has(g)) return { exempt: true };
+      const l = this.#groupLimits.get(g);
+      if (l !== undefined && (groupLimit === undefined || l < groupLimit)) groupLimit = l;
+    }
+    return groupLimit !== undefined ? { groupLimit } : {};
   }
 
   /**
@@ -547,6 +592,7 @@ export class SessionService {
     actor: 'user' | 'admin' | 'login' | undefined,
     keep: readonly string[] = [],
     replacedId?: string,
+    reasons?: ReadonlyMap<string, EndReason>,
   ): void {
     if (ended.length === 0) return;
     this.#liveCount = undefined;
@@ -561,6 +607,7 @@ export class SessionService {
       this.#cache.noteEnded(s);
       // Replaced by the browser's own re-login; if it had idled out meanwhile, it is reported as expired.
       const replaced = s.id === replacedId && s.state === 'superseded';
+      const why = reasons?.get(s.id);
       this.events.emit({
         type: replaced ? REPLACED_EVENT : END_EVENT[s.state as EndState],
         at: now,
@@ -569,6 +616,7 @@ export class SessionService {
         ip: s.ip,
         userAgent: s.userAgent,
         reason: replaced ? 'replaced' : s.state,
+        ...(why !== undefined && why !== 'expired' && why !== 'replaced' ? { policy: why } : {}),
         ...(s.endedBy || actor ? { by: { ...s.endedBy, ...(actor ? { actor } : {}) } } : {}),
       });
     }
