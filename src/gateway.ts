@@ -171,7 +171,11 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   const tokenIdOf = createTokenIdOf(config.secret, { memo: config.cache.tokenIdMemo });
   const paths = { caseSensitive: config.routes.caseSensitive };
   const groupsConfig = config.sessions.groups;
-  const policySources = groupsConfig ? [groupsConfig.from] : [];
+  const seatsConfig = config.sessions.seats;
+  const policySources = [
+    ...(groupsConfig ? [groupsConfig.from] : []),
+    ...(seatsConfig ? [seatsConfig.key] : []),
+  ];
   const rules: TokenRule[] = [
     ...config.login.map((r, i) => compileLoginRule(r, i, paths, policySources)),
     ...config.refresh.map((r, i) => compileRefreshRule(r, i, paths)),
@@ -254,6 +258,11 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       groups: groupsConfig && {
         read: compileAttributeReader(groupsConfig.from),
         onMissing: groupsConfig.onMissing,
+      },
+      seats: seatsConfig && {
+        read: compileAttributeReader(seatsConfig.key),
+        onMissing: seatsConfig.onMissing,
+        message: seatsConfig.message,
       },
     },
     timeouts: {

@@ -368,6 +368,27 @@ export const configSchema = z
         reclaimIdleAfter: duration('reclaimIdleAfter').optional(),
         /** Limits by group, read at login: a user in several groups gets the smallest; others the default. */
         groups: loginGroups.optional(),
+        /** A cap on live sessions per tenant, across all its users (exempt users take no seat). */
+        seats: z
+          .object({
+            /** Where the login names its tenant (a string): same source forms as `groups.from`. */
+            key: loginAttributeSource,
+            /** Live sessions per tenant. */
+            max: z.number().int().min(1),
+            /** What a login refused for want of a seat is told (409 session_seat_limit_reached). */
+            message: z
+              .string()
+              .default(
+                'Your organisation already has the maximum number of active sessions. Try again later, or ask someone to sign out.',
+              ),
+            /**
+             * A login whose tenant is missing or not a string (logged as SG_ERR_LOGIN_NO_TENANT, counted):
+             * `default` takes no seat, `refuse` refuses the login with 403. @default default
+             */
+            onMissing: z.enum(['default', 'refuse']).default('default'),
+          })
+          .strict()
+          .optional(),
         /** Users and groups never counted and never ended by a limit (service accounts). */
         exempt: z
           .object({

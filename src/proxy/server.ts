@@ -64,6 +64,8 @@ export interface ProxyOptions {
     readonly probe: UserProbe;
     /** sessions.groups.from, read at each login. */
     readonly groups?: LoginAttribute | undefined;
+    /** sessions.seats.key, read at each login, and the refusal's message. */
+    readonly seats?: (LoginAttribute & { readonly message: string }) | undefined;
   };
   readonly timeouts: {
     readonly keepAlive: number;
@@ -146,6 +148,7 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
       locationHeader: o.login.locationHeader,
       probe: o.login.probe,
       groups: o.login.groups,
+      seats: o.login.seats,
     },
   };
   // The rule kind is switched on here, once: each request then calls its route's handler.

@@ -16,6 +16,8 @@ export interface SessionServiceConfig {
   readonly devices?: Readonly<Partial<Record<DeviceClass, number>>> | undefined;
   /** Limits by group (sessions.groups.limits): a user in several groups gets the smallest. */
   readonly groups?: { readonly limits: Readonly<Record<string, number>> } | undefined;
+  /** A cap on live sessions per tenant (sessions.seats.max). */
+  readonly seats?: { readonly max: number } | undefined;
   /** Users and groups never counted, never ended by a limit (sessions.exempt). */
   readonly exempt?: { readonly users: readonly string[]; readonly groups: readonly string[] } | undefined;
   /** Milliseconds. */
@@ -53,6 +55,8 @@ export interface LoginInput {
   readonly location?: string;
   /** The groups the login named (sessions.groups.from), for group limits and exemptions. */
   readonly groups?: readonly string[];
+  /** The tenant the login named (sessions.seats.key): the new session takes one of its seats. */
+  readonly tenant?: string;
   /**
    * `mode: report-only`: a login the limit would refuse is registered anyway, past the limit, so the
    * gateway keeps tracking the session the app now has (the outcome says `wouldRefuse`).
@@ -352,6 +356,9 @@ export class SessionService {
       if (other === undefined) tokenIds.push(tokenId);
       else this.#onSharedToken(input.user);
     }
+    const policy = this.#policyOf(input);
+    // Exempt users take no seat.
+    const seatTenant = this.#config.seats && policy.exempt !== true ? input.tenant : undefined;
     const session: SessionRecord = {
       id: this.#newId(),
       user: input.user,
@@ -362,11 +369,13 @@ export class SessionService {
       ip: input.ip,
       userAgent: input.userAgent,
       ...(input.location ? { location: input.location } : {}),
+      ...(seatTenant !== undefined ? { tenant: seatTenant } : {}),
       // The login's own tokens (session + remember-me) stay with the session for its life.
       tokenIds,
       pinned: tokenIds.length,
     };
     const endedBy: EndedBy = { sessionId: session.id, ip: input.ip, userAgent: input.userAgent };
+    let seated = false;
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
       const snapshot = await this.#store.readUser(input.user);
       // The policy judges idleness by the last activity anyone can vouch for (see #lastActivity).
@@ -378,12 +387,14 @@ export class SessionService {
         at: now,
         sessionId: session.id,
         device: deviceClass(input.userAgent),
-        ...this.#policyOf(input),
+        ...policy,
         ...(replacesSessionId ? { replacesSessionId } : {}),
       };
       let decision = decideLogin(seen, login, this.#config);
       let wouldRefuse = false;
       if (decision.kind === 'refuse' && !input.reportOnly) {
+        // A seat reserved by an attempt that lost its race is not this login's any more.
+        if (seated && seatTenant !== undefined) this.#releaseSeats(seatTenant, [session.id]);
         this.events.emit({
           type: 'session.refused',
           at: now,
@@ -404,6 +415,32 @@ export class SessionService {
           return { kind: 'refused', live: decision.live, reason: decision.reason };
         wouldRefuse = true;
       }
+      if (seatTenant !== undefined && this.#config.seats) {
+        const ending = new Set(decision.end.map((e) => e.sessionId));
+        const taken = await this.#store.seats.reserve({
+          tenant: seatTenant,
+          user: input.user,
+          sessionId: session.id,
+          expiresAt: session.expiresAt,
+          keep: snapshot.live.filter((s) => !ending.has(s.id)).map((s) => s.id),
+          max: this.#config.seats.max,
+          at: now,
+        });
+        seated = taken;
+        if (!taken && input.reportOnly) wouldRefuse = true;
+        else if (!taken) {
+          this.events.emit({
+            type: 'session.refused',
+            at: now,
+            user: input.user,
+            ip: input.ip,
+            userAgent: input.userAgent,
+            reason: 'session_seat_limit_reached',
+            policy: 'seat-limit',
+          });
+          return { kind: 'refused', live: snapshot.live.length - ending.size, reason: 'seat-limit' };
+        }
+      }
       try {
         await this.#store.commit({
           user: input.user,
@@ -417,7 +454,9 @@ export class SessionService {
           at: now,
         });
       } catch (err) {
+        // A retry reserves again (the user's seats are rewritten); a failure frees the seat taken.
         if (err instanceof StoreConflictError) continue;
+        if (seatTenant !== undefined) this.#releaseSeats(seatTenant, [session.id]);
         throw err;
       }
       const all = decision.end.map((e) => {
@@ -449,6 +488,7 @@ export class SessionService {
         ...(wouldRefuse ? { wouldRefuse } : {}),
       };
     }
+    if (seated && seatTenant !== undefined) this.#releaseSeats(seatTenant, [session.id]);
     throw new SessionContentionError();
   }
 
@@ -605,6 +645,7 @@ export class SessionService {
         this.#cache.set(t, this.#cache.makeDecision(s.state, s, now));
       }
       this.#cache.noteEnded(s);
+      if (s.tenant !== undefined) this.#releaseSeats(s.tenant, [s.id]);
       // Replaced by the browser's own re-login; if it had idled out meanwhile, it is reported as expired.
       const replaced = s.id === replacedId && s.state === 'superseded';
       const why = reasons?.get(s.id);
@@ -621,6 +662,13 @@ export class SessionService {
       });
     }
     this.#notifyRevoked(tokenIds);
+  }
+
+  /** Frees the seats of ended sessions, off the caller's path: a failure leaves the seat to its expiry. */
+  #releaseSeats(tenant: string, sessionIds: readonly string[]): void {
+    this.#store.seats
+      .release(tenant, sessionIds)
+      .catch((err: unknown) => this.#onBackgroundError(err, 'seat release'));
   }
 
   #notifyRevoked(tokenIds: readonly string[]): void {
