@@ -3,10 +3,17 @@
  * JWT claim and from a form field), exemptions, both victim orders, idle reclaim, device classes, the
  * audit reasons and the policy metric; and, on Redis, a changed limit that evicts nobody at startup.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
+import { ConfigError } from '../../src/errors.js';
 import {
   bearer,
   get,
@@ -23,6 +30,7 @@ import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/r
 import { needTool } from '../support/tools.js';
 import { JWT_KEY, listenApp, readBody, type RunningApp } from '../support/upstreams.js';
 
+const run = promisify(execFile);
 const redisServer = needTool('redis-server', 'redis-server', haveRedis());
 const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
 const ANDROID =
@@ -257,6 +265,33 @@ describe.each(stores)('limit policies on the $name store', ({ store }) => {
     expect(gw.logs.audit('session.expired')).toEqual([]);
   });
 
+  it('refuses a login beyond the tenant seats with 409 and the configured message, whatever onLimit says', async () => {
+    const gw = await gateway({
+      limit: 2,
+      onLimit: 'replace-oldest',
+      seats: { key: 'jwt:tenant', max: 2, message: 'Acme is full.' },
+    });
+    const ann = await login(gw, 'ann', { tenant: 'acme' });
+    clock.advance(1000);
+    await login(gw, 'bob', { tenant: 'acme' });
+    clock.advance(1000);
+    const cid = await login(gw, 'cid', { tenant: 'acme' });
+    expect(cid.status).toBe(409);
+    expect(cid.body).toEqual({ error: 'session_seat_limit_reached', message: 'Acme is full.' });
+    // Another tenant, and a login without a tenant, take no seat of acme's.
+    expect((await login(gw, 'cid', { tenant: 'globex' })).status).toBe(200);
+    expect((await login(gw, 'dan')).status).toBe(200);
+    // ann's re-login (replace-oldest, limit 2) needs a second seat: refused; her first stays.
+    expect((await login(gw, 'ann', { tenant: 'acme' })).status).toBe(409);
+    expect(await statusOf(gw, ann.token)).toBe(200);
+    expect(gw.logs.audit('session.refused').map((e) => [e.user, e.policy])).toEqual([
+      ['cid', 'seat-limit'],
+      ['ann', 'seat-limit'],
+    ]);
+    expect(await policyCount(gw, 'refused', 'seat-limit')).toBe(2);
+    expect(await policyCount(gw, 'defaulted', 'tenant-missing')).toBe(1);
+  });
+
   it('a second phone ends the first phone, never the desktop', async () => {
     const gw = await gateway({ limit: 2, devices: { desktop: 1, mobile: 1 } });
     const desktop = await login(gw, 'dev', {}, { 'user-agent': UA.chromeWindows });
@@ -316,5 +351,46 @@ describe.skipIf(!redisServer)('a changed limit on a live deployment', () => {
     const next = await login(after, 'lee');
     for (const t of tokens) expect(await errorOf(after, t)).toBe('session_superseded');
     expect(await statusOf(after, next.token)).toBe(200);
+  });
+});
+
+describe('a bad policy configuration', () => {
+  const base = { upstream: 'http://127.0.0.1:3000', secret: 'a-secret-of-sixteen+', login: LOGIN };
+  const problems = (sessions: Record<string, unknown>): string[] => {
+    try {
+      parseConfig({ ...base, sessions }, {});
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems.map((p) => p.path);
+      throw err;
+    }
+    return [];
+  };
+
+  it('names the key path of each problem', () => {
+    expect(problems({ groups: { from: 'cookie:role', limits: { admin: 0 } } })).toEqual([
+      'sessions.groups.from',
+      'sessions.groups.limits.admin',
+    ]);
+    expect(problems({ exempt: { groups: ['service'] } })).toEqual(['sessions.exempt.groups']);
+    expect(problems({ devices: { phone: 1 } })).toEqual(['sessions.devices.phone']);
+    expect(problems({ reclaimIdleAfter: '1h', idleTimeout: '30m' })).toEqual(['sessions.reclaimIdleAfter']);
+    expect(problems({ seats: { key: 'jwt:tenant' } })).toEqual(['sessions.seats.max']);
+    expect(problems({ onLimit: 'replace-least-recent', seats: { key: 'jwt:tenant', max: 3 } })).toEqual([]);
+  });
+
+  it('makes the CLI exit 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sg-policy-'));
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(
+      file,
+      `upstream: http://127.0.0.1:3000\nsecret: a-secret-of-sixteen+\nsessions:\n  groups:\n    from: jwt:role\n    limits: { admin: -1 }\nlogin:\n  - match: POST /api/login\n    token: json:accessToken\n    user: json:user.id\n`,
+    );
+    const cli = join(import.meta.dirname, '../../dist/src/cli.js');
+    const err = (await run('node', [cli, 'check', '--config', file]).catch((e: unknown) => e)) as {
+      code: number;
+      stderr: string;
+    };
+    expect(err.code).toBe(2);
+    expect(err.stderr).toContain('sessions.groups.limits.admin');
   });
 });
