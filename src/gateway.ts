@@ -106,7 +106,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         if (up && storeWasLost) metrics.storeRecoveries.labels('commands').inc();
         storeWasLost = !up;
         logger[up ? 'info' : 'error'](
-          { code: up ? 'SG_STORE_UP' : 'SG_ERR_STORE_UNAVAILABLE' },
+          up ? { event: 'store_up' } : { code: 'SG_ERR_STORE_UNAVAILABLE' },
           up ? 'session store reachable' : 'session store unreachable',
         );
       },
@@ -115,7 +115,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         else if (channelWasLost) metrics.storeRecoveries.labels('channel').inc();
         channelWasLost = state === 'lost';
         logger[state === 'lost' ? 'warn' : 'info'](
-          { code: state === 'lost' ? 'SG_ERR_CHANNEL_LOST' : 'SG_CHANNEL_RESTORED' },
+          state === 'lost' ? { code: 'SG_ERR_CHANNEL_LOST' } : { event: 'channel_restored' },
           `invalidation channel ${state}`,
         );
       },
@@ -209,6 +209,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         csrfKey: createHmac('sha256', config.secret).update('sessiongate:self-service-csrf').digest(),
         loginUrl: config.reject.redirect,
         trustedProxies,
+        rejectionMessage: (code) => rejections.message(code),
       })
     : undefined;
   const proxy = createProxyServer({

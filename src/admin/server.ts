@@ -1,14 +1,15 @@
 import { timingSafeEqual } from 'node:crypto';
-import { compileNormalize } from '../tokens/exchange.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
+import { codeOf, isAnswered, sendError } from '../errors.js';
 import type { LoginRuleConfig } from '../config/schema.js';
 import type { SessionRecord } from '../model.js';
 import type { Logger } from '../observability/logger.js';
 import { sessionView, type SessionView } from '../sessions/device.js';
 import type { SessionService } from '../sessions/service.js';
 import type { TlsMaterial } from '../tls.js';
+import { compileNormalize } from '../tokens/exchange.js';
 
 export { sessionView, type SessionView };
 
@@ -64,12 +65,22 @@ export interface AdminRoute {
 }
 
 type Params = Readonly<Record<string, string>>;
-type Handler = (res: ServerResponse, params: Params) => Promise<void> | void;
 
-interface CompiledRoute extends AdminRoute {
+/** What every handler reads: the options, and the user-name forms compiled from them once. */
+interface AdminContext {
+  readonly options: AdminOptions;
+  readonly userForms: (user: string) => readonly string[];
+}
+
+type Handler = (ctx: AdminContext, res: ServerResponse, params: Params) => Promise<void> | void;
+
+interface RouteSpec extends AdminRoute {
+  readonly handle: Handler;
+}
+
+interface CompiledRoute extends RouteSpec {
   readonly pattern: RegExp;
   readonly names: readonly string[];
-  readonly handle: Handler;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
@@ -80,10 +91,6 @@ function send(res: ServerResponse, status: number, body: unknown, contentType = 
     'cache-control': 'no-store',
   });
   res.end(text);
-}
-
-function error(res: ServerResponse, status: number, code: string, message: string): void {
-  send(res, status, { error: code, message });
 }
 
 /** `/admin/users/{user}/sessions` -> a regular expression with one capture per parameter (one segment each). */
@@ -114,7 +121,8 @@ export function createAdminServer(options: AdminOptions): Server {
     const got = Buffer.from(req.headers.authorization ?? '');
     return got.length === expected.length && timingSafeEqual(got, expected);
   };
-  const routes = compileRoutes(options);
+  const ctx: AdminContext = { options, userForms: compileUserForms(options.userNormalizations ?? []) };
+  const routes: readonly CompiledRoute[] = ROUTES.map((route) => ({ ...route, ...compile(route.path) }));
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const raw = req.url ?? '/';
@@ -124,9 +132,8 @@ export function createAdminServer(options: AdminOptions): Server {
     if (!open.has(path) && !authorized(req)) {
       // Checked before routing, so an unauthenticated caller learns nothing about which paths exist.
       res.setHeader('www-authenticate', 'Bearer realm="sessiongate-admin"');
-      error(
+      sendError(
         res,
-        401,
         'SG_ERR_ADMIN_UNAUTHORIZED',
         options.token ? 'a valid admin token is required' : 'admin.token is not configured',
       );
@@ -147,100 +154,98 @@ export function createAdminServer(options: AdminOptions): Server {
       try {
         route.names.forEach((name, i) => (params[name] = decodeURIComponent(m[i + 1] as string)));
       } catch {
-        return error(res, 400, 'SG_ERR_BAD_REQUEST', 'malformed percent-encoding');
+        return sendError(res, 'SG_ERR_BAD_REQUEST', 'malformed percent-encoding');
       }
       Promise.resolve()
-        .then(() => route.handle(res, params))
+        .then(() => route.handle(ctx, res, params))
         .catch((err: unknown) => {
-          const code = (err as { code?: string }).code ?? 'SG_ERR_INTERNAL';
-          options.logger.error({ code, err: (err as Error).message }, 'admin request failed');
-          if (!res.headersSent)
-            error(res, code === 'SG_ERR_STORE_UNAVAILABLE' ? 503 : 500, code, (err as Error).message);
+          const code = codeOf(err);
+          const message = err instanceof Error ? err.message : String(err);
+          options.logger.error({ code, err: message }, 'admin request failed');
+          // A code that is only ever logged (a store conflict) is answered as the internal failure it is.
+          sendError(res, isAnswered(code) ? code : 'SG_ERR_INTERNAL', message);
         });
       return;
     }
     if (allowed) {
       res.setHeader('allow', allowed.join(', '));
-      return error(res, 405, 'SG_ERR_METHOD', `method not allowed (allowed: ${allowed.join(', ')})`);
+      return sendError(res, 'SG_ERR_METHOD', `method not allowed (allowed: ${allowed.join(', ')})`);
     }
-    return error(res, 404, 'SG_ERR_NOT_FOUND', 'no such admin endpoint');
+    return sendError(res, 'SG_ERR_NOT_FOUND', 'no such admin endpoint');
   };
   return options.tls === undefined
     ? createServer(handle)
     : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handle);
 }
 
-/** Every route the admin listener serves (method and OpenAPI path template). */
-export const adminRoutes: readonly AdminRoute[] = compileRoutes(undefined).map(({ method, path }) => ({
-  method,
-  path,
-}));
+/** Every route the admin listener serves, in the order they are matched. */
+const ROUTES: readonly RouteSpec[] = [
+  { method: 'GET', path: '/healthz', handle: (_ctx, res) => send(res, 200, { status: 'ok' }) },
+  {
+    method: 'GET',
+    path: '/readyz',
+    handle: ({ options }, res) => {
+      const { ready, reason } = options.readiness();
+      send(res, ready ? 200 : 503, {
+        status: ready ? 'ready' : 'unready',
+        store: options.sessions.store.health().commands ? 'up' : 'down',
+        ...(reason !== undefined ? { reason } : {}),
+      });
+    },
+  },
+  {
+    method: 'GET',
+    path: '/metrics',
+    handle: async ({ options }, res) =>
+      send(res, 200, await options.registry.metrics(), options.registry.contentType),
+  },
+  {
+    method: 'GET',
+    path: '/admin/users/{user}/sessions',
+    handle: async ({ options, userForms }, res, { user = '' }) => {
+      const found = await firstWith(userForms(user), (form) => options.sessions.listSessions(form));
+      send(res, 200, { user: found.user, sessions: found.result.map((s) => sessionView(s)) });
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/admin/users/{user}/sessions',
+    handle: async ({ options, userForms }, res, { user = '' }) => {
+      const found = await firstWith(userForms(user), (form) =>
+        options.sessions.endSessions(form, undefined, 'ended_by_admin', { actor: 'admin' }),
+      );
+      logEnded(options, found.user, found.result);
+      send(res, 200, { user: found.user, ended: found.result.map((s) => s.id) });
+    },
+  },
+  {
+    method: 'GET',
+    path: '/admin/users/{user}/sessions/{sessionId}',
+    handle: async ({ options, userForms }, res, { user = '', sessionId }) => {
+      const found = await firstWith(userForms(user), async (form) =>
+        (await options.sessions.listSessions(form)).filter((s) => s.id === sessionId),
+      );
+      const session = found.result[0];
+      if (!session) return sendError(res, 'SG_ERR_SESSION_NOT_FOUND');
+      send(res, 200, { user: found.user, session: sessionView(session) });
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/admin/users/{user}/sessions/{sessionId}',
+    handle: async ({ options, userForms }, res, { user = '', sessionId = '' }) => {
+      const found = await firstWith(userForms(user), (form) =>
+        options.sessions.endSessions(form, [sessionId], 'ended_by_admin', { actor: 'admin' }),
+      );
+      if (found.result.length === 0) return sendError(res, 'SG_ERR_SESSION_NOT_FOUND');
+      logEnded(options, found.user, found.result);
+      send(res, 200, { user: found.user, ended: found.result.map((s) => s.id) });
+    },
+  },
+];
 
-function compileRoutes(options: AdminOptions | undefined): CompiledRoute[] {
-  const o = options as AdminOptions;
-  const userForms = compileUserForms(options?.userNormalizations ?? []);
-  const table: [AdminRoute['method'], string, Handler][] = [
-    ['GET', '/healthz', (res) => send(res, 200, { status: 'ok' })],
-    [
-      'GET',
-      '/readyz',
-      (res) => {
-        const { ready, reason } = o.readiness();
-        send(res, ready ? 200 : 503, {
-          status: ready ? 'ready' : 'unready',
-          store: o.sessions.store.health().commands ? 'up' : 'down',
-          ...(reason !== undefined ? { reason } : {}),
-        });
-      },
-    ],
-    ['GET', '/metrics', async (res) => send(res, 200, await o.registry.metrics(), o.registry.contentType)],
-    [
-      'GET',
-      '/admin/users/{user}/sessions',
-      async (res, { user }) => {
-        const found = await firstWith(userForms(user as string), (form) => o.sessions.listSessions(form));
-        send(res, 200, { user: found.user, sessions: found.result.map((s) => sessionView(s)) });
-      },
-    ],
-    [
-      'DELETE',
-      '/admin/users/{user}/sessions',
-      async (res, { user }) => {
-        const found = await firstWith(userForms(user as string), (form) =>
-          o.sessions.endSessions(form, undefined, 'ended_by_admin', { actor: 'admin' }),
-        );
-        logEnded(o, found.user, found.result);
-        send(res, 200, { user: found.user, ended: found.result.map((s) => s.id) });
-      },
-    ],
-    [
-      'GET',
-      '/admin/users/{user}/sessions/{sessionId}',
-      async (res, { user, sessionId }) => {
-        const found = await firstWith(userForms(user as string), async (form) =>
-          (await o.sessions.listSessions(form)).filter((s) => s.id === sessionId),
-        );
-        const session = found.result[0];
-        if (!session) return error(res, 404, 'SG_ERR_SESSION_NOT_FOUND', 'no live session with this id');
-        send(res, 200, { user: found.user, session: sessionView(session) });
-      },
-    ],
-    [
-      'DELETE',
-      '/admin/users/{user}/sessions/{sessionId}',
-      async (res, { user, sessionId }) => {
-        const found = await firstWith(userForms(user as string), (form) =>
-          o.sessions.endSessions(form, [sessionId as string], 'ended_by_admin', { actor: 'admin' }),
-        );
-        if (found.result.length === 0)
-          return error(res, 404, 'SG_ERR_SESSION_NOT_FOUND', 'no live session with this id');
-        logEnded(o, found.user, found.result);
-        send(res, 200, { user: found.user, ended: found.result.map((s) => s.id) });
-      },
-    ],
-  ];
-  return table.map(([method, path, handle]) => ({ method, path, handle, ...compile(path) }));
-}
+/** Every route the admin listener serves (method and OpenAPI path template). */
+export const adminRoutes: readonly AdminRoute[] = ROUTES.map(({ method, path }) => ({ method, path }));
 
 /**
  * Asks `lookup` for each form of a user in turn; the first form with sessions answers (the first form,

@@ -4,19 +4,11 @@ import type { SessionRecord } from '../model.js';
 import { clearingCookie } from '../tokens/cookies.js';
 import type { PresentedToken } from '../tokens/request-token.js';
 import { html } from '../ui/html.js';
-import { ERRORS, statusOf, type RejectionCode } from '../errors.js';
+import { ERRORS, STATE_TO_CODE, statusOf, type RejectionCode } from '../errors.js';
 
 export type { RejectionCode };
 
-export const STATE_TO_CODE = {
-  superseded: 'session_superseded',
-  expired: 'session_expired',
-  logged_out: 'session_logged_out',
-  ended_by_user: 'session_ended',
-  ended_by_admin: 'session_ended',
-  unknown: 'session_unknown',
-  unavailable: 'session_store_unavailable',
-} as const satisfies Record<string, RejectionCode>;
+export { STATE_TO_CODE };
 
 /** What a browser is shown when its session is gone (rendered by ui/, injected by the gateway). */
 export type RejectionPageRenderer = (input: {
