@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
 import { codeOf, isAnswered, sendError } from '../errors.js';
+import { readCapped } from '../http/body.js';
 import type { LoginRuleConfig } from '../config/schema.js';
 import type { SessionRecord } from '../model.js';
 import type { Logger } from '../observability/logger.js';
@@ -72,10 +73,17 @@ interface AdminContext {
   readonly userForms: (user: string) => readonly string[];
 }
 
-type Handler = (ctx: AdminContext, res: ServerResponse, params: Params) => Promise<void> | void;
+type Handler = (
+  ctx: AdminContext,
+  res: ServerResponse,
+  params: Params,
+  req: IncomingMessage,
+) => Promise<void> | void;
 
 interface RouteSpec extends AdminRoute {
   readonly handle: Handler;
+  /** The handler reads the request body itself; every other route's body is drained unread. */
+  readonly readsBody?: true;
 }
 
 interface CompiledRoute extends RouteSpec {
@@ -139,8 +147,6 @@ export function createAdminServer(options: AdminOptions): Server {
       );
       return;
     }
-    // Request bodies are never read; drain them so keep-alive connections stay usable.
-    req.resume();
     const method = req.method ?? 'GET';
     let allowed: string[] | undefined;
     for (const route of routes) {
@@ -150,6 +156,8 @@ export function createAdminServer(options: AdminOptions): Server {
         (allowed ??= []).push(route.method);
         continue;
       }
+      // Bodies no route reads are drained, so keep-alive connections stay usable.
+      if (route.readsBody !== true) req.resume();
       const params: Record<string, string> = {};
       try {
         route.names.forEach((name, i) => (params[name] = decodeURIComponent(m[i + 1] as string)));
@@ -157,7 +165,7 @@ export function createAdminServer(options: AdminOptions): Server {
         return sendError(res, 'SG_ERR_BAD_REQUEST', 'malformed percent-encoding');
       }
       Promise.resolve()
-        .then(() => route.handle(ctx, res, params))
+        .then(() => route.handle(ctx, res, params, req))
         .catch((err: unknown) => {
           const code = codeOf(err);
           const message = err instanceof Error ? err.message : String(err);
@@ -167,6 +175,7 @@ export function createAdminServer(options: AdminOptions): Server {
         });
       return;
     }
+    req.resume();
     if (allowed) {
       res.setHeader('allow', allowed.join(', '));
       return sendError(res, 'SG_ERR_METHOD', `method not allowed (allowed: ${allowed.join(', ')})`);
@@ -242,10 +251,97 @@ const ROUTES: readonly RouteSpec[] = [
       send(res, 200, { user: found.user, ended: found.result.map((s) => s.id) });
     },
   },
+  {
+    method: 'DELETE',
+    path: '/admin/sessions',
+    readsBody: true,
+    handle: async (ctx, res, _params, req) => {
+      const users = await bulkUsers(req);
+      if (typeof users === 'string')
+        return sendError(
+          res,
+          users === 'too_large' ? 'SG_ERR_BODY_TOO_LARGE' : 'SG_ERR_BAD_REQUEST',
+          bulkProblem(users),
+        );
+      const results = await endAllOf(ctx, users);
+      const ended = results.reduce((n, r) => n + r.ended.length, 0);
+      send(res, 200, { users: results, ended });
+    },
+  },
 ];
 
 /** Every route the admin listener serves (method and OpenAPI path template). */
 export const adminRoutes: readonly AdminRoute[] = ROUTES.map(({ method, path }) => ({ method, path }));
+
+/** Most users one bulk call names; a larger revocation is several calls. */
+export const MAX_BULK_USERS = 10_000;
+/** Largest body of a bulk call: 10,000 names of up to ~100 bytes each. */
+const MAX_BULK_BODY = 1024 * 1024;
+/** Users ended at once by a bulk call: enough to keep the store busy, few enough to leave it room. */
+const BULK_CONCURRENCY = 16;
+
+type BulkProblem = 'too_large' | 'aborted' | 'none' | 'too_many' | 'malformed';
+
+function bulkProblem(p: BulkProblem): string {
+  switch (p) {
+    case 'too_large':
+      return `the body is over ${MAX_BULK_BODY} bytes`;
+    case 'aborted':
+      return 'the request body did not arrive';
+    case 'none':
+      return 'name at least one user: ?user=a&user=b, or a JSON body {"users": ["a", "b"]}';
+    case 'too_many':
+      return `at most ${MAX_BULK_USERS} users per call`;
+    case 'malformed':
+      return 'the body must be JSON {"users": [non-empty strings]}';
+  }
+}
+
+/** The users a bulk call names: repeated `user` query parameters, or a JSON body `{"users": [...]}`. */
+async function bulkUsers(req: IncomingMessage): Promise<readonly string[] | BulkProblem> {
+  const query = new URL(req.url ?? '/', 'http://admin').searchParams.getAll('user');
+  const body = await readCapped(req, MAX_BULK_BODY);
+  if (typeof body === 'string') return body;
+  let users: string[] = query;
+  if (body.length > 0) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      return 'malformed';
+    }
+    const listed =
+      typeof parsed === 'object' && parsed !== null && 'users' in parsed ? parsed.users : undefined;
+    if (!Array.isArray(listed) || !listed.every((u): u is string => typeof u === 'string'))
+      return 'malformed';
+    users = [...query, ...listed];
+  }
+  if (users.some((u) => u.length === 0)) return 'malformed';
+  const distinct = [...new Set(users)];
+  if (distinct.length === 0) return 'none';
+  if (distinct.length > MAX_BULK_USERS) return 'too_many';
+  return distinct;
+}
+
+/** Ends every session of each user, a few users at a time; the results in the order the users came. */
+async function endAllOf(
+  { options, userForms }: AdminContext,
+  users: readonly string[],
+): Promise<{ user: string; ended: string[] }[]> {
+  const results: { user: string; ended: string[] }[] = new Array(users.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < users.length; i = next++) {
+      const found = await firstWith(userForms(users[i] ?? ''), (form) =>
+        options.sessions.endSessions(form, undefined, 'ended_by_admin', { actor: 'admin' }),
+      );
+      logEnded(options, found.user, found.result);
+      results[i] = { user: found.user, ended: found.result.map((s) => s.id) };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(BULK_CONCURRENCY, users.length) }, worker));
+  return results;
+}
 
 /**
  * Asks `lookup` for each form of a user in turn; the first form with sessions answers (the first form,
