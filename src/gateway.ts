@@ -2,6 +2,7 @@
  * The composition root: createGateway(config) wires the parts. The only module that imports everything;
  * tests use it too, with an injected clock, registry and logger.
  */
+import { clearSiteDataHeader } from './http/clear-site-data.js';
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -196,6 +197,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     tokenCookies: watchedCookies,
     allowedOrigins: config.cors.allowedOrigins,
     renderPage,
+    clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
   });
   const readToken = compileRequestTokenReader(config.tokens);
   const trustedProxies = compileTrustedProxies(config.trustedProxies);
@@ -210,6 +212,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         loginUrl: config.reject.redirect,
         trustedProxies,
         rejectionMessage: (code) => rejections.message(code),
+        clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
       })
     : undefined;
   const proxy = createProxyServer({

@@ -34,7 +34,17 @@ export interface RejectionConfig {
   readonly tokenCookies?: TokenCookies | undefined;
   readonly allowedOrigins: readonly string[];
   readonly renderPage: RejectionPageRenderer;
+  /** `Clear-Site-Data` for a session known to be over (not an unknown token, not a 503); undefined: none. */
+  readonly clearSiteData?: string | undefined;
 }
+
+/** The rejections that tell a browser its session is over: its stored tokens are dead too. */
+const ENDED: ReadonlySet<RejectionCode> = new Set([
+  'session_superseded',
+  'session_expired',
+  'session_logged_out',
+  'session_ended',
+]);
 
 /**
  * Rejections, compiled once: JSON bodies are serialised at startup. Every rejection is a 401 (503 for
@@ -103,6 +113,8 @@ export class Rejections {
         out['www-authenticate'] = `Bearer error="invalid_token", error_description="${code}"`;
       }
     }
+    if (this.#config.clearSiteData !== undefined && ENDED.has(code))
+      out['clear-site-data'] = this.#config.clearSiteData;
     if (status === 503) out['retry-after'] = '5';
     this.#cors(headers, out);
     if (isNavigation(headers)) {

@@ -52,6 +52,8 @@ export interface SelfServiceOptions {
    * is told (a configured `reject.supersededMessage` included). @default the registry's messages
    */
   readonly rejectionMessage?: (code: RejectionCode) => string;
+  /** `Clear-Site-Data` when a user ends the session of the browser asking. @default none */
+  readonly clearSiteData?: string | undefined;
 }
 
 /** What the proxy hands over for a request under the reserved prefix (a subset of its RequestScope). */
@@ -184,6 +186,9 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
         'Session not found',
       );
     const ids = ended.map((s) => s.id);
+    // This browser's own session ended: what it keeps of it (a SPA's stored token) goes too.
+    if (options.clearSiteData !== undefined && ids.includes(live.session.id))
+      scope.res.setHeader('clear-site-data', options.clearSiteData);
     if (wantsJson(req)) return sendJson(scope.res, 200, { ended: ids });
     // Post/redirect/get (303: the browser follows with GET).
     scope.res.writeHead(303, {
