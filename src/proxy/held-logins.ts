@@ -108,7 +108,10 @@ export class HeldLogins {
     const expiresAt = this.#o.now() + this.#o.timeout;
     this.#insert({ id, input, head, body, bytes, expiresAt, choices });
     this.#count('held');
-    this.#o.logger.info({ event: 'login_held', choices: choices.length }, 'login held for the user to choose');
+    this.#o.logger.info(
+      { event: 'login_held', choices: choices.length },
+      'login held for the user to choose',
+    );
     return { id, expiresAt };
   }
 

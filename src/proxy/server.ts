@@ -18,7 +18,7 @@ import { compileTokenCheck } from './check.js';
 import type { TrustedProxies } from './client-address.js';
 import { clientErrorHandler, connectHandler } from './client-errors.js';
 import { ConnectionRegistry } from './connections.js';
-import type { UserProbe } from './exchange-tap.js';
+import type { ExchangeTapDeps, UserProbe } from './exchange-tap.js';
 import type { Upstream } from './forward.js';
 import { createTlsListener, hostFromAuthority } from './http2.js';
 import { closeRevokedConnections, streamTracker } from './long-lived.js';
@@ -66,6 +66,8 @@ export interface ProxyOptions {
     readonly groups?: LoginAttribute | undefined;
     /** sessions.seats.key, read at each login, and the refusal's message. */
     readonly seats?: (LoginAttribute & { readonly message: string }) | undefined;
+    /** onLimit: ask: the held logins and the URL of a hold's choice. */
+    readonly ask?: ExchangeTapDeps['ask'];
   };
   readonly timeouts: {
     readonly keepAlive: number;
@@ -149,6 +151,7 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
       probe: o.login.probe,
       groups: o.login.groups,
       seats: o.login.seats,
+      ask: o.login.ask,
     },
   };
   // The rule kind is switched on here, once: each request then calls its route's handler.
