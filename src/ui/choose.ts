@@ -286,7 +286,7 @@ ${location}<dt>Signed in</dt><dd class="created">${timeHtml(Date.parse(s.created
     'Too many active sessions',
     html`<div class="card">
 <h1>Too many active sessions</h1>
-<p id="message">Your account is signed in on as many devices as it may be. End one of them to sign in here, or cancel.</p>
+<p id="message">Your account is already signed in on as many devices as it allows. End one of them to sign in here, or cancel.</p>
 <p class="muted">This choice waits until ${timeHtml(input.expiresAt)}.</p>
 </div>
 <ul class="sessions">
