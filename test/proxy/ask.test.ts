@@ -63,6 +63,8 @@ interface AskBody {
   expiresAt: string;
 }
 
+const ANDROID =
+  'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36';
 const CHOOSE_URL = /^\/\.sessiongate\/choose\/[A-Za-z0-9_-]{32}$/;
 
 async function sessionsOf(gw: TestGateway, user: string): Promise<Listed[]> {
@@ -229,6 +231,18 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     const ok = await postForm(`${gw.url}${asked.choose}`, { end: id, csrf: csrfToken });
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { user: { id: string } }).user.id).toBe('alice');
+  });
+
+  it("offers only the sessions of the login's device class when a device limit refused it", async () => {
+    const gw = await gateway({ limit: 3, devices: { mobile: 1 } });
+    const desktop = await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
+    const phone = await gw.loginJson('alice', { 'user-agent': UA.safariIphone });
+    const asked = await askedLogin(gw, 'alice', ANDROID);
+    expect(asked.sessions.map((s) => s.userAgent)).toEqual([UA.safariIphone]);
+    const chosen = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id });
+    expect(chosen.status).toBe(200);
+    expect(await errorOf(gw, phone.token)).toBe('session_superseded');
+    expect(await statusOf(gw, desktop.token)).toBe(200);
   });
 
   it("keeps at most four waiting logins per user: a fifth drops that user's oldest", async () => {
