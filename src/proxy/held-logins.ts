@@ -35,6 +35,15 @@ interface Hold {
   readonly choices: readonly string[];
 }
 
+/**
+ * Who is asking: a hold answers only the client that made the login (its address, as the proxy reads
+ * it, and its User-Agent), so a choice URL that leaks (a log, a shoulder) is of no use elsewhere.
+ */
+export interface HoldClient {
+  readonly ip: string;
+  readonly userAgent: string;
+}
+
 /** What a choice page may show of a hold. */
 export interface HoldView {
   readonly user: string;
@@ -116,14 +125,14 @@ export class HeldLogins {
   }
 
   /** The hold's user and the sessions offered, while it waits. */
-  view(id: string): HoldView | undefined {
-    const h = this.#live(id);
+  view(id: string, client: HoldClient): HoldView | undefined {
+    const h = this.#mine(id, client);
     return h && { user: h.input.user, choices: h.choices, expiresAt: h.expiresAt };
   }
 
   /** Drops the hold: nothing is released, the held token never registered. False if it was gone. */
-  cancel(id: string): boolean {
-    if (this.#live(id) === undefined) return false;
+  cancel(id: string, client: HoldClient): boolean {
+    if (this.#mine(id, client) === undefined) return false;
     this.#drop(id, 'cancelled');
     return true;
   }
@@ -134,8 +143,13 @@ export class HeldLogins {
    * among the user's live sessions ends nothing; the login is then refused unless there is room anyway.
    * Throws StoreUnavailableError; the hold is back then, for another try until its timeout.
    */
-  async choose(id: string, sessionId: string, res: ServerResponse): Promise<ChoiceResult> {
-    const h = this.#live(id);
+  async choose(
+    id: string,
+    sessionId: string,
+    res: ServerResponse,
+    client: HoldClient,
+  ): Promise<ChoiceResult> {
+    const h = this.#mine(id, client);
     if (h === undefined) return 'gone';
     this.#remove(h);
     let outcome;
@@ -168,6 +182,18 @@ export class HeldLogins {
   /** Drops every hold (shutdown). */
   close(): void {
     for (const h of [...this.#holds.values()]) this.#remove(h);
+  }
+
+  /** The hold, if it waits and `client` made its login; another client is told it is gone, and it stays. */
+  #mine(id: string, client: HoldClient): Hold | undefined {
+    const h = this.#live(id);
+    if (h === undefined) return undefined;
+    if (h.input.ip === client.ip && h.input.userAgent === client.userAgent) return h;
+    this.#o.logger.warn(
+      { code: 'SG_ERR_LOGIN_HOLD_GONE', reason: 'another client', ip: client.ip },
+      'a held login asked for by a client other than the one that made it: refused',
+    );
+    return undefined;
   }
 
   #live(id: string): Hold | undefined {

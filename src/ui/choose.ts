@@ -8,8 +8,8 @@
  *                                   JSON `{"end": "<session id>"}` / `{"cancel": true}`
  *
  * The caller has no session yet, so nothing ties the request to a user but the hold id: one-time, 192
- * random bits, given only to the client that made the login, and the user is the hold's (never a value of
- * the request). So a caller can end only a session of the user who logged in, and only once. The form's
+ * random bits, given only to the client that made the login (and answered only to a request from its
+ * address with its User-Agent), and the user is the hold's (never a value of the request). So a caller can end only a session of the user who logged in, and only once. The form's
  * CSRF token is bound to the hold id (HMAC with a key derived from `secret`); a JSON POST needs none, as
  * a cross-site page cannot send `Content-Type: application/json` without a CORS preflight the gateway
  * never grants; and every POST passes the Fetch Metadata / `Origin` check of the self-service page.
@@ -34,16 +34,24 @@ import {
 } from './self-service.js';
 
 /** The held logins, as the page needs them (proxy/held-logins.ts is one). */
+/** The client asking (see proxy/held-logins.ts HoldClient): a hold answers only the one that made it. */
+export interface ChoiceClient {
+  readonly ip: string;
+  readonly userAgent: string;
+}
+
 export interface LoginHoldDesk {
   view(
     id: string,
+    client: ChoiceClient,
   ): { readonly user: string; readonly choices: readonly string[]; readonly expiresAt: number } | undefined;
-  cancel(id: string): boolean;
+  cancel(id: string, client: ChoiceClient): boolean;
   /** Ends the chosen session and registers the login; on `released` the held response is written. */
   choose(
     id: string,
     sessionId: string,
     res: ServerResponse,
+    client: ChoiceClient,
   ): Promise<'released' | 'gone' | 'refused' | 'seat-refused'>;
 }
 
@@ -137,7 +145,7 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
     }
     const action = await actionOf(req, holdId);
     if (action.kind === 'cancel') {
-      if (!o.holds.cancel(holdId)) throw gone();
+      if (!o.holds.cancel(holdId, clientOf(scope))) throw gone();
       if (wantsJson(req) || !isFormPost(req)) return sendJson(res, 200, { cancelled: true });
       return sendHtml(
         res,
@@ -150,7 +158,7 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
         }),
       );
     }
-    const result = await o.holds.choose(holdId, action.end, res);
+    const result = await o.holds.choose(holdId, action.end, res, clientOf(scope));
     if (result === 'released') return;
     if (result === 'gone') throw gone();
     if (result === 'seat-refused')
@@ -211,7 +219,7 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
 
   async function show(scope: SelfServiceRequest, holdId: string): Promise<void> {
     const { req, res } = scope;
-    const hold = o.holds.view(holdId);
+    const hold = o.holds.view(holdId, clientOf(scope));
     if (hold === undefined) throw gone();
     const live = await o.sessions.listSessions(hold.user);
     const offered = live.filter((s) => hold.choices.includes(s.id)).map((s) => sessionView(s));
@@ -254,6 +262,10 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
       }),
     );
   }
+}
+
+function clientOf(scope: SelfServiceRequest): ChoiceClient {
+  return { ip: scope.clientIp, userAgent: scope.req.headers['user-agent'] ?? '' };
 }
 
 /** The choice page: the sessions to end, one form each, and Cancel. */

@@ -57,6 +57,7 @@ const login = (user: string, token: string): LoginInput => ({
   ip: '127.0.0.1',
   userAgent: 'test',
 });
+const CLIENT = { ip: '127.0.0.1', userAgent: 'test' };
 const HEAD = { status: 200, statusText: 'OK', headers: ['content-type', 'application/json'] };
 
 describe('held logins', () => {
@@ -68,7 +69,7 @@ describe('held logins', () => {
     expect(b).toBeDefined();
     expect(holds.hold(login('c', 't3'), HEAD, Buffer.from('{}'), [])).toBeUndefined();
     expect(await count('full')).toBe(1);
-    expect(holds.cancel(a?.id as string)).toBe(true);
+    expect(holds.cancel(a?.id as string, CLIENT)).toBe(true);
     expect(holds.hold(login('c', 't3'), HEAD, Buffer.from('{}'), [])).toBeDefined();
     expect(holds.size).toBe(2);
   });
@@ -80,7 +81,7 @@ describe('held logins', () => {
     expect(first).toBeDefined();
     expect(holds.hold(login('b', 't2'), HEAD, big, [])).toBeUndefined();
     expect(await count('full')).toBe(1);
-    holds.cancel(first?.id as string);
+    holds.cancel(first?.id as string, CLIENT);
     expect(holds.hold(login('b', 't2'), HEAD, big, [])).toBeDefined();
   });
 
@@ -110,7 +111,7 @@ describe('held logins', () => {
     ]);
     const endId = first.kind === 'created' ? first.session.id : '';
     const app = await listenApp((_req, res) => {
-      void holds.choose(held?.id as string, endId, res).then((result) => {
+      void holds.choose(held?.id as string, endId, res, CLIENT).then((result) => {
         if (result !== 'released') res.writeHead(410).end(result);
       });
     });

@@ -65,6 +65,8 @@ interface AskBody {
 
 const ANDROID =
   'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36';
+/** The User-Agent of the held logins of these tests: a hold answers only its own client. */
+const PHONE = { 'user-agent': UA.safariIphone };
 const CHOOSE_URL = /^\/\.sessiongate\/choose\/[A-Za-z0-9_-]{32}$/;
 
 async function sessionsOf(gw: TestGateway, user: string): Promise<Listed[]> {
@@ -118,7 +120,7 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     expect(await sessionsOf(gw, 'alice')).toHaveLength(1);
     expect(await statusOf(gw, first.token)).toBe(200);
 
-    const chosen = await postJson(`${gw.url}${asked.choose}`, { end: old?.id });
+    const chosen = await postJson(`${gw.url}${asked.choose}`, { end: old?.id }, PHONE);
     expect(chosen.status).toBe(200);
     expect(chosen.headers.get('content-type')).toBe('application/json');
     const released = (await chosen.json()) as { accessToken: string; user: { id: string } };
@@ -135,7 +137,7 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     expect(await heldCount(gw, 'chosen')).toBe(1);
 
     // The id was for one choice: a second one releases nothing.
-    const again = await postJson(`${gw.url}${asked.choose}`, { end: now[0]?.id });
+    const again = await postJson(`${gw.url}${asked.choose}`, { end: now[0]?.id }, PHONE);
     expect(again.status).toBe(410);
     expect(((await again.json()) as { error: string }).error).toBe('SG_ERR_LOGIN_HOLD_GONE');
     expect(await statusOf(gw, released.accessToken)).toBe(200);
@@ -145,7 +147,7 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     const gw = await gateway();
     const first = await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
     const asked = await askedLogin(gw, 'alice');
-    const cancelled = await postJson(`${gw.url}${asked.choose}`, { cancel: true });
+    const cancelled = await postJson(`${gw.url}${asked.choose}`, { cancel: true }, PHONE);
     expect(cancelled.status).toBe(200);
     const body = await cancelled.text();
     expect(JSON.parse(body)).toEqual({ cancelled: true });
@@ -155,7 +157,7 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     expect(issued.filter((t) => t !== first.token).some((t) => body.includes(t))).toBe(false);
     expect(await sessionsOf(gw, 'alice')).toHaveLength(1);
     expect(await statusOf(gw, first.token)).toBe(200);
-    const late = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id });
+    const late = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id }, PHONE);
     expect(late.status).toBe(410);
     expect(await statusOf(gw, first.token)).toBe(200);
     expect(await heldCount(gw, 'cancelled')).toBe(1);
@@ -168,7 +170,7 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     const asked = await askedLogin(gw, 'alice');
     expect(Date.parse(asked.expiresAt)).toBe(clock.now() + 5 * 60_000);
     clock.advance(5 * 60_000);
-    const late = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id });
+    const late = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id }, PHONE);
     expect(late.status).toBe(410);
     expect(await sessionsOf(gw, 'alice')).toHaveLength(1);
     expect(await statusOf(gw, first.token)).toBe(200);
@@ -180,7 +182,7 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     const first = await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
     const asked = await askedLogin(gw, 'alice');
     await eventually(() => gw.logs.lines().find((l) => l.event === 'login_hold_expired'));
-    const late = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id });
+    const late = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id }, PHONE);
     expect(late.status).toBe(410);
     expect(await statusOf(gw, first.token)).toBe(200);
     expect(await sessionsOf(gw, 'alice')).toHaveLength(1);
@@ -192,13 +194,13 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     const [bobs] = await sessionsOf(gw, 'bob');
     const alice = await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
     const asked = await askedLogin(gw, 'alice');
-    const res = await postJson(`${gw.url}${asked.choose}`, { end: bobs?.id });
+    const res = await postJson(`${gw.url}${asked.choose}`, { end: bobs?.id }, PHONE);
     expect(res.status).toBe(409);
     expect(((await res.json()) as { error: string }).error).toBe('session_limit_reached');
     expect(await statusOf(gw, bob.token)).toBe(200);
     expect(await statusOf(gw, alice.token)).toBe(200);
     expect(await sessionsOf(gw, 'alice')).toHaveLength(1);
-    const again = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id });
+    const again = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id }, PHONE);
     expect(again.status).toBe(410);
     expect(await statusOf(gw, alice.token)).toBe(200);
   });
@@ -211,26 +213,40 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     const crossSite = await postJson(
       `${gw.url}${asked.choose}`,
       { end: id },
-      { 'sec-fetch-site': 'cross-site' },
+      { ...PHONE, 'sec-fetch-site': 'cross-site' },
     );
     expect(crossSite.status).toBe(403);
     const foreignOrigin = await postJson(
       `${gw.url}${asked.choose}`,
       { end: id },
-      { origin: 'https://evil.example' },
+      { ...PHONE, origin: 'https://evil.example' },
     );
     expect(foreignOrigin.status).toBe(403);
-    const noToken = await postForm(`${gw.url}${asked.choose}`, { end: id });
+    const noToken = await postForm(`${gw.url}${asked.choose}`, { end: id }, PHONE);
     expect(noToken.status).toBe(403);
-    const wrongToken = await postForm(`${gw.url}${asked.choose}`, { end: id, csrf: 'x'.repeat(43) });
+    const wrongToken = await postForm(`${gw.url}${asked.choose}`, { end: id, csrf: 'x'.repeat(43) }, PHONE);
     expect(wrongToken.status).toBe(403);
     expect(await sessionsOf(gw, 'alice')).toHaveLength(1);
     // The page's own token (JSON view of the page) works in a form.
-    const page = await get(`${gw.url}${asked.choose}`, { accept: 'application/json' });
+    const page = await get(`${gw.url}${asked.choose}`, { ...PHONE, accept: 'application/json' });
     const { csrfToken } = (await page.json()) as { csrfToken: string };
-    const ok = await postForm(`${gw.url}${asked.choose}`, { end: id, csrf: csrfToken });
+    const ok = await postForm(`${gw.url}${asked.choose}`, { end: id, csrf: csrfToken }, PHONE);
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { user: { id: string } }).user.id).toBe('alice');
+  });
+
+  it('answers only the client that made the login: another User-Agent is told the hold is gone, and it still waits', async () => {
+    const gw = await gateway();
+    const first = await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
+    const asked = await askedLogin(gw, 'alice');
+    const end = { end: asked.sessions[0]?.id };
+    const other = await postJson(`${gw.url}${asked.choose}`, end, { 'user-agent': UA.firefoxLinux });
+    expect(other.status).toBe(410);
+    expect((await get(`${gw.url}${asked.choose}`, { 'user-agent': UA.firefoxLinux })).status).toBe(410);
+    expect(await statusOf(gw, first.token)).toBe(200);
+    const own = await postJson(`${gw.url}${asked.choose}`, end, PHONE);
+    expect(own.status).toBe(200);
+    expect(await errorOf(gw, first.token)).toBe('session_superseded');
   });
 
   it("offers only the sessions of the login's device class when a device limit refused it", async () => {
@@ -239,7 +255,11 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     const phone = await gw.loginJson('alice', { 'user-agent': UA.safariIphone });
     const asked = await askedLogin(gw, 'alice', ANDROID);
     expect(asked.sessions.map((s) => s.userAgent)).toEqual([UA.safariIphone]);
-    const chosen = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id });
+    const chosen = await postJson(
+      `${gw.url}${asked.choose}`,
+      { end: asked.sessions[0]?.id },
+      { 'user-agent': ANDROID },
+    );
     expect(chosen.status).toBe(200);
     expect(await errorOf(gw, phone.token)).toBe('session_superseded');
     expect(await statusOf(gw, desktop.token)).toBe(200);
@@ -250,10 +270,10 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
     const holds: AskBody[] = [];
     for (let i = 0; i < 5; i++) holds.push(await askedLogin(gw, 'alice'));
-    const oldest = await postJson(`${gw.url}${holds[0]?.choose}`, { cancel: true });
+    const oldest = await postJson(`${gw.url}${holds[0]?.choose}`, { cancel: true }, PHONE);
     expect(oldest.status).toBe(410);
     expect(await heldCount(gw, 'dropped')).toBe(1);
-    const newest = await postJson(`${gw.url}${holds[4]?.choose}`, { cancel: true });
+    const newest = await postJson(`${gw.url}${holds[4]?.choose}`, { cancel: true }, PHONE);
     expect(newest.status).toBe(200);
   });
 });
@@ -270,9 +290,9 @@ describe.skipIf(!redisServer)('onLimit: ask on two replicas of one Redis', () =>
     const asked = await askedLogin(a, 'alice');
     expect(asked.sessions).toHaveLength(1);
 
-    const elsewhere = await postJson(`${b.url}${asked.choose}`, { end: asked.sessions[0]?.id });
+    const elsewhere = await postJson(`${b.url}${asked.choose}`, { end: asked.sessions[0]?.id }, PHONE);
     expect(elsewhere.status).toBe(410);
-    const here = await postJson(`${a.url}${asked.choose}`, { end: asked.sessions[0]?.id });
+    const here = await postJson(`${a.url}${asked.choose}`, { end: asked.sessions[0]?.id }, PHONE);
     expect(here.status).toBe(200);
     const { accessToken } = (await here.json()) as { accessToken: string };
     expect(await statusOf(a, accessToken)).toBe(200);
