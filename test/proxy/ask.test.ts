@@ -265,6 +265,23 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     expect(await statusOf(gw, desktop.token)).toBe(200);
   });
 
+  it('holds nothing under mode: report-only: the login is released, registered, and counted as a would-be refusal', async () => {
+    const gw = await startGateway({
+      store: store(),
+      mode: 'report-only',
+      sessions: { limit: 1, onLimit: 'ask' },
+    });
+    await waitUntil('the store', () => gw.gateway.isReady());
+    const first = await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
+    const second = await gw.loginJson('alice', PHONE);
+    expect(second.response.status).toBe(200);
+    expect(await statusOf(gw, first.token)).toBe(200);
+    expect(await statusOf(gw, second.token)).toBe(200);
+    expect(await sessionsOf(gw, 'alice')).toHaveLength(2);
+    expect(await heldCount(gw, 'held')).toBe(0);
+    expect(gw.logs.lines().filter((l) => l.reportOnly === true)).toHaveLength(1);
+  });
+
   it("keeps at most four waiting logins per user: a fifth drops that user's oldest", async () => {
     const gw = await gateway();
     await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
