@@ -10,6 +10,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { bearer, get, postForm, postJson, setCookie, startGateway } from '../support/gateway.js';
 import { SignJWT } from 'jose';
 import { cookieFormApp, JWT_KEY, listenApp, readBody } from '../support/upstreams.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 async function app(handler: Parameters<typeof listenApp>[0]) {
   const a = await listenApp(handler);
@@ -47,7 +48,7 @@ async function liveApp() {
   return upstream;
 }
 
-const JSON_LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const JSON_LOGIN = [JSON_LOGIN_RULE];
 const loginToken = async (url: string) =>
   ((await (await postJson(`${url}/api/login`, {})).json()) as { accessToken: string }).accessToken;
 

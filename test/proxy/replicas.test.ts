@@ -15,17 +15,19 @@ import {
   startRedis,
   startRedisCluster,
   startRedisSentinel,
-  waitUntil,
   type RedisHandle,
 } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
-import { listenApp, readBody, type RunningApp } from '../support/upstreams.js';
+import { listenApp, readBody } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 /** Every suite here starts redis-servers; the Cluster is created with redis-cli. */
 const redisServer = needTool('redis-server', 'redis-server', haveRedis());
 const redisCli = redisServer && needTool('redis-cli', 'redis-tools', haveRedisCli());
 
-const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const LOGIN = [JSON_LOGIN_RULE];
 const agent = new Agent({ connections: 64 });
 
 async function loginApp(): Promise<RunningApp> {

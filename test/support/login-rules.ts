@@ -20,4 +20,4 @@ export const FORM_LOGIN_RULE: LoginRuleInput = {
 };
 
 /** Both, in this order: what a test gateway in front of the test app uses unless told otherwise. */
-export const TEST_LOGIN_RULES: readonly LoginRuleInput[] = [JSON_LOGIN_RULE, FORM_LOGIN_RULE];
+export const TEST_LOGIN_RULES: LoginRuleInput[] = [JSON_LOGIN_RULE, FORM_LOGIN_RULE];

@@ -36,7 +36,8 @@ import { compileRequestTokenReader } from '../../src/tokens/request-token.js';
 import { createTokenIdOf } from '../../src/tokens/token-id.js';
 import { captureLogs, TEST_SECRET } from '../support/gateway.js';
 import { JSON_LOGIN_RULE } from '../support/login-rules.js';
-import { listenApp, readBody, type RunningApp } from '../support/upstreams.js';
+import { listenApp, readBody } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
 
 interface SeenRequest {
   readonly method: string;
