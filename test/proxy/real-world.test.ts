@@ -11,6 +11,7 @@ import { bearer, get, postForm, postJson, setCookie, startGateway } from '../sup
 import { SignJWT } from 'jose';
 import { cookieFormApp, JWT_KEY, listenApp, readBody } from '../support/upstreams.js';
 import { JSON_LOGIN_RULE } from '../support/login-rules.js';
+import { waitUntil } from '../support/wait.js';
 
 async function app(handler: Parameters<typeof listenApp>[0]) {
   const a = await listenApp(handler);
@@ -80,7 +81,7 @@ describe('long-lived connections', () => {
     const ended = (async () => {
       for await (const c of res.body) chunks.push(String(c));
     })();
-    await new Promise((r) => setTimeout(r, 100));
+    await waitUntil('the stream is flowing', () => chunks.length > 0);
     await loginToken(url);
     await ended;
     expect(chunks.join('')).toContain('data: hello');
