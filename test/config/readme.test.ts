@@ -29,7 +29,8 @@ describe('the README', () => {
       }
     ).scripts;
     const quickStart = readme.slice(readme.indexOf('## Quick start'));
-    const block = quickStart.slice(quickStart.indexOf('```sh'), quickStart.indexOf('```', 6));
+    const open = quickStart.indexOf('```sh');
+    const block = quickStart.slice(open, quickStart.indexOf('```', open + 5));
     const named = [...block.matchAll(/^npm (?:run )?([a-z:-]+)/gm)].map((m) => m[1] as string);
     expect(named).toContain('test');
     for (const script of named.filter((n) => n !== 'ci')) expect(Object.keys(scripts)).toContain(script);

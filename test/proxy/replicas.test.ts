@@ -124,12 +124,12 @@ describe.skipIf(!redisServer)('two replicas on one Redis', () => {
   it('ends concurrent logins of many users across both replicas with exactly limit live each', async () => {
     const { a, b } = await pair({ sessions: { limit: 2 } });
     const users = Array.from({ length: 8 }, (_, i) => `user${i}`);
+    const revoked = [revokedOn(a), revokedOn(b)];
     const tokens = await Promise.all(
       users.flatMap((u) =>
         Array.from({ length: 8 }, (_, i) => login(i % 2 === 0 ? a.url : b.url, u).then((t) => ({ u, t }))),
       ),
     );
-    const revoked = [revokedOn(a), revokedOn(b)];
     const live = new Set<string>();
     for (const u of users) {
       const sessions = await a.gateway.sessions.listSessions(u);
