@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.js';
 import type { RunningApp } from './running-app.js';
+import { waitUntil } from './wait.js';
 
 export interface StartOptions {
   /** How long to wait for the app to answer HTTP before giving up (ms). */
@@ -219,25 +220,31 @@ export async function launch(spec: LaunchSpec): Promise<RunningApp> {
       spawnError ? { cause: spawnError } : undefined,
     );
 
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (exitInfo !== undefined) {
-      await stop();
-      throw describeFailure(`${exitInfo} before answering HTTP on ${url}`);
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw describeFailure(`did not answer HTTP on ${url} within ${timeoutMs} ms`);
-    }
+  const answers = async (): Promise<boolean> => {
     try {
       const res = await fetch(url + spec.readyPath, {
         redirect: 'manual',
         signal: AbortSignal.timeout(1_000),
       });
       await res.arrayBuffer();
-      return { url, port: spec.port, close: stop };
+      return true;
     } catch {
-      await new Promise((r) => setTimeout(r, 50));
+      return false;
     }
+  };
+  try {
+    await waitUntil(
+      `${spec.name} app to answer HTTP on ${url}`,
+      async () => exitInfo !== undefined || (await answers()),
+      timeoutMs,
+    );
+  } catch {
+    await stop();
+    throw describeFailure(`did not answer HTTP on ${url} within ${timeoutMs} ms`);
   }
+  if (exitInfo !== undefined) {
+    await stop();
+    throw describeFailure(`${exitInfo} before answering HTTP on ${url}`);
+  }
+  return { url, port: spec.port, close: stop };
 }

@@ -146,18 +146,21 @@ class ServerProcess implements RedisHandle {
       exited = true;
       live.delete(child);
     });
-    const deadline = Date.now() + 10_000;
-    while (!exited) {
-      if (await ping(this.port)) {
-        if (!this.#stopped) return true;
-        await this.#signal('SIGKILL');
-        throw new Error(`redis-server on ${this.port} was stopped while starting`);
-      }
-      if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`redis-server on ${this.port} did not start:\n${output}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    try {
+      await waitUntil(
+        `redis-server on ${this.port} to answer PING`,
+        async () => exited || (await ping(this.port)),
+        10_000,
+        20,
+      );
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw new Error(`redis-server on ${this.port} did not start:\n${output}`, { cause: err });
+    }
+    if (!exited) {
+      if (!this.#stopped) return true;
+      await this.#signal('SIGKILL');
+      throw new Error(`redis-server on ${this.port} was stopped while starting`);
     }
     if (/address already in use/i.test(output)) return false;
     throw new Error(`redis-server on ${this.port} exited:\n${output}`);
