@@ -1,12 +1,10 @@
 /** Webhook delivery to a real receiver: signed, retried after a failure, and the login notice header. */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startGateway, UA } from '../support/gateway.js';
 import { waitUntil } from '../support/wait.js';
-import { readBody } from '../support/upstreams.js';
+import { listenApp, readBody } from '../support/upstreams.js';
 
 const WEBHOOK_SECRET = 'webhook-secret-0123456789abcdef';
 
@@ -30,7 +28,7 @@ async function startReceiver(
   let arrived = 0;
   let gate: Promise<void> = Promise.resolve();
   let open: () => void = () => {};
-  const server = createServer((req, res) => {
+  const app = await listenApp((req, res) => {
     arrived++;
     void readBody(req)
       .then(async (b) => {
@@ -44,18 +42,12 @@ async function startReceiver(
         res.end(status === 200 ? 'ok' : 'try again');
       });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  onTestFinished(
-    () =>
-      new Promise<void>((r) => {
-        open();
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  );
+  onTestFinished(() => {
+    open();
+    return app.close();
+  });
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${target}`,
+    url: `${app.url}${target}`,
     received,
     arrived: () => arrived,
     hold() {
