@@ -137,7 +137,7 @@ describe('SessionService logins', () => {
     const h = harness({ limit: 1, onLimit: 'reject-new' });
     await h.login('ana', 'tok-1');
     const second = await h.login('ana', 'tok-2');
-    expect(second).toEqual({ kind: 'refused', live: 1 });
+    expect(second).toEqual({ kind: 'refused', live: 1, reason: 'limit' });
     expect(await stateOf(h, 'tok-1')).toBe('live');
     expect(await stateOf(h, 'tok-2')).toBe('unknown');
     expect(await h.nextEvent('session.refused')).toMatchObject({
