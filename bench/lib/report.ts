@@ -94,18 +94,26 @@ export function mib(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
-/** The mark of a bench's section: its `## ` heading names the bench's file, `... (bench/run.ts)`. */
-function headingMark(bench: BenchName): string {
-  return `(bench/${bench}.ts)`;
+/**
+ * The mark of a bench's section: its `## ` heading names the bench's file, `... (bench/scale.ts)`, and
+ * the variant when the bench keeps one section per variant, `... (bench/hot.ts --meter cpu --schedule paired)`.
+ */
+function headingMark(bench: BenchName, variant?: string): string {
+  return `(bench/${bench}.ts${variant ? ` ${variant}` : ''})`;
 }
 
 /**
- * Writes `section` into `file` in place of the bench's section there (or after the others when it has
- * none), keeping other benches' sections, so a file shared by several benches (`--results`) holds the
- * latest run of each. Creates the file, with a title, when absent.
+ * Writes `section` into `file` in place of the bench's (and variant's) section there, or after the
+ * others when it has none, keeping the other sections, so a file shared by several benches
+ * (`--results`) or variants holds the latest run of each. Creates the file, with a title, when absent.
  */
-export async function recordResults(file: string, bench: BenchName, section: string): Promise<void> {
-  const mark = headingMark(bench);
+export async function recordResults(
+  file: string,
+  bench: BenchName,
+  section: string,
+  variant?: string,
+): Promise<void> {
+  const mark = headingMark(bench, variant);
   const heading = section.split('\n', 1)[0] ?? '';
   if (!heading.startsWith('## ') || !heading.includes(mark))
     throw new Error(`a ${bench} section must start with a "## ... ${mark}" heading, got ${heading}`);
