@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { clkTck } from './proc.js';
 import { repoRoot, type BenchName } from './paths.js';
@@ -17,6 +17,8 @@ export interface Machine {
   cpu: string;
   clkTck: number;
   git: string;
+  /** The 1-minute load average when the section was written: how busy the machine was. */
+  load: number;
 }
 
 function cpuModel(): string {
@@ -60,11 +62,15 @@ export function machine(): Machine {
     cpu: cpuModel(),
     clkTck: clkTck(),
     git: gitDescription(),
+    load: loadavg()[0] ?? NaN,
   };
 }
 
 export function machineLines(m: Machine): string[] {
-  return [`- node ${m.node}, nproc ${m.nproc}, CPU: ${m.cpu}, CLK_TCK ${m.clkTck}`, `- code: ${m.git}`];
+  return [
+    `- node ${m.node}, nproc ${m.nproc}, CPU: ${m.cpu}, CLK_TCK ${m.clkTck}; 1-minute load average ${m.load.toFixed(1)} when written${m.load > m.nproc * 0.75 ? ' (a busy machine: other work shared the CPUs, compare ratios within this run only)' : ''}`,
+    `- code: ${m.git}`,
+  ];
 }
 
 /** A Markdown table (readable as is on a terminal too): the first `labelColumns` left-aligned, numbers right. */
