@@ -17,7 +17,7 @@ export interface Machine {
   cpu: string;
   clkTck: number;
   git: string;
-  /** The 1-minute load average when the section was written: how busy the machine was. */
+  /** The 1-minute load average when the bench started, before its own load: how busy the machine was. */
   load: number;
 }
 
@@ -54,6 +54,9 @@ function readNproc(): number {
 /** Read when the bench starts: `--pin` later narrows the bench process itself to fewer CPUs. */
 const NPROC = readNproc();
 
+/** Read when the bench starts, so the bench's own load is not in it. */
+const LOAD_AT_START = loadavg()[0] ?? NaN;
+
 export function machine(): Machine {
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
@@ -62,13 +65,13 @@ export function machine(): Machine {
     cpu: cpuModel(),
     clkTck: clkTck(),
     git: gitDescription(),
-    load: loadavg()[0] ?? NaN,
+    load: LOAD_AT_START,
   };
 }
 
 export function machineLines(m: Machine): string[] {
   return [
-    `- node ${m.node}, nproc ${m.nproc}, CPU: ${m.cpu}, CLK_TCK ${m.clkTck}; 1-minute load average ${m.load.toFixed(1)} when written${m.load > m.nproc * 0.75 ? ' (a busy machine: other work shared the CPUs, compare ratios within this run only)' : ''}`,
+    `- node ${m.node}, nproc ${m.nproc}, CPU: ${m.cpu}, CLK_TCK ${m.clkTck}; 1-minute load average ${m.load.toFixed(1)} at the start${m.load > m.nproc * 0.5 ? ' (a busy machine: other work shared the CPUs, compare ratios within this run only)' : ''}`,
     `- code: ${m.git}`,
   ];
 }
