@@ -30,12 +30,12 @@ function cpuModel(): string {
   }
 }
 
-/** The commit measured, and whether the tree had uncommitted changes (they matter for before/after). */
+/** The commit measured, and whether the tree had uncommitted changes to code (results and docs do not count). */
 function gitDescription(): string {
   try {
     const run = (args: string[]) => execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8' }).trim();
     const head = run(['rev-parse', '--short', 'HEAD']);
-    const dirty = run(['status', '--porcelain']).length > 0;
+    const dirty = run(['status', '--porcelain', '--', '.', ':(exclude)*.md']).length > 0;
     return dirty ? `${head} + uncommitted changes` : head;
   } catch {
     return 'unknown';
