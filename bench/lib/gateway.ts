@@ -33,7 +33,7 @@ export interface Gateway {
 }
 
 /** The config of DESIGN.md's bench: one JSON login route, bearer tokens, warn-level logs. */
-export function gatewayConfig(
+function gatewayConfig(
   port: number,
   adminPort: number,
   upstreamUrl: string,
