@@ -461,7 +461,8 @@ function perRound(a: Track, b: Track, key: string, op: (x: number, y: number) =>
 
 function rangeOf(values: readonly number[], digits: number): string {
   if (values.length < 2) return '';
-  return ` [${num(Math.min(...values), digits)}-${num(Math.max(...values), digits)}]`;
+  const show = (v: number) => (digits === 0 ? int(v) : num(v, digits));
+  return ` [${show(Math.min(...values))}-${show(Math.max(...values))}]`;
 }
 
 function figureOf(track: Track, key: string): number[] {
