@@ -2,6 +2,7 @@
  * The composition root: createGateway(config) wires the parts. The only module that imports everything;
  * tests use it too, with an injected clock, registry and logger.
  */
+import { clearSiteDataHeader } from './http/clear-site-data.js';
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -15,6 +16,7 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { compileTrustedProxies } from './proxy/client-address.js';
 import { Upstream } from './proxy/forward.js';
+import { compileAttributeReader } from './proxy/login-attributes.js';
 import { createUserProbe, defaultPresentAs } from './proxy/probe.js';
 import { plainRejectionPage, Rejections, type RejectionPageRenderer } from './proxy/rejection.js';
 import { compileWatchedCookies } from './proxy/rotation-tap.js';
@@ -106,7 +108,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         if (up && storeWasLost) metrics.storeRecoveries.labels('commands').inc();
         storeWasLost = !up;
         logger[up ? 'info' : 'error'](
-          { code: up ? 'SG_STORE_UP' : 'SG_ERR_STORE_UNAVAILABLE' },
+          up ? { event: 'store_up' } : { code: 'SG_ERR_STORE_UNAVAILABLE' },
           up ? 'session store reachable' : 'session store unreachable',
         );
       },
@@ -115,7 +117,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         else if (channelWasLost) metrics.storeRecoveries.labels('channel').inc();
         channelWasLost = state === 'lost';
         logger[state === 'lost' ? 'warn' : 'info'](
-          { code: state === 'lost' ? 'SG_ERR_CHANNEL_LOST' : 'SG_CHANNEL_RESTORED' },
+          state === 'lost' ? { code: 'SG_ERR_CHANNEL_LOST' } : { event: 'channel_restored' },
           `invalidation channel ${state}`,
         );
       },
@@ -156,6 +158,9 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   events.on((e) => {
     if (e.type !== 'session.created' && e.type !== 'request.rejected' && e.type !== 'session.refused')
       metrics.sessionsEnded.labels(String(e.reason ?? e.type)).inc();
+    // Policy reasons are a fixed set (PolicyReason), never a user or group name.
+    if (e.policy !== undefined)
+      metrics.policyOutcomes.labels(e.type === 'session.refused' ? 'refused' : 'ended', e.policy).inc();
   });
   metrics.countLiveSessionsWith(() => sessions.countLive());
   let webhook: WebhookNotifier | undefined;
@@ -166,8 +171,14 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
 
   const tokenIdOf = createTokenIdOf(config.secret, { memo: config.cache.tokenIdMemo });
   const paths = { caseSensitive: config.routes.caseSensitive };
+  const groupsConfig = config.sessions.groups;
+  const seatsConfig = config.sessions.seats;
+  const policySources = [
+    ...(groupsConfig ? [groupsConfig.from] : []),
+    ...(seatsConfig ? [seatsConfig.key] : []),
+  ];
   const rules: TokenRule[] = [
-    ...config.login.map((r, i) => compileLoginRule(r, i, paths)),
+    ...config.login.map((r, i) => compileLoginRule(r, i, paths, policySources)),
     ...config.refresh.map((r, i) => compileRefreshRule(r, i, paths)),
     ...config.logout.map((r, i) => compileLogoutRule(r, i, paths)),
   ];
@@ -196,6 +207,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     tokenCookies: watchedCookies,
     allowedOrigins: config.cors.allowedOrigins,
     renderPage,
+    clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
   });
   const readToken = compileRequestTokenReader(config.tokens);
   const trustedProxies = compileTrustedProxies(config.trustedProxies);
@@ -209,6 +221,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         csrfKey: createHmac('sha256', config.secret).update('sessiongate:self-service-csrf').digest(),
         loginUrl: config.reject.redirect,
         trustedProxies,
+        rejectionMessage: (code) => rejections.message(code),
+        clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
       })
     : undefined;
   const proxy = createProxyServer({
@@ -245,6 +259,15 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         logger,
         config.maxLoginBody,
       ),
+      groups: groupsConfig && {
+        read: compileAttributeReader(groupsConfig.from),
+        onMissing: groupsConfig.onMissing,
+      },
+      seats: seatsConfig && {
+        read: compileAttributeReader(seatsConfig.key),
+        onMissing: seatsConfig.onMissing,
+        message: seatsConfig.message,
+      },
     },
     timeouts: {
       keepAlive: config.timeouts.keepAlive,

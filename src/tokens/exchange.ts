@@ -1,3 +1,4 @@
+import { clearSiteDataHeader } from '../http/clear-site-data.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
 import type {
@@ -450,6 +451,8 @@ export interface CompiledRefreshRule extends CompiledTokenRule {
 export interface CompiledLogoutRule extends CompiledTokenRule {
   readonly kind: 'logout';
   readonly readPresented: ((ex: Exchange) => string | undefined) | undefined;
+  /** The `Clear-Site-Data` value of the confirmed logout's response, or undefined for none. */
+  readonly clearSiteData: string | undefined;
 }
 
 /** A compiled rule of any kind, discriminated by `kind`. */
@@ -474,14 +477,19 @@ function compileTokens(sources: readonly TokenSource[]) {
   };
 }
 
+/**
+ * `attributes`: other sources every login reads (sessions.groups.from, sessions.seats.key), so the
+ * bodies they need are buffered and their request fields checked for ambiguity like the user's.
+ */
 export function compileLoginRule(
   rule: LoginRuleConfig,
   index: number,
   paths: PathOptions = {},
+  attributes: readonly UserSource[] = [],
 ): CompiledLoginRule {
   const tokens = compileTokens(rule.token);
   const readUser = rule.user ? compileUserSource(rule.user) : () => undefined;
-  const specs: RuleSource[] = [...tokens.sources, ...(rule.user ? [rule.user] : [])];
+  const specs: RuleSource[] = [...tokens.sources, ...(rule.user ? [rule.user] : []), ...attributes];
   const when = compileWhen(rule.when);
   return {
     kind: 'login',
@@ -534,6 +542,7 @@ export function compileLogoutRule(
   return {
     kind: 'logout',
     name: `logout[${index}]`,
+    clearSiteData: clearSiteDataHeader(rule.clearSiteData),
     route: compileRoute(rule.match, paths),
     ...when,
     checkRequest: compileRequestCheck(rule.presented ? [rule.presented] : []),
