@@ -32,6 +32,12 @@ export const ERRORS = {
       'Your account already has the maximum number of active sessions. Sign out on another device, then try again.',
   },
   session_required: { status: 401, message: 'Sign in to see and manage your sessions.' },
+  // A login that kept the session id the browser had before it (proxy/fixation.ts, sessions.fixation).
+  session_fixation: {
+    status: 403,
+    message:
+      'This sign-in was refused: the site kept the session it had before you signed in. Please sign in again.',
+  },
 
   // Requests the gateway refuses to forward: it cannot read them as the app would.
   SG_ERR_BAD_REQUEST: { status: 400, message: 'malformed HTTP request' },
