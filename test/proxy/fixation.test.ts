@@ -7,11 +7,12 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import type { RunningApp } from '../support/apps.js';
 import { haveExpressSession, startExpressSessionApp } from '../support/express-session.js';
-import { get, NAVIGATE, startGateway, type TestGateway } from '../support/gateway.js';
+import { NAVIGATE, startGateway, type TestGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
 import { havePhp, startPhpLegacyApp } from '../support/php-legacy.js';
 import { startPresetGateway } from '../support/presets.js';
@@ -144,7 +145,6 @@ describe.skipIf(!needTool('PHP', 'php-cli', havePhp()))('session fixation (php-l
   it('answers a browser navigation under refuse with a page', async () => {
     const gw = await gateway('refuse');
     const a = await browserAtLoginPage(gw);
-    const { request } = await import('undici');
     const res = await request(`${gw.url}/login.php`, {
       method: 'POST',
       headers: {
