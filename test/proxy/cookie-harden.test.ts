@@ -4,10 +4,11 @@
  * exactly the Set-Cookie headers a test names.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { startGateway } from '../support/gateway.js';
+import { raw } from './cookie-harden-wire.js';
 
 /** The app: `GET /set?c=<JSON list>` answers 200 with those Set-Cookie headers, byte for byte. */
 async function setCookieApp(): Promise<{ url: string; close: () => Promise<void> }> {
@@ -39,32 +40,6 @@ async function setCookieApp(): Promise<{ url: string; close: () => Promise<void>
         server.closeAllConnections();
         server.close(() => r());
       }),
-  };
-}
-
-/** One request on a fresh socket; the response head as the client receives it. */
-async function raw(
-  base: string,
-  method: string,
-  path: string,
-  headers: Record<string, string> = {},
-  body = '',
-): Promise<{ status: number; setCookies: string[]; head: string }> {
-  const { hostname, port } = new URL(base);
-  const socket = connect(Number(port), hostname);
-  const lines = [`${method} ${path} HTTP/1.1`, `Host: ${hostname}:${port}`, 'Connection: close'];
-  for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
-  if (body !== '') lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
-  socket.write(`${lines.join('\r\n')}\r\n\r\n${body}`);
-  const chunks: Buffer[] = [];
-  for await (const c of socket) chunks.push(c as Buffer);
-  const text = Buffer.concat(chunks).toString('latin1');
-  const head = text.slice(0, text.indexOf('\r\n\r\n'));
-  const [statusLine, ...rest] = head.split('\r\n');
-  return {
-    status: Number((statusLine as string).split(' ')[1]),
-    setCookies: rest.filter((l) => /^set-cookie:/i.test(l)).map((l) => l.slice(l.indexOf(':') + 2)),
-    head,
   };
 }
 
