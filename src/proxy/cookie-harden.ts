@@ -106,7 +106,9 @@ export function compileCookieHardening(
       let tls: boolean | undefined;
       for (let i = 0; i < headers.length; i += 2) {
         const name = headers[i] as string;
-        if (name.length !== 10 || name.toLowerCase() !== 'set-cookie') continue;
+        // Length and first letter before any lower-casing: most responses set no cookie at all.
+        if (name.length !== 10 || (name.charCodeAt(0) | 32) !== 115 || name.toLowerCase() !== 'set-cookie')
+          continue;
         tls ??= overTls(req.socket as { encrypted?: boolean; remoteAddress?: string }, req.headers);
         const value = headers[i + 1] as string;
         const out = rewrite(value, tls, false);

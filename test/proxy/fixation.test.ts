@@ -216,11 +216,15 @@ describe.skipIf(!needTool('express-session', 'npm install (a devDependency)', ha
 );
 
 describe('session fixation and refreshes', () => {
-  it('never flags a refresh that re-sends the same cookie value', async () => {
+  it('never flags a refresh that re-sends the same cookie value, but does a login that does', async () => {
     let n = 0;
     const server = createServer((req, res) => {
       req.resume();
-      if (req.url === '/login') {
+      if (req.url === '/login-same') {
+        // An app that signs in the id it was sent and sends it back unchanged.
+        const sid = /sid=([^;]+)/.exec(req.headers.cookie ?? '')?.[1] ?? '';
+        res.writeHead(302, { location: '/app', 'set-cookie': `sid=${sid}; Path=/` });
+      } else if (req.url === '/login') {
         res.writeHead(302, { location: '/app', 'set-cookie': `sid=s-${++n}; Path=/` });
       } else if (req.url === '/refresh') {
         const sid = /sid=([^;]+)/.exec(req.headers.cookie ?? '')?.[1] ?? '';
@@ -233,14 +237,12 @@ describe('session fixation and refreshes', () => {
     try {
       const gw = await startGateway({
         upstream,
-        login: [
-          {
-            match: 'POST /login',
-            token: 'cookie:sid',
-            user: 'request.form:username',
-            success: { status: 302 },
-          },
-        ],
+        login: ['/login', '/login-same'].map((path) => ({
+          match: `POST ${path}`,
+          token: 'cookie:sid',
+          user: 'request.form:username',
+          success: { status: 302 },
+        })),
         refresh: [{ match: 'POST /refresh', token: 'cookie:sid' }],
         tokens: ['cookie:sid'],
         sessions: { fixation: 'refuse' },
@@ -255,6 +257,12 @@ describe('session fixation and refreshes', () => {
       expect(refreshed.headers.getSetCookie()).toEqual(['sid=s-1; Path=/']);
       expect(await gw.gateway.sessions.listSessions('cy')).toHaveLength(1);
       expect(gw.logs.lines().filter((l) => l.code === 'SG_WARN_SESSION_FIXATION')).toEqual([]);
+      // The same value sent back on a login (a Set-Cookie, unlike PHP) is the same kept id: refused.
+      const kept = await jar.fetch(`${gw.url}/login-same`, { form: { username: 'cy' } });
+      expect(kept.status).toBe(403);
+      expect(gw.logs.lines().filter((l) => l.code === 'SG_WARN_SESSION_FIXATION')).toEqual([
+        expect.objectContaining({ rule: 'login[1]', case: 'relogin' }),
+      ]);
       await gw.close();
     } finally {
       server.closeAllConnections();
