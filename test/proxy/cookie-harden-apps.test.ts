@@ -2,7 +2,7 @@
  * cookies.harden in front of real apps, each Set-Cookie read off the raw bytes the client receives and
  * compared with what the app itself sends: php-legacy (PHP's default `PHPSESSID=...; path=/`),
  * express-session without `cookie.secure` (behind a trusted TLS-terminating proxy), and the gateway's
- * own TLS listener (`secure: auto`).
+ * own TLS listener (`secure: auto`), and Tomcat 10's JSESSIONID (servlet FORM login).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -15,6 +15,7 @@ import type { RunningApp } from '../support/apps.js';
 import { haveExpressSession, startExpressSessionApp } from '../support/express-session.js';
 import { startGateway } from '../support/gateway.js';
 import { havePhp, startPhpLegacyApp } from '../support/php-legacy.js';
+import { haveTomcat, startTomcatApp } from '../support/tomcat.js';
 import { needTool } from '../support/tools.js';
 import { raw } from './cookie-harden-wire.js';
 
@@ -174,6 +175,54 @@ describe.skipIf(!needTool('express-session', 'npm install (a devDependency)', ha
       expect(res.setCookies).toEqual([
         expect.stringMatching(/^connect\.sid=s%3A[^;]+; Path=\/; HttpOnly; SameSite=Strict$/),
       ]);
+    });
+  },
+);
+
+describe.skipIf(!needTool('Tomcat 10', 'tomcat10-common', haveTomcat()))(
+  'cookies.harden in front of a Java servlet app on Tomcat',
+  () => {
+    let app: RunningApp;
+    beforeAll(async () => void (app = await startTomcatApp()), 40_000);
+    afterAll(() => app.stop());
+
+    it('hardens the JSESSIONID Tomcat changes to at login; the FORM login is never flagged as fixation', async () => {
+      const gw = await startGateway({
+        upstream: app.url,
+        login: [
+          {
+            match: 'POST /app/**/j_security_check',
+            token: 'cookie:JSESSIONID',
+            user: 'request.form:j_username',
+            success: { status: [302, 303] },
+          },
+        ],
+        tokens: ['cookie:JSESSIONID'],
+        trustedProxies: ['127.0.0.1'],
+        cookies: { harden: { sameSite: 'strict' } },
+        sessions: { fixation: 'refuse' },
+      });
+      const https = { 'X-Forwarded-Proto': 'https' };
+      const page = await raw(gw.url, 'GET', '/app/', https);
+      expect(page.setCookies).toEqual([
+        expect.stringMatching(/^JSESSIONID=[0-9A-F]+; Path=\/app; HttpOnly; Secure; SameSite=Strict$/),
+      ]);
+      const anonymous = (page.setCookies[0] as string).split(';')[0] as string;
+      const res = await raw(
+        gw.url,
+        'POST',
+        '/app/j_security_check',
+        { ...FORM, ...https, Cookie: anonymous },
+        'j_username=alice&j_password=pw-alice',
+      );
+      expect(res.status).toBe(303);
+      expect(res.setCookies).toEqual([
+        expect.stringMatching(/^JSESSIONID=[0-9A-F]+; Path=\/app; HttpOnly; Secure; SameSite=Strict$/),
+      ]);
+      const signedIn = (res.setCookies[0] as string).split(';')[0] as string;
+      expect(signedIn).not.toBe(anonymous);
+      expect(await gw.gateway.sessions.listSessions('alice')).toHaveLength(1);
+      expect(gw.logs.lines().filter((l) => l.code === 'SG_WARN_SESSION_FIXATION')).toEqual([]);
     });
   },
 );
