@@ -6,7 +6,8 @@ import type { ServerResponse } from 'node:http';
  * the `code` of a log line. Two families, kept apart because clients already rely on both:
  * - `session_...`: why a request's session is not let through (the app's users see these; lowercase,
  *   also the `reason=` of a redirect and the close reason of a WebSocket);
- * - `SG_ERR_...`: the gateway's own refusals and failures, and problems it logs.
+ * - `SG_ERR_...`: the gateway's own refusals and failures, and problems it logs; `SG_WARN_...`: what
+ *   works but deserves a look. Log lines that report no problem (the store is back) carry an `event`.
  * README's Troubleshooting table and openapi/admin.yaml list the same codes (test/unit/errors.test.ts).
  */
 export const ERRORS = {
@@ -94,6 +95,20 @@ export const ERRORS = {
   SG_ERR_EVENT_LISTENER: { status: undefined, message: 'an event listener failed' },
 
   SG_ERR_CONFIG: { status: undefined, message: 'invalid configuration' },
+
+  // Warnings: the gateway works, but something deserves a look.
+  SG_WARN_CONFIG: { status: undefined, message: 'a configuration that works but is risky' },
+  SG_WARN_SHARED_TOKEN: {
+    status: undefined,
+    message: 'a secondary token already belongs to another session',
+  },
+  SG_WARN_SESSION_FIXATION: {
+    status: undefined,
+    message: 'a login kept the session id its request carried (session fixation risk)',
+  },
+  SG_WARN_TLS_RELOAD: { status: undefined, message: 'a changed certificate was not loaded' },
+  SG_WARN_TLS_WATCH: { status: undefined, message: "the certificate's directory cannot be watched" },
+
   SG_ERR_INTERNAL: { status: 500, message: 'the gateway failed' },
 } as const satisfies Record<string, { readonly status: number | undefined; readonly message: string }>;
 
@@ -103,10 +118,31 @@ export type ErrorCode = keyof typeof ERRORS;
 /** The codes a session's request is rejected with (the `session_...` family). */
 export type RejectionCode = Extract<ErrorCode, `session_${string}`>;
 
+/** The rejection code each state of a session that is not live is answered with. */
+export const STATE_TO_CODE = {
+  superseded: 'session_superseded',
+  expired: 'session_expired',
+  logged_out: 'session_logged_out',
+  ended_by_user: 'session_ended',
+  ended_by_admin: 'session_ended',
+  unknown: 'session_unknown',
+  unavailable: 'session_store_unavailable',
+} as const satisfies Record<string, RejectionCode>;
+
+/** The rejection code of a session state, or undefined for a state that is not a rejection (`live`). */
+export function rejectionOf(state: string): RejectionCode | undefined {
+  return Object.hasOwn(STATE_TO_CODE, state) ? STATE_TO_CODE[state as keyof typeof STATE_TO_CODE] : undefined;
+}
+
 /** The codes the gateway answers HTTP requests with (those with a status). */
 export type AnsweredCode = {
   [C in ErrorCode]: (typeof ERRORS)[C]['status'] extends number ? C : never;
 }[ErrorCode];
+
+/** Whether a code is answered to clients (has a status), not only logged. */
+export function isAnswered(code: ErrorCode): code is AnsweredCode {
+  return ERRORS[code].status !== undefined;
+}
 
 export function statusOf(code: AnsweredCode): number {
   return ERRORS[code].status;

@@ -2,6 +2,7 @@
  * The composition root: createGateway(config) wires the parts. The only module that imports everything;
  * tests use it too, with an injected clock, registry and logger.
  */
+import { clearSiteDataHeader } from './http/clear-site-data.js';
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -107,7 +108,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         if (up && storeWasLost) metrics.storeRecoveries.labels('commands').inc();
         storeWasLost = !up;
         logger[up ? 'info' : 'error'](
-          { code: up ? 'SG_STORE_UP' : 'SG_ERR_STORE_UNAVAILABLE' },
+          up ? { event: 'store_up' } : { code: 'SG_ERR_STORE_UNAVAILABLE' },
           up ? 'session store reachable' : 'session store unreachable',
         );
       },
@@ -116,7 +117,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         else if (channelWasLost) metrics.storeRecoveries.labels('channel').inc();
         channelWasLost = state === 'lost';
         logger[state === 'lost' ? 'warn' : 'info'](
-          { code: state === 'lost' ? 'SG_ERR_CHANNEL_LOST' : 'SG_CHANNEL_RESTORED' },
+          state === 'lost' ? { code: 'SG_ERR_CHANNEL_LOST' } : { event: 'channel_restored' },
           `invalidation channel ${state}`,
         );
       },
@@ -211,6 +212,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     allowedOrigins: config.cors.allowedOrigins,
     renderPage,
     cookieHardening,
+    clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
   });
   const readToken = compileRequestTokenReader(config.tokens);
   const selfService: SelfServiceHandler | undefined = config.selfService.enabled
@@ -223,6 +225,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         csrfKey: createHmac('sha256', config.secret).update('sessiongate:self-service-csrf').digest(),
         loginUrl: config.reject.redirect,
         trustedProxies,
+        rejectionMessage: (code) => rejections.message(code),
+        clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
       })
     : undefined;
   const proxy = createProxyServer({

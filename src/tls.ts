@@ -120,7 +120,7 @@ export function watchCertificates(options: CertificateWatcherOptions): Certifica
       return;
     }
     served = got;
-    log.info({ code: 'SG_TLS_RELOADED', key, cert: files.cert }, 'certificate reloaded');
+    log.info({ event: 'tls_reloaded', key, cert: files.cert }, 'certificate reloaded');
   };
   const soon = () => {
     clearTimeout(settle);

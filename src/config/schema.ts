@@ -190,6 +190,12 @@ const refreshRule = z
   })
   .strict();
 
+/**
+ * What `Clear-Site-Data` asks the browser to clear when its session ends (`cookies`, `storage`:
+ * localStorage, sessionStorage, IndexedDB; `cache`), or `false` for no header.
+ */
+const clearSiteData = z.union([z.literal(false), z.array(z.enum(['cookies', 'storage', 'cache'])).min(1)]);
+
 const logoutRule = z
   .object({
     match: routeMatch,
@@ -201,6 +207,11 @@ const logoutRule = z
      * token) ended nothing at the app, so it ends nothing here. @default 2xx and 3xx
      */
     success: successRule.default({ status: '200-399' }),
+    /**
+     * `Clear-Site-Data` on the confirmed logout's response (unless the app sends its own), so tokens
+     * the app keeps in the browser's storage go too. @default [cookies, storage]
+     */
+    clearSiteData: clearSiteData.default(['cookies', 'storage']),
   })
   .strict();
 
@@ -466,6 +477,11 @@ export const configSchema = z
         redirect: z.string().optional(),
         /** Cookies cleared on rejection, beyond the request's own token cookie. @default [] */
         clearCookies: z.array(z.string()).default([]),
+        /**
+         * `Clear-Site-Data` on the rejection of a superseded, expired, logged-out or ended session, and
+         * on the self-service end of the current device. @default [cookies, storage]
+         */
+        clearSiteData: clearSiteData.default(['cookies', 'storage']),
       })
       .strict()
       .default({}),

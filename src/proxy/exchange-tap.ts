@@ -63,6 +63,13 @@ function release(res: ServerResponse, head: ResponseHead, body: Buffer, extra?: 
   res.end(body);
 }
 
+function hasHeader(head: ResponseHead, name: string): boolean {
+  for (let i = 0; i < head.headers.length; i += 2) {
+    if ((head.headers[i] as string).toLowerCase() === name) return true;
+  }
+  return false;
+}
+
 function locationOf(head: ResponseHead): string | undefined {
   for (let i = 0; i < head.headers.length; i += 2) {
     if ((head.headers[i] as string).toLowerCase() === 'location') return head.headers[i + 1];
@@ -287,6 +294,8 @@ export function exchangeTap(
     if (presentedId !== undefined) await deps.sessions.endByToken(presentedId, 'logged_out');
     const remembered = deps.anonymous?.onHead(head);
     if (remembered instanceof Promise) await remembered;
-    release(res, head, body);
+    // The app's own Clear-Site-Data, if it sends one, says what it wants cleared.
+    const clear = hasHeader(head, 'clear-site-data') ? undefined : rule.clearSiteData;
+    release(res, head, body, clear !== undefined ? ['clear-site-data', clear] : undefined);
   }
 }

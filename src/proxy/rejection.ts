@@ -5,19 +5,11 @@ import { clearingCookie } from '../tokens/cookies.js';
 import type { PresentedToken } from '../tokens/request-token.js';
 import { html } from '../ui/html.js';
 import type { CookieHardening } from './cookie-harden.js';
-import { ERRORS, statusOf, type RejectionCode } from '../errors.js';
+import { ERRORS, STATE_TO_CODE, statusOf, type RejectionCode } from '../errors.js';
 
 export type { RejectionCode };
 
-export const STATE_TO_CODE = {
-  superseded: 'session_superseded',
-  expired: 'session_expired',
-  logged_out: 'session_logged_out',
-  ended_by_user: 'session_ended',
-  ended_by_admin: 'session_ended',
-  unknown: 'session_unknown',
-  unavailable: 'session_store_unavailable',
-} as const satisfies Record<string, RejectionCode>;
+export { STATE_TO_CODE };
 
 /** What a browser is shown when its session is gone (rendered by ui/, injected by the gateway). */
 export type RejectionPageRenderer = (input: {
@@ -45,7 +37,17 @@ export interface RejectionConfig {
   readonly renderPage: RejectionPageRenderer;
   /** `cookies.harden`: the deletions the gateway sends carry the attributes the app's cookies get. */
   readonly cookieHardening?: Pick<CookieHardening, 'value' | 'overTls'> | undefined;
+  /** `Clear-Site-Data` for a session known to be over (not an unknown token, not a 503); undefined: none. */
+  readonly clearSiteData?: string | undefined;
 }
+
+/** The rejections that tell a browser its session is over: its stored tokens are dead too. */
+const ENDED: ReadonlySet<RejectionCode> = new Set([
+  'session_superseded',
+  'session_expired',
+  'session_logged_out',
+  'session_ended',
+]);
 
 /**
  * Rejections, compiled once: JSON bodies are serialised at startup. Every rejection is a 401 (503 for
@@ -122,6 +124,8 @@ export class Rejections {
         out['www-authenticate'] = `Bearer error="invalid_token", error_description="${code}"`;
       }
     }
+    if (this.#config.clearSiteData !== undefined && ENDED.has(code))
+      out['clear-site-data'] = this.#config.clearSiteData;
     if (status === 503) out['retry-after'] = '5';
     this.#cors(headers, out);
     if (isNavigation(headers)) {

@@ -1,6 +1,6 @@
 import type { TokenState } from '../sessions/service.js';
 import type { RequestOutcome } from '../observability/metrics.js';
-import { STATE_TO_CODE, type RejectionCode } from './rejection.js';
+import { rejectionOf, STATE_TO_CODE, type RejectionCode } from '../errors.js';
 
 /** What a request's route is, as far as judging its token goes. */
 export type RouteKind = 'passthrough' | 'login' | 'refresh' | 'logout';
@@ -74,5 +74,5 @@ const REJECTED = {
 
 /** The rejection code of a dead state (the code a closed long-lived connection is told). */
 export function deadCode(state: TokenState): RejectionCode {
-  return state in STATE_TO_CODE ? STATE_TO_CODE[state as keyof typeof STATE_TO_CODE] : 'session_superseded';
+  return rejectionOf(state) ?? 'session_superseded';
 }

@@ -1,3 +1,4 @@
+import { clearSiteDataHeader } from '../http/clear-site-data.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
 import type {
@@ -450,6 +451,8 @@ export interface CompiledRefreshRule extends CompiledTokenRule {
 export interface CompiledLogoutRule extends CompiledTokenRule {
   readonly kind: 'logout';
   readonly readPresented: ((ex: Exchange) => string | undefined) | undefined;
+  /** The `Clear-Site-Data` value of the confirmed logout's response, or undefined for none. */
+  readonly clearSiteData: string | undefined;
 }
 
 /** A compiled rule of any kind, discriminated by `kind`. */
@@ -534,6 +537,7 @@ export function compileLogoutRule(
   return {
     kind: 'logout',
     name: `logout[${index}]`,
+    clearSiteData: clearSiteDataHeader(rule.clearSiteData),
     route: compileRoute(rule.match, paths),
     ...when,
     checkRequest: compileRequestCheck(rule.presented ? [rule.presented] : []),

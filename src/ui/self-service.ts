@@ -14,7 +14,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readCapped } from '../http/body.js';
-import type { ErrorCode, RejectionCode } from '../errors.js';
+import { ERRORS, rejectionOf, type ErrorCode, type RejectionCode } from '../errors.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SessionRecord } from '../model.js';
 import type { Logger } from '../observability/logger.js';
@@ -47,6 +47,13 @@ export interface SelfServiceOptions {
    * the CSRF `Origin` check, as only their forwarding headers reach the app. @default none
    */
   readonly trustedProxies?: { isTrusted(address: string | undefined): boolean };
+  /**
+   * The message of each rejection code: the proxy's own table, so a page says what a rejected request
+   * is told (a configured `reject.supersededMessage` included). @default the registry's messages
+   */
+  readonly rejectionMessage?: (code: RejectionCode) => string;
+  /** `Clear-Site-Data` when a user ends the session of the browser asking. @default none */
+  readonly clearSiteData?: string | undefined;
 }
 
 /** What the proxy hands over for a request under the reserved prefix (a subset of its RequestScope). */
@@ -65,25 +72,6 @@ export const renderRejectionPage = renderSupersededPage;
 /** Largest request body read for an action (a form with one hidden field needs well under 1 KiB). */
 const MAX_BODY = 16 * 1024;
 const SESSION_ACTION = /^sessions\/([^/]+)\/end$/;
-
-const UNKNOWN = {
-  code: 'session_unknown',
-  message: 'Your session is not recognised. Please sign in again.',
-} as const;
-
-/** Messages of the 401 answer, by why the request has no live session. */
-const NOT_LIVE: Readonly<Record<string, { code: RejectionCode; message: string }>> = {
-  none: { code: 'session_required', message: 'Sign in to see and manage your sessions.' },
-  unknown: UNKNOWN,
-  superseded: {
-    code: 'session_superseded',
-    message: 'Another session has been started using your account. Please sign in again.',
-  },
-  expired: { code: 'session_expired', message: 'Your session has expired. Please sign in again.' },
-  logged_out: { code: 'session_logged_out', message: 'You have signed out. Please sign in again.' },
-  ended_by_user: { code: 'session_ended', message: 'This session was ended. Please sign in again.' },
-  ended_by_admin: { code: 'session_ended', message: 'This session was ended. Please sign in again.' },
-};
 
 type Live = { readonly session: SessionRecord; readonly lastSeenAt: number };
 
@@ -107,6 +95,7 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
   const trustedProxies = options.trustedProxies ?? { isTrusted: () => false };
   const loginUrl = options.loginUrl ?? '/';
   const pageUrl = `${prefix}sessions`;
+  const message = options.rejectionMessage ?? ((code: RejectionCode) => ERRORS[code].message);
 
   const csrfTokenOf = (sessionId: string): string =>
     createHmac('sha256', csrfKey).update(`sessiongate-csrf:${sessionId}`).digest('base64url');
@@ -197,6 +186,9 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
         'Session not found',
       );
     const ids = ended.map((s) => s.id);
+    // This browser's own session ended: what it keeps of it (a SPA's stored token) goes too.
+    if (options.clearSiteData !== undefined && ids.includes(live.session.id))
+      scope.res.setHeader('clear-site-data', options.clearSiteData);
     if (wantsJson(req)) return sendJson(scope.res, 200, { ended: ids });
     // Post/redirect/get (303: the browser follows with GET).
     scope.res.writeHead(303, {
@@ -215,7 +207,7 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
       throw new HttpProblem(
         503,
         'session_store_unavailable',
-        'Sessions cannot be checked right now. Please try again shortly.',
+        message('session_store_unavailable'),
         'Try again shortly',
       );
     if (d.state !== 'live' || d.session === undefined) throw notLive(d.state, d.session);
@@ -223,8 +215,14 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
   }
 
   function notLive(state: string, session?: SessionRecord): HttpProblem {
-    const { code, message } = NOT_LIVE[state] ?? UNKNOWN;
-    return new HttpProblem(401, code, message, state === 'none' ? 'Sign in' : 'You are signed out', session);
+    const code = state === 'none' ? 'session_required' : (rejectionOf(state) ?? 'session_unknown');
+    return new HttpProblem(
+      401,
+      code,
+      message(code),
+      state === 'none' ? 'Sign in' : 'You are signed out',
+      session,
+    );
   }
 
   async function list(scope: SelfServiceRequest, live: Live): Promise<void> {

@@ -27,6 +27,8 @@ function codesInSource(): { codes: Set<string>; prefixes: Set<string> } {
   const prefixes = new Set<string>();
   for (const file of sourceFiles(join(root, 'src'))) {
     const text = readFileSync(file, 'utf8');
+    // Log lines that report no problem carry an event (`event: 'store_up'`), listed as `event: store_up`.
+    for (const m of text.matchAll(/\{ event: '([a-z_]+)'/g)) codes.add(`event: ${m[1] as string}`);
     for (const m of text.matchAll(/\bSG_[A-Z0-9]+(?:_[A-Z0-9]+)+(_\$\{)?/g)) {
       const code = m[0].replace(/\$\{$/, '');
       (m[1] === undefined ? codes : prefixes).add(code);

@@ -10,10 +10,10 @@ describe('the README', () => {
   it('documents every configuration key', () => {
     // Value options of token sources are documented once, in their own table.
     const valueOptions = /\.(from|split|field|capture|chunked)$|^tokens\[\]$/;
-    const all = keyPaths(configSchema);
+    // A list of plain values (`reject.clearCookies[]`) is documented under its own key.
+    const all = [...new Set(keyPaths(configSchema).map((p) => p.replace(/(\[\])+$/, '')))];
     const leaves = all.filter(
-      (p) =>
-        !p.endsWith('[]') && !all.some((q) => q !== p && (q.startsWith(`${p}.`) || q.startsWith(`${p}[`))),
+      (p) => !all.some((q) => q !== p && (q.startsWith(`${p}.`) || q.startsWith(`${p}[].`))),
     );
     // refresh and logout share login's `success` rule, documented once.
     const documented = (p: string) =>

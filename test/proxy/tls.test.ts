@@ -270,7 +270,7 @@ describe.skipIf(!needTool('openssl', 'openssl', haveOpenssl()))('the proxy liste
 
     copyFileSync(rotated.key, files.key);
     copyFileSync(rotated.cert, files.cert);
-    await eventually(() => gw.logs.lines().find((l) => l.code === 'SG_TLS_RELOADED'));
+    await eventually(() => gw.logs.lines().find((l) => l.event === 'tls_reloaded'));
 
     const fresh = await new Promise<string>((resolve, reject) => {
       const { port } = new URL(gw.url);

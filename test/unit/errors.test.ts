@@ -11,7 +11,18 @@ function isCode(c: string): c is ErrorCode {
   return c in ERRORS;
 }
 
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const troubleshooting = readme.slice(readme.indexOf('## Troubleshooting'), readme.indexOf('## Deployment'));
+/** The first cell of each row of the Troubleshooting table. */
+const readmeCodes = [...troubleshooting.matchAll(/^\| `([^`]+)` +\|/gm)].map((m) => m[1] ?? '');
+
 describe('the error registry', () => {
+  it('is the Troubleshooting table of the README: every code has its row, every row a code or an event', () => {
+    const events = readmeCodes.filter((c) => c.startsWith('event: '));
+    expect(events.length).toBeGreaterThan(0);
+    expect(readmeCodes.filter((c) => !c.startsWith('event: ')).sort()).toEqual(Object.keys(ERRORS).sort());
+  });
+
   it('holds every code the admin API documents, each with an HTTP status', () => {
     const documented = doc.components.schemas.Error.properties.error.enum;
     expect(documented.length).toBeGreaterThan(0);
@@ -27,8 +38,9 @@ describe('the error registry', () => {
     expect(ERRORS.session_limit_reached.status).toBe(409);
   });
 
-  it("keeps the two families apart: session_ codes in lowercase, the gateway's own as SG_ERR_", () => {
-    for (const code of Object.keys(ERRORS)) expect(code).toMatch(/^(session_[a-z_]+|SG_ERR_[A-Z0-9_]+)$/);
+  it("keeps the families apart: session_ codes in lowercase, the gateway's own as SG_ERR_ or SG_WARN_", () => {
+    for (const code of Object.keys(ERRORS))
+      expect(code).toMatch(/^(session_[a-z_]+|SG_(ERR|WARN)_[A-Z0-9_]+)$/);
   });
 
   it('gives an upstream error the status of its code', () => {
