@@ -32,6 +32,11 @@ export const ERRORS = {
     message:
       'Your account already has the maximum number of active sessions. Sign out on another device, then try again.',
   },
+  session_seat_limit_reached: {
+    status: 409,
+    message:
+      'Your organisation already has the maximum number of active sessions. Try again later, or ask someone to sign out.',
+  },
   session_required: { status: 401, message: 'Sign in to see and manage your sessions.' },
   // A login that kept the session id the browser had before it (proxy/fixation.ts, sessions.fixation).
   session_fixation: {
@@ -63,6 +68,14 @@ export const ERRORS = {
   SG_ERR_LOGIN_BODY_UNREADABLE: { status: undefined, message: 'a login answer body could not be decoded' },
   SG_ERR_LOGIN_NO_TOKEN: { status: undefined, message: 'a successful login carried no token' },
   SG_ERR_LOGIN_NO_USER: { status: undefined, message: 'a successful login named no user' },
+  SG_ERR_LOGIN_NO_GROUP: {
+    status: 403,
+    message: 'the login names no group the gateway can read (sessions.groups.onMissing: refuse)',
+  },
+  SG_ERR_LOGIN_NO_TENANT: {
+    status: 403,
+    message: 'the login names no tenant the gateway can read (sessions.seats.onMissing: refuse)',
+  },
   SG_ERR_LOGIN_PROBE_FAILED: { status: 503, message: 'the login could not be verified; please try again' },
   SG_ERR_REFRESH_UNLINKED: { status: undefined, message: 'a refresh of a token that is not live' },
   SG_ERR_ROTATION: { status: undefined, message: 'a rotated token could not be registered' },

@@ -17,6 +17,7 @@ import { Metrics } from './observability/metrics.js';
 import { compileTrustedProxies } from './proxy/client-address.js';
 import { compileCookieHardening } from './proxy/cookie-harden.js';
 import { Upstream } from './proxy/forward.js';
+import { compileAttributeReader } from './proxy/login-attributes.js';
 import { createUserProbe, defaultPresentAs } from './proxy/probe.js';
 import { plainRejectionPage, Rejections, type RejectionPageRenderer } from './proxy/rejection.js';
 import { compileWatchedCookies } from './proxy/rotation-tap.js';
@@ -158,6 +159,9 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   events.on((e) => {
     if (e.type !== 'session.created' && e.type !== 'request.rejected' && e.type !== 'session.refused')
       metrics.sessionsEnded.labels(String(e.reason ?? e.type)).inc();
+    // Policy reasons are a fixed set (PolicyReason), never a user or group name.
+    if (e.policy !== undefined)
+      metrics.policyOutcomes.labels(e.type === 'session.refused' ? 'refused' : 'ended', e.policy).inc();
   });
   metrics.countLiveSessionsWith(() => sessions.countLive());
   let webhook: WebhookNotifier | undefined;
@@ -168,8 +172,14 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
 
   const tokenIdOf = createTokenIdOf(config.secret, { memo: config.cache.tokenIdMemo });
   const paths = { caseSensitive: config.routes.caseSensitive };
+  const groupsConfig = config.sessions.groups;
+  const seatsConfig = config.sessions.seats;
+  const policySources = [
+    ...(groupsConfig ? [groupsConfig.from] : []),
+    ...(seatsConfig ? [seatsConfig.key] : []),
+  ];
   const rules: TokenRule[] = [
-    ...config.login.map((r, i) => compileLoginRule(r, i, paths)),
+    ...config.login.map((r, i) => compileLoginRule(r, i, paths, policySources)),
     ...config.refresh.map((r, i) => compileRefreshRule(r, i, paths)),
     ...config.logout.map((r, i) => compileLogoutRule(r, i, paths)),
   ];
@@ -264,6 +274,15 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         logger,
         config.maxLoginBody,
       ),
+      groups: groupsConfig && {
+        read: compileAttributeReader(groupsConfig.from),
+        onMissing: groupsConfig.onMissing,
+      },
+      seats: seatsConfig && {
+        read: compileAttributeReader(seatsConfig.key),
+        onMissing: seatsConfig.onMissing,
+        message: seatsConfig.message,
+      },
     },
     timeouts: {
       keepAlive: config.timeouts.keepAlive,

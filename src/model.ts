@@ -27,6 +27,8 @@ export interface SessionRecord {
   readonly ip: string;
   readonly userAgent: string;
   readonly location?: string;
+  /** The tenant whose seat the session holds (`sessions.seats`), if it holds one. */
+  readonly tenant?: string;
   readonly endedAt?: number;
   readonly endedBy?: EndedBy;
   /**

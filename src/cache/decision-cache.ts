@@ -9,6 +9,19 @@ function isProvisional(state: Decision['state']): boolean {
   return state === 'live' || state === 'unknown' || state === 'anonymous';
 }
 
+/**
+ * Whether two reads of one session say the same: same state, same end, same tokens. Activity may
+ * differ: each decision keeps its own `lastSeenAt`, which the record's only seeds.
+ */
+function sameRecord(a: SessionRecord, b: SessionRecord): boolean {
+  if (a === b) return true;
+  if (a.id !== b.id || a.state !== b.state || a.endedAt !== b.endedAt || a.pinned !== b.pinned) return false;
+  const n = a.tokenIds.length;
+  if (n !== b.tokenIds.length) return false;
+  for (let i = 0; i < n; i++) if (a.tokenIds[i] !== b.tokenIds[i]) return false;
+  return true;
+}
+
 /** What this replica believes of one token id. Entries are mutated in place for activity tracking. */
 export interface Decision {
   /**
@@ -60,8 +73,10 @@ export class DecisionCache {
   /**
    * The cached token ids of each session, so a session's end reaches every value cached for it: a
    * rotating cookie's values outnumber what the session record lists (and what an invalidation names).
+   * Most sessions have one cached token: it is kept as the string itself, a list only from the second
+   * (a `Set` per session cost about 140 B per entry; bench/results/cache-memory.md).
    */
-  readonly #bySession = new Map<string, Set<string>>();
+  readonly #bySession = new Map<string, string | string[]>();
   /** Sessions seen ending lately: a store read that raced the end and answered "live" is not cached. */
   readonly #ended = new Map<string, number>();
   readonly #maxStaleness: number;
@@ -155,8 +170,8 @@ export class DecisionCache {
       if (s.state === 'live') continue;
       this.noteEnded(s);
       const dead = this.makeDecision(s.state, s, now);
-      const cached = this.#bySession.get(s.id);
-      for (const id of cached === undefined ? s.tokenIds : [...s.tokenIds, ...cached]) {
+      const cached = this.cachedTokensOf(s.id);
+      for (const id of cached.length === 0 ? s.tokenIds : [...s.tokenIds, ...cached]) {
         const ticket = this.#pending.get(id);
         if (ticket) ticket.voided = true;
         if (this.#lru.has(id)) this.#store(id, dead);
@@ -165,12 +180,23 @@ export class DecisionCache {
   }
 
   #store(tokenId: string, d: Decision): void {
-    this.#lru.set(tokenId, d);
-    const sid = d.session?.id;
-    if (sid === undefined) return;
-    let ids = this.#bySession.get(sid);
-    if (ids === undefined) this.#bySession.set(sid, (ids = new Set()));
-    ids.add(tokenId);
+    const session = d.session;
+    if (session === undefined) {
+      this.#lru.set(tokenId, d);
+      return;
+    }
+    const ids = this.#bySession.get(session.id);
+    // Every token of a session read from the store brings its own copy of the record: the tokens
+    // cached for the same session share one, when it says the same (bench/results/cache-memory.md).
+    const sibling =
+      ids === undefined ? undefined : this.#lru.peek(typeof ids === 'string' ? ids : (ids[0] ?? ''));
+    const shared =
+      sibling?.session !== undefined && sameRecord(sibling.session, session) ? sibling.session : session;
+    this.#lru.set(tokenId, shared === session ? d : { ...d, session: shared });
+    if (ids === undefined) this.#bySession.set(session.id, tokenId);
+    else if (typeof ids === 'string') {
+      if (ids !== tokenId) this.#bySession.set(session.id, [ids, tokenId]);
+    } else if (!ids.includes(tokenId)) ids.push(tokenId);
   }
 
   #unindex(d: Decision, tokenId: string): void {
@@ -178,14 +204,21 @@ export class DecisionCache {
     if (sid === undefined) return;
     const ids = this.#bySession.get(sid);
     if (ids === undefined) return;
-    ids.delete(tokenId);
-    if (ids.size === 0) this.#bySession.delete(sid);
+    if (typeof ids === 'string') {
+      if (ids === tokenId) this.#bySession.delete(sid);
+      return;
+    }
+    const at = ids.indexOf(tokenId);
+    if (at !== -1) ids.splice(at, 1);
+    const [only] = ids;
+    if (ids.length === 1 && only !== undefined) this.#bySession.set(sid, only);
+    else if (ids.length === 0) this.#bySession.delete(sid);
   }
 
   /** The token ids cached for a session (its listed values and any others seen). */
   cachedTokensOf(sessionId: string): readonly string[] {
     const ids = this.#bySession.get(sessionId);
-    return ids === undefined ? NONE : [...ids];
+    return ids === undefined ? NONE : typeof ids === 'string' ? [ids] : [...ids];
   }
 
   /** A session ended: a read in flight that answers it "live" will not be cached. */

@@ -325,7 +325,9 @@ function policyLines(config: Config): string[] {
       `at most ${s.limit} live session${s.limit === 1 ? '' : 's'} per user; a login beyond that: ${
         s.onLimit === 'replace-oldest'
           ? 'replace-oldest (the oldest session ends)'
-          : 'reject-new (the login is refused, 409)'
+          : s.onLimit === 'replace-least-recent'
+            ? 'replace-least-recent (the session used longest ago ends)'
+            : 'reject-new (the login is refused, 409)'
       }`,
       `idle timeout ${formatDuration(s.idleTimeout)}, max age ${formatDuration(s.maxAge)}`,
     ]),

@@ -225,6 +225,33 @@ const tlsFiles = z
   })
   .strict();
 
+/** Where a login names the user's groups or tenant: a string or an array of strings. */
+const GROUP_SOURCE_KINDS: ReadonlySet<string> = new Set([
+  'jwt',
+  'json',
+  'header',
+  'request.form',
+  'request.json',
+]);
+const loginAttributeSource = userSource.refine(
+  (s) => GROUP_SOURCE_KINDS.has(s.kind),
+  'expected jwt:<claim>, json:<path>, header:<name> (response), request.form:<field> or request.json:<path>',
+);
+
+const loginGroups = z
+  .object({
+    /** Where the login names the user's groups (a string or an array of strings): `jwt:role`, `json:user.groups`, `header:x-groups`, `request.form:role`. */
+    from: loginAttributeSource,
+    /** The limit of each group (`{ admin: 1, staff: 3 }`). @default {} */
+    limits: z.record(z.string().min(1), z.number().int().min(1)).default({}),
+    /**
+     * A login whose groups are missing or not strings (logged as SG_ERR_LOGIN_NO_GROUP, counted):
+     * `default` gives the default limit, `refuse` refuses the login with 403. @default default
+     */
+    onMissing: z.enum(['default', 'refuse']).default('default'),
+  })
+  .strict();
+
 const redisStore = z
   .object({
     /** `redis://[user:pass@]host:port/db` or `rediss://` (TLS). Ignored when `sentinels` or `cluster` is set. */
@@ -340,8 +367,63 @@ export const configSchema = z
       .object({
         /** Live sessions per user. @default 1 */
         limit: z.number().int().min(1).default(1),
-        /** `replace-oldest` ends the oldest; `reject-new` refuses the new login with 409. @default replace-oldest */
-        onLimit: z.enum(['replace-oldest', 'reject-new']).default('replace-oldest'),
+        /**
+         * `replace-oldest` ends the oldest login; `replace-least-recent` the session used longest ago (the
+         * last activity the store holds); `reject-new` refuses the new login with 409. @default replace-oldest
+         */
+        onLimit: z.enum(['replace-oldest', 'reject-new', 'replace-least-recent']).default('replace-oldest'),
+        /**
+         * A session idle this long no longer holds a slot: when a new login needs one, it is ended as
+         * expired (its next request: session_expired) before any other is superseded or the login refused.
+         * Unset: idle sessions hold their slot until idleTimeout.
+         */
+        reclaimIdleAfter: duration('reclaimIdleAfter').optional(),
+        /** Limits by group, read at login: a user in several groups gets the smallest; others the default. */
+        groups: loginGroups.optional(),
+        /** A cap on live sessions per tenant, across all its users (exempt users take no seat). */
+        seats: z
+          .object({
+            /** Where the login names its tenant (a string): same source forms as `groups.from`. */
+            key: loginAttributeSource,
+            /** Live sessions per tenant. */
+            max: z.number().int().min(1),
+            /** What a login refused for want of a seat is told (409 session_seat_limit_reached). */
+            message: z
+              .string()
+              .default(
+                'Your organisation already has the maximum number of active sessions. Try again later, or ask someone to sign out.',
+              ),
+            /**
+             * A login whose tenant is missing or not a string (logged as SG_ERR_LOGIN_NO_TENANT, counted):
+             * `default` takes no seat, `refuse` refuses the login with 403. @default default
+             */
+            onMissing: z.enum(['default', 'refuse']).default('default'),
+          })
+          .strict()
+          .optional(),
+        /** Users and groups never counted and never ended by a limit (service accounts). */
+        exempt: z
+          .object({
+            /** User names, as the login rule normalises them. @default [] */
+            users: z.array(z.string().min(1)).default([]),
+            /** Groups (as `groups.from` reads them). @default [] */
+            groups: z.array(z.string().min(1)).default([]),
+          })
+          .strict()
+          .optional(),
+        /**
+         * Live sessions per device class (`desktop`, `mobile`, `tablet`, `other`, from the User-Agent),
+         * inside the user's limit: a second phone ends the first phone (or is refused), never the desktop.
+         */
+        devices: z
+          .object({
+            desktop: z.number().int().min(1).optional(),
+            mobile: z.number().int().min(1).optional(),
+            tablet: z.number().int().min(1).optional(),
+            other: z.number().int().min(1).optional(),
+          })
+          .strict()
+          .optional(),
         /** A session unused this long expires (PCI-DSS 8.2.8 asks for 15m). @default 30m */
         idleTimeout: duration('idleTimeout').default('30m'),
         /** A session expires this long after its login, whatever its activity. @default 12h */
@@ -372,6 +454,19 @@ export const configSchema = z
       })
       .strict()
       .superRefine((s, ctx) => {
+        if (s.exempt?.groups.length && !s.groups)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['exempt', 'groups'],
+            message: 'needs sessions.groups.from (where the login names its groups)',
+          });
+        if (typeof s.reclaimIdleAfter === 'number' && typeof s.idleTimeout === 'number')
+          if (s.reclaimIdleAfter >= s.idleTimeout)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['reclaimIdleAfter'],
+              message: `must be shorter than sessions.idleTimeout (${s.reclaimIdleAfter} ms >= ${s.idleTimeout} ms): a session idle that long has expired already`,
+            });
         // Activity written less often than the idle timeout cannot keep an active session alive on
         // another replica (or after a cache refill).
         if (typeof s.activityInterval === 'number' && typeof s.idleTimeout === 'number')
@@ -595,5 +690,6 @@ export type UserSourceConfig = z.output<typeof userSource>;
 export type SuccessRuleConfig = z.output<typeof successRule>;
 export type WhenConfig = z.output<typeof whenConditions>;
 export type RedisStoreConfig = z.output<typeof redisStore>;
+export type LoginGroupsConfig = z.output<typeof loginGroups>;
 export type ListenAddress = { host: string; port: number };
 export type CookieHardenConfig = NonNullable<Config['cookies']['harden']>;

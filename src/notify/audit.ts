@@ -26,6 +26,7 @@ export function createAuditSink(logger: Logger): (event: SessionEvent) => void {
         location: e.location,
         reason: e.reason ?? DEFAULT_REASON[e.type],
         rule: e.rule,
+        policy: e.policy,
         by: e.by
           ? {
               actor: e.by.actor,

@@ -80,6 +80,8 @@ export class Metrics {
   readonly logins: Record<LoginOutcomeLabel, Counter.Internal>;
   readonly tokenUpdates: Counter<'kind'>;
   readonly sessionsEnded: Counter<'reason'>;
+  /** Limit policy outcomes: `outcome` ended | refused | defaulted, `reason` a fixed policy reason. */
+  readonly policyOutcomes: Counter<'outcome' | 'reason'>;
   readonly liveSessions: Gauge;
   #countLiveSessions: (() => Promise<number>) | undefined;
   readonly invalidations: Counter;
@@ -167,6 +169,12 @@ export class Metrics {
       name: 'sessiongate_sessions_ended_total',
       help: 'Sessions ended, by reason (superseded is the supersession count).',
       labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.policyOutcomes = new Counter({
+      name: 'sessiongate_policy_outcomes_total',
+      help: 'Limit policy outcomes at logins: sessions ended or logins refused, by reason (limit, group-limit, device-limit, seat-limit, idle-reclaimed, chosen-by-user); defaulted: a login whose group or tenant claim was missing or unreadable.',
+      labelNames: ['outcome', 'reason'],
       registers: [registry],
     });
     // Counted by the store at scrape time, so every replica reports the same exact number (a tally

@@ -17,6 +17,7 @@ import type { ResponseHead, ResponseTap } from './forward.js';
 import { headerObject } from './headers.js';
 import { writeResponseHead } from './http2.js';
 import type { Rejections } from './rejection.js';
+import type { LoginAttribute } from './login-attributes.js';
 import type { RequestScope } from './scope.js';
 
 /** Asks the app who the user of a new token is (SSO callbacks), or undefined. `login`: the exchange read. */
@@ -40,6 +41,10 @@ export interface ExchangeTapDeps {
   readonly loginHeader: boolean;
   readonly locationHeader: string | undefined;
   readonly probe: UserProbe;
+  /** sessions.groups.from: the groups a login names, for group limits and exemptions. */
+  readonly groups?: LoginAttribute | undefined;
+  /** sessions.seats.key: the tenant whose seat a login takes, and what a refusal for want of one says. */
+  readonly seats?: (LoginAttribute & { readonly message: string }) | undefined;
   /**
    * The cookie tap of an ordinary response (a live session's rotation, or anonymous cookies under
    * `unknownTokens: reject`): a response that is not a registered login
@@ -201,6 +206,12 @@ export function exchangeTap(
       unreadable(rule, head, body, res, 'the login names no user');
       return;
     }
+    const groups = deps.groups && readAttribute(deps.groups, 'group', tokens, res);
+    if (groups === null) return;
+    const tenants = deps.seats && readAttribute(deps.seats, 'tenant', tokens, res);
+    if (tenants === null) return;
+    // A tenant is one name: an array of several is as unreadable as a number.
+    const tenant = tenants?.length === 1 ? tenants[0] : undefined;
     const location = deps.locationHeader ? scope.req.headers[deps.locationHeader] : undefined;
     const reportOnly = deps.mode === 'report-only';
     if (fixated && deps.fixation?.judge(rule, scope, user, reportOnly) === true) {
@@ -215,6 +226,8 @@ export function exchangeTap(
       ip: scope.clientIp,
       userAgent: scope.req.headers['user-agent'] ?? '',
       ...(typeof location === 'string' ? { location } : {}),
+      ...(groups !== undefined ? { groups } : {}),
+      ...(tenant !== undefined ? { tenant } : {}),
       ...(reportOnly ? { reportOnly } : {}),
     });
     const wouldRefuse = outcome.kind === 'created' && outcome.wouldRefuse === true;
@@ -226,6 +239,10 @@ export function exchangeTap(
           { rule: rule.name, code: 'session_limit_reached', reportOnly: true },
           'would refuse the login (report-only): released',
         );
+      } else if (outcome.kind === 'refused' && outcome.reason === 'seat-limit' && deps.seats) {
+        // Whatever onLimit says: the tenant is full, and the token never reaches the client.
+        sendError(res, 'session_seat_limit_reached', deps.seats.message);
+        return;
       } else {
         // reject-new: the token never reaches the client.
         deps.rejections.send(res, scope.req.headers, 'session_limit_reached', undefined, undefined);
@@ -236,6 +253,33 @@ export function exchangeTap(
     const ended =
       outcome.kind === 'created' ? outcome.ended.filter((s) => s.state === 'superseded').length : 0;
     release(res, head, body, deps.loginHeader ? ['sessiongate-ended-sessions', String(ended)] : undefined);
+  }
+
+  /**
+   * The groups or tenant a login names; undefined when it names none (logged, counted, and the default
+   * applies), null when it names none and the config says refuse (answered 403 here).
+   */
+  function readAttribute(
+    attribute: LoginAttribute,
+    what: 'group' | 'tenant',
+    tokens: readonly string[],
+    res: ServerResponse,
+  ): readonly string[] | undefined | null {
+    const read = attribute.read(ex, tokens);
+    if (read.kind === 'names' && (what === 'group' || read.names.length === 1)) return read.names;
+    const why = read.kind === 'names' ? 'invalid' : read.kind;
+    const refuse = attribute.onMissing === 'refuse';
+    const code = what === 'group' ? 'SG_ERR_LOGIN_NO_GROUP' : 'SG_ERR_LOGIN_NO_TENANT';
+    deps.metrics.policyOutcomes.labels(refuse ? 'refused' : 'defaulted', `${what}-${why}`).inc();
+    log.warn(
+      { rule: rule.name, code, why },
+      refuse
+        ? `the login names no readable ${what}: refused`
+        : `the login names no readable ${what}: ${what === 'group' ? 'the default limit applies' : 'no seat taken'}`,
+    );
+    if (!refuse) return undefined;
+    sendError(res, code);
+    return null;
   }
 
   /**

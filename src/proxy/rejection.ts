@@ -70,6 +70,7 @@ export class Rejections {
       session_unknown: ERRORS.session_unknown.message,
       session_store_unavailable: ERRORS.session_store_unavailable.message,
       session_limit_reached: ERRORS.session_limit_reached.message,
+      session_seat_limit_reached: ERRORS.session_seat_limit_reached.message,
       session_required: ERRORS.session_required.message,
       session_fixation: ERRORS.session_fixation.message,
     };

@@ -5,6 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { LoginAttribute } from './login-attributes.js';
 import type { SessionEvent } from '../sessions/events.js';
 import type { SessionService, TokenCheck } from '../sessions/service.js';
 import type { TokenRule } from '../tokens/exchange.js';
@@ -64,6 +65,10 @@ export interface ProxyOptions {
     readonly loginHeader: boolean;
     readonly locationHeader: string | undefined;
     readonly probe: UserProbe;
+    /** sessions.groups.from, read at each login. */
+    readonly groups?: LoginAttribute | undefined;
+    /** sessions.seats.key, read at each login, and the refusal's message. */
+    readonly seats?: (LoginAttribute & { readonly message: string }) | undefined;
   };
   readonly timeouts: {
     readonly keepAlive: number;
@@ -146,6 +151,8 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
       locationHeader: o.login.locationHeader,
       probe: o.login.probe,
       fixation: compileFixationGuard(o.fixation ?? 'off', { metrics, logger, record: o.record, now: o.now }),
+      groups: o.login.groups,
+      seats: o.login.seats,
     },
   };
   // The rule kind is switched on here, once: each request then calls its route's handler.

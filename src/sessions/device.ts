@@ -23,6 +23,42 @@ export function describeDevice(userAgent: string): string {
   return d;
 }
 
+/** The device classes a limit can be set per (`sessions.devices`). */
+export const DEVICE_CLASSES = ['desktop', 'mobile', 'tablet', 'other'] as const;
+export type DeviceClass = (typeof DEVICE_CLASSES)[number];
+
+const classMemo = new Map<string, DeviceClass>();
+
+/**
+ * The device class of a User-Agent: `mobile` and `tablet` as ua-parser-js types them, `desktop` for a
+ * browser on a desktop OS (ua-parser-js leaves its type unset), `other` for the rest (no agent, a
+ * script, a TV). Read at login only; memoised like describeDevice.
+ */
+export function deviceClass(userAgent: string): DeviceClass {
+  if (!userAgent) return 'other';
+  let c = classMemo.get(userAgent);
+  if (c === undefined) {
+    c = parseClass(userAgent);
+    if (userAgent.length <= MEMO_MAX_KEY) {
+      if (classMemo.size >= MEMO_MAX) classMemo.clear();
+      classMemo.set(userAgent, c);
+    }
+  }
+  return c;
+}
+
+const DESKTOP_OS =
+  /^(windows|mac os|macos|linux|ubuntu|debian|fedora|chrome os|chromium os|freebsd|openbsd)/i;
+
+function parseClass(userAgent: string): DeviceClass {
+  const r = new UAParser(userAgent).getResult();
+  if (r.device.type === 'mobile') return 'mobile';
+  if (r.device.type === 'tablet') return 'tablet';
+  if (r.device.type === undefined && r.browser.name && r.os.name && DESKTOP_OS.test(r.os.name))
+    return 'desktop';
+  return 'other';
+}
+
 function parseDevice(userAgent: string): string {
   const r = new UAParser(userAgent).getResult();
   const browser = r.browser.name;

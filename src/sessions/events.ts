@@ -1,4 +1,5 @@
 import type { EndState } from '../model.js';
+import type { PolicyReason } from './policy.js';
 
 export type SessionEventType =
   | 'session.created'
@@ -30,6 +31,11 @@ export interface SessionEvent {
     readonly userAgent?: string;
     readonly actor?: 'user' | 'admin' | 'login';
   };
+  /**
+   * A limit policy's reason (sessions ended at a login, refused logins): `limit`, `group-limit`,
+   * `device-limit`, `seat-limit`, `idle-reclaimed`, `chosen-by-user`.
+   */
+  readonly policy?: PolicyReason;
   /** For session.created: how many sessions of other devices the login ended. */
   readonly ended?: number;
   /** For session.fixation_risk: the login rule (`login[0]`) that judged it. */

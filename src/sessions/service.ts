@@ -4,11 +4,22 @@ import { SessionContentionError, StoreConflictError, StoreUnavailableError } fro
 import type { SessionStore } from '../store/contract.js';
 import type { EndedBy, EndState, SessionRecord, TokenLookup } from '../model.js';
 import { END_EVENT, REPLACED_EVENT, SessionEvents } from './events.js';
-import { decideLogin } from './policy.js';
+import { deviceClass, type DeviceClass } from './device.js';
+import { decideLogin, type EndReason, type OnLimit, type PolicyReason } from './policy.js';
 
 export interface SessionServiceConfig {
   readonly limit: number;
-  readonly onLimit: 'replace-oldest' | 'reject-new';
+  readonly onLimit: OnLimit;
+  /** Milliseconds; see LimitPolicyConfig.reclaimIdleAfter. */
+  readonly reclaimIdleAfter?: number | undefined;
+  /** Live sessions per device class (sessions.devices). */
+  readonly devices?: Readonly<Partial<Record<DeviceClass, number>>> | undefined;
+  /** Limits by group (sessions.groups.limits): a user in several groups gets the smallest. */
+  readonly groups?: { readonly limits: Readonly<Record<string, number>> } | undefined;
+  /** A cap on live sessions per tenant (sessions.seats.max). */
+  readonly seats?: { readonly max: number } | undefined;
+  /** Users and groups never counted, never ended by a limit (sessions.exempt). */
+  readonly exempt?: { readonly users: readonly string[]; readonly groups: readonly string[] } | undefined;
   /** Milliseconds. */
   readonly idleTimeout: number;
   readonly maxAge: number;
@@ -42,6 +53,10 @@ export interface LoginInput {
   readonly ip: string;
   readonly userAgent: string;
   readonly location?: string;
+  /** The groups the login named (sessions.groups.from), for group limits and exemptions. */
+  readonly groups?: readonly string[];
+  /** The tenant the login named (sessions.seats.key): the new session takes one of its seats. */
+  readonly tenant?: string;
   /**
    * `mode: report-only`: a login the limit would refuse is registered anyway, past the limit, so the
    * gateway keeps tracking the session the app now has (the outcome says `wouldRefuse`).
@@ -63,7 +78,7 @@ export type LoginOutcome =
       readonly wouldRefuse?: boolean;
     }
   | { readonly kind: 'existing'; readonly session: SessionRecord }
-  | { readonly kind: 'refused'; readonly live: number };
+  | { readonly kind: 'refused'; readonly live: number; readonly reason: PolicyReason };
 
 /** What a token's state can be, as the service judges it (a session state, or why there is none). */
 export type TokenState = Decision['state'];
@@ -115,6 +130,9 @@ export class SessionService {
    */
   readonly #unwritten: number;
   #liveCount: { readonly at: number; readonly value: Promise<number> } | undefined;
+  readonly #exemptUsers: ReadonlySet<string>;
+  readonly #exemptGroups: ReadonlySet<string>;
+  readonly #groupLimits: ReadonlyMap<string, number>;
 
   constructor(options: SessionServiceOptions) {
     this.#store = options.store;
@@ -126,6 +144,9 @@ export class SessionService {
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
     this.#onSharedToken = options.onSharedToken ?? (() => {});
     this.#unwritten = this.#store.kind === 'memory' ? 0 : this.#config.activityInterval;
+    this.#exemptUsers = new Set(this.#config.exempt?.users ?? []);
+    this.#exemptGroups = new Set(this.#config.exempt?.groups ?? []);
+    this.#groupLimits = new Map(Object.entries(this.#config.groups?.limits ?? {}));
     this.#unwatch = this.#store.watch({
       onInvalidate: (m) => {
         // Tombstones first: invalidate() then drops only what is still cached as live.
@@ -335,6 +356,9 @@ export class SessionService {
       if (other === undefined) tokenIds.push(tokenId);
       else this.#onSharedToken(input.user);
     }
+    const policy = this.#policyOf(input);
+    // Exempt users take no seat.
+    const seatTenant = this.#config.seats && policy.exempt !== true ? input.tenant : undefined;
     const session: SessionRecord = {
       id: this.#newId(),
       user: input.user,
@@ -345,11 +369,13 @@ export class SessionService {
       ip: input.ip,
       userAgent: input.userAgent,
       ...(input.location ? { location: input.location } : {}),
+      ...(seatTenant !== undefined ? { tenant: seatTenant } : {}),
       // The login's own tokens (session + remember-me) stay with the session for its life.
       tokenIds,
       pinned: tokenIds.length,
     };
     const endedBy: EndedBy = { sessionId: session.id, ip: input.ip, userAgent: input.userAgent };
+    let seated = false;
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
       const snapshot = await this.#store.readUser(input.user);
       // The policy judges idleness by the last activity anyone can vouch for (see #lastActivity).
@@ -357,10 +383,18 @@ export class SessionService {
         ...s,
         lastSeenAt: this.#lastActivity(s, this.#localActivity(s)),
       }));
-      const login = { at: now, ...(replacesSessionId ? { replacesSessionId } : {}) };
+      const login = {
+        at: now,
+        sessionId: session.id,
+        device: deviceClass(input.userAgent),
+        ...policy,
+        ...(replacesSessionId ? { replacesSessionId } : {}),
+      };
       let decision = decideLogin(seen, login, this.#config);
       let wouldRefuse = false;
       if (decision.kind === 'refuse' && !input.reportOnly) {
+        // A seat reserved by an attempt that lost its race is not this login's any more.
+        if (seated && seatTenant !== undefined) this.#releaseSeats(seatTenant, [session.id]);
         this.events.emit({
           type: 'session.refused',
           at: now,
@@ -368,34 +402,69 @@ export class SessionService {
           ip: input.ip,
           userAgent: input.userAgent,
           reason: 'session_limit_reached',
+          policy: decision.reason,
         });
-        return { kind: 'refused', live: decision.live };
+        return { kind: 'refused', live: decision.live, reason: decision.reason };
       }
       if (decision.kind === 'refuse') {
         // report-only: no session.refused (its webhook would tell the user of a refusal that did not
         // happen; the caller logs and counts it). Decided as if there were no limit: sessions past their
         // time still end, none is superseded.
-        decision = decideLogin(seen, login, { ...this.#config, limit: Number.MAX_SAFE_INTEGER });
-        if (decision.kind === 'refuse') return { kind: 'refused', live: decision.live };
+        decision = decideLogin(seen, { ...login, exempt: true }, this.#config);
+        if (decision.kind === 'refuse')
+          return { kind: 'refused', live: decision.live, reason: decision.reason };
         wouldRefuse = true;
+      }
+      if (seatTenant !== undefined && this.#config.seats) {
+        const ending = new Set(decision.end.map((e) => e.sessionId));
+        const taken = await this.#store.seats.reserve({
+          tenant: seatTenant,
+          user: input.user,
+          sessionId: session.id,
+          expiresAt: session.expiresAt,
+          keep: snapshot.live.filter((s) => !ending.has(s.id)).map((s) => s.id),
+          max: this.#config.seats.max,
+          at: now,
+        });
+        seated = taken;
+        if (!taken && input.reportOnly) wouldRefuse = true;
+        else if (!taken) {
+          this.events.emit({
+            type: 'session.refused',
+            at: now,
+            user: input.user,
+            ip: input.ip,
+            userAgent: input.userAgent,
+            reason: 'session_seat_limit_reached',
+            policy: 'seat-limit',
+          });
+          return { kind: 'refused', live: snapshot.live.length - ending.size, reason: 'seat-limit' };
+        }
       }
       try {
         await this.#store.commit({
           user: input.user,
           expectedVersion: snapshot.version,
           create: session,
-          end: decision.end.map((e) => ({ ...e, ...(e.state === 'superseded' ? { endedBy } : {}) })),
+          end: decision.end.map((e) => ({
+            sessionId: e.sessionId,
+            state: e.state,
+            ...(e.state === 'superseded' ? { endedBy } : {}),
+          })),
           at: now,
         });
       } catch (err) {
+        // A retry reserves again (the user's seats are rewritten); a failure frees the seat taken.
         if (err instanceof StoreConflictError) continue;
+        if (seatTenant !== undefined) this.#releaseSeats(seatTenant, [session.id]);
         throw err;
       }
       const all = decision.end.map((e) => {
         const s = snapshot.live.find((x) => x.id === e.sessionId) as SessionRecord;
         return { ...s, state: e.state, endedAt: now, ...(e.state === 'superseded' ? { endedBy } : {}) };
       });
-      this.#recordEnded(all, now, 'login', session.tokenIds, replacesSessionId);
+      const reasons = new Map(decision.end.map((e) => [e.sessionId, e.reason]));
+      this.#recordEnded(all, now, 'login', session.tokenIds, replacesSessionId, reasons);
       this.#cacheLive(session.tokenIds, session, now);
       const replaced = all.find((s) => s.id === replacesSessionId);
       const ended = all.filter((s) => s.id !== replacesSessionId);
@@ -419,7 +488,23 @@ export class SessionService {
         ...(wouldRefuse ? { wouldRefuse } : {}),
       };
     }
+    if (seated && seatTenant !== undefined) this.#releaseSeats(seatTenant, [session.id]);
     throw new SessionContentionError();
+  }
+
+  /**
+   * The user's place in the policy: exempt (by name or group), or the smallest limit of their groups
+   * (none named in groups.limits: the default limit).
+   */
+  #policyOf(input: LoginInput): { exempt?: true; groupLimit?: number } {
+    if (this.#exemptUsers.has(input.user)) return { exempt: true };
+    let groupLimit: number | undefined;
+    for (const g of input.groups ?? []) {
+      if (this.#exemptGroups.has(g)) return { exempt: true };
+      const l = this.#groupLimits.get(g);
+      if (l !== undefined && (groupLimit === undefined || l < groupLimit)) groupLimit = l;
+    }
+    return groupLimit !== undefined ? { groupLimit } : {};
   }
 
   /**
@@ -547,6 +632,7 @@ export class SessionService {
     actor: 'user' | 'admin' | 'login' | undefined,
     keep: readonly string[] = [],
     replacedId?: string,
+    reasons?: ReadonlyMap<string, EndReason>,
   ): void {
     if (ended.length === 0) return;
     this.#liveCount = undefined;
@@ -559,8 +645,10 @@ export class SessionService {
         this.#cache.set(t, this.#cache.makeDecision(s.state, s, now));
       }
       this.#cache.noteEnded(s);
+      if (s.tenant !== undefined) this.#releaseSeats(s.tenant, [s.id]);
       // Replaced by the browser's own re-login; if it had idled out meanwhile, it is reported as expired.
       const replaced = s.id === replacedId && s.state === 'superseded';
+      const why = reasons?.get(s.id);
       this.events.emit({
         type: replaced ? REPLACED_EVENT : END_EVENT[s.state as EndState],
         at: now,
@@ -569,10 +657,18 @@ export class SessionService {
         ip: s.ip,
         userAgent: s.userAgent,
         reason: replaced ? 'replaced' : s.state,
+        ...(why !== undefined && why !== 'expired' && why !== 'replaced' ? { policy: why } : {}),
         ...(s.endedBy || actor ? { by: { ...s.endedBy, ...(actor ? { actor } : {}) } } : {}),
       });
     }
     this.#notifyRevoked(tokenIds);
+  }
+
+  /** Frees the seats of ended sessions, off the caller's path: a failure leaves the seat to its expiry. */
+  #releaseSeats(tenant: string, sessionIds: readonly string[]): void {
+    this.#store.seats
+      .release(tenant, sessionIds)
+      .catch((err: unknown) => this.#onBackgroundError(err, 'seat release'));
   }
 
   #notifyRevoked(tokenIds: readonly string[]): void {

@@ -16,6 +16,42 @@ export interface StoreHealth {
   readonly reason?: string;
 }
 
+/** One login's claim on a seat of its tenant (`sessions.seats`). */
+export interface SeatClaim {
+  readonly tenant: string;
+  readonly user: string;
+  /** The new session, which takes the seat. */
+  readonly sessionId: string;
+  /** The new session's expiresAt: its seat is free after it, whatever else happens. */
+  readonly expiresAt: number;
+  /**
+   * The user's sessions that stay live after this login (the policy's outcome): they keep their seats;
+   * the user's other seats are released, so a re-login never counts twice.
+   */
+  readonly keep: readonly string[];
+  readonly max: number;
+  /** Epoch milliseconds of the login. */
+  readonly at: number;
+}
+
+/**
+ * Seats: a cap on live sessions per tenant across all its users, one set of session ids per tenant
+ * (sets, not counters, so a changed max is exact at once). Reserved before the user's compare-and-set,
+ * released when a session ends; a seat of a session past its expiresAt is free.
+ */
+export interface SeatStore {
+  /**
+   * Atomically: the tenant's seats of other users, plus this user's kept sessions and the new one, stay
+   * within `max`, and then the new session takes a seat and the user's sessions not kept give theirs
+   * up. Returns false (and changes nothing) when they would not fit. Throws StoreUnavailableError.
+   */
+  reserve(claim: SeatClaim): Promise<boolean>;
+  /** Frees the seats of these sessions (ended, or a reservation whose login did not go through). */
+  release(tenant: string, sessionIds: readonly string[]): Promise<void>;
+  /** Seats taken in the tenant now (for tests and metrics). */
+  count(tenant: string, at: number): Promise<number>;
+}
+
 /**
  * The session store contract. Every implementation passes `test/store/contract.ts`.
  *
@@ -35,6 +71,8 @@ export interface StoreHealth {
  */
 export interface SessionStore {
   readonly kind: 'memory' | 'redis';
+  /** Tenant seats (`sessions.seats`), kept beside the sessions. */
+  readonly seats: SeatStore;
   /**
    * The user's live sessions and version: every session not ended yet, including one already past its
    * expiresAt (still readable during the retention), so that a commit can end it as `expired`; callers

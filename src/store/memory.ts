@@ -1,5 +1,6 @@
 import { StoreConflictError } from '../errors.js';
-import type { SessionStore, StoreHealth } from './contract.js';
+import type { SeatStore, SessionStore, StoreHealth } from './contract.js';
+import { MemorySeats } from './memory-seats.js';
 import type {
   Invalidation,
   InvalidationListener,
@@ -49,6 +50,7 @@ interface UserEntry {
  */
 export class MemorySessionStore implements SessionStore {
   readonly kind = 'memory' as const;
+  readonly seats: SeatStore = new MemorySeats();
   readonly #users = new Map<string, UserEntry>();
   readonly #tokens = new Map<string, TokenRef>();
   /**

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions, RedisOptions } from 'ioredis';
 import { ConfigError, SessiongateError, StoreConflictError, StoreUnavailableError } from '../errors.js';
-import type { SessionStore, StoreHealth } from './contract.js';
+import type { SeatStore, SessionStore, StoreHealth } from './contract.js';
+import { RedisSeats } from './redis-seats.js';
 import type {
   EndedBy,
   Invalidation,
@@ -209,6 +210,7 @@ function messageOf(err: unknown): string {
  */
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis' as const;
+  readonly seats: SeatStore;
   readonly #client: Client;
   readonly #prefix: string;
   readonly #channel: string;
@@ -314,6 +316,7 @@ export class RedisSessionStore implements SessionStore {
     // first time and after a NOSCRIPT (SCRIPT FLUSH, a failover to a fresh replica), EVALSHA otherwise.
     // No numberOfKeys: #run passes it first, as COMMIT takes 3 or 4 keys.
     for (const script of SCRIPTS) this.#client.defineCommand(script.name, { lua: script.source });
+    this.seats = new RedisSeats(this.#client, this.#prefix, (what, fn) => this.#call(what, fn));
 
     this.#client.on('error', (err: unknown) => this.#onError(err, 'connection'));
     this.#client.on('ready', () => {

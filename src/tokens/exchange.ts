@@ -477,14 +477,19 @@ function compileTokens(sources: readonly TokenSource[]) {
   };
 }
 
+/**
+ * `attributes`: other sources every login reads (sessions.groups.from, sessions.seats.key), so the
+ * bodies they need are buffered and their request fields checked for ambiguity like the user's.
+ */
 export function compileLoginRule(
   rule: LoginRuleConfig,
   index: number,
   paths: PathOptions = {},
+  attributes: readonly UserSource[] = [],
 ): CompiledLoginRule {
   const tokens = compileTokens(rule.token);
   const readUser = rule.user ? compileUserSource(rule.user) : () => undefined;
-  const specs: RuleSource[] = [...tokens.sources, ...(rule.user ? [rule.user] : [])];
+  const specs: RuleSource[] = [...tokens.sources, ...(rule.user ? [rule.user] : []), ...attributes];
   const when = compileWhen(rule.when);
   return {
     kind: 'login',

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
-import type { RunningApp } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { haveExpressSession, startExpressSessionApp } from '../support/express-session.js';
 import { startGateway } from '../support/gateway.js';
 import { havePhp, startPhpLegacyApp } from '../support/php-legacy.js';
@@ -42,7 +42,7 @@ function haveOpenssl(): boolean {
 describe.skipIf(!needTool('PHP', 'php-cli', havePhp()))('cookies.harden in front of php-legacy', () => {
   let app: RunningApp;
   beforeAll(async () => void (app = await startPhpLegacyApp()), 30_000);
-  afterAll(() => app.stop());
+  afterAll(() => app.close());
 
   const gateway = (extra: Partial<ConfigInput> = {}) =>
     startGateway({
@@ -132,7 +132,7 @@ describe.skipIf(!needTool('express-session', 'npm install (a devDependency)', ha
   () => {
     let app: RunningApp;
     beforeAll(async () => void (app = await startExpressSessionApp()), 30_000);
-    afterAll(() => app.stop());
+    afterAll(() => app.close());
 
     const TOKEN = { from: 'cookie:connect.sid', capture: '^s:([^.]+)\\.' };
     const gateway = (sameSite: 'lax' | 'strict') =>
@@ -184,7 +184,7 @@ describe.skipIf(!needTool('Tomcat 10', 'tomcat10-common', haveTomcat()))(
   () => {
     let app: RunningApp;
     beforeAll(async () => void (app = await startTomcatApp()), 40_000);
-    afterAll(() => app.stop());
+    afterAll(() => app.close());
 
     it('hardens the JSESSIONID Tomcat changes to at login; the FORM login is never flagged as fixation', async () => {
       const gw = await startGateway({

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
-import type { RunningApp } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { haveExpressSession, startExpressSessionApp } from '../support/express-session.js';
 import { NAVIGATE, startGateway, type TestGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
@@ -41,7 +41,7 @@ const fixationWarnings = (gw: TestGateway) =>
 describe.skipIf(!needTool('PHP', 'php-cli', havePhp()))('session fixation (php-legacy)', () => {
   let app: RunningApp;
   beforeAll(async () => void (app = await startPhpLegacyApp()), 30_000);
-  afterAll(() => app.stop());
+  afterAll(() => app.close());
 
   const gateway = (fixation: 'off' | 'warn' | 'refuse', extra: Partial<ConfigInput> = {}) =>
     startGateway({
@@ -197,7 +197,7 @@ describe.skipIf(!needTool('express-session', 'npm install (a devDependency)', ha
   () => {
     let app: RunningApp;
     beforeAll(async () => void (app = await startExpressSessionApp()), 30_000);
-    afterAll(() => app.stop());
+    afterAll(() => app.close());
 
     it('never flags a login that regenerates the session (req.session.regenerate)', async () => {
       const gw = await startPresetGateway('express-session', app.url);

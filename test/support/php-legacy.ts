@@ -7,7 +7,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { APPS_DIR, HOST, PHP, freePort, launch, type RunningApp, type StartOptions } from './apps.js';
+import { APPS_DIR, HOST, PHP, launch, type StartOptions } from './apps.js';
+import { freePort } from './ports.js';
+import type { RunningApp } from './running-app.js';
 
 export { havePhp } from './apps.js';
 

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import type { RunningApp } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { startGateway } from '../support/gateway.js';
 import { havePhp, startPhpLegacyApp } from '../support/php-legacy.js';
 import { needTool } from '../support/tools.js';
@@ -34,7 +34,7 @@ describe.skipIf(
   }, 30_000);
   afterAll(async () => {
     await browser?.close();
-    await app?.stop();
+    await app?.close();
   });
 
   const gatewayFor = (harden: boolean) =>

@@ -55,3 +55,41 @@ describe('decision cache: ended sessions carried by an invalidation', () => {
     expect(cache.get('t1', NOW)).toBeUndefined();
   });
 });
+
+describe('decision cache: the tokens of one session', () => {
+  it('share one record when their store reads say the same', () => {
+    const cache = cacheWithLive(['t1', 't2', 't3']);
+    const [a, b, c] = ['t1', 't2', 't3'].map((t) => cache.get(t, NOW)?.session);
+    expect(a).toBeDefined();
+    expect(b).toBe(a);
+    expect(c).toBe(a);
+  });
+
+  it('keep their own record when a read lists other tokens (a rotation) or another state', () => {
+    const cache = cacheWithLive(['t1']);
+    cache.set('t2', cache.makeDecision('live', record('live', ['t1', 't2']), NOW));
+    expect(cache.get('t2', NOW)?.session?.tokenIds).toEqual(['t1', 't2']);
+    cache.set('t3', cache.makeDecision('superseded', record('superseded', ['t1']), NOW));
+    expect(cache.get('t3', NOW)?.session?.state).toBe('superseded');
+    expect(cache.get('t1', NOW)?.session?.state).toBe('live');
+  });
+
+  it('keep their own activity while sharing the record', () => {
+    const cache = cacheWithLive(['t1', 't2']);
+    const d1 = cache.get('t1', NOW);
+    if (d1 === undefined) throw new Error('t1 not cached');
+    d1.lastSeenAt = NOW;
+    expect(cache.get('t2', NOW)?.lastSeenAt).toBe(NOW - 500);
+  });
+
+  it('are listed for their session until each leaves the cache', () => {
+    const cache = new DecisionCache({ max: 2, maxStaleness: 1000, now: () => NOW });
+    for (const id of ['t1', 't2'])
+      cache.set(id, cache.makeDecision('live', record('live', ['t1', 't2']), NOW));
+    expect([...cache.cachedTokensOf('s1')].sort()).toEqual(['t1', 't2']);
+    cache.set('other', cache.makeDecision('unknown', undefined, NOW)); // evicts t1, the least recent
+    expect(cache.cachedTokensOf('s1')).toEqual(['t2']);
+    cache.set('other2', cache.makeDecision('unknown', undefined, NOW)); // evicts t2
+    expect(cache.cachedTokensOf('s1')).toEqual([]);
+  });
+});
