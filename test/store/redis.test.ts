@@ -256,6 +256,31 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
     expect(store.isWatching()).toBe(true);
   });
 
+  it('reports the channel down in health while the subscriber is lost, commands still answered', async () => {
+    const r = await ownRedis();
+    const store = await openStore({ url: r.url, pingInterval: 200 });
+    const listener = recordingListener();
+    onTestFinished(store.watch(listener));
+    const seen: boolean[] = [];
+    const sample = (): void => {
+      seen.push(store.health().channel);
+    };
+    // Sampled at the lost event itself: the channel is down then, whatever the reconnect does next.
+    onTestFinished(store.watch({ onInvalidate() {}, onChannelLost: sample, onChannelRestored: sample }));
+    await redisCommand(r.port, 'CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await waitUntil('lost then restored', () => listener.events.join(',') === 'lost,restored', 5_000);
+    expect(seen).toEqual([false, true]);
+    expect(store.health()).toEqual({ commands: true, channel: true });
+  });
+
+  it('reports a closed store unhealthy, with the reason', async () => {
+    const store = createRedisStore({ url: redis.url, keyPrefix: `sg:${randomUUID().slice(0, 8)}:` });
+    await store.ready();
+    expect(store.health()).toEqual({ commands: true, channel: true });
+    await store.close();
+    expect(store.health()).toEqual({ commands: false, channel: false, reason: 'redis store is closed' });
+  });
+
   it('reports channel state and invalidation lag through its hooks', async () => {
     const r = await ownRedis();
     const channel: string[] = [];
