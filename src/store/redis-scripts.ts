@@ -84,10 +84,12 @@ end
 
 /**
  * Compare-and-set commit of one user.
- * KEYS: sessions, expiry, live, and the prefix's live-sessions zset unless on a Cluster.
+ * KEYS: sessions, expiry, live; unless on a Cluster, the prefix's live-sessions zset and then the index
+ *       keys of the new session's token ids (on a Cluster they live in other slots: the store writes
+ *       them before the script, see redis.ts).
  * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel, create ('1' or '0'),
- *       sid, base, state, lastSeenAt, expiresAt, tokens, tag, now, then per ended session: sid, state,
- *       end JSON.
+ *       sid, base, state, lastSeenAt, expiresAt, tokens, tag, now, index value, index PX, then per ended
+ *       session: sid, state, end JSON.
  * Returns {1, newVersion, sids ended...} or {0, currentVersion} on conflict (nothing written).
  */
 export const COMMIT: LuaScript = {
@@ -98,8 +100,12 @@ local publishedAt, horizon, channel = ARGV[2], ARGV[3], ARGV[4]
 local version = tonumber(redis.call('HGET', h, 'v') or '0')
 if version ~= tonumber(ARGV[1]) then return {0, version} end
 prune(h, x, l, horizon)
+-- The index keys first, as on a Cluster: none is written by a commit that lost its race.
+if tonumber(ARGV[15]) > 0 then
+  for i = 5, #KEYS do redis.call('SET', KEYS[i], ARGV[14], 'PX', ARGV[15]) end
+end
 local invalid, ended, gone = {}, {}, {}
-for i = 14, #ARGV, 3 do
+for i = 16, #ARGV, 3 do
   local sid = ARGV[i]
   -- Only a live session ends; ending a tombstone again keeps its first reason.
   if redis.call('SREM', l, sid) == 1 then

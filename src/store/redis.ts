@@ -134,12 +134,13 @@ export class RedisSessionStore implements SessionStore {
   }
 
   /**
-   * Index first, then the commit script. The index keys (another slot) are written before the script
-   * runs and commit returns only after both, so a token can never be handed to a client (the login
-   * response waits for commit) before its index exists; and no committed session ever lists a token
-   * without an index key. An index key whose commit then fails (conflict, crash) points to a session
-   * that does not exist or does not list the token: lookup verifies that and answers undefined, and
-   * the key expires with the session it was written for.
+   * One round trip: the commit script writes the index keys of the new token ids with the session.
+   * On a Cluster they live in other slots, so they are written first and the script runs after:
+   * commit returns only after both, so a token can never be handed to a client (the login response
+   * waits for commit) before its index exists; and no committed session ever lists a token without an
+   * index key. An index key whose commit then fails (conflict, crash) points to a session that does not
+   * exist or does not list the token: lookup verifies that and answers undefined, and the key expires
+   * with the session it was written for.
    */
   async commit(change: SessionCommit): Promise<void> {
     const tag = userTag(change.user);
@@ -150,16 +151,23 @@ export class RedisSessionStore implements SessionStore {
     const args: string[] = [String(change.expectedVersion), '', this.#horizon(now), this.#channel];
     const keys = [k.sessions, k.expiry, k.live];
     if (!this.#conn.cluster) keys.push(this.#liveKey);
+    let index = ['', '0'];
     if (create) {
       const s = encodeSession(create);
-      await this.#conn.call('commit', () =>
-        this.#writeIndex(create.tokenIds, tag, s.sid, create.expiresAt, now),
-      );
+      // On a Cluster the index keys (other slots) are written before the script; elsewhere by it.
+      if (this.#conn.cluster)
+        await this.#conn.call('commit', () =>
+          this.#writeIndex(create.tokenIds, tag, s.sid, create.expiresAt, now),
+        );
+      else {
+        index = [encodeTokenRef(tag, s.sid, create.expiresAt), String(this.#indexTtl(create.expiresAt, now))];
+        for (const t of create.tokenIds) keys.push(this.#indexKey(t));
+      }
       args.push('1', s.sid, s.base, s.state, s.lastSeenAt, s.expiresAt, s.tokens);
     } else {
       args.push('0', '', '', '', '', '', '');
     }
-    args.push(tag, String(now));
+    args.push(tag, String(now), ...index);
     for (const end of change.end)
       args.push(encodeSessionId(end.sessionId), end.state, encodeEnd(change.at, end.endedBy));
     const reply = await this.#conn.call('commit', () => {
@@ -357,6 +365,11 @@ export class RedisSessionStore implements SessionStore {
     return String(now - this.#retention);
   }
 
+  /** Milliseconds an index key lives: its session's tombstone (see the class comment); <= 0: none. */
+  #indexTtl(expiresAt: number, now: number): number {
+    return Math.ceil(expiresAt + Math.max(this.#retention, this.#tombstoneRetention) - now);
+  }
+
   /**
    * One SET per token id: they live in different slots, so neither a script nor MULTI can group them.
    * Each expires with its session's tombstone (see the class comment), and carries its expiresAt.
@@ -368,9 +381,8 @@ export class RedisSessionStore implements SessionStore {
     expiresAt: number,
     now: number,
   ): Promise<void> {
-    const ttl = expiresAt + Math.max(this.#retention, this.#tombstoneRetention) - now;
-    if (ttl <= 0 || tokenIds.length === 0) return;
-    const px = Math.ceil(ttl);
+    const px = this.#indexTtl(expiresAt, now);
+    if (px <= 0 || tokenIds.length === 0) return;
     const value = encodeTokenRef(tag, sid, expiresAt);
     await Promise.all(tokenIds.map((t) => this.#conn.client.set(this.#indexKey(t), value, 'PX', px)));
   }
