@@ -22,11 +22,15 @@ export const ANONYMOUS = 'a';
 
 /**
  * The hash tag of a user: sha256 of the user's UTF-16 code units (lossless for any JS string, lone
- * surrogates included, unlike UTF-8), hex, 128 bits. Hex cannot contain `}` or a newline, so no user
- * string can break the tag or land in another user's slot.
+ * surrogates included, unlike UTF-8), 128 bits in base64url (22 characters; hex took 32). base64url
+ * cannot contain `}` or a newline, so no user string can break the tag or land in another user's slot.
  */
 export function userTag(user: string): string {
-  return createHash('sha256').update(Buffer.from(user, 'utf16le')).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(Buffer.from(user, 'utf16le'))
+    .digest()
+    .subarray(0, 16)
+    .toString('base64url');
 }
 
 /** A session id as the scripts see it: JSON, so any string (newlines, `|`) is one safe field suffix. */
@@ -53,6 +57,24 @@ export interface EncodedSession {
   readonly tokens: string;
 }
 
+/** A session's status field, `<state> <lastSeenAt> <expiresAt>` (no part contains a space). */
+export interface SessionStatus {
+  readonly state: string;
+  readonly lastSeenAt: string;
+  readonly expiresAt: number;
+}
+
+export function encodeStatus(state: string, lastSeenAt: number, expiresAt: number): string {
+  return `${state} ${lastSeenAt} ${expiresAt}`;
+}
+
+export function decodeStatus(value: string | null | undefined): SessionStatus | undefined {
+  const parts = value?.split(' ');
+  if (parts?.length !== 3) return undefined;
+  const [state, lastSeenAt, expiresAt] = parts as [string, string, string];
+  return { state, lastSeenAt, expiresAt: Number(expiresAt) };
+}
+
 export function encodeSession(session: SessionRecord): EncodedSession {
   const { state, lastSeenAt, tokenIds, ...fixed } = session;
   return {
@@ -70,7 +92,10 @@ export function encodeEnd(at: number, endedBy: EndedBy | undefined): string {
   return JSON.stringify({ endedAt: at, ...(endedBy ? { endedBy } : {}) });
 }
 
-/** Rebuilds a record from its stored fields, or undefined when they do not make one. */
+/**
+ * Rebuilds a record from its stored fields, or undefined when they do not make one. A live session has
+ * no end: an `end` field left by an earlier session of the same id is ignored.
+ */
 export function decodeSession(
   base: string | null | undefined,
   state: string | null | undefined,
@@ -80,7 +105,7 @@ export function decodeSession(
 ): SessionRecord | undefined {
   if (!base || !state || !STATES.has(state)) return undefined;
   const fixed = JSON.parse(base) as Omit<SessionRecord, 'state' | 'lastSeenAt' | 'tokenIds'>;
-  const ended = end ? (JSON.parse(end) as { endedAt?: number; endedBy?: EndedBy }) : {};
+  const ended = end && state !== 'live' ? (JSON.parse(end) as { endedAt?: number; endedBy?: EndedBy }) : {};
   return {
     ...fixed,
     ...ended,

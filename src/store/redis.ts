@@ -10,6 +10,7 @@ import type {
 import {
   ANONYMOUS,
   decodeSession,
+  decodeStatus,
   decodeTokenRef,
   encodeEnd,
   encodeSession,
@@ -19,17 +20,14 @@ import {
   userTag,
 } from './redis-codec.js';
 import { CommandConnection, type RedisConnectionOptions } from './redis-connection.js';
-import {
-  ADD_TOKENS,
-  COMMIT,
-  COUNT_LIVE,
-  LIVE_EXPIRY,
-  READ_USER,
-  SCRIPTS,
-  TOUCH,
-  TRACK_LIVE,
-} from './redis-scripts.js';
+import { ADD_TOKENS, COMMIT, COUNT_LIVE, SCRIPTS, TOUCH, TRACK_LIVE } from './redis-scripts.js';
 import { InvalidationSubscriber, publicationClock } from './redis-subscriber.js';
+
+/**
+ * The key layout's version, in every key name after the prefix: a release that changes the layout
+ * bumps it, so it never reads an older release's keys as its own (see redis-scripts.ts).
+ */
+const LAYOUT = 'v2:';
 
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /** Prefix of every key and of the channel. @default sg: */
@@ -56,9 +54,9 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
  * The Redis session store (standalone, Sentinel or Cluster): the operations of the SessionStore
  * contract over one command connection (redis-connection.ts), the record codec (redis-codec.ts), the
  * scripts (redis-scripts.ts, where the key layout of a user is described) and one invalidation
- * subscriber (redis-subscriber.ts). Besides a user's keys, `<prefix>t:<tokenId>` maps a token id to
- * `<tag>\n<sid>\n<expiresAt>`, `<prefix>live` counts live sessions, and `<prefix>invalidate` is the
- * invalidation channel.
+ * subscriber (redis-subscriber.ts). Besides a user's hash, `<prefix>v2:t:<tokenId>` maps a token id
+ * to `<tag>\n<sid>\n<expiresAt>`, `<prefix>v2:live` counts live sessions, and `<prefix>invalidate` is
+ * the invalidation channel (its messages did not change with the layout version).
  *
  * Tombstones: the index key of a token id expires at its session's expiresAt plus the longer of the
  * retention and `tombstoneRetention`, whatever becomes of the session (it cannot be rewritten when the
@@ -90,7 +88,7 @@ export class RedisSessionStore implements SessionStore {
     this.#now = options.now ?? Date.now;
     this.#retention = options.retention ?? 0;
     this.#tombstoneRetention = options.tombstoneRetention ?? 0;
-    this.#liveKey = `${this.#prefix}live`;
+    this.#liveKey = `${this.#prefix}${LAYOUT}live`;
     this.#onError = options.onError ?? (() => {});
     this.#conn = new CommandConnection(options, SCRIPTS);
 
@@ -116,21 +114,23 @@ export class RedisSessionStore implements SessionStore {
     });
   }
 
+  /** One HGETALL of the user's hash: no script, and the policy gets every live record at once. */
   async readUser(user: string): Promise<UserSessions> {
-    const k = this.#userKeys(userTag(user));
-    const reply = await this.#conn.call('readUser', () =>
-      this.#conn.run(READ_USER, [k.sessions, k.live], []),
-    );
-    const parts = reply as string[];
+    const h = this.#userKey(userTag(user));
+    const fields = await this.#conn.call('readUser', () => this.#conn.client.hgetall(h));
     const now = this.#now();
     const live: SessionRecord[] = [];
-    for (let i = 1; i + 2 < parts.length; i += 3) {
-      const s = decodeSession(parts[i], 'live', parts[i + 1], '', parts[i + 2]);
+    for (const [field, value] of Object.entries(fields)) {
+      if (!field.startsWith('s|')) continue;
+      const status = decodeStatus(value);
+      if (status?.state !== 'live') continue;
+      const sid = field.slice(2);
+      const s = decodeSession(fields[`b|${sid}`], 'live', status.lastSeenAt, '', fields[`t|${sid}`]);
       // Not ended yet, though perhaps past its expiresAt: the caller ends it as expired.
       if (s && s.user === user && s.expiresAt + this.#retention > now) live.push(s);
     }
     live.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return { user, version: Number(parts[0] ?? 0), live };
+    return { user, version: Number(fields.v?.split(' ')[0] ?? 0), live };
   }
 
   /**
@@ -144,12 +144,11 @@ export class RedisSessionStore implements SessionStore {
    */
   async commit(change: SessionCommit): Promise<void> {
     const tag = userTag(change.user);
-    const k = this.#userKeys(tag);
     const now = this.#now();
     const create = change.create;
     // args[1], the publication stamp, is set as the script is sent (the index write comes first).
     const args: string[] = [String(change.expectedVersion), '', this.#horizon(now), this.#channel];
-    const keys = [k.sessions, k.expiry, k.live];
+    const keys = [this.#userKey(tag)];
     if (!this.#conn.cluster) keys.push(this.#liveKey);
     let index = ['', '0'];
     if (create) {
@@ -223,13 +222,13 @@ export class RedisSessionStore implements SessionStore {
     const ref = decodeTokenRef(value);
     if (ref === undefined) return undefined;
     const { sid, expiresAt } = ref;
-    const k = this.#userKeys(ref.tag);
     const f = await this.#conn.call('lookup', () =>
-      this.#conn.client.hmget(k.sessions, `b|${sid}`, `s|${sid}`, `l|${sid}`, `e|${sid}`, `t|${sid}`),
+      this.#conn.client.hmget(this.#userKey(ref.tag), `b|${sid}`, `s|${sid}`, `e|${sid}`, `t|${sid}`),
     );
     const now = this.#now();
+    const status = decodeStatus(f[1]);
     // One whose token fell out of the session's list (rotation) is still the session's: dead stays dead.
-    const session = decodeSession(f[0], f[1], f[2], f[3], f[4]);
+    const session = status && decodeSession(f[0], status.state, status.lastSeenAt, f[2], f[3]);
     if (session && session.expiresAt + this.#retention > now) return { tokenId, session };
     // No record (any more): past its session's expiresAt the id is a tombstone until its own end. Before
     // that, the key was left by a commit that failed and names a session that never existed: unknown.
@@ -255,24 +254,29 @@ export class RedisSessionStore implements SessionStore {
     pinned = 0,
   ): Promise<SessionRecord | undefined> {
     const tag = userTag(user);
-    const k = this.#userKeys(tag);
+    const h = this.#userKey(tag);
     const sid = encodeSessionId(sessionId);
-    const keys = [k.sessions, k.expiry, k.live];
-    // Same ordering as commit: the new index keys exist before the session lists the tokens. Their TTL
-    // is the session's expiresAt, read first (it never changes).
-    const expiresAt = await this.#conn.call('addTokens', () => this.#conn.run(LIVE_EXPIRY, keys, [sid]));
-    if (typeof expiresAt !== 'string') return undefined;
+    const keys = [h];
+    if (this.#conn.cluster) {
+      // The index keys live in other slots: written first (commit's ordering), with the TTL of the
+      // session's expiresAt, read first (it never changes).
+      const status = decodeStatus(
+        await this.#conn.call('addTokens', () => this.#conn.client.hget(h, `s|${sid}`)),
+      );
+      if (status?.state !== 'live') return undefined;
+      const now = this.#now();
+      await this.#conn.call('addTokens', () => this.#writeIndex(tokenIds, tag, sid, status.expiresAt, now));
+    } else for (const t of tokenIds) keys.push(this.#indexKey(t));
     const now = this.#now();
-    await this.#conn.call('addTokens', () => this.#writeIndex(tokenIds, tag, sid, Number(expiresAt), now));
     const args = [
       sid,
       String(maxTokens),
       String(now),
       this.#horizon(now),
-      this.#channel,
       encodeTokens(tokenIds),
-      publicationClock().toFixed(3),
       String(pinned),
+      tag,
+      String(Math.max(this.#retention, this.#tombstoneRetention)),
     ];
     const reply = await this.#conn.call('addTokens', () => this.#conn.run(ADD_TOKENS, keys, args));
     if (!Array.isArray(reply)) return undefined;
@@ -281,13 +285,9 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async touch(user: string, sessionId: string, at: number): Promise<void> {
-    const k = this.#userKeys(userTag(user));
+    const h = this.#userKey(userTag(user));
     await this.#conn.call('touch', () =>
-      this.#conn.run(
-        TOUCH,
-        [k.sessions, k.expiry, k.live],
-        [encodeSessionId(sessionId), String(at), String(this.#now())],
-      ),
+      this.#conn.run(TOUCH, [h], [encodeSessionId(sessionId), String(at), String(this.#now())]),
     );
   }
 
@@ -351,13 +351,13 @@ export class RedisSessionStore implements SessionStore {
     await this.#conn.close();
   }
 
-  #userKeys(tag: string): { sessions: string; expiry: string; live: string } {
-    const base = `${this.#prefix}{u:${tag}}:`;
-    return { sessions: `${base}sessions`, expiry: `${base}expiry`, live: `${base}live` };
+  /** The user's one hash; the tag in braces keeps it in its own Cluster slot. */
+  #userKey(tag: string): string {
+    return `${this.#prefix}${LAYOUT}u:{${tag}}`;
   }
 
   #indexKey(tokenId: string): string {
-    return `${this.#prefix}t:${tokenId}`;
+    return `${this.#prefix}${LAYOUT}t:${tokenId}`;
   }
 
   /** Records whose expiresAt is at or before this are gone (see redis-scripts.ts). */

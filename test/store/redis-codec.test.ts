@@ -4,10 +4,12 @@ import type { SessionRecord } from '../../src/model.js';
 import {
   decodeMessage,
   decodeSession,
+  decodeStatus,
   decodeTokenRef,
   decodeTokens,
   encodeEnd,
   encodeSession,
+  encodeStatus,
   encodeTokenRef,
   encodeTokens,
   userTag,
@@ -64,10 +66,25 @@ describe('Redis record codec', () => {
     expect(decodeTokenRef('no-newline')).toBeUndefined();
   });
 
-  it('gives users distinct 32-hex-digit tags, lone surrogates included', () => {
+  it('gives users distinct 22-character base64url tags (128 bits), lone surrogates included', () => {
     const tags = ['a', 'b', '\ud800', '\udc00', '}{\n'].map(userTag);
     expect(new Set(tags).size).toBe(5);
-    for (const t of tags) expect(t).toMatch(/^[0-9a-f]{32}$/);
+    for (const t of tags) expect(t).toMatch(/^[A-Za-z0-9_-]{22}$/);
+  });
+
+  it('reads a status field, and nothing from a malformed one', () => {
+    expect(decodeStatus(encodeStatus('live', 1_700_000_000_500, 1_700_003_600_000))).toEqual({
+      state: 'live',
+      lastSeenAt: '1700000000500',
+      expiresAt: 1_700_003_600_000,
+    });
+    expect(decodeStatus('live 1')).toBeUndefined();
+    expect(decodeStatus(null)).toBeUndefined();
+  });
+
+  it('ignores an end field while the session is live (left by an earlier session of the id)', () => {
+    const s = encodeSession(record);
+    expect(decodeSession(s.base, 'live', s.lastSeenAt, encodeEnd(5, undefined), s.tokens)).toEqual(record);
   });
 });
 
