@@ -42,6 +42,8 @@ interface Options {
   readonly logins: number;
   readonly concurrency: number;
   readonly results: string | undefined;
+  /** redis-server's hash-max-listpack-value, when not its default (64). */
+  readonly listpackValue: number | undefined;
 }
 
 function options(): Options {
@@ -51,6 +53,7 @@ function options(): Options {
       tokens: { type: 'string', default: '1,3' },
       logins: { type: 'string', default: '2000' },
       concurrency: { type: 'string', default: '256' },
+      'listpack-value': { type: 'string' },
       results: { type: 'string', default: 'results/store.md' },
       'no-results': { type: 'boolean', default: false },
     },
@@ -65,6 +68,7 @@ function options(): Options {
     logins: Number(values.logins),
     concurrency: Number(values.concurrency),
     results: values['no-results'] ? undefined : join(benchDir, values.results),
+    listpackValue: values['listpack-value'] === undefined ? undefined : Number(values['listpack-value']),
   };
 }
 
@@ -82,13 +86,11 @@ interface OwnRedis {
   stop(): Promise<void>;
 }
 
-async function startRedis(): Promise<OwnRedis> {
+async function startRedis(listpackValue: number | undefined): Promise<OwnRedis> {
   const port = await freePort();
-  const child: ChildProcess = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' },
-  );
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  if (listpackValue !== undefined) args.push('--hash-max-listpack-value', String(listpackValue));
+  const child: ChildProcess = spawn('redis-server', args, { stdio: 'ignore' });
   const admin = new Redis({ host: '127.0.0.1', port, retryStrategy: (n) => (n > 50 ? null : 100) });
   // Refused until redis-server listens: the retries cover it.
   admin.on('error', () => {});
@@ -229,9 +231,27 @@ interface KeyShape {
   readonly usage: number;
 }
 
-/** MEMORY USAGE (SAMPLES 0: every element) of sampled keys, grouped by shape. */
+/**
+ * MEMORY USAGE (SAMPLES 0: every element) of sampled keys, grouped by shape; and of the one key per
+ * prefix (the live-session count), which a random sample would miss, as its share per session.
+ */
 async function sampleKeys(admin: Redis, sessions: number): Promise<KeyShape[]> {
   const total = await admin.dbsize();
+  const shared: KeyShape[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await admin.scan(cursor, 'MATCH', '*live', 'COUNT', 10_000);
+    cursor = next;
+    for (const key of keys)
+      shared.push({
+        shape: key,
+        type: await admin.type(key),
+        encoding: String(await admin.call('OBJECT', 'ENCODING', key)),
+        // One key shared by all sessions: its share of each.
+        perSession: 1,
+        usage: Number(await admin.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) / sessions,
+      });
+  } while (cursor !== '0');
   const byShape = new Map<string, { type: string; encoding: string; n: number; bytes: number }>();
   const seen = new Set<string>();
   for (let i = 0; i < 3000; i++) {
@@ -251,7 +271,8 @@ async function sampleKeys(admin: Redis, sessions: number): Promise<KeyShape[]> {
     byShape.set(shape, entry);
   }
   const sampled = seen.size;
-  return [...byShape.entries()]
+  const shapes = [...byShape.entries()]
+    .filter(([shape]) => !shared.some((k) => k.shape === shape))
     .map(([shape, e]) => ({
       shape,
       type: e.type,
@@ -259,8 +280,8 @@ async function sampleKeys(admin: Redis, sessions: number): Promise<KeyShape[]> {
       // Keys of this shape in the whole db, estimated from their share of the random sample.
       perSession: (e.n / sampled) * (total / sessions),
       usage: e.bytes / e.n,
-    }))
-    .sort((a, b) => b.perSession * b.usage - a.perSession * a.usage);
+    }));
+  return [...shapes, ...shared].sort((a, b) => b.perSession * b.usage - a.perSession * a.usage);
 }
 
 interface MemoryResult {
@@ -390,14 +411,20 @@ function commit(): string {
   }
 }
 
-function report(memory: MemoryResult[], logins: LoginResult[], redisVersion: string): string {
+function report(
+  memory: MemoryResult[],
+  logins: LoginResult[],
+  redisVersion: string,
+  listpackValue: number | undefined,
+): string {
   const lines: string[] = [];
   lines.push('# Store: Redis memory per session, commands and round trips per login (bench/store.ts)');
   lines.push('');
   lines.push(
     `- ${new Date().toISOString()}; node ${process.version}, nproc ${cpus().length}, ${cpus()[0]?.model ?? ''}`,
   );
-  lines.push(`- redis-server ${redisVersion}, no persistence; code ${commit()}`);
+  const tuning = listpackValue === undefined ? 'default config' : `hash-max-listpack-value ${listpackValue}`;
+  lines.push(`- redis-server ${redisVersion}, no persistence, ${tuning}; code ${commit()}`);
   lines.push(
     '- sessions: one login of a fresh user each (user `userN.<run>@example.com`, a Chrome User-Agent, 43-char token ids, maxAge 12 h)',
   );
@@ -412,7 +439,9 @@ function report(memory: MemoryResult[], logins: LoginResult[], redisVersion: str
       `| ${m.tokens} | ${fmt(m.size)} | ${fmt(m.seconds, 1)} | ${fmt(m.bytesPerSession)} B | ${fmt(m.keysPerSession, 2)} |`,
     );
   lines.push('');
-  lines.push('MEMORY USAGE per key shape (SAMPLES 0; keys of the largest run of each token count):');
+  lines.push(
+    'MEMORY USAGE per key shape (SAMPLES 0; keys of the largest run of each token count; a key shared by all sessions as its share of one):',
+  );
   lines.push('');
   lines.push('| tokens | key | type | encoding | keys / session | MEMORY USAGE B |');
   lines.push('|-------:|-----|------|----------|---------------:|---------------:|');
@@ -446,7 +475,7 @@ function report(memory: MemoryResult[], logins: LoginResult[], redisVersion: str
 
 async function main(): Promise<void> {
   const o = options();
-  const redis = await startRedis();
+  const redis = await startRedis(o.listpackValue);
   try {
     const server = await redis.admin.info('server');
     const redisVersion = /^redis_version:(\S+)/m.exec(server)?.[1] ?? '?';
@@ -467,7 +496,7 @@ async function main(): Promise<void> {
         );
         memory.push(m);
       }
-    const text = report(memory, logins, redisVersion);
+    const text = report(memory, logins, redisVersion, o.listpackValue);
     console.log(`\n${text}`);
     if (o.results) writeFileSync(o.results, text);
   } finally {
