@@ -62,10 +62,11 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
  * retention and `tombstoneRetention`, whatever becomes of the session (it cannot be rewritten when the
  * session ends: rotated-out ids are not listed anywhere, and they live in other slots). Once the record
  * is gone, the key alone says the id is dead: `find` answers `dead` from the expiresAt it carries. One
- * such key costs about 260 bytes of Redis memory (MEMORY USAGE 200 bytes for a 43-character token id
- * under prefix `sg:`; used_memory grows 261 bytes a key at 100,000 keys with a TTL, Redis 7.0), so 30
- * days of tombstones at 10 logins a second (one token each) is about 6.7 GB; lower
- * `sessions.tombstoneRetention` where that matters.
+ * such key costs about 245 bytes of Redis memory (MEMORY USAGE 184 bytes for a 43-character token id
+ * under prefix `sg:`, layout 2; a session's 2nd and 3rd token ids cost 290 bytes each of used_memory,
+ * about 45 of them in the session's token list; Redis 7.0, bench/store.ts), so 30 days of tombstones at
+ * 10 logins a second (one token each) is about 6.4 GB; lower `sessions.tombstoneRetention` where that
+ * matters.
  */
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis' as const;
