@@ -10,7 +10,8 @@
  *   in two more keys per user (a set of live sessions, a zset of expiries): one key, one read.
  * - `t:<tokenId>` (string) maps a token id to `<tag>\n<sid>\n<expiresAt>` and outlives the record as
  *   its tombstone (see redis.ts).
- * - `live` (zset, one per prefix) holds `<tag>\n<sid>` of every live session scored by its expiresAt,
+ * - `live` (zset, one per prefix) holds a hash of `<tag>\n<sid>` (see `member`) of every live session
+ *   scored by its expiresAt,
  *   so counting live sessions is one ZCOUNT-like read instead of a scan. COMMIT writes it where it
  *   shares the script's node (standalone, Sentinel); on a Cluster it lives in another slot, so the
  *   store updates it with TRACK_LIVE right after each commit.
@@ -95,11 +96,19 @@ local function expire(h, hi, horizon)
   redis.call('PEXPIRE', h, num(math.ceil(hi - horizon)))
 end
 
+-- A session's member of the live zset: 64 bits of sha1(<tag>, newline, <sid>) in hex, 16 bytes instead of
+-- about 60 (a collision, about 3e-8 likely among a million live sessions, makes the count off by one).
+local function member(m) return string.sub(redis.sha1hex(m), 1, 16) end
+
 -- The per-prefix zset of live sessions: add one (score = expiresAt), remove ended ones, drop members
 -- past their expiry, and let the key expire with the latest session in it.
 local function track(z, now, add, score, removed)
-  if add ~= '' then redis.call('ZADD', z, score, add) end
-  if #removed > 0 then redis.call('ZREM', z, unpack(removed)) end
+  if add ~= '' then redis.call('ZADD', z, score, member(add)) end
+  if #removed > 0 then
+    local hashed = {}
+    for k, m in ipairs(removed) do hashed[k] = member(m) end
+    redis.call('ZREM', z, unpack(hashed))
+  end
   redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
   if add ~= '' then
     local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
