@@ -329,6 +329,24 @@ const scenarios: Scenario[] = [
     },
   },
   gateway('gateway-memory', 'gateway, memory store, one live session (LRU hit)', 'memory', {}, hit),
+  // Policies are decided at login only: this scenario's request path must cost what gateway-memory's does.
+  gateway(
+    'gateway-policies',
+    'gateway-memory with every limit policy configured (groups, exemptions, device classes, seats)',
+    'memory',
+    {
+      sessions: {
+        limit: 2,
+        onLimit: 'replace-least-recent',
+        reclaimIdleAfter: '10m',
+        groups: { from: 'json:user.id', limits: { admin: 1 } },
+        exempt: { users: ['svc-backup'], groups: ['service'] },
+        devices: { desktop: 1, mobile: 1 },
+        seats: { key: 'json:user.id', max: 1000 },
+      },
+    },
+    hit,
+  ),
   gateway(
     'gateway-redis',
     'gateway, Redis store, one live session (LRU hit; Redis re-read once per maxStaleness)',

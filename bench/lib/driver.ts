@@ -38,10 +38,19 @@ export async function publish(
   console.log(`\nwritten to ${resultsFile} (replacing the section of the run before, if any)`);
 }
 
-/** Runs `main` when `moduleUrl` is the script node was started with; an error is printed, exit code 1. */
+/**
+ * Runs `main` when `moduleUrl` is the script node was started with. A bad flag is a usage error (exit
+ * code 2, one line, no stack); any other error is printed with its stack, exit code 1.
+ */
 export function runIfMain(moduleUrl: string, main: () => Promise<void>): void {
   if (!process.argv[1] || moduleUrl !== pathToFileURL(process.argv[1]).href) return;
   main().catch((err: unknown) => {
+    const code = (err as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`${(err as Error).message}; the flags are in bench/README.md`);
+      process.exitCode = 2;
+      return;
+    }
     console.error(err instanceof Error ? (err.stack ?? err.message) : err);
     process.exitCode = 1;
   });
