@@ -304,5 +304,5 @@ async function main(): Promise<void> {
   });
 }
 
-// Run only when executed directly (run.ts imports runRevocation for --revocation).
+// Run only when executed directly.
 runIfMain(import.meta.url, main);

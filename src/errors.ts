@@ -38,6 +38,12 @@ export const ERRORS = {
       'Your organisation already has the maximum number of active sessions. Try again later, or ask someone to sign out.',
   },
   session_required: { status: 401, message: 'Sign in to see and manage your sessions.' },
+  // A login that kept the session id the browser had before it (proxy/fixation.ts, sessions.fixation).
+  session_fixation: {
+    status: 403,
+    message:
+      'This sign-in was refused: the site kept the session it had before you signed in. Please sign in again.',
+  },
 
   // Requests the gateway refuses to forward: it cannot read them as the app would.
   SG_ERR_BAD_REQUEST: { status: 400, message: 'malformed HTTP request' },
@@ -117,6 +123,10 @@ export const ERRORS = {
   SG_WARN_SHARED_TOKEN: {
     status: undefined,
     message: 'a secondary token already belongs to another session',
+  },
+  SG_WARN_SESSION_FIXATION: {
+    status: undefined,
+    message: 'a login kept the session id its request carried (session fixation risk)',
   },
   SG_WARN_TLS_RELOAD: { status: undefined, message: 'a changed certificate was not loaded' },
   SG_WARN_TLS_WATCH: { status: undefined, message: "the certificate's directory cannot be watched" },

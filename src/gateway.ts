@@ -15,6 +15,7 @@ import { shutdownGraceOf, type Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { compileTrustedProxies } from './proxy/client-address.js';
+import { compileCookieHardening } from './proxy/cookie-harden.js';
 import { Upstream } from './proxy/forward.js';
 import { compileAttributeReader } from './proxy/login-attributes.js';
 import { createUserProbe, defaultPresentAs } from './proxy/probe.js';
@@ -186,6 +187,18 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     ...config.logout.map((r, i) => compileLogoutRule(r, i, paths)),
   ];
   const watchedCookies = compileWatchedCookies(config.tokens, { failMode: config.failMode });
+  const trustedProxies = compileTrustedProxies(config.trustedProxies);
+  const hardenConfig = config.cookies.harden;
+  const cookieHardening =
+    hardenConfig &&
+    compileCookieHardening(hardenConfig, {
+      // The token cookies of `tokens` and those the login and refresh rules read.
+      isTokenCookie: (name) =>
+        watchedCookies?.watches(name) === true || rules.some((r) => r.isTokenCookie(name)),
+      trustedProxies,
+      hardened: metrics.cookiesHardened,
+      unparseable: metrics.setCookieUnparseable,
+    });
   const upstream = new Upstream({
     origin: config.upstream,
     connectTimeout: config.timeouts.connect,
@@ -197,6 +210,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     },
     // Logins set the token cookies: remember their Path and Domain, so a rejection can delete them.
     ...(watchedCookies && { onBufferedHead: (head, url) => watchedCookies.learn(head, url) }),
+    ...(cookieHardening && { hardenCookies: cookieHardening.headers }),
     // A rotated token the store could not register (failMode closed) is answered as a store outage.
     onRefused: (req, res) =>
       rejections.send(res, req.headers, 'session_store_unavailable', undefined, undefined),
@@ -210,10 +224,10 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     tokenCookies: watchedCookies,
     allowedOrigins: config.cors.allowedOrigins,
     renderPage,
+    cookieHardening,
     clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
   });
   const readToken = compileRequestTokenReader(config.tokens);
-  const trustedProxies = compileTrustedProxies(config.trustedProxies);
   const selfService: SelfServiceHandler | undefined = config.selfService.enabled
     ? createSelfService({
         sessions,
@@ -288,6 +302,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     mode: config.mode,
     policy: { failMode: config.failMode, unknownTokens: config.sessions.unknownTokens },
     ambiguousPaths: config.ambiguousPaths,
+    fixation: config.sessions.fixation,
     login: {
       maxBody: config.maxLoginBody,
       loginHeader: config.notify.loginHeader,

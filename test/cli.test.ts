@@ -8,8 +8,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort } from './support/apps.js';
-import { waitUntil } from './support/redis.js';
+import { freePort } from './support/ports.js';
+import { waitUntil } from './support/wait.js';
 
 const root = join(import.meta.dirname, '..');
 const cli = join(root, 'dist/src/cli.js');

@@ -16,10 +16,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { freePort } from './support/apps.js';
+import { freePort } from './support/ports.js';
 import { get, NAVIGATE } from './support/gateway.js';
 import { CookieJar } from './support/jar.js';
-import { waitUntil } from './support/redis.js';
+import { waitUntil } from './support/wait.js';
 
 const root = join(import.meta.dirname, '..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');

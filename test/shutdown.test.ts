@@ -13,8 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
-import { freePort } from './support/apps.js';
-import { haveRedis, redisCommand, startRedis, waitUntil } from './support/redis.js';
+import { freePort } from './support/ports.js';
+import { haveRedis, redisCommand, startRedis } from './support/redis.js';
+import { waitUntil } from './support/wait.js';
 import { needTool } from './support/tools.js';
 import { listenApp } from './support/upstreams.js';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { getWithToken, login } from './http.js';
-import { ChildNotReadyError, freePort, spawnNode, waitForHttp, type Child } from './proc.js';
+import { ChildNotReadyError, freePort, spawnNode, waitForOk, type Child } from './proc.js';
 import { repoRoot } from './paths.js';
 
 /** The gateway cannot be measured here (not built yet, or it would not start): skip, do not fail. */
@@ -33,7 +33,7 @@ export interface Gateway {
 }
 
 /** The config of DESIGN.md's bench: one JSON login route, bearer tokens, warn-level logs. */
-export function gatewayConfig(
+function gatewayConfig(
   port: number,
   adminPort: number,
   upstreamUrl: string,
@@ -66,32 +66,49 @@ export async function cleanupConfigs(): Promise<void> {
   configDir = undefined;
 }
 
+/** How a gateway process is started: natively (optionally pinned) or under a meter such as callgrind. */
+export interface GatewayLaunch {
+  /** A CPU list for `taskset` (native start only). */
+  cpus?: string;
+  /** Starts `node <script> ...args` in `cwd`; the default is a native `node`. */
+  spawn?: (name: string, script: string, args: readonly string[], cwd: string) => Child;
+  /** How long the gateway may take to be ready; 15 s natively, much longer under valgrind. */
+  readyTimeoutMs?: number;
+}
+
 /**
- * Starts a gateway and waits until it answers HTTP. Throws GatewayUnavailableError when the CLI is not
- * built or the process does not come up, so callers can skip with a clear line.
+ * Starts a gateway and waits until its admin `/readyz` answers 200: listening is not enough (a Redis
+ * gateway whose invalidation channel is not up yet answers 503). Throws GatewayUnavailableError when
+ * the CLI is not built or the process does not come up, so callers can skip with a clear line.
  */
 export async function startGateway(
   name: string,
   cliPath: string,
   upstreamUrl: string,
   overrides: GatewayOverrides = {},
-  cpus?: string,
+  launch: GatewayLaunch = {},
 ): Promise<Gateway> {
   if (!existsSync(cliPath)) {
     throw new GatewayUnavailableError(`${cliPath} does not exist (the gateway is not built yet)`);
   }
   const [port, adminPort] = [await freePort(), await freePort()];
   const file = await writeConfig(name, gatewayConfig(port, adminPort, upstreamUrl, overrides));
-  const child = spawnNode(name, cliPath, ['--config', file], { cwd: repoRoot, ...(cpus ? { cpus } : {}) });
+  const args = ['--config', file];
+  const child = launch.spawn
+    ? launch.spawn(name, cliPath, args, repoRoot)
+    : spawnNode(name, cliPath, args, { cwd: repoRoot, ...(launch.cpus ? { cpus: launch.cpus } : {}) });
+  // Exiting under valgrind takes a while (it writes a last dump); SIGKILL only if it hangs.
+  const graceMs = launch.spawn ? 60_000 : 3000;
   const url = `http://127.0.0.1:${port}`;
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
   try {
-    await waitForHttp(child, `${url}/`, 15_000);
+    await waitForOk(child, `${adminUrl}/readyz`, launch.readyTimeoutMs ?? 15_000);
   } catch (err) {
-    await child.stop();
+    await child.stop(graceMs);
     if (err instanceof ChildNotReadyError) throw new GatewayUnavailableError(err.message);
     throw err;
   }
-  return { name, url, adminUrl: `http://127.0.0.1:${adminPort}`, child, stop: () => child.stop() };
+  return { name, url, adminUrl, child, stop: () => child.stop(graceMs) };
 }
 
 /**

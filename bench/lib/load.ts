@@ -4,7 +4,6 @@
  */
 import autocannon from 'autocannon';
 import { clkTck, cpuTimes, type CpuTicks } from './proc.js';
-import { median } from './report.js';
 
 export interface LoadSettings {
   connections: number;
@@ -148,37 +147,5 @@ export function bearerRotation(
       });
     }
     return list;
-  };
-}
-
-/**
- * Several rounds of one scenario as one row: medians of the rates, latencies and CPU figures (a
- * noisy neighbour in one round does not move the result), sums of the counts.
- */
-export function combineMeasurements(rounds: readonly Measurement[]): Measurement {
-  const labels = new Set(rounds.flatMap((m) => Object.keys(m.cpuPerRequest)));
-  const cpuPerRequest: Record<string, number> = {};
-  const systemPerRequest: Record<string, number> = {};
-  for (const label of labels) {
-    cpuPerRequest[label] = median(rounds.map((m) => m.cpuPerRequest[label] ?? NaN));
-    systemPerRequest[label] = median(rounds.map((m) => m.systemPerRequest[label] ?? NaN));
-  }
-  const statusCounts: Record<string, number> = {};
-  for (const m of rounds) {
-    for (const [code, count] of Object.entries(m.statusCounts))
-      statusCounts[code] = (statusCounts[code] ?? 0) + count;
-  }
-  const sum = (pick: (m: Measurement) => number) => rounds.reduce((total, m) => total + pick(m), 0);
-  return {
-    requests: sum((m) => m.requests),
-    reqPerSec: median(rounds.map((m) => m.reqPerSec)),
-    p50: median(rounds.map((m) => m.p50)),
-    p99: median(rounds.map((m) => m.p99)),
-    errors: sum((m) => m.errors),
-    timeouts: sum((m) => m.timeouts),
-    non2xx: sum((m) => m.non2xx),
-    statusCounts,
-    cpuPerRequest,
-    systemPerRequest,
   };
 }

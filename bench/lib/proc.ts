@@ -195,6 +195,33 @@ export async function waitForHttp(child: Child, url: string, timeoutMs: number):
   );
 }
 
+/**
+ * Waits until `url` answers 200 (a gateway's `/readyz`: its store answers and, with a Redis store, the
+ * invalidation channel is up), or throws if the child exits or `timeoutMs` passes. Listening is not
+ * enough: a Redis gateway that listens but is not ready answers 503 to the first requests.
+ */
+export async function waitForOk(child: Child, url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (child.hasExited()) {
+      throw new ChildNotReadyError(`${child.name} exited before it was ready:\n${child.tail()}`);
+    }
+    try {
+      const res = await request(url, { headersTimeout: 1000, bodyTimeout: 1000 });
+      const body = await res.body.text();
+      if (res.statusCode === 200) return;
+      last = `${res.statusCode} ${body.slice(0, 200)}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await sleep(50);
+  }
+  throw new ChildNotReadyError(
+    `${child.name} was not ready (${url} answered ${last}) within ${timeoutMs} ms:\n${child.tail()}`,
+  );
+}
+
 /** Waits until a TCP server answers `probe` with a reply starting with `expect` (redis: PING -> +PONG). */
 export async function waitForTcp(
   child: Child,

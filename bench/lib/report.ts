@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { clkTck } from './proc.js';
 import { repoRoot, type BenchName } from './paths.js';
@@ -17,6 +17,8 @@ export interface Machine {
   cpu: string;
   clkTck: number;
   git: string;
+  /** The 1-minute load average when the bench started, before its own load: how busy the machine was. */
+  load: number;
 }
 
 function cpuModel(): string {
@@ -28,12 +30,12 @@ function cpuModel(): string {
   }
 }
 
-/** The commit measured, and whether the tree had uncommitted changes (they matter for before/after). */
+/** The commit measured, and whether the tree had uncommitted changes to code (results and docs do not count). */
 function gitDescription(): string {
   try {
     const run = (args: string[]) => execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8' }).trim();
     const head = run(['rev-parse', '--short', 'HEAD']);
-    const dirty = run(['status', '--porcelain']).length > 0;
+    const dirty = run(['status', '--porcelain', '--', '.', ':(exclude)*.md']).length > 0;
     return dirty ? `${head} + uncommitted changes` : head;
   } catch {
     return 'unknown';
@@ -52,6 +54,9 @@ function readNproc(): number {
 /** Read when the bench starts: `--pin` later narrows the bench process itself to fewer CPUs. */
 const NPROC = readNproc();
 
+/** Read when the bench starts, so the bench's own load is not in it. */
+const LOAD_AT_START = loadavg()[0] ?? NaN;
+
 export function machine(): Machine {
   return {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
@@ -60,11 +65,15 @@ export function machine(): Machine {
     cpu: cpuModel(),
     clkTck: clkTck(),
     git: gitDescription(),
+    load: LOAD_AT_START,
   };
 }
 
 export function machineLines(m: Machine): string[] {
-  return [`- node ${m.node}, nproc ${m.nproc}, CPU: ${m.cpu}, CLK_TCK ${m.clkTck}`, `- code: ${m.git}`];
+  return [
+    `- node ${m.node}, nproc ${m.nproc}, CPU: ${m.cpu}, CLK_TCK ${m.clkTck}; 1-minute load average ${m.load.toFixed(1)} at the start${m.load > m.nproc * 0.5 ? ' (a busy machine: other work shared the CPUs, compare ratios within this run only)' : ''}`,
+    `- code: ${m.git}`,
+  ];
 }
 
 /** A Markdown table (readable as is on a terminal too): the first `labelColumns` left-aligned, numbers right. */
@@ -94,18 +103,26 @@ export function mib(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
-/** The mark of a bench's section: its `## ` heading names the bench's file, `... (bench/run.ts)`. */
-function headingMark(bench: BenchName): string {
-  return `(bench/${bench}.ts)`;
+/**
+ * The mark of a bench's section: its `## ` heading names the bench's file, `... (bench/scale.ts)`, and
+ * the variant when the bench keeps one section per variant, `... (bench/hot.ts --meter cpu --schedule paired)`.
+ */
+function headingMark(bench: BenchName, variant?: string): string {
+  return `(bench/${bench}.ts${variant ? ` ${variant}` : ''})`;
 }
 
 /**
- * Writes `section` into `file` in place of the bench's section there (or after the others when it has
- * none), keeping other benches' sections, so a file shared by several benches (`--results`) holds the
- * latest run of each. Creates the file, with a title, when absent.
+ * Writes `section` into `file` in place of the bench's (and variant's) section there, or after the
+ * others when it has none, keeping the other sections, so a file shared by several benches
+ * (`--results`) or variants holds the latest run of each. Creates the file, with a title, when absent.
  */
-export async function recordResults(file: string, bench: BenchName, section: string): Promise<void> {
-  const mark = headingMark(bench);
+export async function recordResults(
+  file: string,
+  bench: BenchName,
+  section: string,
+  variant?: string,
+): Promise<void> {
+  const mark = headingMark(bench, variant);
   const heading = section.split('\n', 1)[0] ?? '';
   if (!heading.startsWith('## ') || !heading.includes(mark))
     throw new Error(`a ${bench} section must start with a "## ... ${mark}" heading, got ${heading}`);

@@ -4,7 +4,7 @@
  * own at these rates; wrk is C and needs a fraction of one, so the two leave the proxy under test
  * very different amounts of the machine. DESIGN.md's reference figures were taken with wrk.
  *
- * Only what paired.ts needs: one URL, fixed headers, as fast as possible (wrk has no fixed rate).
+ * Only what hot.ts --load wrk needs: one URL, fixed headers, as fast as possible (wrk has no fixed rate).
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';

@@ -293,6 +293,7 @@ export const WEBHOOK_EVENTS = [
   'session.logged_out',
   'session.expired',
   'request.rejected',
+  'session.fixation_risk',
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENTS)[number];
 
@@ -452,6 +453,13 @@ export const configSchema = z
          * least as long as the app's own sessions can live. @default 30d
          */
         tombstoneRetention: duration('tombstoneRetention').default('30d'),
+        /**
+         * A login whose registered token is one the login request already carried (the app kept the
+         * pre-login session id: session fixation): `warn` registers it and logs, audits and counts it;
+         * `refuse` answers 403 `session_fixation` and registers nothing; `off` judges nothing (and a
+         * login response that sets no token cookie passes unregistered, as before). @default warn
+         */
+        fixation: z.enum(['off', 'warn', 'refuse']).default('warn'),
       })
       .strict()
       .superRefine((s, ctx) => {
@@ -478,6 +486,44 @@ export const configSchema = z
               message: `must be shorter than sessions.idleTimeout (${s.activityInterval} ms >= ${s.idleTimeout} ms)`,
             });
       })
+      .default({}),
+    cookies: z
+      .object({
+        /**
+         * Attributes set on every Set-Cookie of a watched token cookie (the `cookie:` entries of `tokens`
+         * and of the login and refresh rules) the app sends; the value and every other attribute pass
+         * byte for byte. Unset: cookies pass as the app set them.
+         */
+        harden: z
+          .object({
+            /** `true` adds HttpOnly where missing; `false` leaves it as the app set it. @default true */
+            httpOnly: z.boolean().default(true),
+            /**
+             * `true` adds Secure; `auto` adds it when the client came over TLS (the listener's own, or
+             * `X-Forwarded-Proto: https` from a trusted proxy); `false` leaves it as the app set it.
+             * @default auto
+             */
+            secure: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+            /**
+             * SameSite set (replacing the app's); `keep` leaves the app's. `none` is only ever added with
+             * Secure: a cookie that will not carry Secure keeps the app's value. @default lax
+             */
+            sameSite: z.enum(['strict', 'lax', 'none', 'keep']).default('lax'),
+            /** Harden every cookie the app sets, not only the token cookies. @default false */
+            all: z.boolean().default(false),
+          })
+          .strict()
+          .superRefine((h, ctx) => {
+            if (h.sameSite === 'none' && h.secure === false)
+              ctx.addIssue({
+                code: 'custom',
+                path: ['sameSite'],
+                message: 'SameSite=None needs Secure: set cookies.harden.secure to true or auto',
+              });
+          })
+          .optional(),
+      })
+      .strict()
       .default({}),
     /** Login routes (one or more). */
     login: z.array(loginRule).min(1, 'expected at least one login rule'),
@@ -655,3 +701,4 @@ export type WhenConfig = z.output<typeof whenConditions>;
 export type RedisStoreConfig = z.output<typeof redisStore>;
 export type LoginGroupsConfig = z.output<typeof loginGroups>;
 export type ListenAddress = { host: string; port: number };
+export type CookieHardenConfig = NonNullable<Config['cookies']['harden']>;

@@ -25,6 +25,7 @@ export function createAuditSink(logger: Logger): (event: SessionEvent) => void {
         device: e.userAgent !== undefined ? describeDevice(e.userAgent) : undefined,
         location: e.location,
         reason: e.reason ?? DEFAULT_REASON[e.type],
+        rule: e.rule,
         policy: e.policy,
         by: e.by
           ? {

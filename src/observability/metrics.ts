@@ -35,6 +35,16 @@ export const LOGIN_OUTCOMES = [
 ] as const;
 export type LoginOutcomeLabel = (typeof LOGIN_OUTCOMES)[number];
 
+/** How a login judged a session-fixation risk was handled, and which case it was. */
+export const FIXATION_OUTCOMES = ['warned', 'refused'] as const;
+/**
+ * `first_login`: the login made the pre-login id the session's; `relogin`: a login of a live session's
+ * browser kept its id (a step-up).
+ */
+export const FIXATION_CASES = ['first_login', 'relogin'] as const;
+export type FixationOutcome = (typeof FIXATION_OUTCOMES)[number];
+export type FixationCase = (typeof FIXATION_CASES)[number];
+
 /**
  * What became of a login held under `onLimit: ask`: held; chosen (a session ended, the login released);
  * refused (chosen, but still over the limit or a seat); cancelled; expired (askTimeout); dropped (the
@@ -102,6 +112,11 @@ export class Metrics {
   readonly webhookDeliveries: Counter<'result'>;
   readonly webhookQueue: Gauge;
   readonly storeAvailable: Gauge;
+  /** Set-Cookie headers whose attributes `cookies.harden` changed. */
+  readonly cookiesHardened: Tally;
+  /** Set-Cookie headers `cookies.harden` could not parse: passed through unchanged. */
+  readonly setCookieUnparseable: Tally;
+  readonly fixation: Record<FixationOutcome, Record<FixationCase, Counter.Internal>>;
 
   /** Where `sessiongate_live_sessions` comes from (the session service's store count). */
   countLiveSessionsWith(count: () => Promise<number>): void {
@@ -258,5 +273,37 @@ export class Metrics {
       help: '1 while the session store is reachable.',
       registers: [registry],
     });
+    const hardened = new PendingCount();
+    this.cookiesHardened = hardened;
+    new Counter({
+      name: 'sessiongate_cookies_hardened_total',
+      help: 'Set-Cookie headers of the app whose attributes cookies.harden changed.',
+      registers: [registry],
+      collect() {
+        this.inc(hardened.take());
+      },
+    });
+    const unparseable = new PendingCount();
+    this.setCookieUnparseable = unparseable;
+    new Counter({
+      name: 'sessiongate_set_cookie_unparseable_total',
+      help: 'Set-Cookie headers of the app cookies.harden could not parse (passed through unchanged).',
+      registers: [registry],
+      collect() {
+        this.inc(unparseable.take());
+      },
+    });
+    const fixation = new Counter({
+      name: 'sessiongate_session_fixation_total',
+      help: 'Logins whose registered token the login request already carried (session fixation), by outcome (warned, refused) and case (first_login, relogin).',
+      labelNames: ['outcome', 'case'],
+      registers: [registry],
+    });
+    this.fixation = Object.fromEntries(
+      FIXATION_OUTCOMES.map((o) => [
+        o,
+        Object.fromEntries(FIXATION_CASES.map((c) => [c, fixation.labels(o, c)])),
+      ]),
+    ) as Record<FixationOutcome, Record<FixationCase, Counter.Internal>>;
   }
 }

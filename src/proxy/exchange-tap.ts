@@ -14,6 +14,7 @@ import {
 import type { TokenIdOf } from '../tokens/token-id.js';
 import { decodeBody } from './decode.js';
 import type { SessionRecord } from '../model.js';
+import type { FixationGuard } from './fixation.js';
 import type { ResponseHead, ResponseTap } from './forward.js';
 import { headerObject } from './headers.js';
 import { writeResponseHead } from './http2.js';
@@ -59,6 +60,8 @@ export interface ExchangeTapDeps {
    * the page it redirects to must be let in with.
    */
   readonly anonymous?: ResponseTap;
+  /** `sessions.fixation` (undefined under `off`). */
+  readonly fixation?: FixationGuard | undefined;
   /**
    * `onLimit: ask`: where a login the limit refused is held, and the URL of its choice (under the
    * self-service prefix) by hold id.
@@ -171,7 +174,14 @@ export function exchangeTap(
     body: Buffer,
     res: ServerResponse,
   ): Promise<void> {
-    const tokens = rule.readTokens(ex);
+    let tokens = rule.readTokens(ex);
+    const kept = deps.fixation?.keepable(rule, scope);
+    if (tokens.length === 0 && kept !== undefined) {
+      // PHP resends its cookie only when the id changes: the app signed in the id the request carried.
+      tokens = [kept.value];
+    }
+    // The session's token is one the request carried: the app kept the pre-login id.
+    const fixated = kept !== undefined && deps.tokenIdOf(tokens[0] as string) === scope.tokenId;
     if (tokens.length === 0) {
       deps.metrics.logins.no_token.inc();
       log.warn(
@@ -212,6 +222,11 @@ export function exchangeTap(
     const tenant = tenants?.length === 1 ? tenants[0] : undefined;
     const location = deps.locationHeader ? scope.req.headers[deps.locationHeader] : undefined;
     const reportOnly = deps.mode === 'report-only';
+    if (fixated && deps.fixation?.judge(rule, scope, user, reportOnly) === true) {
+      // Nothing registered, and the app's answer (its redirect to the signed-in page) never released.
+      deps.rejections.send(res, scope.req.headers, 'session_fixation', scope.token, undefined);
+      return;
+    }
     const input: LoginInput = {
       user,
       tokenIds: tokens.map(deps.tokenIdOf),

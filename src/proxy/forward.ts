@@ -41,6 +41,11 @@ export interface UpstreamOptions {
   /** The head of a response a tap buffers (login, refresh, logout): its token cookies are learned. */
   readonly onBufferedHead?: (head: ResponseHead, requestUrl: string) => void;
   /**
+   * `cookies.harden`: rewrites the Set-Cookie headers of every response, in place, before any tap reads
+   * them or the client gets them (so a deletion the gateway builds from what it learned carries them too).
+   */
+  readonly hardenCookies?: (headers: string[], req: IncomingMessage) => void;
+  /**
    * Answers a request whose held response a tap refused (`session_store_unavailable`); unset: a plain
    * 503 JSON error.
    */
@@ -155,6 +160,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true; // 1xx: Node answers 100-continue itself; others are not relayed.
     this.#resume = resume;
     const head: ResponseHead = { status: statusCode, statusText, headers: clientResponseHeaders(rawHeaders) };
+    this.#options.hardenCookies?.(head.headers, this.#req);
     this.#head = head;
     const action = this.#tap ? this.#tap.onHead(head) : 'stream';
     if (action === 'stream') {

@@ -4,6 +4,7 @@ import type { SessionRecord } from '../model.js';
 import { clearingCookie } from '../tokens/cookies.js';
 import type { PresentedToken } from '../tokens/request-token.js';
 import { html } from '../ui/html.js';
+import type { CookieHardening } from './cookie-harden.js';
 import { ERRORS, STATE_TO_CODE, statusOf, type RejectionCode } from '../errors.js';
 
 export type { RejectionCode };
@@ -34,6 +35,8 @@ export interface RejectionConfig {
   readonly tokenCookies?: TokenCookies | undefined;
   readonly allowedOrigins: readonly string[];
   readonly renderPage: RejectionPageRenderer;
+  /** `cookies.harden`: the deletions the gateway sends carry the attributes the app's cookies get. */
+  readonly cookieHardening?: Pick<CookieHardening, 'value' | 'overTls'> | undefined;
   /** `Clear-Site-Data` for a session known to be over (not an unknown token, not a 503); undefined: none. */
   readonly clearSiteData?: string | undefined;
 }
@@ -69,6 +72,7 @@ export class Rejections {
       session_limit_reached: ERRORS.session_limit_reached.message,
       session_seat_limit_reached: ERRORS.session_seat_limit_reached.message,
       session_required: ERRORS.session_required.message,
+      session_fixation: ERRORS.session_fixation.message,
     };
     this.#bodies = Object.fromEntries(
       Object.entries(this.#messages).map(([code, message]) => [
@@ -98,18 +102,25 @@ export class Rejections {
   ): void {
     const status = statusOf(code);
     const out: Record<string, string | string[]> = { 'cache-control': 'no-store' };
-    if (status === 401 && token) {
+    // A refused fixation clears too: the browser must not keep an id the app has just signed in.
+    if ((status === 401 || code === 'session_fixation') && token) {
       const cookies = this.#cookiesToClear(headers, token);
       if (cookies.length > 0) {
         const tc = this.#config.tokenCookies;
         // Over TLS the deletion is Secure: a browser may refuse to let a non-Secure Set-Cookie overwrite
         // (here: delete) a Secure cookie (RFC 6265bis section 5.7, "cookie overwriting").
         const secure = res.socket instanceof TLSSocket;
-        out['set-cookie'] = cookies.map((c) =>
+        const cleared = cookies.map((c) =>
           tc === undefined ? clearingCookie(c, { secure }) : tc.clearing(c, secure),
         );
+        const h = this.#config.cookieHardening;
+        if (h === undefined) out['set-cookie'] = cleared;
+        else {
+          const tls = res.socket !== null && h.overTls(res.socket, headers);
+          out['set-cookie'] = cleared.map((c) => h.value(c, tls));
+        }
       }
-      if (token.carrier === 'bearer') {
+      if (status === 401 && token.carrier === 'bearer') {
         // RFC 6750 section 3.1.
         out['www-authenticate'] = `Bearer error="invalid_token", error_description="${code}"`;
       }

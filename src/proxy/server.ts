@@ -19,6 +19,7 @@ import type { TrustedProxies } from './client-address.js';
 import { clientErrorHandler, connectHandler } from './client-errors.js';
 import { ConnectionRegistry } from './connections.js';
 import type { ExchangeTapDeps, UserProbe } from './exchange-tap.js';
+import { compileFixationGuard } from './fixation.js';
 import type { Upstream } from './forward.js';
 import { createTlsListener, hostFromAuthority } from './http2.js';
 import { closeRevokedConnections, streamTracker } from './long-lived.js';
@@ -57,6 +58,8 @@ export interface ProxyOptions {
   readonly mode: 'enforce' | 'report-only';
   readonly policy: VerdictPolicy;
   readonly ambiguousPaths: 'reject' | 'pass';
+  /** `sessions.fixation`: a login that keeps the session id its request carried. @default off */
+  readonly fixation?: 'off' | 'warn' | 'refuse';
   readonly login: {
     readonly maxBody: number;
     readonly loginHeader: boolean;
@@ -149,6 +152,7 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
       loginHeader: o.login.loginHeader,
       locationHeader: o.login.locationHeader,
       probe: o.login.probe,
+      fixation: compileFixationGuard(o.fixation ?? 'off', { metrics, logger, record: o.record, now: o.now }),
       groups: o.login.groups,
       seats: o.login.seats,
       ask: o.login.ask,

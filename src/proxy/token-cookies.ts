@@ -38,6 +38,8 @@ export interface WatchedCookies {
   tokensSet(head: ResponseHead, requestPath?: string): SetToken[] | undefined;
   /** Remembers how the response's token cookies were set (a login response's cookies). */
   learn(head: ResponseHead, requestUrl: string): void;
+  /** Is a cookie of this name (as a Set-Cookie names it) one of the token cookies? */
+  watches(name: string): boolean;
   /** The names (as sent) of every token cookie in a `Cookie` header. */
   presentIn(cookieHeader: string): string[];
   /** A Set-Cookie that deletes the cookie `name` where the app set it; `secure` adds Secure (TLS). */
@@ -206,6 +208,7 @@ export function compileWatchedCookies(
       const q = requestUrl.indexOf('?');
       tokensSet(head, q === -1 ? requestUrl : requestUrl.slice(0, q));
     },
+    watches: (name) => match(name) !== undefined,
     presentIn(header) {
       const names: string[] = [];
       for (const p of cookiePairs(header)) {

@@ -9,7 +9,8 @@ export type SessionEventType =
   | 'session.ended'
   | 'session.logged_out'
   | 'session.expired'
-  | 'request.rejected';
+  | 'request.rejected'
+  | 'session.fixation_risk';
 
 /** One audit-worthy event. Never carries a raw token; user is the account name the config extracts. */
 export interface SessionEvent {
@@ -37,6 +38,8 @@ export interface SessionEvent {
   readonly policy?: PolicyReason;
   /** For session.created: how many sessions of other devices the login ended. */
   readonly ended?: number;
+  /** For session.fixation_risk: the login rule (`login[0]`) that judged it. */
+  readonly rule?: string;
   /** For request.rejected under `mode: report-only`: the request was passed, not refused. */
   readonly reportOnly?: true;
 }

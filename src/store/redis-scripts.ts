@@ -1,18 +1,20 @@
 /**
  * Lua scripts of the Redis session store, as string constants so the build copies no assets.
  *
- * Layout of one user (all keys share the hash tag `{u:<tag>}`, so every script touches one slot):
- * - `sessions` (hash): `v` = version; per session `b|<sid>` immutable JSON, `s|<sid>` state,
- *   `l|<sid>` lastSeenAt, `e|<sid>` JSON `{endedAt, endedBy}` once ended, `t|<sid>` token ids.
- * - `expiry` (zset): sid scored by expiresAt, to prune records once their retention is over.
- * - `live` (set): sids of live sessions, so readUser never reads tombstones.
- *
- * Besides: `<prefix>t:<tokenId>` (string) maps a token id to `<tag>\n<sid>\n<expiresAt>` and outlives
- * the record as its tombstone (see redis.ts); `<prefix>live` (zset, one per prefix) holds `<tag>\n<sid>`
- * of every live session scored by its expiresAt, so counting live sessions is one ZCOUNT-like read
- * instead of a scan. It is written by COMMIT itself where it shares the script's node (standalone,
- * Sentinel); on a Cluster it lives in another slot, so the store updates it with TRACK_LIVE right after
- * each commit.
+ * Key layout, version 2 (every name starts `<prefix>v2:`, so a store never reads the version 1 keys
+ * of an older release as its own; those expire by their own TTLs):
+ * - `u:{<tag>}` (hash), one per user: `v` = `<version> <earliest expiresAt> <latest expiresAt>` of the
+ *   records it holds; per session `b|<sid>` the immutable part (JSON), `s|<sid>` the status
+ *   `<state> <lastSeenAt> <expiresAt>`, `t|<sid>` its token ids, `e|<sid>` JSON `{endedAt, endedBy}`
+ *   once ended (ignored while the status is live). The status answers what the version 1 layout kept
+ *   in two more keys per user (a set of live sessions, a zset of expiries): one key, one read.
+ * - `t:<tokenId>` (string) maps a token id to `<tag>\n<sid>\n<expiresAt>` and outlives the record as
+ *   its tombstone (see redis.ts).
+ * - `live` (zset, one per prefix) holds a hash of `<tag>\n<sid>` (see `member`) of every live session
+ *   scored by its expiresAt,
+ *   so counting live sessions is one ZCOUNT-like read instead of a scan. COMMIT writes it where it
+ *   shares the script's node (standalone, Sentinel); on a Cluster it lives in another slot, so the
+ *   store updates it with TRACK_LIVE right after each commit.
  *
  * `<sid>` is JSON.stringify(sessionId) and each token id is stored as JSON.stringify(tokenId), one per
  * line (JSON never contains a raw newline). Lua never decodes JSON: it only joins these encodings, so
@@ -21,10 +23,11 @@
  *
  * Records stay until `expiresAt + retention` (the retention keeps a tombstone, or an expired session,
  * readable so a late token learns why). Scripts receive `horizon = now - retention`: records whose
- * expiresAt <= horizon are pruned, and the user's keys expire when the last record's retention ends
- * (PEXPIRE relative to the caller's clock, so a skew between the replica's and Redis's clocks does not
- * matter). A user with no records left has no keys: the version restarts at 0, which is harmless
- * because version 0 always means "no records".
+ * expiresAt <= horizon are pruned (only when the earliest in `v` says one is due: no scan otherwise),
+ * and the user's hash expires when the last record's retention ends (PEXPIRE relative to the caller's
+ * clock, so a skew between the replica's and Redis's clocks does not matter). A user with no records
+ * left has no key: the version restarts at 0, which is harmless because version 0 always means "no
+ * records".
  */
 
 /**
@@ -37,40 +40,81 @@ export interface LuaScript {
   readonly source: string;
 }
 
-/** Shared prelude: prune records past expiry; fix the TTL of the user's keys. */
+/** Shared prelude: the user's `v` field and session statuses, pruning, the TTL, publishing. */
 const HELPERS = `
-local function prune(h, x, l, horizon)
-  local dead = redis.call('ZRANGEBYSCORE', x, '-inf', horizon)
-  for _, sid in ipairs(dead) do
-    redis.call('HDEL', h, 'b|' .. sid, 's|' .. sid, 'l|' .. sid, 'e|' .. sid, 't|' .. sid)
-    redis.call('SREM', l, sid)
-  end
-  if #dead > 0 then redis.call('ZREMRANGEBYSCORE', x, '-inf', horizon) end
+local function num(n) return string.format('%.0f', n) end
+
+-- v: version, earliest and latest expiresAt of the records in the hash (nil when none).
+local function readMeta(raw)
+  if not raw then return 0, nil, nil end
+  local v, lo, hi = string.match(raw, '^(%d+) (%S*) (%S*)$')
+  return tonumber(v) or 0, tonumber(lo), tonumber(hi)
 end
 
-local function expire(h, x, l, horizon)
-  local last = redis.call('ZRANGE', x, -1, -1, 'WITHSCORES')
-  local ttl = 0
-  if last[2] then ttl = math.ceil(tonumber(last[2]) - tonumber(horizon)) end
-  if ttl <= 0 then
-    redis.call('DEL', h, x, l)
+local function meta(version, lo, hi)
+  if not lo then return version .. '  ' end
+  return version .. ' ' .. num(lo) .. ' ' .. num(hi)
+end
+
+-- s|<sid>: state, lastSeenAt, expiresAt (nil when the field is missing or malformed).
+local function parseStatus(raw)
+  if not raw then return nil end
+  return string.match(raw, '^(%S+) (%S+) (%S+)$')
+end
+
+-- Drops records whose expiresAt <= horizon. Returns the new bounds and the set of dropped sids.
+local function prune(h, horizon)
+  local all = redis.call('HGETALL', h)
+  local lo, hi, dropped, fields = nil, nil, {}, {}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 's|' then
+      local sid = string.sub(all[i], 3)
+      local _, _, exp = parseStatus(all[i + 1])
+      local e = tonumber(exp)
+      if e and e > horizon then
+        if not lo or e < lo then lo = e end
+        if not hi or e > hi then hi = e end
+      else
+        dropped[sid] = true
+        fields[#fields + 1] = 'b|' .. sid
+        fields[#fields + 1] = 's|' .. sid
+        fields[#fields + 1] = 'e|' .. sid
+        fields[#fields + 1] = 't|' .. sid
+      end
+    end
+  end
+  if #fields > 0 then redis.call('HDEL', h, unpack(fields)) end
+  return lo, hi, dropped
+end
+
+-- The hash lives until the latest record's retention ends; with no record left it goes.
+local function expire(h, hi, horizon)
+  if not hi or hi - horizon <= 0 then
+    redis.call('DEL', h)
     return
   end
-  ttl = string.format('%.0f', ttl)
-  redis.call('PEXPIRE', h, ttl)
-  redis.call('PEXPIRE', x, ttl)
-  redis.call('PEXPIRE', l, ttl)
+  redis.call('PEXPIRE', h, num(math.ceil(hi - horizon)))
 end
+
+-- A session's member of the live zset: 64 bits of sha1(<tag>, newline, <sid>) in hex, 16 bytes instead of
+-- about 60 (a collision, about 3e-8 likely among a million live sessions, makes the count off by one).
+local function member(m) return string.sub(redis.sha1hex(m), 1, 16) end
 
 -- The per-prefix zset of live sessions: add one (score = expiresAt), remove ended ones, drop members
 -- past their expiry, and let the key expire with the latest session in it.
 local function track(z, now, add, score, removed)
-  if add ~= '' then redis.call('ZADD', z, score, add) end
-  for _, m in ipairs(removed) do redis.call('ZREM', z, m) end
+  if add ~= '' then redis.call('ZADD', z, score, member(add)) end
+  if #removed > 0 then
+    local hashed = {}
+    for k, m in ipairs(removed) do hashed[k] = member(m) end
+    redis.call('ZREM', z, unpack(hashed))
+  end
   redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
-  local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
-  if last[2] then
-    redis.call('PEXPIRE', z, string.format('%.0f', math.ceil(tonumber(last[2]) - tonumber(now))))
+  if add ~= '' then
+    local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
+    if last[2] then
+      redis.call('PEXPIRE', z, num(math.ceil(tonumber(last[2]) - tonumber(now))))
+    end
   end
 end
 
@@ -84,53 +128,87 @@ end
 
 /**
  * Compare-and-set commit of one user.
- * KEYS: sessions, expiry, live, and the prefix's live-sessions zset unless on a Cluster.
+ * KEYS: the user's hash; unless on a Cluster, the prefix's live-sessions zset and then the index keys
+ *       of the new session's token ids (on a Cluster they live in other slots: the store writes them
+ *       before the script, see redis.ts).
  * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel, create ('1' or '0'),
- *       sid, base, state, lastSeenAt, expiresAt, tokens, tag, now, then per ended session: sid, state,
- *       end JSON.
+ *       sid, base, state, lastSeenAt, expiresAt, tokens, tag, now, index value, index PX, then per ended
+ *       session: sid, state, end JSON.
  * Returns {1, newVersion, sids ended...} or {0, currentVersion} on conflict (nothing written).
  */
 export const COMMIT: LuaScript = {
   name: 'sgCommit',
   source: `${HELPERS}
-local h, x, l = KEYS[1], KEYS[2], KEYS[3]
-local publishedAt, horizon, channel = ARGV[2], ARGV[3], ARGV[4]
-local version = tonumber(redis.call('HGET', h, 'v') or '0')
-if version ~= tonumber(ARGV[1]) then return {0, version} end
-prune(h, x, l, horizon)
-local invalid, ended, gone = {}, {}, {}
-for i = 14, #ARGV, 3 do
+local h = KEYS[1]
+local publishedAt, horizon, channel = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- One read: the version and, for each session to end, its status, base and tokens.
+local fields = {'v'}
+for i = 16, #ARGV, 3 do
   local sid = ARGV[i]
+  fields[#fields + 1] = 's|' .. sid
+  fields[#fields + 1] = 'b|' .. sid
+  fields[#fields + 1] = 't|' .. sid
+end
+local f = redis.call('HMGET', h, unpack(fields))
+local version, lo, hi = readMeta(f[1])
+if version ~= tonumber(ARGV[1]) then return {0, version} end
+local dropped = {}
+if lo and lo <= horizon then lo, hi, dropped = prune(h, horizon) end
+-- The index keys, as on a Cluster before the rest: none is written by a commit that lost its race.
+if tonumber(ARGV[15]) > 0 then
+  for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[14], 'PX', ARGV[15]) end
+end
+local writes, invalid, ended, gone, done = {}, {}, {}, {}, {}
+local j = 2
+for i = 16, #ARGV, 3 do
+  local sid = ARGV[i]
+  local state, seen, exp = parseStatus(f[j])
+  local base, t = f[j + 1], f[j + 2] or ''
+  j = j + 3
   -- Only a live session ends; ending a tombstone again keeps its first reason.
-  if redis.call('SREM', l, sid) == 1 then
+  if state == 'live' and not dropped[sid] and not done[sid] then
+    done[sid] = true
     gone[#gone + 1] = sid
-    redis.call('HSET', h, 's|' .. sid, ARGV[i + 1], 'e|' .. sid, ARGV[i + 2])
-    local f = redis.call('HMGET', h, 'b|' .. sid, 'l|' .. sid, 't|' .. sid)
-    local t = f[3] or ''
+    writes[#writes + 1] = 's|' .. sid
+    writes[#writes + 1] = ARGV[i + 1] .. ' ' .. seen .. ' ' .. exp
+    writes[#writes + 1] = 'e|' .. sid
+    writes[#writes + 1] = ARGV[i + 2]
     if t ~= '' then
       local joined = (string.gsub(t, '\\n', ','))
       invalid[#invalid + 1] = joined
       -- The record as committed (JSON fragments joined, never decoded), so receivers need no read.
-      ended[#ended + 1] = '{"b":' .. (f[1] or 'null') .. ',"s":"' .. ARGV[i + 1] .. '","e":' .. ARGV[i + 2]
-        .. ',"l":' .. (f[2] or '0') .. ',"t":[' .. joined .. ']}'
+      ended[#ended + 1] = '{"b":' .. (base or 'null') .. ',"s":"' .. ARGV[i + 1] .. '","e":' .. ARGV[i + 2]
+        .. ',"l":' .. seen .. ',"t":[' .. joined .. ']}'
     end
   end
 end
 if ARGV[5] == '1' then
-  local sid = ARGV[6]
-  redis.call('HSET', h, 'b|' .. sid, ARGV[7], 's|' .. sid, ARGV[8], 'l|' .. sid, ARGV[9], 't|' .. sid, ARGV[11])
-  redis.call('HDEL', h, 'e|' .. sid)
-  redis.call('ZADD', x, ARGV[10], sid)
-  if ARGV[8] == 'live' then redis.call('SADD', l, sid) else redis.call('SREM', l, sid) end
+  local sid, exp = ARGV[6], tonumber(ARGV[10])
+  writes[#writes + 1] = 'b|' .. sid
+  writes[#writes + 1] = ARGV[7]
+  writes[#writes + 1] = 's|' .. sid
+  writes[#writes + 1] = ARGV[8] .. ' ' .. ARGV[9] .. ' ' .. ARGV[10]
+  writes[#writes + 1] = 't|' .. sid
+  writes[#writes + 1] = ARGV[11]
+  -- An end left by an earlier session of the same id must not read as this one's.
+  if ARGV[8] ~= 'live' then
+    writes[#writes + 1] = 'e|' .. sid
+    writes[#writes + 1] = ''
+  end
+  if not lo or exp < lo then lo = exp end
+  if not hi or exp > hi then hi = exp end
 end
-version = redis.call('HINCRBY', h, 'v', 1)
-expire(h, x, l, horizon)
+version = version + 1
+writes[#writes + 1] = 'v'
+writes[#writes + 1] = meta(version, lo, hi)
+redis.call('HSET', h, unpack(writes))
+expire(h, hi, horizon)
 if #invalid > 0 then publish(channel, table.concat(invalid, ','), publishedAt, '[' .. table.concat(ended, ',') .. ']') end
-if KEYS[4] then
+if KEYS[2] then
   local tag, removed, add = ARGV[12], {}, ''
-  for j, sid in ipairs(gone) do removed[j] = tag .. '\\n' .. sid end
+  for k, sid in ipairs(gone) do removed[k] = tag .. '\\n' .. sid end
   if ARGV[5] == '1' and ARGV[8] == 'live' then add = tag .. '\\n' .. ARGV[6] end
-  track(KEYS[4], ARGV[13], add, ARGV[10], removed)
+  if add ~= '' or #removed > 0 then track(KEYS[2], ARGV[13], add, ARGV[10], removed) end
 end
 local reply = {1, version}
 for _, sid in ipairs(gone) do reply[#reply + 1] = sid end
@@ -139,43 +217,33 @@ return reply
 };
 
 /**
- * The version and live sessions of one user, read atomically (a snapshot for compare-and-set).
- * KEYS: sessions, live. Returns {version, then per live session: base, lastSeenAt, tokens}.
- */
-export const READ_USER: LuaScript = {
-  name: 'sgReadUser',
-  source: `
-local h, l = KEYS[1], KEYS[2]
-local out = {redis.call('HGET', h, 'v') or '0'}
-for _, sid in ipairs(redis.call('SMEMBERS', l)) do
-  local f = redis.call('HMGET', h, 'b|' .. sid, 'l|' .. sid, 't|' .. sid)
-  out[#out + 1] = f[1] or ''
-  out[#out + 1] = f[2] or '0'
-  out[#out + 1] = f[3] or ''
-end
-return out
-`,
-};
-
-/**
  * Adds token ids to a live session: its first `pinned` ids (issued by its login) always stay listed, and
  * at most maxTokens others, the oldest dropped from the list. A dropped id keeps its index key (it stays
  * the session's until the session expires), so nothing is published.
- * KEYS: sessions, expiry, live. ARGV: sid, maxTokens, now, horizon, channel (unused), new tokens (lines),
- * publishedAt (unused), pinned.
+ * KEYS: the user's hash; unless on a Cluster, the index keys of the new token ids (written here, with
+ *       the session's expiresAt; on a Cluster the store writes them first).
+ * ARGV: sid, maxTokens, now, horizon, new tokens (lines), pinned, tag, index retention (ms past
+ *       expiresAt).
  * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens}.
  */
 export const ADD_TOKENS: LuaScript = {
   name: 'sgAddTokens',
   source: `${HELPERS}
-local h, x, l = KEYS[1], KEYS[2], KEYS[3]
-local sid, now, horizon = ARGV[1], ARGV[3], ARGV[4]
-local pinned = tonumber(ARGV[8] or '0')
-if redis.call('SISMEMBER', l, sid) == 0 then return false end
-local exp = redis.call('ZSCORE', x, sid)
-if not exp or tonumber(exp) <= tonumber(now) then return false end
+local h = KEYS[1]
+local sid, now, horizon = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local pinned = tonumber(ARGV[6] or '0')
+local f = redis.call('HMGET', h, 's|' .. sid, 't|' .. sid, 'b|' .. sid, 'v')
+local state, seen, exp = parseStatus(f[1])
+if state ~= 'live' or tonumber(exp) <= now then return false end
+if #KEYS > 1 then
+  local px = math.ceil(tonumber(exp) + tonumber(ARGV[8]) - now)
+  if px > 0 then
+    local ref = ARGV[7] .. '\\n' .. sid .. '\\n' .. exp
+    for i = 2, #KEYS do redis.call('SET', KEYS[i], ref, 'PX', num(px)) end
+  end
+end
 local fresh, isFresh = {}, {}
-for tok in string.gmatch(ARGV[6], '[^\\n]+') do
+for tok in string.gmatch(ARGV[5], '[^\\n]+') do
   if not isFresh[tok] then
     isFresh[tok] = true
     fresh[#fresh + 1] = tok
@@ -183,7 +251,7 @@ for tok in string.gmatch(ARGV[6], '[^\\n]+') do
 end
 local head, isHead, rotated = {}, {}, {}
 local i = 0
-for tok in string.gmatch(redis.call('HGET', h, 't|' .. sid) or '', '[^\\n]+') do
+for tok in string.gmatch(f[2] or '', '[^\\n]+') do
   i = i + 1
   if i <= pinned then
     head[#head + 1] = tok
@@ -200,42 +268,31 @@ local kept = head
 for j, tok in ipairs(rotated) do
   if j > drop then kept[#kept + 1] = tok end
 end
-redis.call('HSET', h, 't|' .. sid, table.concat(kept, '\\n'))
-prune(h, x, l, horizon)
-expire(h, x, l, horizon)
-local f = redis.call('HMGET', h, 'b|' .. sid, 's|' .. sid, 'l|' .. sid, 'e|' .. sid, 't|' .. sid)
-return {f[1] or '', f[2] or '', f[3] or '0', f[4] or '', f[5] or ''}
+local tokens = table.concat(kept, '\\n')
+redis.call('HSET', h, 't|' .. sid, tokens)
+local version, lo, hi = readMeta(f[4])
+if lo and lo <= horizon then
+  lo, hi = prune(h, horizon)
+  redis.call('HSET', h, 'v', meta(version, lo, hi))
+end
+expire(h, hi, horizon)
+return {f[3] or '', state, seen, '', tokens}
 `,
 };
 
 /**
  * Moves lastSeenAt of a live, unexpired session forward (never back).
- * KEYS: sessions, expiry, live. ARGV: sid, at, now. Returns 1 when written.
+ * KEYS: the user's hash. ARGV: sid, at, now. Returns 1 when written.
  */
 export const TOUCH: LuaScript = {
   name: 'sgTouch',
-  source: `
-local h, x, l = KEYS[1], KEYS[2], KEYS[3]
-local sid = ARGV[1]
-if redis.call('SISMEMBER', l, sid) == 0 then return 0 end
-local exp = redis.call('ZSCORE', x, sid)
-if not exp or tonumber(exp) <= tonumber(ARGV[3]) then return 0 end
-local cur = tonumber(redis.call('HGET', h, 'l|' .. sid) or '0')
-if tonumber(ARGV[2]) <= cur then return 0 end
-redis.call('HSET', h, 'l|' .. sid, ARGV[2])
+  source: `${HELPERS}
+local field = 's|' .. ARGV[1]
+local state, seen, exp = parseStatus(redis.call('HGET', KEYS[1], field))
+if state ~= 'live' or tonumber(exp) <= tonumber(ARGV[3]) then return 0 end
+if tonumber(ARGV[2]) <= tonumber(seen) then return 0 end
+redis.call('HSET', KEYS[1], field, 'live ' .. ARGV[2] .. ' ' .. exp)
 return 1
-`,
-};
-
-/**
- * The expiresAt of a session if it is live (addTokens reads it to give the new index keys their TTL).
- * KEYS: sessions, expiry, live. ARGV: sid. Returns the score as a string, or nil.
- */
-export const LIVE_EXPIRY: LuaScript = {
-  name: 'sgLiveExpiry',
-  source: `
-if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then return false end
-return redis.call('ZSCORE', KEYS[2], ARGV[1])
 `,
 };
 
@@ -267,12 +324,4 @@ return redis.call('ZCARD', KEYS[1])
 };
 
 /** Every script, each defined on the store's client once (see redis.ts). */
-export const SCRIPTS: readonly LuaScript[] = [
-  COMMIT,
-  READ_USER,
-  ADD_TOKENS,
-  TOUCH,
-  LIVE_EXPIRY,
-  TRACK_LIVE,
-  COUNT_LIVE,
-];
+export const SCRIPTS: readonly LuaScript[] = [COMMIT, ADD_TOKENS, TOUCH, TRACK_LIVE, COUNT_LIVE];

@@ -3,12 +3,8 @@
  * as the rules normalise (trim, lowercase, nfkc), through the real admin listener.
  */
 import { describe, expect, it } from 'vitest';
-import { bearer, startGateway, TEST_LOGIN_RULES } from '../support/gateway.js';
-
-const [JSON_RULE, FORM_RULE] = TEST_LOGIN_RULES as [
-  (typeof TEST_LOGIN_RULES)[number],
-  (typeof TEST_LOGIN_RULES)[number],
-];
+import { bearer, startGateway } from '../support/gateway.js';
+import { FORM_LOGIN_RULE as FORM_RULE, JSON_LOGIN_RULE as JSON_RULE } from '../support/login-rules.js';
 
 interface Listed {
   user: string;

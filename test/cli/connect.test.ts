@@ -4,11 +4,13 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { freePort, probe } from '../support/apps.js';
+import { probe } from '../support/apps.js';
+import { freePort } from '../support/ports.js';
 import { runCli, tempFiles } from '../support/cli.js';
 import { redisCommand, startRedis, type RedisHandle } from '../support/redis.js';
 import { needTool } from '../support/tools.js';
-import { listenApp, type RunningApp } from '../support/upstreams.js';
+import { listenApp } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
 
 const files = tempFiles('sg-cli-connect-');
 let written = 0;

@@ -8,11 +8,12 @@ import { parseConfig } from '../../src/config/load.js';
 import { WEBHOOK_EVENTS, type ConfigInput } from '../../src/config/schema.js';
 import { ConfigError, type ConfigProblem } from '../../src/errors.js';
 import { compileTrustedProxies } from '../../src/proxy/client-address.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 const MINIMAL = {
   upstream: 'http://127.0.0.1:3000',
   secret: 'a-secret-of-sixteen+',
-  login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }],
+  login: [JSON_LOGIN_RULE],
 } satisfies ConfigInput;
 
 const WEBHOOK = { url: 'https://hooks.example/sg', secret: 'webhook-secret-0123456789' };
@@ -138,7 +139,7 @@ describe('notify.webhook', () => {
     });
     expect(problems.map((p) => p.path)).toEqual(['notify.webhook.events[1]', 'notify.webhook.events[2]']);
     expect(problems[0]?.message).toBe(
-      'unknown event; known events: session.created, session.superseded, session.replaced, session.refused, session.ended, session.logged_out, session.expired, request.rejected (got "session.create")',
+      'unknown event; known events: session.created, session.superseded, session.replaced, session.refused, session.ended, session.logged_out, session.expired, request.rejected, session.fixation_risk (got "session.create")',
     );
   });
 

@@ -22,7 +22,22 @@ describe('the README', () => {
     expect(missing).toEqual([]);
   });
 
-  it('shows the test command', () => {
-    expect(readme).toContain('npm test');
+  it('names in its quick start only npm scripts that exist, and npm test does what its comment says', () => {
+    const scripts = (
+      JSON.parse(readFileSync(join(import.meta.dirname, '../../package.json'), 'utf8')) as {
+        scripts: Record<string, string>;
+      }
+    ).scripts;
+    const quickStart = readme.slice(readme.indexOf('## Quick start'));
+    const open = quickStart.indexOf('```sh');
+    const block = quickStart.slice(open, quickStart.indexOf('```', open + 5));
+    const named = [...block.matchAll(/^npm (?:run )?([a-z:-]+)/gm)].map((m) => m[1] as string);
+    expect(named).toContain('test');
+    for (const script of named.filter((n) => n !== 'ci')) expect(Object.keys(scripts)).toContain(script);
+    // "build, lint, format check, and the whole test suite"
+    expect(scripts.test?.split(' && ')).toEqual(
+      expect.arrayContaining(['npm run build', 'npm run lint', 'vitest run']),
+    );
+    expect(scripts.lint).toContain('prettier --check');
   });
 });

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 const MINIMAL = {
   upstream: 'http://127.0.0.1:3000',
   secret: 'a-secret-of-sixteen+',
-  login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }],
+  login: [JSON_LOGIN_RULE],
 };
 
 function problemsOf(raw: unknown): readonly { path: string; message: string }[] {

@@ -16,16 +16,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { stringify } from 'yaml';
-import {
-  bearer,
-  get,
-  postJson,
-  TEST_ADMIN_TOKEN,
-  TEST_LOGIN_RULES,
-  TEST_SECRET,
-} from '../support/gateway.js';
+import { bearer, get, postJson, TEST_ADMIN_TOKEN, TEST_SECRET } from '../support/gateway.js';
+import { TEST_LOGIN_RULES } from '../support/login-rules.js';
 import { requireAll, needTool } from '../support/tools.js';
-import { listenApp, testApp, type RunningApp, type TestApp } from '../support/upstreams.js';
+import { listenApp, testApp, type TestApp } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
 import {
   baseImageOf,
   buildImage,

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { bearer, captureLogs, startGateway, TEST_ADMIN_TOKEN, testClock, UA } from '../support/gateway.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 describe('audit log', () => {
   it('writes an audit line per session event with user, session, IP, device, reason and time', async () => {
@@ -123,7 +124,7 @@ describe('audit log', () => {
     const { config } = parseConfig({
       upstream: 'http://127.0.0.1:1',
       secret: 'audit-test-secret-0123456789',
-      login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }],
+      login: [JSON_LOGIN_RULE],
     });
     expect(config.log.level).toBe('info');
     logger.info(

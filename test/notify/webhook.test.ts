@@ -1,11 +1,10 @@
 /** Webhook delivery to a real receiver: signed, retried after a failure, and the login notice header. */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { eventually, startGateway, UA } from '../support/gateway.js';
-import { readBody } from '../support/upstreams.js';
+import { startGateway, UA } from '../support/gateway.js';
+import { waitUntil } from '../support/wait.js';
+import { listenApp, readBody } from '../support/upstreams.js';
 
 const WEBHOOK_SECRET = 'webhook-secret-0123456789abcdef';
 
@@ -29,7 +28,7 @@ async function startReceiver(
   let arrived = 0;
   let gate: Promise<void> = Promise.resolve();
   let open: () => void = () => {};
-  const server = createServer((req, res) => {
+  const app = await listenApp((req, res) => {
     arrived++;
     void readBody(req)
       .then(async (b) => {
@@ -43,18 +42,12 @@ async function startReceiver(
         res.end(status === 200 ? 'ok' : 'try again');
       });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  onTestFinished(
-    () =>
-      new Promise<void>((r) => {
-        open();
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  );
+  onTestFinished(() => {
+    open();
+    return app.close();
+  });
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}${target}`,
+    url: `${app.url}${target}`,
     received,
     arrived: () => arrived,
     hold() {
@@ -93,7 +86,7 @@ describe('webhook notifications', () => {
     expect(second.response.headers.get('sessiongate-ended-sessions')).toBe('1');
 
     // created (500, then retried), then the second login's superseded and created, one at a time.
-    const delivered = await eventually(() => {
+    const delivered = await waitUntil('three deliveries answered 200', () => {
       const ok = receiver.received.filter((r) => r.status === 200);
       return ok.length >= 3 ? ok : undefined;
     });
@@ -164,10 +157,10 @@ describe('webhook notifications', () => {
     const login = await gw.loginJson('gina');
     expect(login.response.status).toBe(200);
     // The login was answered while its delivery is still waiting on the (held) receiver.
-    await eventually(() => (receiver.arrived() === 1 ? true : undefined));
+    await waitUntil('the first delivery to arrive', () => (receiver.arrived() === 1 ? true : undefined));
     expect(receiver.received).toHaveLength(0);
     receiver.release();
-    await eventually(() =>
+    await waitUntil('the webhook to give up', () =>
       gw.logs.lines().some((l) => l.code === 'SG_ERR_WEBHOOK_GAVE_UP') ? true : undefined,
     );
     expect(receiver.received).toHaveLength(2);
@@ -190,7 +183,7 @@ describe('webhook notifications', () => {
     expect(metrics).toContain('sessiongate_webhook_queue 3');
     expect(metrics).toContain('sessiongate_webhook_deliveries_total{result="dropped"} 2');
     receiver.release();
-    await eventually(() => (receiver.received.length === 3 ? true : undefined));
+    await waitUntil('three deliveries', () => (receiver.received.length === 3 ? true : undefined));
     const users = receiver.received.map((r) => (JSON.parse(r.body) as { user: string }).user);
     expect(users).toEqual(['q1', 'q4', 'q5']);
   });
@@ -205,7 +198,9 @@ describe('webhook notifications', () => {
     await gw.loginJson('hank');
     // Deliveries go out one at a time in event order, so once the second superseded has arrived, any
     // session.created sent before it would have arrived too.
-    const got = await eventually(() => (receiver.received.length >= 2 ? receiver.received : undefined));
+    const got = await waitUntil('two deliveries', () =>
+      receiver.received.length >= 2 ? receiver.received : undefined,
+    );
     expect(got.map((r) => (JSON.parse(r.body) as { type: string }).type)).toEqual([
       'session.superseded',
       'session.superseded',
@@ -218,7 +213,7 @@ describe('webhook notifications', () => {
       notify: { webhook: { url: receiver.url, secret: WEBHOOK_SECRET, events: ['session.created'] } },
     });
     await gw.loginJson('jill');
-    const [delivery] = await eventually(() =>
+    const [delivery] = await waitUntil('a delivery', () =>
       receiver.received.length >= 1 ? receiver.received : undefined,
     );
     expect(delivery?.target).toBe('/hooks/sg?tenant=a');
@@ -234,7 +229,7 @@ describe('webhook notifications', () => {
       notify: { webhook: { url: url.href, secret: WEBHOOK_SECRET, events: ['session.created'] } },
     });
     await gw.loginJson('kate');
-    const [delivery] = await eventually(() =>
+    const [delivery] = await waitUntil('a delivery', () =>
       receiver.received.length >= 1 ? receiver.received : undefined,
     );
     expect(delivery?.headers.authorization).toBe(`Basic ${Buffer.from('hook:p@ss:word').toString('base64')}`);

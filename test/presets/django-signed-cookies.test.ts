@@ -4,7 +4,8 @@
  * is re-issued on every page that writes the session, and Django takes every value it ever issued.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { haveDjango, type RunningApp } from '../support/apps.js';
+import { haveDjango } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { djangoProfile, djangoSignIn, djangoSignOut, startDjangoAuthApp } from '../support/django-auth.js';
 import { CookieJar } from '../support/jar.js';
 import { loadPreset, startPresetGateway } from '../support/presets.js';
@@ -22,7 +23,7 @@ async function nextSecond(): Promise<void> {
 describe.skipIf(!needTool('Django', 'python3-django', haveDjango()))('preset django-signed-cookies', () => {
   let app: RunningApp;
   beforeAll(async () => void (app = await startDjangoAuthApp('signed_cookies')), 30_000);
-  afterAll(() => app.stop());
+  afterAll(() => app.close());
 
   it('loads as the CLI loads it, with nothing to warn about', () => {
     const { config, warnings } = loadPreset('django-signed-cookies', app.url);

@@ -3,7 +3,8 @@
  * django.contrib.auth's LoginView / LogoutView (test/apps/django-auth, CSRF enforced).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { haveDjango, type RunningApp } from '../support/apps.js';
+import { haveDjango } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { djangoProfile, djangoSignIn, djangoSignOut, startDjangoAuthApp } from '../support/django-auth.js';
 import { CookieJar } from '../support/jar.js';
 import { loadPreset, startPresetGateway } from '../support/presets.js';
@@ -12,7 +13,7 @@ import { needTool } from '../support/tools.js';
 describe.skipIf(!needTool('Django', 'python3-django', haveDjango()))('preset django', () => {
   let app: RunningApp;
   beforeAll(async () => void (app = await startDjangoAuthApp('db')), 30_000);
-  afterAll(() => app.stop());
+  afterAll(() => app.close());
 
   it('loads as the CLI loads it, with nothing to warn about', () => {
     const { config, warnings } = loadPreset('django', app.url);

@@ -4,7 +4,7 @@
  * message, and so a cookie, on a failed login).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { haveExpressSession, startExpressSessionApp } from '../support/express-session.js';
 import { CookieJar } from '../support/jar.js';
 import { loadPreset, rejectionCode, startPresetGateway } from '../support/presets.js';
@@ -28,7 +28,7 @@ describe('preset express-session', () => {
 
   let app: RunningApp;
   beforeAll(async () => void (app = await startExpressSessionApp()), 30_000);
-  afterAll(() => app.stop());
+  afterAll(() => app.close());
 
   it('loads as the CLI loads it, with nothing to warn about', () => {
     const { config, warnings } = loadPreset('express-session', app.url);

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { bearer, get, postForm } from '../support/gateway.js';
 import { OAUTH2_CLIENT, startOAuth2App } from '../support/oauth2-app.js';
 import { loadPreset, rejectionCode, startPresetGateway } from '../support/presets.js';
-import type { RunningApp } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
 
 interface Grant {
   access_token: string;

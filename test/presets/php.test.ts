@@ -4,7 +4,8 @@
  * failed login).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { havePhp, startPhpApp, type RunningApp } from '../support/apps.js';
+import { havePhp, startPhpApp } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { get, NAVIGATE } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
 import { loadPreset, rejectionCode, startPresetGateway } from '../support/presets.js';
@@ -16,7 +17,7 @@ const login = (jar: CookieJar, url: string, password = 'pw-alice') =>
 describe.skipIf(!needTool('PHP', 'php-cli', havePhp()))('preset php', () => {
   let app: RunningApp;
   beforeAll(async () => void (app = await startPhpApp()), 30_000);
-  afterAll(() => app.stop());
+  afterAll(() => app.close());
 
   it('loads as the CLI loads it, with nothing to warn about', () => {
     const { config, warnings } = loadPreset('php', app.url);

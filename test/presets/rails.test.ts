@@ -4,7 +4,7 @@
  * the session, CSRF protection, a `remember_token` cookie, a `_method=delete` logout button).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { CookieJar } from '../support/jar.js';
 import { loadPreset, rejectionCode, startPresetGateway } from '../support/presets.js';
 import { haveRails, startRailsApp } from '../support/rails.js';
@@ -36,7 +36,7 @@ async function account(jar: CookieJar, origin: string): Promise<unknown> {
 describe.skipIf(!needTool('Rails', 'ruby-rails', haveRails()))('preset rails', () => {
   let app: RunningApp;
   beforeAll(async () => void (app = await startRailsApp()), 60_000);
-  afterAll(() => app.stop());
+  afterAll(() => app.close());
 
   it('loads as the CLI loads it, with nothing to warn about', () => {
     const { config, warnings } = loadPreset('rails', app.url);

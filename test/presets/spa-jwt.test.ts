@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { bearer, get, postJson } from '../support/gateway.js';
 import { loadPreset, rejectionCode, startPresetGateway } from '../support/presets.js';
 import { startSpaJwtApp } from '../support/spa-jwt-app.js';
-import type { RunningApp } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
 
 interface Pair {
   access_token: string;

@@ -4,7 +4,7 @@
  * `;jsessionid=` URLs for a client without cookies.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { get } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
 import { loadPreset, rejectionCode, startPresetGateway } from '../support/presets.js';
@@ -36,7 +36,7 @@ function formAction(html: string): string {
 describe.skipIf(!needTool('Tomcat 10', 'tomcat10-common', haveTomcat()))('preset tomcat', () => {
   let app: RunningApp;
   beforeAll(async () => void (app = await startTomcatApp()), 40_000);
-  afterAll(() => app.stop());
+  afterAll(() => app.close());
 
   it('loads as the CLI loads it, with nothing to warn about', () => {
     const { config, warnings } = loadPreset('tomcat', app.url);

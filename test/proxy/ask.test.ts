@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import {
   bearer,
-  eventually,
   get,
   postForm,
   postJson,
@@ -181,7 +180,9 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     const gw = await gateway({ askTimeout: '150ms' });
     const first = await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
     const asked = await askedLogin(gw, 'alice');
-    await eventually(() => gw.logs.lines().find((l) => l.event === 'login_hold_expired'));
+    await waitUntil('the hold to expire', () =>
+      gw.logs.lines().find((l) => l.event === 'login_hold_expired'),
+    );
     const late = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id }, PHONE);
     expect(late.status).toBe(410);
     expect(await statusOf(gw, first.token)).toBe(200);

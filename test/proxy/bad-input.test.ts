@@ -8,8 +8,10 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startGateway, type TestGateway } from '../support/gateway.js';
-import { listenApp, readBody, type RunningApp } from '../support/upstreams.js';
+import { startGateway, type TestGateway } from '../support/gateway.js';
+import { waitUntil } from '../support/wait.js';
+import { listenApp, readBody } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
 
 // ---------------------------------------------------------------------------------------------------
 // A raw HTTP/1.1 client
@@ -114,7 +116,9 @@ function openSockets(gw: TestGateway): Promise<number> {
 }
 
 async function socketsBackTo(gw: TestGateway, baseline: number): Promise<void> {
-  await eventually(async () => ((await openSockets(gw)) === baseline ? true : undefined));
+  await waitUntil('the sockets back to the baseline', async () =>
+    (await openSockets(gw)) === baseline ? true : undefined,
+  );
 }
 
 /**

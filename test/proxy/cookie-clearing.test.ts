@@ -5,11 +5,13 @@
  * is cleared, and a bearer request is never taken for a browser navigation.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { haveFlask, startFlaskApp, type RunningApp } from '../support/apps.js';
+import { haveFlask, startFlaskApp } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { bearer, get, NAVIGATE, postForm, postJson, startGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
 import { toolAvailable } from '../support/php-front.js';
-import { haveRedis, startRedis, waitUntil } from '../support/redis.js';
+import { haveRedis, startRedis } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
 import { cookieOf, listenApp, readBody } from '../support/upstreams.js';
 
@@ -32,7 +34,7 @@ async function cookieApp(name: string, attributes: string): Promise<RunningApp> 
     })();
   });
   onTestFinished(() => app.close());
-  return { url: app.url, port: Number(new URL(app.url).port), stop: () => app.close() };
+  return { url: app.url, port: Number(new URL(app.url).port), close: () => app.close() };
 }
 
 function formLogin(name: string) {
@@ -167,7 +169,7 @@ const flask = toolAvailable('python3 with flask and flask-login', 'python3-flask
 describe.skipIf(!flask)('every token cookie of a dead session (Flask-Login remember-me)', () => {
   let app: RunningApp;
   beforeAll(async () => void (app = await startFlaskApp()), 30_000);
-  afterAll(() => app.stop());
+  afterAll(() => app.close());
   const config = () => ({
     upstream: app.url,
     login: [

@@ -25,6 +25,7 @@ import {
   type TestGatewayConfig,
 } from '../support/gateway.js';
 import { EXPRESS_PASSWORD, startExpressApp, type ExpressApp } from '../support/express-app.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 const FORM_LOGIN = {
   match: 'POST /login',
@@ -32,7 +33,7 @@ const FORM_LOGIN = {
   user: 'request.form:username',
   success: { status: 302, location: '/account' },
 } as const;
-const JSON_LOGIN = { match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' } as const;
+const JSON_LOGIN = JSON_LOGIN_RULE;
 const JSON_BODY_LOGIN = {
   match: 'POST /api/form-json-login',
   token: 'json:accessToken',

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, get, postForm, postJson, setCookie, startGateway, testClock } from '../support/gateway.js';
-import { cookieFormApp, jwtApp, type RunningApp } from '../support/upstreams.js';
+import { cookieFormApp, jwtApp } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
-const JSON_LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const JSON_LOGIN = [JSON_LOGIN_RULE];
 
 describe('a JSON API with bearer tokens', () => {
   let app: RunningApp;
@@ -73,10 +75,7 @@ describe('a JSON API with bearer tokens', () => {
   it('treats 1 from a JSON body and "1" from a JWT sub as the same user', async () => {
     const { url, gateway } = await startGateway({
       upstream: app.url,
-      login: [
-        { match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' },
-        { match: 'POST /api/sso/login', token: 'json:accessToken', user: 'jwt:sub' },
-      ],
+      login: [JSON_LOGIN_RULE, { match: 'POST /api/sso/login', token: 'json:accessToken', user: 'jwt:sub' }],
     });
     const viaBody = await login(url, '1'); // user.id is the number 1
     const viaJwt = (await (await postJson(`${url}/api/sso/login`, { username: '1' })).json()) as {

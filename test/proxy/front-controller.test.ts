@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
-import { havePhp, type RunningApp } from '../support/apps.js';
+import { havePhp } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { setCookie, startGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
 import { PHP_FRONT_COUNT_PATH, startPhpFrontApp, toolAvailable } from '../support/php-front.js';
@@ -83,7 +84,7 @@ describe.skipIf(!toolAvailable('php', 'php-cli', havePhp()))(
       app = await startPhpFrontApp();
     });
     afterAll(async () => {
-      await app?.stop();
+      await app?.close();
     });
 
     /** A gateway of its own for each test (closed when the test ends), in front of the one app. */

@@ -2,9 +2,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, get, postJson, startGateway } from '../support/gateway.js';
-import { listenApp, readBody, type RunningApp } from '../support/upstreams.js';
+import { listenApp, readBody } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
-const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const LOGIN = [JSON_LOGIN_RULE];
 
 /** Logs anyone in; `POST /logout/<status>` answers that status. */
 async function logoutApp(): Promise<RunningApp> {

@@ -7,11 +7,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../support/apps.js';
-import { eventually, startGateway, type TestGateway } from '../support/gateway.js';
+import type { RunningApp } from '../support/running-app.js';
+import { startGateway, type TestGateway } from '../support/gateway.js';
+import { waitUntil } from '../support/wait.js';
 import { CookieJar } from '../support/jar.js';
 import { haveRails, skipWithout, startRailsApp } from '../support/rails.js';
-import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { haveRedis, startRedis, type RedisHandle } from '../support/redis.js';
 import { needTool } from '../support/tools.js';
 
 /** The replica suite also needs a redis-server. */
@@ -142,7 +143,7 @@ async function supersededAt(origin: string, values: readonly string[]): Promise<
 
 /** Waits until the superseding login's invalidation reached `origin` (pub/sub is asynchronous). */
 async function invalidationArrived(origin: string, value: string): Promise<void> {
-  await eventually(async () => {
+  await waitUntil('the dead session cookie to be rejected', async () => {
     const res = await jarWith({ [SESSION]: value }).fetch(`${origin}/account`);
     await res.arrayBuffer();
     return res.status === 401 ? true : undefined;
@@ -157,7 +158,7 @@ describe.skipIf(skipWithout(haveRails(), 'Ruby on Rails', 'ruby-rails'))(
       app = await startRailsApp();
     });
     afterAll(async () => {
-      await app?.stop();
+      await app?.close();
     });
 
     const gateway = (

@@ -12,11 +12,12 @@ import {
   startDjangoApp,
   startFlaskApp,
   startPhpApp,
-  type RunningApp,
 } from '../support/apps.js';
+import type { RunningApp } from '../support/running-app.js';
 import { startGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
-import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { haveRedis, startRedis, type RedisHandle } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 
 /** The tests on two replicas also need a redis-server. */
 const redisServer = needTool('redis-server', 'redis-server', haveRedis());
@@ -38,7 +39,7 @@ describe.skipIf(!needTool('Django', 'python3-django', haveDjango()))(
   () => {
     let app: RunningApp;
     beforeAll(async () => void (app = await startDjangoApp()), 30_000);
-    afterAll(() => app.stop());
+    afterAll(() => app.close());
     const config = {
       login: [
         {
@@ -147,7 +148,7 @@ describe.skipIf(!needTool('PHP', 'php-cli', havePhp()))(
   () => {
     let app: RunningApp;
     beforeAll(async () => void (app = await startPhpApp()), 30_000);
-    afterAll(() => app.stop());
+    afterAll(() => app.close());
     const config = {
       login: [
         {
@@ -197,7 +198,7 @@ describe.skipIf(!needTool('Flask-Login', 'python3-flask-login', haveFlask()))(
   () => {
     let app: RunningApp;
     beforeAll(async () => void (app = await startFlaskApp()), 30_000);
-    afterAll(() => app.stop());
+    afterAll(() => app.close());
     const config = {
       login: [
         {
@@ -283,7 +284,7 @@ describe.skipIf(!needTool('PHP', 'php-cli', havePhp()) || !redisServer)(
       redis = await startRedis();
     }, 30_000);
     afterAll(async () => {
-      await app.stop();
+      await app.close();
       await redis.stop();
     });
 

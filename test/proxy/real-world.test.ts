@@ -10,6 +10,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { bearer, get, postForm, postJson, setCookie, startGateway } from '../support/gateway.js';
 import { SignJWT } from 'jose';
 import { cookieFormApp, JWT_KEY, listenApp, readBody } from '../support/upstreams.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
+import { waitUntil } from '../support/wait.js';
 
 async function app(handler: Parameters<typeof listenApp>[0]) {
   const a = await listenApp(handler);
@@ -47,7 +49,7 @@ async function liveApp() {
   return upstream;
 }
 
-const JSON_LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const JSON_LOGIN = [JSON_LOGIN_RULE];
 const loginToken = async (url: string) =>
   ((await (await postJson(`${url}/api/login`, {})).json()) as { accessToken: string }).accessToken;
 
@@ -79,7 +81,7 @@ describe('long-lived connections', () => {
     const ended = (async () => {
       for await (const c of res.body) chunks.push(String(c));
     })();
-    await new Promise((r) => setTimeout(r, 100));
+    await waitUntil('the stream is flowing', () => chunks.length > 0);
     await loginToken(url);
     await ended;
     expect(chunks.join('')).toContain('data: hello');

@@ -6,10 +6,13 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { bearer, eventually, get, postJson, startGateway } from '../support/gateway.js';
-import { listenApp, readBody, type RunningApp } from '../support/upstreams.js';
+import { bearer, get, postJson, startGateway } from '../support/gateway.js';
+import { waitUntil } from '../support/wait.js';
+import { listenApp, readBody } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
-const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const LOGIN = [JSON_LOGIN_RULE];
 
 /** Logs anyone in (a new token each time); a WebSocket on any path echoes. */
 async function socketApp(): Promise<RunningApp> {
@@ -89,7 +92,7 @@ describe('report-only mode', () => {
     const ws = openSocket(gw.url, first.body.accessToken as string);
     await once(ws, 'open');
     await login(gw.url, 'ned');
-    await eventually(() =>
+    await waitUntil('the report-only log line', () =>
       gw.logs
         .lines()
         .some(

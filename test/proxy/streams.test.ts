@@ -6,6 +6,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { request } from 'undici';
 import { bearer, postJson, startGateway } from '../support/gateway.js';
 import { listenApp, readBody } from '../support/upstreams.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 /** A JSON login app with an NDJSON feed (`GET /feed`) that writes a line every 20 ms until closed. */
 async function feedApp() {
@@ -32,7 +33,7 @@ async function feedApp() {
   return app;
 }
 
-const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const LOGIN = [JSON_LOGIN_RULE];
 const login = async (url: string) =>
   ((await (await postJson(`${url}/api/login`, {})).json()) as { accessToken: string }).accessToken;
 

@@ -14,9 +14,11 @@ import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { Agent, getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { bearer, eventually, get, postForm, startGateway, type TestGateway } from '../support/gateway.js';
+import { bearer, get, postForm, startGateway, type TestGateway } from '../support/gateway.js';
+import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
 import { listenApp } from '../support/upstreams.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 function haveOpenssl(): boolean {
   try {
@@ -166,7 +168,7 @@ describe.skipIf(!needTool('openssl', 'openssl', haveOpenssl()))('the proxy liste
     ).toBe(200);
     // Warnings are emitted on the next tick, in order: once ours arrives, any from the responses has.
     process.emitWarning('sessiongate-test-marker');
-    await eventually(() => warnings.find((m) => m === 'sessiongate-test-marker'));
+    await waitUntil('the marker warning', () => warnings.find((m) => m === 'sessiongate-test-marker'));
     expect(warnings.filter((m) => m.includes('Status message'))).toEqual([]);
   });
 
@@ -270,7 +272,7 @@ describe.skipIf(!needTool('openssl', 'openssl', haveOpenssl()))('the proxy liste
 
     copyFileSync(rotated.key, files.key);
     copyFileSync(rotated.cert, files.cert);
-    await eventually(() => gw.logs.lines().find((l) => l.event === 'tls_reloaded'));
+    await waitUntil('the certificate reload', () => gw.logs.lines().find((l) => l.event === 'tls_reloaded'));
 
     const fresh = await new Promise<string>((resolve, reject) => {
       const { port } = new URL(gw.url);
@@ -288,7 +290,9 @@ describe.skipIf(!needTool('openssl', 'openssl', haveOpenssl()))('the proxy liste
   it('keeps serving its certificate when a changed pair does not match, and says why', async () => {
     const { gw, files } = await tlsGateway();
     copyFileSync(rotated.key, files.key); // the key of another certificate
-    const warning = await eventually(() => gw.logs.lines().find((l) => l.code === 'SG_WARN_TLS_RELOAD'));
+    const warning = await waitUntil('the reload warning', () =>
+      gw.logs.lines().find((l) => l.code === 'SG_WARN_TLS_RELOAD'),
+    );
     expect(String(warning.reason)).toContain(`tls.key: ${files.key} is not the key of ${files.cert}`);
     expect((await get(`${gw.url}/x`)).status).toBe(200);
   });
@@ -313,7 +317,7 @@ describe.skipIf(!needTool('openssl', 'openssl', haveOpenssl()))('the proxy liste
       onArrival?.();
     });
     onTestFinished(() => app.close());
-    const login = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+    const login = [JSON_LOGIN_RULE];
     const { gw } = await tlsGateway({ upstream: app.url, login });
     const s = await session(gw);
     const response = h2(s, 'GET', '/slow');

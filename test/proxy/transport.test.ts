@@ -7,8 +7,9 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { bearer, get, postJson, startGateway } from '../support/gateway.js';
 import { listenApp, readBody } from '../support/upstreams.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
-const LOGIN_RULE = { match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' };
+const LOGIN_RULE = JSON_LOGIN_RULE;
 const LOGIN = [LOGIN_RULE];
 
 async function app(handler: Parameters<typeof listenApp>[0]) {

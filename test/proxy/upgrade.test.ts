@@ -11,10 +11,12 @@ import type { Duplex } from 'node:stream';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { tunnelUpgrade, type UpgradedConnection, type UpgradeTarget } from '../../src/proxy/upgrade.js';
-import { get, startGateway, TEST_LOGIN_RULES } from '../support/gateway.js';
-import { listenApp, type RunningApp } from '../support/upstreams.js';
+import { get, startGateway } from '../support/gateway.js';
+import { TEST_LOGIN_RULES } from '../support/login-rules.js';
+import { listenApp, type ListeningApp } from '../support/upstreams.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
-const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
+const LOGIN = [JSON_LOGIN_RULE];
 
 /** The head of a WebSocket handshake (RFC 6455 section 4.1), with `extra` header lines. */
 function upgradeHead(path: string, extra = '', method = 'GET', upgrade = 'websocket'): string {
@@ -81,7 +83,7 @@ function readHead(socket: Socket): Promise<string> {
   });
 }
 
-async function app(handler: Parameters<typeof listenApp>[0]): Promise<RunningApp> {
+async function app(handler: Parameters<typeof listenApp>[0]): Promise<ListeningApp> {
   const a = await listenApp(handler);
   onTestFinished(() => a.close());
   return a;

@@ -6,10 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
-import { eventually, startGateway, testClock } from '../support/gateway.js';
+import { startGateway, testClock } from '../support/gateway.js';
+import { waitUntil } from '../support/wait.js';
 import { haveRedis } from '../support/redis.js';
 import { needTool } from '../support/tools.js';
 import { commandCalls, MIN, ownRedis, replicasOn, status } from './replicas.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 /** The tests on two replicas start a redis-server; the others run anywhere. */
 const onRedis = it.skipIf(!needTool('redis-server', 'redis-server', haveRedis()));
@@ -25,7 +27,9 @@ describe('absolute expiry (maxAge)', () => {
     }
     clock.advance(21 * MIN);
     expect(await status(gw, token)).toEqual({ status: 401, error: 'session_expired' });
-    await eventually(() => (gw.logs.audit('session.expired').length > 0 ? true : undefined));
+    await waitUntil('the session.expired audit line', () =>
+      gw.logs.audit('session.expired').length > 0 ? true : undefined,
+    );
     for (let i = 0; i < 3; i++) {
       clock.advance(MIN);
       expect(await status(gw, token)).toEqual({ status: 401, error: 'session_expired' });
@@ -101,7 +105,7 @@ describe('idle expiry', () => {
     const raw = {
       upstream: 'http://127.0.0.1:3000',
       secret: 'a-secret-of-sixteen+',
-      login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }],
+      login: [JSON_LOGIN_RULE],
       sessions: { idleTimeout: '5m', activityInterval: '5m' },
     };
     let problems: readonly { path: string; message: string }[] = [];

@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { onTestFinished } from 'vitest';
 import { bearer, get, startGateway, type TestGateway } from '../support/gateway.js';
-import { redisCommand, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { redisCommand, startRedis, type RedisHandle } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 
 export const MIN = 60_000;
 export const HOUR = 60 * MIN;

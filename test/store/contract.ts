@@ -112,6 +112,24 @@ export function describeStoreContract(
       });
     }
 
+    it('reports commands answered and the invalidation channel up once ready, with no reason', async () => {
+      const h = await setup();
+      expect(h.store.health()).toEqual({ commands: true, channel: true });
+      expect(h.store.isAvailable()).toBe(true);
+    });
+
+    it('stays healthy through commits, lookups and the invalidations they publish', async () => {
+      const h = await setup();
+      const listener = recordingListener();
+      onTestFinished(h.store.watch(listener));
+      const user = newUser();
+      const session = await login(h, user);
+      await end(h, session, 'logged_out');
+      await vi.waitFor(() => expect(listener.invalidated).toContain(session.tokenIds[0]), DELIVERY);
+      expect((await h.store.lookup(session.tokenIds[0] as string))?.session.state).toBe('logged_out');
+      expect(h.store.health()).toEqual({ commands: true, channel: true });
+    });
+
     it('reads an unknown user as version 0 with no live sessions', async () => {
       const { store } = await setup();
       const user = newUser();

@@ -60,12 +60,16 @@ describe.skipIf(!redisCluster)('RedisSessionStore on a Redis Cluster', () => {
     const user = `}{\n${randomUUID()}`;
     const session = sessionRecord(user, Date.now());
     await store.commit({ user, expectedVersion: 0, create: session, end: [], at: Date.now() });
+    // Layout v2: one hash per user, whose slot is its tag's (the user string cannot break the braces).
     const userKeys = [...(await keysWithPrefix(cluster.ports, prefix)).keys()].filter((k) =>
-      k.includes('{u:'),
+      k.includes(':u:{'),
     );
-    expect(userKeys).toHaveLength(3);
+    expect(userKeys).toHaveLength(1);
+    const key = userKeys[0] as string;
+    const tag = /\{([^}]*)\}$/.exec(key)?.[1];
+    expect(tag).toMatch(/^[A-Za-z0-9_-]{22}$/);
     const slots = await Promise.all(
-      userKeys.map((k) => redisCommand(cluster.ports[0] as number, 'CLUSTER', 'KEYSLOT', k)),
+      [key, `{${tag}}`].map((k) => redisCommand(cluster.ports[0] as number, 'CLUSTER', 'KEYSLOT', k)),
     );
     expect(new Set(slots).size).toBe(1);
   });

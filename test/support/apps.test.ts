@@ -4,15 +4,8 @@
  */
 import { needTool } from './tools.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  haveDjango,
-  haveFlask,
-  havePhp,
-  startDjangoApp,
-  startFlaskApp,
-  startPhpApp,
-  type RunningApp,
-} from './apps.js';
+import { haveDjango, haveFlask, havePhp, startDjangoApp, startFlaskApp, startPhpApp } from './apps.js';
+import type { RunningApp } from './running-app.js';
 
 interface SetCookie {
   name: string;
@@ -121,7 +114,7 @@ describe.skipIf(!needTool('Django', 'python3-django', haveDjango()))(
       app = await startDjangoApp();
     });
     afterAll(async () => {
-      await app?.stop();
+      await app?.close();
     });
 
     it('redirects a failed login to /login?error=1 and still sends a sessionid cookie', async () => {
@@ -220,7 +213,7 @@ describe.skipIf(!needTool('PHP', 'php-cli', havePhp()))(
       app = await startPhpApp();
     });
     afterAll(async () => {
-      await app?.stop();
+      await app?.close();
     });
 
     it('redirects a failed login to /login.php?error=1 and still sets PHPSESSID', async () => {
@@ -293,7 +286,7 @@ describe.skipIf(!needTool('Flask-Login', 'python3-flask-login', haveFlask()))(
       app = await startFlaskApp();
     });
     afterAll(async () => {
-      await app?.stop();
+      await app?.close();
     });
 
     it('redirects a failed login to /login?error=1 with a session cookie and no remember_token', async () => {

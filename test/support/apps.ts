@@ -8,18 +8,12 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-export interface RunningApp {
-  /** Base URL without a trailing slash, e.g. `http://127.0.0.1:41234`. */
-  url: string;
-  port: number;
-  /** Kills the app's process group and resolves once the process has exited. Safe to call twice. */
-  stop(): Promise<void>;
-}
+import { freePort } from './ports.js';
+import type { RunningApp } from './running-app.js';
+import { waitUntil } from './wait.js';
 
 export interface StartOptions {
   /** How long to wait for the app to answer HTTP before giving up (ms). */
@@ -61,24 +55,6 @@ export function havePhp(): boolean {
 /** Whether Debian's python3-flask and python3-flask-login are installed. */
 export function haveFlask(): boolean {
   return probe('flask', PYTHON, ['-c', 'import flask, flask_login']);
-}
-
-/** Picks a free loopback port: bind port 0, read the port, close, hand it out. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === 'string') {
-        srv.close();
-        reject(new Error('could not read the port of a listening socket'));
-        return;
-      }
-      srv.close((err) => (err ? reject(err) : resolve(addr.port)));
-    });
-  });
 }
 
 /** Django app: cookie `sessionid` (django.contrib.sessions.backends.signed_cookies). */
@@ -185,9 +161,9 @@ export interface LaunchSpec {
 export async function launch(spec: LaunchSpec): Promise<RunningApp> {
   const url = `http://${HOST}:${spec.port}`;
   const timeoutMs = spec.opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
-  // The app runs under a small sh in its own process group (detached), so stop() can kill the app and any
+  // The app runs under a small sh in its own process group (detached), so close() can kill the app and any
   // workers it forked in one go. The sh also keeps a watchdog on a pipe from this process: if this process
-  // dies without calling stop() (vitest kills its workers with a signal, so no 'exit' handler runs), the pipe
+  // dies without calling close() (vitest kills its workers with a signal, so no 'exit' handler runs), the pipe
   // closes and the watchdog kills the whole group, leaving no orphaned app behind.
   const child = spawn('/bin/sh', ['-c', WATCHDOG, spec.name, spec.cmd, ...spec.args], {
     cwd: APPS_DIR,
@@ -244,25 +220,31 @@ export async function launch(spec: LaunchSpec): Promise<RunningApp> {
       spawnError ? { cause: spawnError } : undefined,
     );
 
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (exitInfo !== undefined) {
-      await stop();
-      throw describeFailure(`${exitInfo} before answering HTTP on ${url}`);
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw describeFailure(`did not answer HTTP on ${url} within ${timeoutMs} ms`);
-    }
+  const answers = async (): Promise<boolean> => {
     try {
       const res = await fetch(url + spec.readyPath, {
         redirect: 'manual',
         signal: AbortSignal.timeout(1_000),
       });
       await res.arrayBuffer();
-      return { url, port: spec.port, stop };
+      return true;
     } catch {
-      await new Promise((r) => setTimeout(r, 50));
+      return false;
     }
+  };
+  try {
+    await waitUntil(
+      `${spec.name} app to answer HTTP on ${url}`,
+      async () => exitInfo !== undefined || (await answers()),
+      timeoutMs,
+    );
+  } catch {
+    await stop();
+    throw describeFailure(`did not answer HTTP on ${url} within ${timeoutMs} ms`);
   }
+  if (exitInfo !== undefined) {
+    await stop();
+    throw describeFailure(`${exitInfo} before answering HTTP on ${url}`);
+  }
+  return { url, port: spec.port, close: stop };
 }

@@ -10,7 +10,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { CookieJar } from './jar.js';
-import { APPS_DIR, HOST, PYTHON, freePort, launch, type RunningApp, type StartOptions } from './apps.js';
+import { APPS_DIR, HOST, PYTHON, launch, type StartOptions } from './apps.js';
+import { freePort } from './ports.js';
+import type { RunningApp } from './running-app.js';
 
 export type DjangoSessionEngine = 'db' | 'signed_cookies';
 

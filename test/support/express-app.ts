@@ -24,7 +24,8 @@ import { randomBytes } from 'node:crypto';
 import cookieParser from 'cookie-parser';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { afterAll, onTestFinished } from 'vitest';
-import { listenApp, type RunningApp } from './upstreams.js';
+import { listenApp } from './upstreams.js';
+import type { RunningApp } from './running-app.js';
 
 /** The password of every user of the app. */
 export const EXPRESS_PASSWORD = 'demo';

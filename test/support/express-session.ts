@@ -5,7 +5,9 @@
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { APPS_DIR, HOST, freePort, launch, type RunningApp, type StartOptions } from './apps.js';
+import { APPS_DIR, HOST, launch, type StartOptions } from './apps.js';
+import { freePort } from './ports.js';
+import type { RunningApp } from './running-app.js';
 
 const APP = path.join(APPS_DIR, 'express-session', 'app.mjs');
 

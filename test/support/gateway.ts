@@ -22,6 +22,7 @@ import { request } from 'undici';
 import { afterAll, onTestFinished } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
+import { TEST_LOGIN_RULES } from './login-rules.js';
 import { createGateway, type Gateway, type GatewayDeps } from '../../src/gateway.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { testApp, type TestApp } from './upstreams.js';
@@ -128,16 +129,8 @@ function once<T>(fn: () => Promise<T>): () => Promise<T> {
 // ---------------------------------------------------------------------------------------------------
 // The gateway
 
-/** Login rules matching the test app: the JSON API and the cookie form. */
-export const TEST_LOGIN_RULES: NonNullable<ConfigInput['login']> = [
-  { match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' },
-  {
-    match: 'POST /login',
-    token: 'cookie:sid',
-    user: 'request.form:username',
-    success: { status: 302, location: '/app' },
-  },
-];
+// test/store imports the login rules from here.
+export { TEST_LOGIN_RULES };
 
 /**
  * Config of a test gateway: without `upstream`, the test app is started and its login rules are the
@@ -311,18 +304,4 @@ export function setCookie(res: Response, name: string): string | undefined {
     if (pair.slice(0, eq).trim() === name) return pair.slice(eq + 1);
   }
   return undefined;
-}
-
-/** Polls `check` until it returns a value other than undefined (or throws after `timeout` ms). */
-export async function eventually<T>(
-  check: () => T | undefined | Promise<T | undefined>,
-  timeout = 5000,
-): Promise<T> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeout} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }

@@ -6,15 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killLeftoverRedis } from '../global-setup.js';
-import {
-  freePort,
-  haveRedis,
-  redisCommand,
-  redisDirPrefix,
-  startRedis,
-  waitUntil,
-  type RedisHandle,
-} from './redis.js';
+import { freePort } from './ports.js';
+import { haveRedis, redisCommand, redisDirPrefix, startRedis, type RedisHandle } from './redis.js';
+import { waitUntil } from './wait.js';
 import { needTool } from './tools.js';
 
 /** It starts redis-servers, one of them bare. */

@@ -15,7 +15,8 @@
 import { randomBytes } from 'node:crypto';
 import express, { type Request, type Response } from 'express';
 import { afterAll, onTestFinished } from 'vitest';
-import { listenApp, type RunningApp } from './upstreams.js';
+import { listenApp } from './upstreams.js';
+import type { RunningApp } from './running-app.js';
 
 export const OAUTH2_CLIENT = `Basic ${Buffer.from('spa-client:client-secret').toString('base64')}`;
 

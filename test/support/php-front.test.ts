@@ -4,7 +4,8 @@
  * rotating remember-me, logout, the asset through the controller and the request counter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { havePhp, type RunningApp } from './apps.js';
+import { havePhp } from './apps.js';
+import type { RunningApp } from './running-app.js';
 import { setCookie } from './gateway.js';
 import { CookieJar } from './jar.js';
 import { PHP_FRONT_COUNT_PATH, startPhpFrontApp, toolAvailable } from './php-front.js';
@@ -39,7 +40,7 @@ describe.skipIf(!toolAvailable('php', 'php-cli', havePhp()))(
       app = await startPhpFrontApp();
     });
     afterAll(async () => {
-      await app?.stop();
+      await app?.close();
     });
 
     /** A request of this browser; the body is read, so the response is complete. */

@@ -12,7 +12,9 @@ import { needTool } from './tools.js';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { APPS_DIR, HOST, PHP, freePort, launch, type RunningApp, type StartOptions } from './apps.js';
+import { APPS_DIR, HOST, PHP, launch, type StartOptions } from './apps.js';
+import { freePort } from './ports.js';
+import type { RunningApp } from './running-app.js';
 
 /** Where the app counts requests without being counted: a GET of it never touches the session. */
 export const PHP_FRONT_COUNT_PATH = '/index.php?action=_count';

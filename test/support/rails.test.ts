@@ -5,7 +5,7 @@
  * keeps accepting every value it ever issued.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from './apps.js';
+import type { RunningApp } from './running-app.js';
 import { CookieJar } from './jar.js';
 import { haveRails, skipWithout, startRailsApp } from './rails.js';
 
@@ -44,7 +44,7 @@ describe.skipIf(skipWithout(haveRails(), 'Ruby on Rails', 'ruby-rails'))(
       app = await startRailsApp();
     });
     afterAll(async () => {
-      await app?.stop();
+      await app?.close();
     });
 
     /** GETs /login, then posts its form with the cookie the page set; the jar follows every Set-Cookie. */

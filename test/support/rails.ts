@@ -7,7 +7,9 @@ import { needTool } from './tools.js';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, launch, probe, type RunningApp, type StartOptions } from './apps.js';
+import { launch, probe, type StartOptions } from './apps.js';
+import { freePort } from './ports.js';
+import type { RunningApp } from './running-app.js';
 
 /** Debian's interpreter and rackup: a ruby on PATH (rbenv, rvm) would not see Debian's ruby-rails. */
 export const RUBY = '/usr/bin/ruby';

@@ -15,9 +15,10 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createRedisStore, type RedisSessionStore, type RedisStoreOptions } from '../../src/store/redis.js';
+import { freePort } from './ports.js';
+import { waitUntil } from './wait.js';
 
 const HOST = '127.0.0.1';
-const FORBIDDEN_PORTS = new Set([6379, 16379, 26379]);
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of live) child.kill('SIGKILL');
@@ -72,19 +73,6 @@ function runs(command: string, args: readonly string[]): boolean {
   return spawnSync(command, args, { stdio: 'ignore', timeout: 10_000 }).status === 0;
 }
 
-/** A free TCP port on 127.0.0.1 (bind port 0); another process may still take it, so callers retry. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const server = net.createServer();
-    server.listen(0, HOST);
-    await once(server, 'listening');
-    const { port } = server.address() as net.AddressInfo;
-    server.close();
-    await once(server, 'close');
-    if (!FORBIDDEN_PORTS.has(port)) return port;
-  }
-}
-
 /** One command over a short-lived connection (admin operations of tests). */
 export async function redisCommand(port: number, ...args: (string | number)[]): Promise<unknown> {
   const client = new Redis({
@@ -105,26 +93,8 @@ export async function redisCommand(port: number, ...args: (string | number)[]): 
   }
 }
 
-/** Polls `check` until it returns a truthy value or `timeout` ms pass. */
-export async function waitUntil<T>(
-  what: string,
-  check: () => Promise<T> | T,
-  timeout = 15_000,
-  interval = 50,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeout;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() >= deadline) throw new Error(`timed out waiting for ${what}`, { cause: last });
-    await new Promise((resolve) => setTimeout(resolve, interval));
-  }
-}
+// test/store imports the poller from here.
+export { waitUntil };
 
 /** PING over a raw socket: true when the server answers +PONG. */
 function ping(port: number): Promise<boolean> {
@@ -176,18 +146,21 @@ class ServerProcess implements RedisHandle {
       exited = true;
       live.delete(child);
     });
-    const deadline = Date.now() + 10_000;
-    while (!exited) {
-      if (await ping(this.port)) {
-        if (!this.#stopped) return true;
-        await this.#signal('SIGKILL');
-        throw new Error(`redis-server on ${this.port} was stopped while starting`);
-      }
-      if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`redis-server on ${this.port} did not start:\n${output}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    try {
+      await waitUntil(
+        `redis-server on ${this.port} to answer PING`,
+        async () => exited || (await ping(this.port)),
+        10_000,
+        20,
+      );
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw new Error(`redis-server on ${this.port} did not start:\n${output}`, { cause: err });
+    }
+    if (!exited) {
+      if (!this.#stopped) return true;
+      await this.#signal('SIGKILL');
+      throw new Error(`redis-server on ${this.port} was stopped while starting`);
     }
     if (/address already in use/i.test(output)) return false;
     throw new Error(`redis-server on ${this.port} exited:\n${output}`);

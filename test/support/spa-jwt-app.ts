@@ -15,7 +15,8 @@ import { randomBytes } from 'node:crypto';
 import express, { type Request } from 'express';
 import { jwtVerify, SignJWT } from 'jose';
 import { afterAll, onTestFinished } from 'vitest';
-import { listenApp, type RunningApp } from './upstreams.js';
+import { listenApp } from './upstreams.js';
+import type { RunningApp } from './running-app.js';
 
 const KEY = new TextEncoder().encode('sessiongate-test-spa-jwt-signing-key-0123456789');
 

@@ -11,7 +11,9 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { APPS_DIR, freePort, launch, type RunningApp, type StartOptions } from './apps.js';
+import { APPS_DIR, launch, type StartOptions } from './apps.js';
+import { freePort } from './ports.js';
+import type { RunningApp } from './running-app.js';
 
 export const CATALINA_HOME = '/usr/share/tomcat10';
 const BOOTSTRAP = path.join(CATALINA_HOME, 'bin', 'bootstrap.jar');

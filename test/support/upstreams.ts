@@ -8,28 +8,33 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
+import type { RunningApp } from './running-app.js';
 
-export interface RunningApp {
-  readonly url: string;
+// Files of other helpers (test/proxy/policies*.test.ts) import the handle type from here.
+export type { RunningApp };
+
+/** An in-process app: the RunningApp handle, with its server for tests that attach to it (WebSockets). */
+export interface ListeningApp extends RunningApp {
   readonly server: Server;
-  close(): Promise<void>;
 }
 
 export async function listenApp(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
-): Promise<RunningApp> {
+): Promise<ListeningApp> {
   const server = createServer(handler);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
+  let closed: Promise<void> | undefined;
   return {
     url: `http://127.0.0.1:${port}`,
+    port,
     server,
     close: () =>
-      new Promise<void>((resolve) => {
+      (closed ??= new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      })),
   };
 }
 

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
-import { eventually, startGateway, type TestGateway, UA } from '../support/gateway.js';
+import { startGateway, type TestGateway, UA } from '../support/gateway.js';
+import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -130,7 +131,9 @@ describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))('onLimi
     const desktop = await signedIn(gw, UA.chromeWindows);
     const phone = await browse(UA.safariIphone);
     await submitLogin(gw, phone.page, CHOOSE_PAGE);
-    await eventually(() => gw.logs.lines().find((l) => l.event === 'login_hold_expired'));
+    await waitUntil('the hold to expire', () =>
+      gw.logs.lines().find((l) => l.event === 'login_hold_expired'),
+    );
     const [response] = await Promise.all([
       phone.page.waitForResponse((r) => r.request().method() === 'POST'),
       phone.page.getByRole('button', { name: 'End this one and continue' }).click(),

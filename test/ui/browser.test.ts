@@ -4,13 +4,11 @@
  */
 import { needTool } from '../support/tools.js';
 import { existsSync, mkdirSync } from 'node:fs';
-import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startGateway, type TestGateway, UA } from '../support/gateway.js';
+import { listenApp } from '../support/upstreams.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
@@ -158,16 +156,15 @@ describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))(
 
       // An attacker's page on another site (localhost is another site than 127.0.0.1) auto-submits a form.
       const target = `${gw.url}/.sessiongate/sessions/end-others`;
-      const evil = createServer((_req, res) => {
+      const evil = await listenApp((_req, res) => {
         res.writeHead(200, { 'content-type': 'text/html' });
         res.end(
           `<!doctype html><form id="f" method="post" action="${target}"><input name="csrf" value="guess"></form><script>document.getElementById('f').submit()</script>`,
         );
       });
-      evil.listen(0, '127.0.0.1');
-      await once(evil, 'listening');
-      onTestFinished(() => new Promise<void>((r) => evil.close(() => r())));
-      const evilUrl = `http://localhost:${(evil.address() as AddressInfo).port}/`;
+      onTestFinished(() => evil.close());
+      // Another origin than the gateway's 127.0.0.1: a cross-site page.
+      const evilUrl = `http://localhost:${evil.port}/`;
       const [response] = await Promise.all([
         a.page.waitForResponse((r) => r.url() === target),
         a.page.goto(evilUrl),

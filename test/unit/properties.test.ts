@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { MAX_CONFIG_DEPTH, parseConfig } from '../../src/config/load.js';
 import { ConfigError, type ConfigProblem } from '../../src/errors.js';
 import { normalizePath } from '../../src/proxy/path.js';
+import { JSON_LOGIN_RULE } from '../support/login-rules.js';
 
 // Pieces of request targets that each mean something to some normaliser.
 const SEGMENTS = [
@@ -154,7 +155,7 @@ describe('normalizePath: properties', () => {
 const MINIMAL = {
   upstream: 'http://127.0.0.1:3000',
   secret: 'a-secret-of-sixteen+',
-  login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }],
+  login: [JSON_LOGIN_RULE],
 };
 
 const TOP_KEYS = [

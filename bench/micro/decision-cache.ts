@@ -1,0 +1,49 @@
+/**
+ * The decision cache get (src/cache/decision-cache.ts), the one lookup every request with a token
+ * makes: a hit on a live decision in a cache of 100,000 entries (the default `cache.max`), a stale
+ * entry (past maxStaleness: undefined, the store is asked) and a miss.
+ */
+import { bench, do_not_optimize, summary } from 'mitata';
+import { DecisionCache } from '../../src/cache/decision-cache.js';
+import type { SessionRecord } from '../../src/model.js';
+
+const ENTRIES = 100_000;
+const NOW = Date.UTC(2026, 11, 2);
+
+function session(i: number): SessionRecord {
+  const tokenId = `tid-${i}`;
+  return {
+    id: `s-${i}`,
+    user: `u-${i}`,
+    state: 'live',
+    createdAt: NOW,
+    lastSeenAt: NOW,
+    expiresAt: NOW + 864e5,
+    ip: '127.0.0.1',
+    userAgent: 'bench',
+    tokenIds: [tokenId],
+  };
+}
+
+export function register(): void {
+  const cache = new DecisionCache({ max: ENTRIES, maxStaleness: 1000, now: () => NOW });
+  for (let i = 0; i < ENTRIES; i++) {
+    const s = session(i);
+    const ticket = cache.beginFill(`tid-${i}`);
+    cache.completeFill(ticket, cache.makeDecision('live', s, NOW));
+  }
+  if (cache.get('tid-7', NOW)?.state !== 'live' || cache.get('tid-7', NOW + 1000) !== undefined)
+    throw new Error('decision-cache: the filled entries are not where the bench expects them');
+
+  let i = 0;
+  const next = () => `tid-${(i = (i + 7919) % ENTRIES)}`;
+  const ids = Array.from({ length: 4096 }, next);
+  let j = 0;
+  summary(() => {
+    bench('decision-cache: get, live hit', () => do_not_optimize(cache.get(ids[j++ & 4095] as string, NOW)));
+    bench('decision-cache: get, stale (past maxStaleness)', () =>
+      do_not_optimize(cache.get(ids[j++ & 4095] as string, NOW + 1000)),
+    );
+    bench('decision-cache: get, miss', () => do_not_optimize(cache.get('tid-absent', NOW)));
+  });
+}
