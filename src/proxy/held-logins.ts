@@ -209,7 +209,7 @@ export class HeldLogins {
     if (h === undefined) return;
     this.#remove(h);
     this.#count(why);
-    this.#o.logger.info({ event: `login_hold_${why}` }, `held login ${why}: nothing released`);
+    this.#o.logger.info({ event: 'login_hold_ended', outcome: why }, `held login ${why}: nothing released`);
   }
 
   #insert(h: Hold): void {

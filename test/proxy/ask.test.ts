@@ -181,7 +181,7 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     const first = await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
     const asked = await askedLogin(gw, 'alice');
     await waitUntil('the hold to expire', () =>
-      gw.logs.lines().find((l) => l.event === 'login_hold_expired'),
+      gw.logs.lines().find((l) => l.event === 'login_hold_ended' && l.outcome === 'expired'),
     );
     const late = await postJson(`${gw.url}${asked.choose}`, { end: asked.sessions[0]?.id }, PHONE);
     expect(late.status).toBe(410);

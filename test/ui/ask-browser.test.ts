@@ -132,7 +132,7 @@ describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))('onLimi
     const phone = await browse(UA.safariIphone);
     await submitLogin(gw, phone.page, CHOOSE_PAGE);
     await waitUntil('the hold to expire', () =>
-      gw.logs.lines().find((l) => l.event === 'login_hold_expired'),
+      gw.logs.lines().find((l) => l.event === 'login_hold_ended' && l.outcome === 'expired'),
     );
     const [response] = await Promise.all([
       phone.page.waitForResponse((r) => r.request().method() === 'POST'),
