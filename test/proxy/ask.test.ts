@@ -6,7 +6,7 @@
  * replica that held it).
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import {
   bearer,
@@ -19,6 +19,7 @@ import {
   type TestGateway,
 } from '../support/gateway.js';
 import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { needTool } from '../support/tools.js';
 
 const redisServer = needTool('redis-server', 'redis-server', haveRedis());
@@ -293,6 +294,37 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
     expect(await heldCount(gw, 'dropped')).toBe(1);
     const newest = await postJson(`${gw.url}${holds[4]?.choose}`, { cancel: true }, PHONE);
     expect(newest.status).toBe(200);
+  });
+});
+
+describe.skipIf(!redisServer)('onLimit: ask with Redis stalled at the choice', () => {
+  it('answers the choice 503 and keeps the hold: once Redis answers again the same choice releases the login', async () => {
+    const proxy = await startFaultProxy((redis as RedisHandle).port);
+    onTestFinished(() => proxy.close());
+    const gw = await startGateway({
+      store: {
+        url: proxy.url,
+        keyPrefix: `s${randomBytes(4).toString('hex')}:`,
+        commandTimeout: '200ms',
+        pingInterval: '200ms',
+      },
+      sessions: { limit: 1, onLimit: 'ask' },
+    });
+    await waitUntil('the store', () => gw.gateway.isReady());
+    const first = await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
+    const asked = await askedLogin(gw, 'alice');
+    const end = { end: asked.sessions[0]?.id };
+    proxy.stall();
+    const stalled = await postJson(`${gw.url}${asked.choose}`, end, PHONE);
+    expect(stalled.status).toBe(503);
+    expect(((await stalled.json()) as { error: string }).error).toBe('session_store_unavailable');
+    proxy.heal();
+    await waitUntil('the store again', () => gw.gateway.isReady());
+    const retried = await postJson(`${gw.url}${asked.choose}`, end, PHONE);
+    expect(retried.status).toBe(200);
+    const { accessToken } = (await retried.json()) as { accessToken: string };
+    expect(await statusOf(gw, accessToken)).toBe(200);
+    expect(await errorOf(gw, first.token)).toBe('session_superseded');
   });
 });
 
