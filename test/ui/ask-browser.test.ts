@@ -42,10 +42,18 @@ describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))('onLimi
   });
 
   const gateway = (sessions: NonNullable<ConfigInput['sessions']> = {}) =>
-    startGateway({ sessions: { limit: 1, onLimit: 'ask', ...sessions } });
+    startGateway({ locationHeader: 'CF-IPCountry', sessions: { limit: 1, onLimit: 'ask', ...sessions } });
 
-  async function browse(userAgent: string): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({ userAgent, viewport: PHONE, deviceScaleFactor: 2 });
+  async function browse(
+    userAgent: string,
+    extraHTTPHeaders: Record<string, string> = {},
+  ): Promise<{ context: BrowserContext; page: Page }> {
+    const context = await browser.newContext({
+      userAgent,
+      extraHTTPHeaders,
+      viewport: PHONE,
+      deviceScaleFactor: 2,
+    });
     onTestFinished(() => context.close());
     return { context, page: await context.newPage() };
   }
@@ -57,8 +65,8 @@ describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))('onLimi
     await Promise.all([page.waitForURL(landing), page.click('button[type=submit]')]);
   }
 
-  async function signedIn(gw: TestGateway, userAgent: string) {
-    const b = await browse(userAgent);
+  async function signedIn(gw: TestGateway, userAgent: string, headers: Record<string, string> = {}) {
+    const b = await browse(userAgent, headers);
     await submitLogin(gw, b.page, `${gw.url}/app`);
     await expect(b.page.locator('#hello').textContent()).resolves.toBe('Hello olivia');
     return b;
@@ -68,7 +76,8 @@ describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))('onLimi
 
   it('ending the other device lands where the login redirect pointed, signed in; the other browser is signed out with the message', async () => {
     const gw = await gateway();
-    const desktop = await signedIn(gw, UA.chromeWindows);
+    // The place comes from the edge's country header (locationHeader), as on the sessions page.
+    const desktop = await signedIn(gw, UA.chromeWindows, { 'cf-ipcountry': 'DE' });
     const phone = await browse(UA.safariIphone);
     await submitLogin(gw, phone.page, CHOOSE_PAGE);
 
@@ -77,6 +86,11 @@ describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))('onLimi
     await expect(rows.count()).resolves.toBe(1);
     await expect(rows.locator('.device').textContent()).resolves.toBe('Chrome on Windows');
     await expect(rows.locator('.ip').textContent()).resolves.toBe('127.0.0.1');
+    await expect(rows.locator('.location').textContent()).resolves.toBe('DE');
+    await expect(rows.locator('.created').textContent()).resolves.toMatch(
+      /^\d{1,2} \w{3} \d{4}, \d\d:\d\d UTC$/,
+    );
+    await expect(rows.locator('.last-seen').textContent()).resolves.toBe('just now');
     await expect(phone.page.getByRole('button', { name: 'Cancel' }).isVisible()).resolves.toBe(true);
     // Held: the phone has no session cookie yet, and the desktop still works.
     expect(await sid(phone.context)).toBeUndefined();
