@@ -289,6 +289,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       tls: upstreamUrl.protocol === 'https:',
       connectTimeout: config.timeouts.connect,
       responseTimeout: config.timeouts.response,
+      ...(cookieHardening && { hardenCookies: cookieHardening.headers }),
     },
     sessions,
     tokenIdOf,
@@ -444,6 +445,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       draining = true;
       for (const w of watchers) w.stop();
       const closing = new Promise<void>((resolve) => proxy.server.close(() => resolve()));
+      // WebSockets never finish on their own: told "going away" now, their clients reconnect elsewhere.
+      proxy.closeTunnels();
       // close() drops the idle keep-alive connections once; one whose request is still in flight would
       // stay open until its keep-alive timeout after answering. Requests that arrive meanwhile on such a
       // connection are answered with `Connection: close`, and the finished ones are dropped as they idle.

@@ -33,7 +33,7 @@ import { refreshRoute } from './routes/refresh.js';
 import { compileRuleBodyReader } from './routes/rule-body.js';
 import { websocketRoute } from './routes/websocket.js';
 import type { RequestScope, Route, RuleCandidate } from './scope.js';
-import type { UpgradeTarget } from './upgrade.js';
+import { GOING_AWAY, type UpgradedConnection, type UpgradeTarget } from './upgrade.js';
 import { passedOutcome, verdictOf, type VerdictPolicy } from './verdict.js';
 
 /** Serves the reserved self-service paths on the proxied origin (implemented in ui/). */
@@ -97,6 +97,11 @@ export interface ProxyServer {
   /** Closes idle keep-alive connections; HTTP/2 sessions are sent a GOAWAY (their streams finish). */
   closeIdleConnections(): void;
   closeAllConnections(): void;
+  /**
+   * Closes every WebSocket tunnel (close code 1001, at a frame boundary): they never finish by
+   * themselves, and the listener cannot close (nor a shutdown end) while one is open.
+   */
+  closeTunnels(): void;
 }
 
 /**
@@ -272,7 +277,9 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
       onRequest(req, res);
     },
   );
+  const tunnels = new Set<UpgradedConnection>();
   const onUpgrade = websocketRoute({
+    tunnels,
     prepare,
     sessions,
     policy,
@@ -305,6 +312,9 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
     },
     closeIdleConnections: () => listener.closeIdleConnections(),
     closeAllConnections: () => listener.closeAllConnections(),
+    closeTunnels: () => {
+      for (const t of tunnels) t.close(GOING_AWAY);
+    },
   };
 }
 

@@ -11,7 +11,12 @@ export const CLOSE_CODES: Readonly<Record<string, number>> = {
   session_logged_out: 4003,
   session_ended: 4004,
   session_unknown: 4005,
+  // RFC 6455 section 7.4.1: the gateway is shutting down; the client reconnects (to another replica).
+  going_away: 1001,
 };
+
+/** The close reason of tunnels the gateway ends because it is shutting down. */
+export const GOING_AWAY = 'going_away';
 
 export interface UpgradeTarget {
   readonly host: string;
@@ -20,6 +25,8 @@ export interface UpgradeTarget {
   readonly connectTimeout: number;
   /** Until the upstream's answer to the upgrade request (101 or not); 504 when exceeded. @default 60s */
   readonly responseTimeout?: number;
+  /** `cookies.harden`: the app's Set-Cookies on its answer (a 101 or not), rewritten in place. */
+  readonly hardenCookies?: (headers: string[], req: IncomingMessage) => void;
 }
 
 export interface UpgradedConnection {
@@ -217,6 +224,8 @@ export function tunnelUpgrade(
       if (closeReason !== undefined || phase === 'done') return;
       closeReason = reason;
       if (phase === 'handshake') {
+        // Shutting down while the app was still answering: nothing was switched yet, so just drop it.
+        if (reason === GOING_AWAY) return destroyAll();
         // Revoked while the app was still answering: a clear refusal rather than a dropped socket.
         refuse(401, 'Unauthorized', reason, 'the session ended');
         return;
@@ -274,6 +283,7 @@ export function tunnelUpgrade(
     clearTimeout(timer);
     const raw = res.rawHeaders.map((h) => Buffer.from(h, 'latin1'));
     const out = clientResponseHeaders(raw);
+    target.hardenCookies?.(out, req);
     let lines = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
     for (let i = 0; i < out.length; i += 2) lines += `${out[i] as string}: ${out[i + 1] as string}\r\n`;
     client.write(`${lines}Connection: close\r\n\r\n`, 'latin1');
@@ -304,6 +314,7 @@ export function tunnelUpgrade(
     socket.setTimeout(0);
     const raw = res.rawHeaders.map((h) => Buffer.from(h, 'latin1'));
     const out = clientResponseHeaders(raw);
+    target.hardenCookies?.(out, req);
     let lines = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\n`;
     for (let i = 0; i < out.length; i += 2) lines += `${out[i] as string}: ${out[i + 1] as string}\r\n`;
     client.write(`${lines}Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n`, 'latin1');

@@ -167,8 +167,10 @@ describe.skipIf(!redisServer)('two replicas on one Redis', () => {
     await waitUntil('both replicas told of every superseded token', () =>
       revoked.every((ids) => ended.every((id) => ids.has(id))),
     );
+    // Only issued tokens are sent: `Bearer undefined` would pass as an unknown token.
+    const sent = tokens.filter(({ t }) => (t as string | undefined) !== undefined);
     for (const gw of [a, b]) {
-      const statuses = await Promise.all(tokens.map(async ({ u, t }) => ({ u, s: await status(gw.url, t) })));
+      const statuses = await Promise.all(sent.map(async ({ u, t }) => ({ u, s: await status(gw.url, t) })));
       for (const u of users) expect(statuses.filter((x) => x.u === u && x.s === 200)).toHaveLength(2);
     }
   });

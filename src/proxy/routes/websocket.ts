@@ -10,7 +10,7 @@ import type { ConnectionRegistry } from '../connections.js';
 import { upstreamRequestHeaders } from '../headers.js';
 import { isRefusal, type Prepare } from '../prepare.js';
 import type { Rejections } from '../rejection.js';
-import { rejectUpgrade, tunnelUpgrade, type UpgradeTarget } from '../upgrade.js';
+import { rejectUpgrade, tunnelUpgrade, type UpgradedConnection, type UpgradeTarget } from '../upgrade.js';
 import { passedOutcome, rejectedOutcome, verdictOf, type VerdictPolicy } from '../verdict.js';
 
 export interface WebSocketRouteDeps {
@@ -21,6 +21,8 @@ export interface WebSocketRouteDeps {
   readonly answers: Answers;
   readonly rejections: Rejections;
   readonly connections: ConnectionRegistry;
+  /** Every open tunnel, with or without a session, so a shutdown can close them all. */
+  readonly tunnels: Set<UpgradedConnection>;
   readonly upgradeTarget: UpgradeTarget;
   readonly trustedProxies: TrustedProxies;
   readonly metrics: Metrics;
@@ -63,6 +65,8 @@ export function websocketRoute(
         metrics.upstreamErrors.labels('upgrade').inc();
         logger.warn({ code: 'SG_ERR_UPSTREAM_UPGRADE', err: err.message }, 'upgrade tunnel failed');
       });
+      deps.tunnels.add(conn);
+      void conn.closed.then(() => deps.tunnels.delete(conn));
       if (check?.state === 'live' && scope.tokenId !== undefined) {
         const remove = connections.add(scope.tokenId, {
           kind: 'websocket',
