@@ -76,6 +76,15 @@ export const ERRORS = {
     status: 403,
     message: 'the login names no tenant the gateway can read (sessions.seats.onMissing: refuse)',
   },
+  SG_ERR_LOGIN_HOLDS_FULL: {
+    status: 503,
+    message: 'Too many sign-ins are waiting for a choice right now. Please try again shortly.',
+  },
+  SG_ERR_LOGIN_HOLD_GONE: {
+    status: 410,
+    message:
+      'This sign-in is no longer waiting: it was completed, cancelled or timed out. Please sign in again.',
+  },
   SG_ERR_LOGIN_PROBE_FAILED: { status: 503, message: 'the login could not be verified; please try again' },
   SG_ERR_REFRESH_UNLINKED: { status: undefined, message: 'a refresh of a token that is not live' },
   SG_ERR_ROTATION: { status: undefined, message: 'a rotated token could not be registered' },

@@ -39,6 +39,9 @@ import { readTlsFiles, watchCertificates, type CertificateWatcher } from './tls.
 import { createAuditSink } from './notify/audit.js';
 import { createWebhookNotifier, type WebhookNotifier } from './notify/webhook.js';
 import { createSelfService, renderRejectionPage } from './ui/self-service.js';
+import { createChoosePage } from './ui/choose.js';
+import { HeldLogins } from './proxy/held-logins.js';
+import { sendError } from './errors.js';
 
 /** While closing, how often connections that finished their last request are dropped (milliseconds). */
 const IDLE_SWEEP = 50;
@@ -239,6 +242,43 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
       })
     : undefined;
+  // onLimit: ask: logins held in this replica's memory, and the page (or JSON) where their users choose.
+  const holds =
+    config.sessions.onLimit === 'ask'
+      ? new HeldLogins({
+          sessions,
+          timeout: config.sessions.askTimeout,
+          now,
+          metrics,
+          logger,
+          loginHeader: config.notify.loginHeader,
+        })
+      : undefined;
+  const prefix = config.selfService.prefix;
+  const choosePage =
+    holds &&
+    createChoosePage({
+      sessions,
+      holds,
+      prefix,
+      logger,
+      now,
+      csrfKey: createHmac('sha256', config.secret).update('sessiongate:choose-csrf').digest(),
+      trustedProxies,
+      ...(config.reject.redirect !== undefined ? { loginUrl: config.reject.redirect } : {}),
+      limitMessage: rejections.message('session_limit_reached'),
+      ...(seatsConfig ? { seatMessage: seatsConfig.message } : {}),
+    });
+  const choosePrefix = `${prefix}choose/`;
+  // The choice page is served under the prefix even with the sessions page disabled: ask needs it.
+  const reservedHandler: SelfServiceHandler | undefined =
+    choosePage === undefined
+      ? selfService
+      : (scope) => {
+          if (scope.path.startsWith(choosePrefix)) return choosePage(scope);
+          if (selfService !== undefined) return selfService(scope);
+          sendError(scope.res, 'SG_ERR_NOT_FOUND');
+        };
   const proxy = createProxyServer({
     upstream,
     tls: proxyTls,
@@ -284,13 +324,14 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         onMissing: seatsConfig.onMissing,
         message: seatsConfig.message,
       },
+      ask: holds && { holds, chooseUrl: (id: string) => `${choosePrefix}${id}` },
     },
     timeouts: {
       keepAlive: config.timeouts.keepAlive,
       headers: config.timeouts.headers,
       request: config.timeouts.body,
     },
-    selfService: selfService && { prefix: config.selfService.prefix, handler: selfService },
+    selfService: reservedHandler && { prefix, handler: reservedHandler },
     // Request outcomes are observability's, not session events: straight to the audit log and webhook.
     record: (event) => {
       try {
@@ -427,6 +468,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       ]).catch(() => false);
       if (!drained) await upstream.destroy();
       await webhook?.close();
+      holds?.close();
       sessions.close();
       if (!deps.store) await store.close();
     },

@@ -327,7 +327,9 @@ function policyLines(config: Config): string[] {
           ? 'replace-oldest (the oldest session ends)'
           : s.onLimit === 'replace-least-recent'
             ? 'replace-least-recent (the session used longest ago ends)'
-            : 'reject-new (the login is refused, 409)'
+            : s.onLimit === 'ask'
+              ? `ask (the login is held up to ${formatDuration(s.askTimeout)} while the user chooses a session to end)`
+              : 'reject-new (the login is refused, 409)'
       }`,
       `idle timeout ${formatDuration(s.idleTimeout)}, max age ${formatDuration(s.maxAge)}`,
     ]),

@@ -369,9 +369,18 @@ export const configSchema = z
         limit: z.number().int().min(1).default(1),
         /**
          * `replace-oldest` ends the oldest login; `replace-least-recent` the session used longest ago (the
-         * last activity the store holds); `reject-new` refuses the new login with 409. @default replace-oldest
+         * last activity the store holds); `reject-new` refuses the new login with 409; `ask` holds the new
+         * login and lets the user choose a session to end (a page for browsers, 409 with the sessions and
+         * a URL for API clients). @default replace-oldest
          */
-        onLimit: z.enum(['replace-oldest', 'reject-new', 'replace-least-recent']).default('replace-oldest'),
+        onLimit: z
+          .enum(['replace-oldest', 'reject-new', 'replace-least-recent', 'ask'])
+          .default('replace-oldest'),
+        /**
+         * `onLimit: ask`: how long a held login waits for the user's choice (in this replica's memory,
+         * never in the store); past it nothing is released and the user signs in again. @default 5m
+         */
+        askTimeout: duration('askTimeout').default('5m'),
         /**
          * A session idle this long no longer holds a slot: when a new login needs one, it is ended as
          * expired (its next request: session_expired) before any other is superseded or the login refused.

@@ -31,6 +31,7 @@ export const LOGIN_OUTCOMES = [
   'body_too_large',
   'store_unavailable',
   'probe_failed',
+  'held',
 ] as const;
 export type LoginOutcomeLabel = (typeof LOGIN_OUTCOMES)[number];
 
@@ -43,6 +44,22 @@ export const FIXATION_OUTCOMES = ['warned', 'refused'] as const;
 export const FIXATION_CASES = ['first_login', 'relogin'] as const;
 export type FixationOutcome = (typeof FIXATION_OUTCOMES)[number];
 export type FixationCase = (typeof FIXATION_CASES)[number];
+
+/**
+ * What became of a login held under `onLimit: ask`: held; chosen (a session ended, the login released);
+ * refused (chosen, but still over the limit or a seat); cancelled; expired (askTimeout); dropped (the
+ * user's oldest hold, past the per-user bound); full (not held: the bounds of all holds were reached).
+ */
+export const HELD_LOGIN_OUTCOMES = [
+  'held',
+  'chosen',
+  'refused',
+  'cancelled',
+  'expired',
+  'dropped',
+  'full',
+] as const;
+export type HeldLoginOutcome = (typeof HELD_LOGIN_OUTCOMES)[number];
 
 /** A counter the request path can bump with one field increment. */
 export interface Tally {
@@ -82,6 +99,8 @@ export class Metrics {
   readonly sessionsEnded: Counter<'reason'>;
   /** Limit policy outcomes: `outcome` ended | refused | defaulted, `reason` a fixed policy reason. */
   readonly policyOutcomes: Counter<'outcome' | 'reason'>;
+  /** `onLimit: ask` holds, by outcome (HELD_LOGIN_OUTCOMES: a fixed set). */
+  readonly heldLogins: Record<HeldLoginOutcome, Counter.Internal>;
   readonly liveSessions: Gauge;
   #countLiveSessions: (() => Promise<number>) | undefined;
   readonly invalidations: Counter;
@@ -171,6 +190,16 @@ export class Metrics {
       labelNames: ['reason'],
       registers: [registry],
     });
+    const held = new Counter({
+      name: 'sessiongate_held_logins_total',
+      help: 'Logins held under onLimit: ask, by outcome (held, chosen, refused, cancelled, expired, dropped, full).',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+    this.heldLogins = Object.fromEntries(HELD_LOGIN_OUTCOMES.map((o) => [o, held.labels(o)])) as Record<
+      HeldLoginOutcome,
+      Counter.Internal
+    >;
     this.policyOutcomes = new Counter({
       name: 'sessiongate_policy_outcomes_total',
       help: 'Limit policy outcomes at logins: sessions ended or logins refused, by reason (limit, group-limit, device-limit, seat-limit, idle-reclaimed, chosen-by-user); defaulted: a login whose group or tenant claim was missing or unreadable.',

@@ -2,7 +2,8 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { sendError, StoreUnavailableError } from '../errors.js';
-import type { SessionService } from '../sessions/service.js';
+import { sessionView } from '../sessions/device.js';
+import type { LoginInput, SessionService } from '../sessions/service.js';
 import {
   Exchange,
   type CompiledLoginRule,
@@ -12,11 +13,13 @@ import {
 } from '../tokens/exchange.js';
 import type { TokenIdOf } from '../tokens/token-id.js';
 import { decodeBody } from './decode.js';
+import type { SessionRecord } from '../model.js';
 import type { FixationGuard } from './fixation.js';
 import type { ResponseHead, ResponseTap } from './forward.js';
 import { headerObject } from './headers.js';
 import { writeResponseHead } from './http2.js';
-import type { Rejections } from './rejection.js';
+import type { HeldLogins } from './held-logins.js';
+import { isNavigation, type Rejections } from './rejection.js';
 import type { LoginAttribute } from './login-attributes.js';
 import type { RequestScope } from './scope.js';
 
@@ -59,6 +62,11 @@ export interface ExchangeTapDeps {
   readonly anonymous?: ResponseTap;
   /** `sessions.fixation` (undefined under `off`). */
   readonly fixation?: FixationGuard | undefined;
+  /**
+   * `onLimit: ask`: where a login the limit refused is held, and the URL of its choice (under the
+   * self-service prefix) by hold id.
+   */
+  readonly ask?: { readonly holds: HeldLogins; readonly chooseUrl: (holdId: string) => string } | undefined;
 }
 
 function release(res: ServerResponse, head: ResponseHead, body: Buffer, extra?: [string, string]): void {
@@ -219,7 +227,7 @@ export function exchangeTap(
       deps.rejections.send(res, scope.req.headers, 'session_fixation', scope.token, undefined);
       return;
     }
-    const outcome = await deps.sessions.login({
+    const input: LoginInput = {
       user,
       tokenIds: tokens.map(deps.tokenIdOf),
       ...(scope.tokenId !== undefined ? { presentedTokenId: scope.tokenId } : {}),
@@ -229,7 +237,12 @@ export function exchangeTap(
       ...(groups !== undefined ? { groups } : {}),
       ...(tenant !== undefined ? { tenant } : {}),
       ...(reportOnly ? { reportOnly } : {}),
-    });
+    };
+    const outcome = await deps.sessions.login(input);
+    if (outcome.kind === 'choose') {
+      holdForChoice(input, outcome.sessions, head, body, res);
+      return;
+    }
     const wouldRefuse = outcome.kind === 'created' && outcome.wouldRefuse === true;
     // A would-be refusal counts as `refused`: the question report-only answers is how many there would be.
     deps.metrics.logins[wouldRefuse ? 'refused' : outcome.kind].inc();
@@ -253,6 +266,54 @@ export function exchangeTap(
     const ended =
       outcome.kind === 'created' ? outcome.ended.filter((s) => s.state === 'superseded').length : 0;
     release(res, head, body, deps.loginHeader ? ['sessiongate-ended-sessions', String(ended)] : undefined);
+  }
+
+  /**
+   * `onLimit: ask`: the login is held (its response not released, its token not registered) and the
+   * caller is asked which session to end: a navigation is sent to the choice page (303), anything else
+   * gets 409 `session_limit_reached` with the sessions and the URL to POST `{"end": id}` to.
+   */
+  function holdForChoice(
+    input: LoginInput,
+    sessions: readonly SessionRecord[],
+    head: ResponseHead,
+    body: Buffer,
+    res: ServerResponse,
+  ): void {
+    const held = deps.ask?.holds.hold(
+      input,
+      head,
+      body,
+      sessions.map((s) => s.id),
+    );
+    if (deps.ask === undefined || held === undefined) {
+      deps.metrics.logins.refused.inc();
+      if (deps.ask === undefined)
+        deps.rejections.send(res, scope.req.headers, 'session_limit_reached', undefined, undefined);
+      else sendError(res, 'SG_ERR_LOGIN_HOLDS_FULL');
+      return;
+    }
+    deps.metrics.logins.held.inc();
+    const url = deps.ask.chooseUrl(held.id);
+    if (res.destroyed) return;
+    if (isNavigation(scope.req.headers)) {
+      res.writeHead(303, { location: url, 'content-length': '0', 'cache-control': 'no-store' });
+      res.end();
+      return;
+    }
+    const text = JSON.stringify({
+      error: 'session_limit_reached',
+      message: deps.rejections.message('session_limit_reached'),
+      sessions: sessions.map((s) => sessionView(s)),
+      choose: url,
+      expiresAt: new Date(held.expiresAt).toISOString(),
+    });
+    res.writeHead(409, {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(text)),
+      'cache-control': 'no-store',
+    });
+    res.end(text);
   }
 
   /**

@@ -18,7 +18,7 @@ import { compileTokenCheck } from './check.js';
 import type { TrustedProxies } from './client-address.js';
 import { clientErrorHandler, connectHandler } from './client-errors.js';
 import { ConnectionRegistry } from './connections.js';
-import type { UserProbe } from './exchange-tap.js';
+import type { ExchangeTapDeps, UserProbe } from './exchange-tap.js';
 import { compileFixationGuard } from './fixation.js';
 import type { Upstream } from './forward.js';
 import { createTlsListener, hostFromAuthority } from './http2.js';
@@ -69,6 +69,8 @@ export interface ProxyOptions {
     readonly groups?: LoginAttribute | undefined;
     /** sessions.seats.key, read at each login, and the refusal's message. */
     readonly seats?: (LoginAttribute & { readonly message: string }) | undefined;
+    /** onLimit: ask: the held logins and the URL of a hold's choice. */
+    readonly ask?: ExchangeTapDeps['ask'];
   };
   readonly timeouts: {
     readonly keepAlive: number;
@@ -158,6 +160,7 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
       fixation: compileFixationGuard(o.fixation ?? 'off', { metrics, logger, record: o.record, now: o.now }),
       groups: o.login.groups,
       seats: o.login.seats,
+      ask: o.login.ask,
     },
   };
   // The rule kind is switched on here, once: each request then calls its route's handler.

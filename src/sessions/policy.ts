@@ -1,7 +1,7 @@
 import type { EndState, SessionRecord } from '../model.js';
 import { deviceClass, type DeviceClass } from './device.js';
 
-export type OnLimit = 'replace-oldest' | 'replace-least-recent' | 'reject-new';
+export type OnLimit = 'replace-oldest' | 'replace-least-recent' | 'reject-new' | 'ask';
 
 /**
  * Why a limit ended a session or refused a login (audit events, `sessiongate_policy_outcomes_total`):
@@ -40,6 +40,12 @@ export interface NewLogin {
   readonly device?: DeviceClass;
   /** An exempt user (service account): never counted, never ended by a limit. */
   readonly exempt?: boolean;
+  /**
+   * `onLimit: ask`: the live session the user chose to end for this login. It is superseded (reason
+   * `chosen-by-user`) and frees its slot before anything else is decided; an id that is not one of the
+   * user's live sessions frees nothing.
+   */
+  readonly chosenSessionId?: string;
 }
 
 export interface PolicyEnd {
@@ -70,7 +76,9 @@ const byActivity = (a: SessionRecord, b: SessionRecord): number =>
  *   phone, never the desktop); then the user's limit (their group's, else the default) applies.
  * - A slot is freed by reclaiming a session idle past `reclaimIdleAfter` (the most idle first), else by
  *   superseding the oldest by creation (`replace-oldest`) or by last activity (`replace-least-recent`),
- *   ties broken by session id; `reject-new` refuses instead, unless the login is a re-login.
+ *   ties broken by session id; `reject-new` refuses instead, unless the login is a re-login; `ask`
+ *   refuses too, naming the sessions to choose from, and the login the user then makes with
+ *   `chosenSessionId` ends that one first.
  */
 export function decideLogin(
   live: readonly SessionRecord[],
@@ -85,6 +93,8 @@ export function decideLogin(
       end.push({ sessionId: s.id, state: 'expired', reason: 'expired' });
     else if (s.id === login.replacesSessionId)
       end.push({ sessionId: s.id, state: 'superseded', reason: 'replaced' });
+    else if (s.id === login.chosenSessionId && login.exempt !== true)
+      end.push({ sessionId: s.id, state: 'superseded', reason: 'chosen-by-user' });
     else counted.push(s);
   }
   if (login.exempt === true) return { kind: 'admit', end };
@@ -107,8 +117,8 @@ export function decideLogin(
       }
     }
     if (left === 0) return true;
-    if (config.onLimit === 'reject-new' && !replacing) return false;
-    // replace-*, or a re-login under reject-new with a limit lowered since: the oldest go.
+    if ((config.onLimit === 'reject-new' || config.onLimit === 'ask') && !replacing) return false;
+    // replace-*, or a re-login under reject-new/ask with a limit lowered since: the oldest go.
     const order = config.onLimit === 'replace-least-recent' ? byActivity : byCreation;
     for (const s of open.filter((x) => !ending.has(x.id)).sort(order)) {
       if (left === 0) break;

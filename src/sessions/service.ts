@@ -62,6 +62,12 @@ export interface LoginInput {
    * gateway keeps tracking the session the app now has (the outcome says `wouldRefuse`).
    */
   readonly reportOnly?: boolean;
+  /**
+   * `onLimit: ask`: the live session the user chose to end for this login. It ends (superseded, reason
+   * `chosen-by-user`) in the same compare-and-set that creates the new session; a login still over the
+   * limit then is refused, not offered a choice again.
+   */
+  readonly chosenSessionId?: string;
 }
 
 export type LoginOutcome =
@@ -78,7 +84,12 @@ export type LoginOutcome =
       readonly wouldRefuse?: boolean;
     }
   | { readonly kind: 'existing'; readonly session: SessionRecord }
-  | { readonly kind: 'refused'; readonly live: number; readonly reason: PolicyReason };
+  | { readonly kind: 'refused'; readonly live: number; readonly reason: PolicyReason }
+  /**
+   * `onLimit: ask`: the limit refused the login, and the user may end one of `sessions` (live, the
+   * newest first; of the login's device class for a device limit) to make room. Nothing was registered.
+   */
+  | { readonly kind: 'choose'; readonly reason: PolicyReason; readonly sessions: readonly SessionRecord[] };
 
 /** What a token's state can be, as the service judges it (a session state, or why there is none). */
 export type TokenState = Decision['state'];
@@ -389,9 +400,26 @@ export class SessionService {
         device: deviceClass(input.userAgent),
         ...policy,
         ...(replacesSessionId ? { replacesSessionId } : {}),
+        ...(input.chosenSessionId !== undefined ? { chosenSessionId: input.chosenSessionId } : {}),
       };
       let decision = decideLogin(seen, login, this.#config);
       let wouldRefuse = false;
+      if (decision.kind === 'refuse' && !input.reportOnly && this.#config.onLimit === 'ask') {
+        // The first refusal of an ask login is a question, not a refusal: no event, nothing registered.
+        if (input.chosenSessionId === undefined) {
+          const reason = decision.reason;
+          const sessions = seen
+            .filter(
+              (s) =>
+                s.id !== replacesSessionId &&
+                now < s.expiresAt &&
+                now - s.lastSeenAt < this.#config.idleTimeout &&
+                (reason !== 'device-limit' || deviceClass(s.userAgent) === login.device),
+            )
+            .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1));
+          return { kind: 'choose', reason, sessions };
+        }
+      }
       if (decision.kind === 'refuse' && !input.reportOnly) {
         // A seat reserved by an attempt that lost its race is not this login's any more.
         if (seated && seatTenant !== undefined) this.#releaseSeats(seatTenant, [session.id]);

@@ -34,7 +34,7 @@ export const PAGE_CSS =
 export const PAGE_CSP = `default-src 'none'; style-src 'sha256-${createHash('sha256').update(PAGE_CSS).digest('base64')}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
 
 // The stylesheet goes in raw: it is ours, and escaping its quotes would also break its CSP hash.
-function layout(title: string, body: Html): string {
+export function layout(title: string, body: Html): string {
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin"><title>${title}</title>
@@ -51,12 +51,12 @@ const DATE_FORMAT = new Intl.DateTimeFormat('en-GB', {
 });
 
 /** "23 Nov 2026, 10:02 UTC" in a <time> element. */
-function timeHtml(ms: number): Html {
+export function timeHtml(ms: number): Html {
   return html`<time datetime="${new Date(ms).toISOString()}">${DATE_FORMAT.format(ms)} UTC</time>`;
 }
 
 /** "just now", "5 minutes ago", "3 hours ago", else the date. */
-function relativeHtml(ms: number, now: number): Html {
+export function relativeHtml(ms: number, now: number): Html {
   const s = Math.max(0, Math.round((now - ms) / 1000));
   const text =
     s < 60

@@ -299,7 +299,7 @@ function pathOf(url: string): string {
  * (RFC 6454 section 7.3; browsers send it on every cross-origin POST): `Host`, or `X-Forwarded-Host`
  * when the peer is a trusted proxy (anyone else could name any host there, the Origin's own included).
  */
-function crossSiteReason(req: IncomingMessage, peerTrusted: boolean): string | undefined {
+export function crossSiteReason(req: IncomingMessage, peerTrusted: boolean): string | undefined {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin' && site !== 'none') return `Sec-Fetch-Site: ${site}`;
   const origin = req.headers.origin;
@@ -345,7 +345,7 @@ function csrfFrom(req: IncomingMessage, body: string): string | undefined {
   return undefined;
 }
 
-function safeEqual(a: string, b: string): boolean {
+export function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
@@ -360,13 +360,13 @@ async function readBody(req: IncomingMessage): Promise<string> {
 }
 
 /** JSON for SPAs and API clients: `Accept: application/json`, or an `X-CSRF-Token` (only scripts send it). */
-function wantsJson(req: IncomingMessage): boolean {
+export function wantsJson(req: IncomingMessage): boolean {
   const accept = req.headers.accept ?? '';
   if (accept.includes('application/json') && !accept.includes('text/html')) return true;
   return req.headers['x-csrf-token'] !== undefined || req.headers['x-requested-with'] !== undefined;
 }
 
-function isFormPost(req: IncomingMessage): boolean {
+export function isFormPost(req: IncomingMessage): boolean {
   return (req.headers['content-type'] ?? '').toLowerCase().startsWith('application/x-www-form-urlencoded');
 }
 
@@ -376,7 +376,7 @@ const SECURITY_HEADERS = {
   'referrer-policy': 'same-origin',
 } as const;
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     ...SECURITY_HEADERS,
@@ -386,7 +386,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function sendHtml(res: ServerResponse, status: number, html: string): void {
+export function sendHtml(res: ServerResponse, status: number, html: string): void {
   res.writeHead(status, {
     ...SECURITY_HEADERS,
     'content-type': 'text/html; charset=utf-8',
