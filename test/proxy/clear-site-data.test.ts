@@ -3,12 +3,11 @@
  * superseded (expired, logged-out, ended) session, the app's confirmed logout, the self-service end of
  * the current device. In Chromium, an SPA's localStorage token is gone after each.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
+import { haveChromium, launchChromium } from '../support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { bearer, get, postJson, startGateway } from '../support/gateway.js';
 import { startSpaJwtApp } from '../support/spa-jwt-app.js';
-import { needTool } from '../support/tools.js';
 
 /** The page's Web Storage, as the functions given to page.evaluate see it (this file has no DOM types). */
 declare const localStorage: {
@@ -122,72 +121,63 @@ describe('Clear-Site-Data', () => {
   });
 });
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+describe.skipIf(!haveChromium)('Clear-Site-Data in Chromium: an SPA keeping its JWT in localStorage', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
 
-describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))(
-  'Clear-Site-Data in Chromium: an SPA keeping its JWT in localStorage',
-  () => {
-    let browser: Browser;
-    beforeAll(async () => {
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        args: ['--headless', '--no-sandbox', '--disable-gpu'],
+  /** A tab on the SPA's page that signs in and keeps its token in localStorage, as such apps do. */
+  async function spaTab(origin: string) {
+    const context = await browser.newContext();
+    onTestFinished(() => context.close());
+    const page = await context.newPage();
+    await page.goto(`${origin}/`);
+    await page.evaluate(async () => {
+      const res = await fetch('/api/auth/login', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email: 'ann@example.com', password: 'pw-ann' }),
       });
+      const body = (await res.json()) as { access_token: string };
+      localStorage.setItem('$sm-access-token', body.access_token);
     });
-    afterAll(async () => {
-      await browser?.close();
-    });
+    const call = (path: string, method = 'GET') =>
+      page.evaluate(
+        async ([p, m]) => {
+          const token = localStorage.getItem('$sm-access-token') ?? '';
+          const res = await fetch(p as string, {
+            method: m,
+            headers: { authorization: `Bearer ${token}` },
+          });
+          return res.status;
+        },
+        [path, method],
+      );
+    const stored = () => page.evaluate(() => localStorage.getItem('$sm-access-token'));
+    return { call, stored };
+  }
 
-    /** A tab on the SPA's page that signs in and keeps its token in localStorage, as such apps do. */
-    async function spaTab(origin: string) {
-      const context = await browser.newContext();
-      onTestFinished(() => context.close());
-      const page = await context.newPage();
-      await page.goto(`${origin}/`);
-      await page.evaluate(async () => {
-        const res = await fetch('/api/auth/login', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ email: 'ann@example.com', password: 'pw-ann' }),
-        });
-        const body = (await res.json()) as { access_token: string };
-        localStorage.setItem('$sm-access-token', body.access_token);
-      });
-      const call = (path: string, method = 'GET') =>
-        page.evaluate(
-          async ([p, m]) => {
-            const token = localStorage.getItem('$sm-access-token') ?? '';
-            const res = await fetch(p as string, {
-              method: m,
-              headers: { authorization: `Bearer ${token}` },
-            });
-            return res.status;
-          },
-          [path, method],
-        );
-      const stored = () => page.evaluate(() => localStorage.getItem('$sm-access-token'));
-      return { call, stored };
-    }
+  it('loses the token when its session is superseded by a login elsewhere', async () => {
+    const app = await startSpaJwtApp();
+    const gw = await startGateway({ upstream: app.url, ...SPA_RULES });
+    const tab = await spaTab(gw.url);
+    expect(await tab.call('/api/me')).toBe(200);
+    expect(await tab.stored()).not.toBeNull();
+    await signIn(gw.url); // another device
+    expect(await tab.call('/api/me')).toBe(401);
+    expect(await tab.stored()).toBeNull();
+  });
 
-    it('loses the token when its session is superseded by a login elsewhere', async () => {
-      const app = await startSpaJwtApp();
-      const gw = await startGateway({ upstream: app.url, ...SPA_RULES });
-      const tab = await spaTab(gw.url);
-      expect(await tab.call('/api/me')).toBe(200);
-      expect(await tab.stored()).not.toBeNull();
-      await signIn(gw.url); // another device
-      expect(await tab.call('/api/me')).toBe(401);
-      expect(await tab.stored()).toBeNull();
-    });
-
-    it('loses the token when it logs out', async () => {
-      const app = await startSpaJwtApp();
-      const gw = await startGateway({ upstream: app.url, ...SPA_RULES });
-      const tab = await spaTab(gw.url);
-      expect(await tab.stored()).not.toBeNull();
-      expect(await tab.call('/api/auth/logout', 'POST')).toBe(204);
-      expect(await tab.stored()).toBeNull();
-    });
-  },
-);
+  it('loses the token when it logs out', async () => {
+    const app = await startSpaJwtApp();
+    const gw = await startGateway({ upstream: app.url, ...SPA_RULES });
+    const tab = await spaTab(gw.url);
+    expect(await tab.stored()).not.toBeNull();
+    expect(await tab.call('/api/auth/logout', 'POST')).toBe(204);
+    expect(await tab.stored()).toBeNull();
+  });
+});

@@ -4,38 +4,24 @@
  * and the other browser is signed out with the message. Cancel and a timeout release nothing.
  * Screenshots go to test/artifacts/.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { haveChromium, launchChromium } from '../support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { startGateway, type TestGateway, UA } from '../support/gateway.js';
 import { waitUntil } from '../support/wait.js';
-import { needTool } from '../support/tools.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const PHONE = { width: 390, height: 844 };
 const CHOOSE_PAGE = /\/\.sessiongate\/choose\/[A-Za-z0-9_-]{32}$/;
 
-describe.skipIf(!needTool('Chromium', 'chromium', existsSync(CHROMIUM)))('onLimit: ask in Chromium', () => {
+describe.skipIf(!haveChromium)('onLimit: ask in Chromium', () => {
   let browser: Browser;
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
