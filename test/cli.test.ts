@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -47,6 +47,13 @@ async function gatewayConfig(log: string): Promise<{ file: string; port: number 
   );
   return { file, port };
 }
+
+describe('the built CLI', () => {
+  it('is executable, so npx runs it from a cached install that npm did not chmod (a fresh clone at the same path)', () => {
+    expect(readFileSync(cli, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    expect(statSync(cli).mode & 0o111).toBe(0o111);
+  });
+});
 
 describe('sessiongate, run as a process', () => {
   it('takes its configuration from SESSIONGATE_CONFIG and logs JSON lines', async () => {
