@@ -40,6 +40,14 @@ export interface SessionRecord {
   readonly pinned?: number;
 }
 
+/**
+ * A session as a replica's cache keeps it: what the request path and a login decide on. The client
+ * address, User-Agent and location stay in the store: only the self-service list and the admin API
+ * show them, and both read the store (they were a third of a cached decision's memory,
+ * bench/results/cache-memory.md).
+ */
+export type CachedSession = Omit<SessionRecord, 'ip' | 'userAgent' | 'location'>;
+
 /** What a store knows of one token id. */
 export interface TokenLookup {
   readonly tokenId: string;

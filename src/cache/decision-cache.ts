@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { SessionRecord, SessionState } from '../model.js';
+import type { CachedSession, SessionRecord, SessionState } from '../model.js';
 
 const ENDED_REMEMBERED = 10_000;
 const NONE: readonly string[] = Object.freeze([]);
@@ -13,13 +13,22 @@ function isProvisional(state: Decision['state']): boolean {
  * Whether two reads of one session say the same: same state, same end, same tokens. Activity may
  * differ: each decision keeps its own `lastSeenAt`, which the record's only seeds.
  */
-function sameRecord(a: SessionRecord, b: SessionRecord): boolean {
+function sameRecord(a: CachedSession, b: SessionRecord | CachedSession): boolean {
   if (a === b) return true;
   if (a.id !== b.id || a.state !== b.state || a.endedAt !== b.endedAt || a.pinned !== b.pinned) return false;
   const n = a.tokenIds.length;
   if (n !== b.tokenIds.length) return false;
   for (let i = 0; i < n; i++) if (a.tokenIds[i] !== b.tokenIds[i]) return false;
   return true;
+}
+
+export type { CachedSession };
+
+/** The cached form of a record: the same object when it is one already, else a copy without what stays in the store. */
+function slim(s: SessionRecord | CachedSession): CachedSession {
+  if (!('userAgent' in s)) return s;
+  const { ip: _ip, userAgent: _userAgent, location: _location, ...kept } = s;
+  return kept;
 }
 
 /** What this replica believes of one token id. Entries are mutated in place for activity tracking. */
@@ -29,7 +38,12 @@ export interface Decision {
    * session (a login page's cookie), remembered for a while; `unavailable`: the store could not answer.
    */
   readonly state: SessionState | 'unknown' | 'anonymous' | 'unavailable';
-  readonly session: SessionRecord | undefined;
+  /**
+   * Set by the cache alone, when it stores the decision: the slim form of the record, or the one a
+   * sibling token of the same session already holds. (The decision object itself is never copied: its
+   * caller goes on updating its activity.)
+   */
+  session: CachedSession | undefined;
   /** When the store was read (clock milliseconds). */
   readonly fetchedAt: number;
   /** The cache epoch at fill; a live entry from an older epoch is not trusted. */
@@ -191,8 +205,11 @@ export class DecisionCache {
     const sibling =
       ids === undefined ? undefined : this.#lru.peek(typeof ids === 'string' ? ids : (ids[0] ?? ''));
     const shared =
-      sibling?.session !== undefined && sameRecord(sibling.session, session) ? sibling.session : session;
-    this.#lru.set(tokenId, shared === session ? d : { ...d, session: shared });
+      sibling?.session !== undefined && sameRecord(sibling.session, session)
+        ? sibling.session
+        : slim(session);
+    d.session = shared;
+    this.#lru.set(tokenId, d);
     if (ids === undefined) this.#bySession.set(session.id, tokenId);
     else if (typeof ids === 'string') {
       if (ids !== tokenId) this.#bySession.set(session.id, [ids, tokenId]);
@@ -238,7 +255,7 @@ export class DecisionCache {
     for (const t of this.#pending.values()) t.voided = true;
   }
 
-  makeDecision(state: Decision['state'], session: SessionRecord | undefined, fetchedAt: number): Decision {
+  makeDecision(state: Decision['state'], session: CachedSession | undefined, fetchedAt: number): Decision {
     const lastSeenAt = session?.lastSeenAt ?? fetchedAt;
     return { state, session, fetchedAt, epoch: this.#epoch, lastSeenAt, lastWrittenAt: lastSeenAt };
   }

@@ -351,7 +351,7 @@ export const configSchema = z
     failMode: z.enum(['closed', 'open']).default('closed'),
     cache: z
       .object({
-        /** Entries in the per-replica LRU of token decisions, about 1.5 KB each (README "Sizing"). @default 100000 */
+        /** Entries in the per-replica LRU of token decisions, about 1.1 KB each (README "Sizing"). @default 100000 */
         max: z.number().int().min(1).default(100_000),
         /** Maximum age of a cached "live" decision: the bound on cross-replica staleness. @default 1s */
         maxStaleness: duration('maxStaleness').default('1s'),

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { TLSSocket } from 'node:tls';
-import type { SessionRecord } from '../model.js';
+import type { CachedSession } from '../model.js';
 import { clearingCookie } from '../tokens/cookies.js';
 import type { PresentedToken } from '../tokens/request-token.js';
 import { html } from '../ui/html.js';
@@ -15,7 +15,7 @@ export { STATE_TO_CODE };
 export type RejectionPageRenderer = (input: {
   code: RejectionCode;
   message: string;
-  session: SessionRecord | undefined;
+  session: CachedSession | undefined;
   loginUrl: string | undefined;
 }) => string;
 
@@ -98,7 +98,7 @@ export class Rejections {
     headers: IncomingHttpHeaders,
     code: RejectionCode,
     token: PresentedToken | undefined,
-    session: SessionRecord | undefined,
+    session: CachedSession | undefined,
   ): void {
     const status = statusOf(code);
     const out: Record<string, string | string[]> = { 'cache-control': 'no-store' };

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Decision, DecisionCache } from '../cache/decision-cache.js';
+import type { CachedSession, Decision, DecisionCache } from '../cache/decision-cache.js';
+export type { CachedSession };
 import { SessionContentionError, StoreConflictError, StoreUnavailableError } from '../errors.js';
 import type { SessionStore } from '../store/contract.js';
 import type { EndedBy, EndState, SessionRecord, TokenLookup } from '../model.js';
@@ -100,7 +101,8 @@ export type TokenState = Decision['state'];
  */
 export interface TokenCheck {
   readonly state: TokenState;
-  readonly session: SessionRecord | undefined;
+  /** The session as the cache keeps it: no client address, User-Agent or location (read the store). */
+  readonly session: CachedSession | undefined;
   /** Last activity seen of the session (clock milliseconds). */
   readonly lastSeenAt: number;
 }

@@ -4,7 +4,7 @@
  * shared by both pages, allowed by hash in the Content-Security-Policy (so no `unsafe-inline`).
  */
 import { createHash } from 'node:crypto';
-import type { SessionRecord } from '../model.js';
+import type { CachedSession } from '../model.js';
 import { describeDevice, type SessionView } from '../sessions/device.js';
 import { html, raw, type Html } from './html.js';
 
@@ -78,7 +78,7 @@ function plural(n: number, unit: string): string {
 export function renderSupersededPage(input: {
   code: string;
   message: string;
-  session: SessionRecord | undefined;
+  session: CachedSession | undefined;
   loginUrl: string | undefined;
 }): string {
   const s = input.session;

@@ -16,7 +16,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readCapped } from '../http/body.js';
 import { ERRORS, rejectionOf, type ErrorCode, type RejectionCode } from '../errors.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { SessionRecord } from '../model.js';
+import type { CachedSession } from '../model.js';
 import type { Logger } from '../observability/logger.js';
 import { sessionView } from '../sessions/device.js';
 import type { SessionService } from '../sessions/service.js';
@@ -73,7 +73,7 @@ export const renderRejectionPage = renderSupersededPage;
 const MAX_BODY = 16 * 1024;
 const SESSION_ACTION = /^sessions\/([^/]+)\/end$/;
 
-type Live = { readonly session: SessionRecord; readonly lastSeenAt: number };
+type Live = { readonly session: CachedSession; readonly lastSeenAt: number };
 
 class HttpProblem extends Error {
   constructor(
@@ -82,7 +82,7 @@ class HttpProblem extends Error {
     message: string,
     readonly title = 'Something went wrong',
     /** For a 401 of a session that ended: the record, so the page can say when and why. */
-    readonly session?: SessionRecord,
+    readonly session?: CachedSession,
   ) {
     super(message);
   }
@@ -214,7 +214,7 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
     return { session: d.session, lastSeenAt: d.lastSeenAt };
   }
 
-  function notLive(state: string, session?: SessionRecord): HttpProblem {
+  function notLive(state: string, session?: CachedSession): HttpProblem {
     const code = state === 'none' ? 'session_required' : (rejectionOf(state) ?? 'session_unknown');
     return new HttpProblem(
       401,
@@ -227,9 +227,11 @@ export function createSelfService(options: SelfServiceOptions): (scope: SelfServ
 
   async function list(scope: SelfServiceRequest, live: Live): Promise<void> {
     const { req, res } = scope;
-    const current = live.session;
-    const listed = await sessions.listSessions(current.user);
-    // The caller's own session first; it is live by the check above even if the list lags behind.
+    const listed = await sessions.listSessions(live.session.user);
+    // The caller's own session first, as the store has it (the cache keeps no address or device). It
+    // is missing only when it ended between the check and the list.
+    const current = listed.find((s) => s.id === live.session.id);
+    if (current === undefined) throw notLive('unknown');
     const others = listed.filter((s) => s.id !== current.id);
     const rows: SessionRow[] = [
       { ...sessionView(current, live.lastSeenAt), current: true },
