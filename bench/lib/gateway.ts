@@ -39,15 +39,21 @@ function gatewayConfig(
   upstreamUrl: string,
   overrides: GatewayOverrides,
 ): Record<string, unknown> {
+  // `admin` merges (a scenario may add a token), every other key replaces.
+  const { admin, ...rest } = overrides;
   return {
     listen: `127.0.0.1:${port}`,
     upstream: upstreamUrl,
     secret: BENCH_SECRET,
     log: { level: 'warn' },
-    admin: { listen: `127.0.0.1:${adminPort}`, open: ['healthz', 'readyz', 'metrics'] },
+    admin: {
+      listen: `127.0.0.1:${adminPort}`,
+      open: ['healthz', 'readyz', 'metrics'],
+      ...(typeof admin === 'object' && admin !== null ? admin : {}),
+    },
     login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }],
     tokens: ['bearer'],
-    ...overrides,
+    ...rest,
   };
 }
 

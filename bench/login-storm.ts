@@ -1,0 +1,161 @@
+/**
+ * The 9 a.m. login storm (issue 16): how many logins per second one replica sustains on Redis, the
+ * added latency of a login at half that rate (through the gateway vs straight to the app, the same
+ * schedule), and whether concurrent logins of one user stay exactly at the limit at that rate. The
+ * load generator, the app, Redis and the gateway share this machine: the rate is the machine's, not a
+ * replica's on its own cores.
+ *
+ *   npm --prefix bench run login-storm -- [--seconds 10] [--concurrency 32]
+ */
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Agent, request } from 'undici';
+import { runIfMain } from './lib/driver.js';
+import { cleanupConfigs, startGateway } from './lib/gateway.js';
+import { defaultGatewayCli, repoRoot } from './lib/paths.js';
+import { startRedis } from './lib/redis.js';
+import { int, machine, machineLines, num, percentile, table } from './lib/report.js';
+import { startUpstream } from './lib/servers.js';
+
+const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+
+async function loginOnce(base: string, user: string, agent: Agent): Promise<number> {
+  const t = performance.now();
+  const res = await request(`${base}/api/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: user }),
+    dispatcher: agent,
+  });
+  await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`login of ${user} through ${base} answered ${res.statusCode}`);
+  return performance.now() - t;
+}
+
+/** Closed loop: `concurrency` workers log distinct users in for `seconds`; logins per second. */
+async function sustained(base: string, seconds: number, concurrency: number, agent: Agent): Promise<number> {
+  const end = performance.now() + seconds * 1000;
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      for (let i = 0; performance.now() < end; i++) {
+        await loginOnce(base, `storm-${w}-${i}`, agent);
+        n++;
+      }
+    }),
+  );
+  return n / seconds;
+}
+
+/** Open loop: one login every 1/rate seconds for `seconds`; each login's latency. */
+async function paced(
+  base: string,
+  prefix: string,
+  rate: number,
+  seconds: number,
+  agent: Agent,
+): Promise<number[]> {
+  const interval = 1000 / rate;
+  const count = Math.floor(rate * seconds);
+  const start = performance.now();
+  const latencies: Promise<number>[] = [];
+  for (let i = 0; i < count; i++) {
+    const due = start + i * interval;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    latencies.push(loginOnce(base, `${prefix}-${i}`, agent));
+  }
+  return Promise.all(latencies);
+}
+
+async function liveSessions(adminUrl: string, user: string): Promise<number> {
+  const res = await request(`${adminUrl}/admin/users/${encodeURIComponent(user)}/sessions`, {
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  const body = (await res.body.json()) as { sessions: unknown[] };
+  return body.sessions.length;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { seconds: { type: 'string', default: '10' }, concurrency: { type: 'string', default: '32' } },
+  });
+  const seconds = Number(values.seconds);
+  const concurrency = Number(values.concurrency);
+  const upstream = await startUpstream();
+  const redis = await startRedis();
+  const gw = await startGateway('storm', defaultGatewayCli, upstream.url, {
+    store: redis.url,
+    admin: { token: ADMIN_TOKEN },
+  }).catch(async (err: unknown) => {
+    await redis.stop();
+    await upstream.child.stop();
+    throw err;
+  });
+  const agent = new Agent({ connections: concurrency });
+  try {
+    const rate = await sustained(gw.url, seconds, concurrency, agent);
+    const half = rate / 2;
+    const through = await paced(gw.url, 'half', half, seconds, agent);
+    const direct = await paced(upstream.url, 'direct', half, seconds, agent);
+    // Exactness at that rate: rounds of 20 concurrent logins of one user (limit 1) while the paced load runs.
+    const rounds = 10;
+    const counts: number[] = [];
+    const background = paced(gw.url, 'bg', half, Math.max(2, rounds * 0.2), agent);
+    for (let r = 0; r < rounds; r++) {
+      const user = `same-user-${r}`;
+      await Promise.all(Array.from({ length: 20 }, () => loginOnce(gw.url, user, agent)));
+      counts.push(await liveSessions(gw.adminUrl, user));
+    }
+    await background;
+    const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+    const [t, d] = [sorted(through), sorted(direct)];
+    const section = [
+      `## ${new Date().toISOString()} — login storm (bench/login-storm.ts)`,
+      '',
+      ...machineLines(machine()),
+      `- one gateway on one redis-server, the bench app, and the load generator on this machine; sustained: ${concurrency} workers logging distinct users in for ${seconds} s (closed loop); half rate: one login every 1/rate s for ${seconds} s (open loop), the same schedule straight to the app`,
+      '',
+      table(
+        ['measure', 'value'],
+        [
+          ['sustained logins / s', int(rate)],
+          [
+            'at half rate: through the gateway p50 / p99 ms',
+            `${num(percentile(t, 50), 2)} / ${num(percentile(t, 99), 2)}`,
+          ],
+          [
+            'at half rate: the app alone p50 / p99 ms',
+            `${num(percentile(d, 50), 2)} / ${num(percentile(d, 99), 2)}`,
+          ],
+          [
+            'added p50 / p99 ms',
+            `${num(percentile(t, 50) - percentile(d, 50), 2)} / ${num(percentile(t, 99) - percentile(d, 99), 2)}`,
+          ],
+          [
+            `live sessions after 20 concurrent logins of one user (limit 1), ${rounds} rounds`,
+            counts.join(', '),
+          ],
+        ],
+      ),
+    ].join('\n');
+    console.log(section);
+    const file = resolve(repoRoot, 'bench/results/login-storm.md');
+    await writeFile(
+      file,
+      `# Login storm (bench/login-storm.ts)\n\nThe latest run only; earlier runs are in git.\n\n${section}\n`,
+      'utf8',
+    );
+    console.log(`\nwritten to ${file}`);
+    if (counts.some((c) => c !== 1)) process.exitCode = 1;
+  } finally {
+    await agent.close();
+    await gw.stop();
+    await redis.stop();
+    await upstream.child.stop();
+    await cleanupConfigs();
+  }
+}
+
+runIfMain(import.meta.url, main);
