@@ -9,7 +9,8 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
+import { timedLogin } from './lib/http.js';
 import { cleanupConfigs, startGateway, type Gateway } from './lib/gateway.js';
 import { runIfMain } from './lib/driver.js';
 import { startRedis, type BenchRedis } from './lib/redis.js';
@@ -32,19 +33,6 @@ async function commandsSoFar(redis: BenchRedis): Promise<number> {
   let n = 0;
   for (const m of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) if (m[1] !== 'info') n += Number(m[2]);
   return n;
-}
-
-async function timedLogin(base: string, user: string, agent: Agent): Promise<number> {
-  const t = performance.now();
-  const res = await request(`${base}/api/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: user }),
-    dispatcher: agent,
-  });
-  await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`login of ${user} through ${base} answered ${res.statusCode}`);
-  return performance.now() - t;
 }
 
 interface Row {

@@ -11,6 +11,7 @@ import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
+import { timedLogin } from './lib/http.js';
 import { runIfMain } from './lib/driver.js';
 import { cleanupConfigs, startGateway } from './lib/gateway.js';
 import { defaultGatewayCli, repoRoot } from './lib/paths.js';
@@ -20,19 +21,6 @@ import { startUpstream } from './lib/servers.js';
 
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 
-async function loginOnce(base: string, user: string, agent: Agent): Promise<number> {
-  const t = performance.now();
-  const res = await request(`${base}/api/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: user }),
-    dispatcher: agent,
-  });
-  await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`login of ${user} through ${base} answered ${res.statusCode}`);
-  return performance.now() - t;
-}
-
 /** Closed loop: `concurrency` workers log distinct users in for `seconds`; logins per second. */
 async function sustained(base: string, seconds: number, concurrency: number, agent: Agent): Promise<number> {
   const end = performance.now() + seconds * 1000;
@@ -40,7 +28,7 @@ async function sustained(base: string, seconds: number, concurrency: number, age
   await Promise.all(
     Array.from({ length: concurrency }, async (_, w) => {
       for (let i = 0; performance.now() < end; i++) {
-        await loginOnce(base, `storm-${w}-${i}`, agent);
+        await timedLogin(base, `storm-${w}-${i}`, agent);
         n++;
       }
     }),
@@ -64,7 +52,7 @@ async function paced(
     const due = start + i * interval;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    latencies.push(loginOnce(base, `${prefix}-${i}`, agent));
+    latencies.push(timedLogin(base, `${prefix}-${i}`, agent));
   }
   return Promise.all(latencies);
 }
@@ -105,7 +93,7 @@ async function main(): Promise<void> {
     const background = paced(gw.url, 'bg', half, Math.max(2, rounds * 0.2), agent);
     for (let r = 0; r < rounds; r++) {
       const user = `same-user-${r}`;
-      await Promise.all(Array.from({ length: 20 }, () => loginOnce(gw.url, user, agent)));
+      await Promise.all(Array.from({ length: 20 }, () => timedLogin(gw.url, user, agent)));
       counts.push(await liveSessions(gw.adminUrl, user));
     }
     await background;

@@ -96,3 +96,17 @@ export async function mapLimit<T, R>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
 }
+
+/** One login through `base`, timed from the request to its whole answer (ms); anything but 200 throws. */
+export async function timedLogin(base: string, user: string, dispatcher: Dispatcher): Promise<number> {
+  const t = performance.now();
+  const res = await request(`${base}/api/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: user }),
+    dispatcher,
+  });
+  await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`login of ${user} through ${base} answered ${res.statusCode}`);
+  return performance.now() - t;
+}
