@@ -1,6 +1,5 @@
-import { decodeJwt } from 'jose';
 import type { UserSource } from '../config/sources.js';
-import { readJsonPath, type Exchange } from '../tokens/exchange.js';
+import { issuedJwtClaim, readJsonPath, type Exchange } from '../tokens/exchange.js';
 
 /** What a login says of the user's groups (or tenant): the names, or that it says nothing readable. */
 export type AttributeRead =
@@ -34,15 +33,8 @@ export function compileAttributeReader(
     case 'jwt': {
       const claim = source.claim;
       return (_ex, issued) => {
-        for (const t of issued) {
-          if (t.split('.').length !== 3) continue;
-          try {
-            return namesOf(readJsonPath(decodeJwt(t), claim));
-          } catch {
-            continue;
-          }
-        }
-        return MISSING;
+        const found = issuedJwtClaim(issued, claim);
+        return found === undefined ? MISSING : namesOf(found.value);
       };
     }
     case 'json': {

@@ -270,15 +270,8 @@ export function compileUserSource(
       // check is needed here; a token on a request is only ever trusted through the store.
       const claim = source.claim;
       return (_ex, issued) => {
-        for (const t of issued) {
-          if (t.split('.').length !== 3) continue;
-          try {
-            return finish(readJsonPath(decodeJwt(t), claim));
-          } catch {
-            continue;
-          }
-        }
-        return undefined;
+        const found = issuedJwtClaim(issued, claim);
+        return found === undefined ? undefined : finish(found.value);
       };
     }
   }
@@ -554,4 +547,24 @@ export function compileLogoutRule(
     isTokenCookie: () => false,
     readPresented: readPresented(rule.presented),
   };
+}
+
+/**
+ * The claim at `claim` (a dot path) of the first token among `issued` that decodes as a JWT, or
+ * undefined when none does. The tokens are ones the app itself just issued in this response, so no
+ * signature check is needed; a token on a request is only ever trusted through the store.
+ */
+export function issuedJwtClaim(
+  issued: readonly string[],
+  claim: string,
+): { readonly value: unknown } | undefined {
+  for (const t of issued) {
+    if (t.split('.').length !== 3) continue;
+    try {
+      return { value: readJsonPath(decodeJwt(t), claim) };
+    } catch {
+      continue;
+    }
+  }
+  return undefined;
 }
