@@ -15,6 +15,14 @@ export interface EndedBy {
   readonly userAgent?: string;
 }
 
+/** Where a client address is, as far as the geo database knows (each part only when it has it). */
+export interface Geo {
+  /** ISO 3166-1 alpha-2, upper case. */
+  readonly country?: string;
+  readonly region?: string;
+  readonly city?: string;
+}
+
 export interface SessionRecord {
   readonly id: string;
   readonly user: string;
@@ -27,6 +35,8 @@ export interface SessionRecord {
   readonly ip: string;
   readonly userAgent: string;
   readonly location?: string;
+  /** From `geo.database` at login. */
+  readonly geo?: Geo;
   /** The tenant whose seat the session holds (`sessions.seats`), if it holds one. */
   readonly tenant?: string;
   readonly endedAt?: number;
@@ -46,7 +56,7 @@ export interface SessionRecord {
  * show them, and both read the store (they were a third of a cached decision's memory,
  * bench/results/cache-memory.md).
  */
-export type CachedSession = Omit<SessionRecord, 'ip' | 'userAgent' | 'location'>;
+export type CachedSession = Omit<SessionRecord, 'ip' | 'userAgent' | 'location' | 'geo'>;
 
 /** What a store knows of one token id. */
 export interface TokenLookup {

@@ -27,7 +27,7 @@ export type { CachedSession };
 /** The cached form of a record: the same object when it is one already, else a copy without what stays in the store. */
 function slim(s: SessionRecord | CachedSession): CachedSession {
   if (!('userAgent' in s)) return s;
-  const { ip: _ip, userAgent: _userAgent, location: _location, ...kept } = s;
+  const { ip: _ip, userAgent: _userAgent, location: _location, geo: _geo, ...kept } = s;
   return kept;
 }
 

@@ -294,6 +294,9 @@ export const WEBHOOK_EVENTS = [
   'session.expired',
   'request.rejected',
   'session.fixation_risk',
+  'session.new_device',
+  'session.not_me',
+  'session.warned',
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENTS)[number];
 

@@ -1,4 +1,4 @@
-import type { EndState } from '../model.js';
+import type { EndState, Geo } from '../model.js';
 import type { PolicyReason } from './policy.js';
 
 export type SessionEventType =
@@ -10,7 +10,10 @@ export type SessionEventType =
   | 'session.logged_out'
   | 'session.expired'
   | 'request.rejected'
-  | 'session.fixation_risk';
+  | 'session.fixation_risk'
+  | 'session.new_device'
+  | 'session.not_me'
+  | 'session.warned';
 
 /** One audit-worthy event. Never carries a raw token; user is the account name the config extracts. */
 export interface SessionEvent {
@@ -22,6 +25,14 @@ export interface SessionEvent {
   readonly ip?: string;
   readonly userAgent?: string;
   readonly location?: string;
+  /** Where the client address is, from `geo.database` (unset for private addresses or without one). */
+  readonly geo?: Geo;
+  /**
+   * For session.created and session.new_device: the login's device (browser family, OS, device class)
+   * or country is not in the user's recent history (never set on a user's first login).
+   */
+  readonly newDevice?: true;
+  readonly newLocation?: true;
   /** Why (the end state, or the rejection code). */
   readonly reason?: EndState | string;
   /** For superseded/ended: the session that caused it, and its client. */

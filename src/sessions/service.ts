@@ -621,6 +621,29 @@ export class SessionService {
     throw new SessionContentionError();
   }
 
+  /**
+   * "This was not me": ends every live session of the user, the one the user acts from included, and
+   * emits one `session.not_me` (after the sessions' own `session.ended`). Used by the signed "not me"
+   * link of a notification and by the warning page's "sign out everywhere".
+   */
+  async signOutEverywhere(
+    user: string,
+    context: { sessionId?: string; ip?: string; userAgent?: string } = {},
+  ): Promise<SessionRecord[]> {
+    const ended = await this.endSessions(user, undefined, 'ended_by_user', { actor: 'user' });
+    this.events.emit({
+      type: 'session.not_me',
+      at: this.#now(),
+      user,
+      ...(context.sessionId ? { sessionId: context.sessionId } : {}),
+      ...(context.ip ? { ip: context.ip } : {}),
+      ...(context.userAgent ? { userAgent: context.userAgent } : {}),
+      reason: 'not-me',
+      ended: ended.length,
+    });
+    return ended;
+  }
+
   /** The user's live sessions, newest first (sessions idle past the timeout are left out). */
   async listSessions(user: string): Promise<SessionRecord[]> {
     const now = this.#now();

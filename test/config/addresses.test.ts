@@ -139,7 +139,7 @@ describe('notify.webhook', () => {
     });
     expect(problems.map((p) => p.path)).toEqual(['notify.webhook.events[1]', 'notify.webhook.events[2]']);
     expect(problems[0]?.message).toBe(
-      'unknown event; known events: session.created, session.superseded, session.replaced, session.refused, session.ended, session.logged_out, session.expired, request.rejected, session.fixation_risk (got "session.create")',
+      'unknown event; known events: session.created, session.superseded, session.replaced, session.refused, session.ended, session.logged_out, session.expired, request.rejected, session.fixation_risk, session.new_device, session.not_me, session.warned (got "session.create")',
     );
   });
 
