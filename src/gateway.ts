@@ -270,12 +270,16 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       ...(seatsConfig ? { seatMessage: seatsConfig.message } : {}),
     });
   const choosePrefix = `${prefix}choose/`;
-  // The choice page is served under the prefix even with the sessions page disabled: ask needs it.
+  // Pages of the gateway's own under the prefix, by sub-path; served even with the sessions page
+  // disabled (ask needs its choice page). Matched in order, before the sessions page.
+  const reservedPages: { readonly prefix: string; readonly handler: SelfServiceHandler }[] = [];
+  if (choosePage !== undefined) reservedPages.push({ prefix: choosePrefix, handler: choosePage });
   const reservedHandler: SelfServiceHandler | undefined =
-    choosePage === undefined
+    reservedPages.length === 0
       ? selfService
       : (scope) => {
-          if (scope.path.startsWith(choosePrefix)) return choosePage(scope);
+          for (const page of reservedPages)
+            if (scope.path.startsWith(page.prefix)) return page.handler(scope);
           if (selfService !== undefined) return selfService(scope);
           sendError(scope.res, 'SG_ERR_NOT_FOUND');
         };
