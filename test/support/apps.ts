@@ -70,18 +70,34 @@ export async function startDjangoApp(opts: StartOptions = {}): Promise<RunningAp
   });
 }
 
-/** PHP app: cookie `PHPSESSID` (native file sessions, saved in a temporary directory removed on stop). */
-export async function startPhpApp(opts: StartOptions & { workers?: number } = {}): Promise<RunningApp> {
+/** What differs between the PHP apps under `php -S`: the rest (file sessions, no GC, errors to stderr) is one. */
+export interface PhpServerSpec {
+  readonly name: string;
+  /** The app's folder under test/apps/. */
+  readonly app: string;
+  /** The router script in it, which sees every request. */
+  readonly router: string;
+  readonly readyPath: string;
+  /** The built-in server serves one request at a time unless it forks workers. */
+  readonly workers: number;
+  /** Where PHP saves its sessions (a fresh temporary directory when unset, removed on stop). */
+  readonly sessionDir?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cleanup?: () => void;
+}
+
+/** A PHP app under the built-in server on a free loopback port, with native file sessions. */
+export async function launchPhpServer(spec: PhpServerSpec, opts: StartOptions = {}): Promise<RunningApp> {
   const port = await freePort();
-  const saveDir = mkdtempSync(path.join(tmpdir(), 'sessiongate-php-sessions-'));
-  const dir = path.join(APPS_DIR, 'php');
-  const workers = opts.workers ?? 4;
+  const ownDir =
+    spec.sessionDir === undefined ? mkdtempSync(path.join(tmpdir(), `sessiongate-${spec.name}-`)) : undefined;
+  const dir = path.join(APPS_DIR, spec.app);
   return launch({
-    name: 'php',
+    name: spec.name,
     cmd: PHP,
     args: [
       '-d',
-      `session.save_path=${saveDir}`,
+      `session.save_path=${spec.sessionDir ?? ownDir}`,
       '-d',
       'session.gc_probability=0',
       '-d',
@@ -90,15 +106,25 @@ export async function startPhpApp(opts: StartOptions & { workers?: number } = {}
       `${HOST}:${port}`,
       '-t',
       dir,
-      path.join(dir, 'router.php'),
+      path.join(dir, spec.router),
     ],
     port,
-    readyPath: '/login.php',
-    // The built-in server serves one request at a time unless it forks workers.
-    env: workers > 1 ? { PHP_CLI_SERVER_WORKERS: String(workers) } : {},
+    readyPath: spec.readyPath,
+    env: { ...spec.env, ...(spec.workers > 1 ? { PHP_CLI_SERVER_WORKERS: String(spec.workers) } : {}) },
     opts,
-    cleanup: () => rmSync(saveDir, { recursive: true, force: true }),
+    cleanup: () => {
+      if (ownDir !== undefined) rmSync(ownDir, { recursive: true, force: true });
+      spec.cleanup?.();
+    },
   });
+}
+
+/** PHP app: cookie `PHPSESSID` (native file sessions, saved in a temporary directory removed on stop). */
+export function startPhpApp(opts: StartOptions & { workers?: number } = {}): Promise<RunningApp> {
+  return launchPhpServer(
+    { name: 'php', app: 'php', router: 'router.php', readyPath: '/login.php', workers: opts.workers ?? 4 },
+    opts,
+  );
 }
 
 /** Flask app: cookies `session` (Flask signed cookie) and `remember_token` (Flask-Login remember-me). */

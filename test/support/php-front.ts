@@ -12,8 +12,7 @@ import { needTool } from './tools.js';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { APPS_DIR, HOST, PHP, launch, type StartOptions } from './apps.js';
-import { freePort } from './ports.js';
+import { launchPhpServer, type StartOptions } from './apps.js';
 import type { RunningApp } from './running-app.js';
 
 /** Where the app counts requests without being counted: a GET of it never touches the session. */
@@ -30,39 +29,23 @@ export function toolAvailable(tool: string, debianPackage: string, have: boolean
 }
 
 /** The front-controller app on a free loopback port (PHP_CLI_SERVER_WORKERS=4 unless `workers` says). */
-export async function startPhpFrontApp(opts: StartOptions & { workers?: number } = {}): Promise<RunningApp> {
-  const port = await freePort();
+export function startPhpFrontApp(opts: StartOptions & { workers?: number } = {}): Promise<RunningApp> {
   const state = mkdtempSync(path.join(tmpdir(), 'sessiongate-php-front-'));
-  const sessions = path.join(state, 'sessions');
-  mkdirSync(sessions);
-  const dir = path.join(APPS_DIR, 'php-front');
-  const workers = opts.workers ?? 4;
-  return launch({
-    name: 'php-front',
-    cmd: PHP,
-    args: [
-      '-d',
-      `session.save_path=${sessions}`,
-      '-d',
-      'session.gc_probability=0',
-      '-d',
-      'display_errors=stderr',
-      '-S',
-      `${HOST}:${port}`,
-      '-t',
-      dir,
+  const sessionDir = path.join(state, 'sessions');
+  mkdirSync(sessionDir);
+  return launchPhpServer(
+    {
+      name: 'php-front',
+      app: 'php-front',
       // As the router, index.php sees every request, static paths included.
-      path.join(dir, 'index.php'),
-    ],
-    port,
-    // The counter hook, so waiting for the app to come up adds nothing to its count.
-    readyPath: PHP_FRONT_COUNT_PATH,
-    env: {
-      PHP_FRONT_STATE: state,
-      // The built-in server serves one request at a time unless it forks workers.
-      ...(workers > 1 ? { PHP_CLI_SERVER_WORKERS: String(workers) } : {}),
+      router: 'index.php',
+      // The counter hook, so waiting for the app to come up adds nothing to its count.
+      readyPath: PHP_FRONT_COUNT_PATH,
+      workers: opts.workers ?? 4,
+      sessionDir,
+      env: { PHP_FRONT_STATE: state },
+      cleanup: () => rmSync(state, { recursive: true, force: true }),
     },
     opts,
-    cleanup: () => rmSync(state, { recursive: true, force: true }),
-  });
+  );
 }
