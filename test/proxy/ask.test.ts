@@ -6,7 +6,7 @@
  * replica that held it).
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import {
   bearer,
@@ -18,34 +18,11 @@ import {
   UA,
   type TestGateway,
 } from '../support/gateway.js';
-import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { waitUntil } from '../support/redis.js';
+import { suiteStores } from '../support/stores.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
-import { needTool } from '../support/tools.js';
 
-const redisServer = needTool('redis-server', 'redis-server', haveRedis());
-let redis: RedisHandle | undefined;
-beforeAll(async () => {
-  if (redisServer) redis = await startRedis();
-});
-afterAll(async () => {
-  await redis?.stop();
-});
-
-type StoreCase = { name: string; store: () => ConfigInput['store'] };
-const stores: StoreCase[] = [
-  { name: 'memory', store: () => 'memory' },
-  ...(redisServer
-    ? [
-        {
-          name: 'redis',
-          store: () => ({
-            url: (redis as RedisHandle).url,
-            keyPrefix: `a${randomBytes(4).toString('hex')}:`,
-          }),
-        },
-      ]
-    : []),
-];
+const stores = suiteStores();
 
 interface Listed {
   id: string;
@@ -94,7 +71,7 @@ const statusOf = async (gw: TestGateway, token: string) => (await get(`${gw.url}
 const errorOf = async (gw: TestGateway, token: string) =>
   ((await (await get(`${gw.url}/x`, bearer(token))).json()) as { error?: string }).error;
 
-describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
+describe.each(stores.cases)('onLimit: ask on the $name store', ({ store }) => {
   const gateway = async (sessions: NonNullable<ConfigInput['sessions']> = {}, deps = {}) => {
     const gw = await startGateway(
       { store: store(), sessions: { limit: 1, onLimit: 'ask', ...sessions } },
@@ -297,9 +274,9 @@ describe.each(stores)('onLimit: ask on the $name store', ({ store }) => {
   });
 });
 
-describe.skipIf(!redisServer)('onLimit: ask with Redis stalled at the choice', () => {
+describe.skipIf(!stores.haveRedis)('onLimit: ask with Redis stalled at the choice', () => {
   it('answers the choice 503 and keeps the hold: once Redis answers again the same choice releases the login', async () => {
-    const proxy = await startFaultProxy((redis as RedisHandle).port);
+    const proxy = await startFaultProxy(stores.redis().port);
     onTestFinished(() => proxy.close());
     const gw = await startGateway({
       store: {
@@ -328,9 +305,9 @@ describe.skipIf(!redisServer)('onLimit: ask with Redis stalled at the choice', (
   });
 });
 
-describe.skipIf(!redisServer)('onLimit: ask on two replicas of one Redis', () => {
+describe.skipIf(!stores.haveRedis)('onLimit: ask on two replicas of one Redis', () => {
   it('the hold lives on the replica that held it: the choice posted to the other finds nothing; on its own it supersedes the session on the other', async () => {
-    const shared = { url: (redis as RedisHandle).url, keyPrefix: `r${randomBytes(4).toString('hex')}:` };
+    const shared = { url: stores.redis().url, keyPrefix: `r${randomBytes(4).toString('hex')}:` };
     const config = { store: shared, sessions: { limit: 1, onLimit: 'ask' as const } };
     const a = await startGateway(config);
     const b = await startGateway(config);

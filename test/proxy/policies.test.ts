@@ -26,12 +26,11 @@ import {
   type TestClock,
   type TestGateway,
 } from '../support/gateway.js';
-import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
-import { needTool } from '../support/tools.js';
+import { waitUntil } from '../support/redis.js';
+import { suiteStores } from '../support/stores.js';
 import { JWT_KEY, listenApp, readBody, type RunningApp } from '../support/upstreams.js';
 
 const run = promisify(execFile);
-const redisServer = needTool('redis-server', 'redis-server', haveRedis());
 const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];
 const ANDROID =
   'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36';
@@ -64,32 +63,14 @@ async function claimsApp(): Promise<RunningApp> {
   });
 }
 
-type StoreCase = { name: string; store: () => ConfigInput['store'] };
-
-let redis: RedisHandle | undefined;
-const stores: StoreCase[] = [
-  { name: 'memory', store: () => 'memory' },
-  ...(redisServer
-    ? [
-        {
-          name: 'redis',
-          store: () => ({
-            url: (redis as RedisHandle).url,
-            keyPrefix: `p${randomBytes(4).toString('hex')}:`,
-          }),
-        },
-      ]
-    : []),
-];
+const stores = suiteStores();
 
 let app: RunningApp;
 beforeAll(async () => {
   app = await claimsApp();
-  if (redisServer) redis = await startRedis();
 });
 afterAll(async () => {
   await app.close();
-  await redis?.stop();
 });
 
 const login = async (
@@ -115,7 +96,7 @@ async function policyCount(gw: TestGateway, outcome: string, reason: string): Pr
   return line === undefined ? 0 : Number(line.split(' ').pop());
 }
 
-describe.each(stores)('limit policies on the $name store', ({ store }) => {
+describe.each(stores.cases)('limit policies on the $name store', ({ store }) => {
   let clock: TestClock;
   const gateway = async (sessions: NonNullable<ConfigInput['sessions']>) => {
     clock = testClock(Date.now());
@@ -336,9 +317,9 @@ describe('group limits read from a form field of a browser login', () => {
   });
 });
 
-describe.skipIf(!redisServer)('a changed limit on a live deployment', () => {
+describe.skipIf(!stores.haveRedis)('a changed limit on a live deployment', () => {
   it('evicts nobody at startup, and applies exactly at the next login', async () => {
-    const store = { url: (redis as RedisHandle).url, keyPrefix: `c${randomBytes(4).toString('hex')}:` };
+    const store = { url: stores.redis().url, keyPrefix: `c${randomBytes(4).toString('hex')}:` };
     const before = await startGateway({ upstream: app.url, login: LOGIN, store, sessions: { limit: 3 } });
     await waitUntil('the store', () => before.gateway.isReady());
     const tokens = [];
