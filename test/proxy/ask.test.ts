@@ -18,7 +18,7 @@ import {
   UA,
   type TestGateway,
 } from '../support/gateway.js';
-import { waitUntil } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 import { suiteStores } from '../support/stores.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 

@@ -14,7 +14,8 @@ import type { RunningApp } from '../support/running-app.js';
 import { haveExpressSession, startExpressSessionApp } from '../support/express-session.js';
 import { NAVIGATE, startGateway, type TestGateway } from '../support/gateway.js';
 import { CookieJar } from '../support/jar.js';
-import { havePhp, startPhpLegacyApp } from '../support/php-legacy.js';
+import { startPhpLegacyApp } from '../support/php-legacy.js';
+import { havePhp } from '../support/apps.js';
 import { startPresetGateway } from '../support/presets.js';
 import { needTool } from '../support/tools.js';
 

@@ -8,9 +8,11 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { bearer, get, postJson, startGateway, type TestGateway } from '../support/gateway.js';
-import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { haveRedis, startRedis, type RedisHandle } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
-import { JWT_KEY, listenApp, readBody, type RunningApp } from '../support/upstreams.js';
+import { JWT_KEY, listenApp, readBody } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
 
 const redisServer = needTool('redis-server', 'redis-server', haveRedis());
 const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];

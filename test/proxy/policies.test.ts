@@ -26,9 +26,10 @@ import {
   type TestClock,
   type TestGateway,
 } from '../support/gateway.js';
-import { waitUntil } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 import { suiteStores } from '../support/stores.js';
-import { JWT_KEY, listenApp, readBody, type RunningApp } from '../support/upstreams.js';
+import { JWT_KEY, listenApp, readBody } from '../support/upstreams.js';
+import type { RunningApp } from '../support/running-app.js';
 
 const run = promisify(execFile);
 const LOGIN = [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }];

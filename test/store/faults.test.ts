@@ -15,12 +15,13 @@ import {
   postJson,
   startGateway,
   testClock,
-  TEST_LOGIN_RULES,
   type TestClock,
   type TestGateway,
 } from '../support/gateway.js';
+import { TEST_LOGIN_RULES } from '../support/login-rules.js';
 import { startFaultProxy, type FaultConnection, type FaultProxy } from '../support/fault-proxy.js';
-import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { haveRedis, startRedis, type RedisHandle } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
 import { testApp, type TestApp } from '../support/upstreams.js';
 

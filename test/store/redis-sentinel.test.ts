@@ -8,9 +8,9 @@ import {
   redisCommand,
   redisStoreHarness,
   startRedisSentinel,
-  waitUntil,
   type RedisSentinelHandle,
 } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
 import { describeStoreContract, recordingListener, sessionRecord } from './contract.js';
 

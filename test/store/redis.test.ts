@@ -16,9 +16,9 @@ import {
   redisStoreHarness,
   startRedis,
   startTcpProxy,
-  waitUntil,
   type RedisHandle,
 } from '../support/redis.js';
+import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
 import { describeStoreContract, recordingListener, sessionRecord } from './contract.js';
 

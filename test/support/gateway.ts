@@ -130,7 +130,6 @@ function once<T>(fn: () => Promise<T>): () => Promise<T> {
 // The gateway
 
 // test/store imports the login rules from here.
-export { TEST_LOGIN_RULES };
 
 /**
  * Config of a test gateway: without `upstream`, the test app is started and its login rules are the

@@ -7,8 +7,6 @@
 import { launchPhpServer, type StartOptions } from './apps.js';
 import type { RunningApp } from './running-app.js';
 
-export { havePhp } from './apps.js';
-
 export function startPhpLegacyApp(opts: StartOptions = {}): Promise<RunningApp> {
   return launchPhpServer(
     { name: 'php-legacy', app: 'php-legacy', router: 'router.php', readyPath: '/login.php', workers: 2 },

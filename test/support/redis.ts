@@ -94,7 +94,6 @@ export async function redisCommand(port: number, ...args: (string | number)[]): 
 }
 
 // test/store imports the poller from here.
-export { waitUntil };
 
 /** PING over a raw socket: true when the server answers +PONG. */
 function ping(port: number): Promise<boolean> {

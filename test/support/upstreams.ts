@@ -11,7 +11,6 @@ import { SignJWT } from 'jose';
 import type { RunningApp } from './running-app.js';
 
 // Files of other helpers (test/proxy/policies*.test.ts) import the handle type from here.
-export type { RunningApp };
 
 /** An in-process app: the RunningApp handle, with its server for tests that attach to it (WebSockets). */
 export interface ListeningApp extends RunningApp {

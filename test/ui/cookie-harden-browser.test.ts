@@ -8,7 +8,8 @@ import { haveChromium, launchChromium } from '../support/chromium.js';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { RunningApp } from '../support/running-app.js';
 import { startGateway } from '../support/gateway.js';
-import { havePhp, startPhpLegacyApp } from '../support/php-legacy.js';
+import { startPhpLegacyApp } from '../support/php-legacy.js';
+import { havePhp } from '../support/apps.js';
 import { needTool } from '../support/tools.js';
 
 describe.skipIf(!haveChromium || !needTool('PHP', 'php-cli', havePhp()))(
