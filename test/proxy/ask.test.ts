@@ -21,6 +21,7 @@ import {
 import { waitUntil } from '../support/wait.js';
 import { suiteStores } from '../support/stores.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
+import { MAX_HELD_LOGINS, MAX_HELD_PER_USER } from '../../src/proxy/held-logins.js';
 
 const stores = suiteStores();
 
@@ -329,3 +330,54 @@ describe.skipIf(!stores.haveRedis)('onLimit: ask on two replicas of one Redis', 
     expect(await statusOf(b, accessToken)).toBe(200);
   });
 });
+
+describe('onLimit: ask at its bounds, through the gateway', () => {
+  const gateway = async () => {
+    const gw = await startGateway({ store: 'memory', sessions: { limit: 1, onLimit: 'ask' } });
+    await waitUntil('the store', () => gw.gateway.isReady());
+    return gw;
+  };
+
+  it(`a user's ${MAX_HELD_PER_USER + 1}th held login drops that user's oldest hold: its choice URL answers 410`, async () => {
+    const gw = await gateway();
+    await gw.loginJson('alice', { 'user-agent': UA.chromeWindows });
+    const asked: AskBody[] = [];
+    for (let i = 0; i <= MAX_HELD_PER_USER; i++) asked.push(await askedLogin(gw, 'alice'));
+    const [oldest, ...kept] = asked;
+    const gone = await postJson(`${gw.url}${oldest?.choose}`, { cancel: true }, PHONE);
+    expect(gone.status).toBe(410);
+    expect(((await gone.json()) as { error: string }).error).toBe('SG_ERR_LOGIN_HOLD_GONE');
+    for (const a of kept)
+      expect((await postJson(`${gw.url}${a.choose}`, { cancel: true }, PHONE)).status).toBe(200);
+  });
+
+  it(`with ${MAX_HELD_LOGINS} logins held, the next login past the limit is answered 503 SG_ERR_LOGIN_HOLDS_FULL and its token never reaches the client`, async () => {
+    const gw = await gateway();
+    const users = Array.from({ length: MAX_HELD_LOGINS + 1 }, (_, i) => `u${i}`);
+    await inBatches(users, 16, async (u) => {
+      await gw.loginJson(u, { 'user-agent': UA.chromeWindows });
+    });
+    const held = users.slice(0, MAX_HELD_LOGINS);
+    await inBatches(held, 16, async (u) => {
+      await askedLogin(gw, u);
+    });
+    const last = users[MAX_HELD_LOGINS] ?? '';
+    const refused = await postJson(`${gw.url}/api/login`, { username: last }, PHONE);
+    expect(refused.status).toBe(503);
+    const body = await refused.text();
+    expect((JSON.parse(body) as { error: string }).error).toBe('SG_ERR_LOGIN_HOLDS_FULL');
+    const issued = [...(gw.upstream?.sessions.keys() ?? [])];
+    expect(issued).toHaveLength(2 * MAX_HELD_LOGINS + 1 + 1);
+    expect(issued.some((t) => body.includes(t))).toBe(false);
+    // The user's first session goes on; nothing was registered for the refused login.
+    expect(await sessionsOf(gw, last)).toHaveLength(1);
+  });
+});
+
+async function inBatches<T>(
+  items: readonly T[],
+  width: number,
+  each: (item: T) => Promise<void>,
+): Promise<void> {
+  for (let i = 0; i < items.length; i += width) await Promise.all(items.slice(i, i + width).map(each));
+}
