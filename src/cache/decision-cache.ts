@@ -24,11 +24,15 @@ function sameRecord(a: CachedSession, b: SessionRecord | CachedSession): boolean
 
 export type { CachedSession };
 
-/** The cached form of a record: the same object when it is one already, else a copy without what stays in the store. */
-function slim(s: SessionRecord | CachedSession): CachedSession {
+/**
+ * The cached form of a record: the same object when it is one already, else a copy without what stays
+ * in the store, whose list of token ids holds the cache key's own string for `tokenId` (a store read
+ * decodes its own copy of each id: 64 B an entry kept twice; bench/results/cache-memory.md).
+ */
+function slim(s: SessionRecord | CachedSession, tokenId: string): CachedSession {
   if (!('userAgent' in s)) return s;
   const { ip: _ip, userAgent: _userAgent, location: _location, geo: _geo, ...kept } = s;
-  return kept;
+  return { ...kept, tokenIds: kept.tokenIds.map((t) => (t === tokenId ? tokenId : t)) };
 }
 
 /** What this replica believes of one token id. Entries are mutated in place for activity tracking. */
@@ -207,7 +211,7 @@ export class DecisionCache {
     const shared =
       sibling?.session !== undefined && sameRecord(sibling.session, session)
         ? sibling.session
-        : slim(session);
+        : slim(session, tokenId);
     d.session = shared;
     this.#lru.set(tokenId, d);
     if (ids === undefined) this.#bySession.set(session.id, tokenId);
