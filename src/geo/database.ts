@@ -160,6 +160,9 @@ export function openGeoDatabase(options: GeoDatabaseOptions): GeoDatabase {
     locate(address) {
       const a = locatableAddress(address);
       if (a === undefined) return undefined;
+      // An IPv4-only file (ip-location-db ships one per family) answers an IPv6 address from the bits
+      // of some IPv4 network: a wrong place, not a missing one.
+      if (reader.metadata.ipVersion === 4 && a.includes(':')) return undefined;
       try {
         return geoOfRecord(reader.get(a));
       } catch {

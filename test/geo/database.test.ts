@@ -42,10 +42,10 @@ describe('geo database', () => {
     expect(db.locate(`::ffff:${de.ip}`)).toEqual(de.geo);
   });
 
-  it('places an IPv6 address with the IPv6 file', () => {
-    const { db } = open(GEO_DB_V6);
+  it('places an IPv6 address with the IPv6 file, and none with the IPv4-only file', () => {
     const a = addressV6();
-    expect(db.locate(a.ip)).toEqual(a.geo);
+    expect(open(GEO_DB_V6).db.locate(a.ip)).toEqual(a.geo);
+    expect(open(GEO_DB_V4).db.locate(a.ip)).toBeUndefined();
   });
 
   it.each([
