@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemorySessionStore } from '../../src/store/memory.js';
 import { compareWithHistory, deviceFingerprint, HISTORY_WINDOW } from '../../src/sessions/history.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { bearer, startGateway, testClock, UA, type TestGateway } from '../support/gateway.js';
@@ -226,5 +227,24 @@ describe.each(stores)('login history on the %s store', (_name, storeConfig, skip
     const phone = await gw.loginJson(user, from(UA.safariIphone, de().ip));
     expect(phone.response.status).toBe(200);
     expect((await rows(gw, phone.token)).find((r) => r.current)).toMatchObject({ newDevice: true });
+  });
+});
+
+describe("the memory store's login history", () => {
+  it('is forgotten by the sweep once its newest entry is past the window, so memory stays bounded', async () => {
+    const clock = { value: Date.now() };
+    const store = new MemorySessionStore({ now: () => clock.value });
+    const bounds = { max: 20, window: HISTORY_WINDOW };
+    await store.history.record('old', { device: 'a/b/c', at: clock.value }, bounds);
+    clock.value += HISTORY_WINDOW / 2;
+    await store.history.record('recent', { device: 'a/b/c', at: clock.value }, bounds);
+    store.sweep();
+    expect(store.history.size()).toBe(2);
+    clock.value += HISTORY_WINDOW / 2;
+    store.sweep();
+    expect(store.history.size()).toBe(1);
+    expect(await store.history.read('recent', 0)).toHaveLength(1);
+    expect(await store.history.read('old', 0)).toEqual([]);
+    await store.close();
   });
 });
