@@ -21,13 +21,27 @@ function part(name: string | undefined): string {
   return name.replace(/[\u0000-\u001f\u007f/]/g, ' ').slice(0, PART_MAX);
 }
 
+const MEMO_MAX = 512;
+const MEMO_MAX_KEY = 512;
+const memo = new Map<string, string>();
+
 /**
  * The device a login came from, coarse enough to stay the same across browser updates: browser family,
  * OS and device class (`Chrome/Windows/desktop`). Any string gives one (garbage gives `?/?/other`).
+ * A parse costs about a millisecond (ua-parser-js 2, two parses with the class), so the answers for
+ * the last few hundred agents are kept, as device.ts keeps its own (cleared wholesale when full).
  */
 export function deviceFingerprint(userAgent: string): string {
-  const r = new UAParser(userAgent).getResult();
-  return `${part(r.browser.name)}/${part(r.os.name)}/${deviceClass(userAgent)}`;
+  let fp = memo.get(userAgent);
+  if (fp === undefined) {
+    const r = new UAParser(userAgent).getResult();
+    fp = `${part(r.browser.name)}/${part(r.os.name)}/${deviceClass(userAgent)}`;
+    if (userAgent.length <= MEMO_MAX_KEY) {
+      if (memo.size >= MEMO_MAX) memo.clear();
+      memo.set(userAgent, fp);
+    }
+  }
+  return fp;
 }
 
 /** What a login has that its user's history has not. */
