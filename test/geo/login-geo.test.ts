@@ -32,7 +32,7 @@ async function current(gw: TestGateway, token: string): Promise<Row> {
   return row;
 }
 
-function geoGateway(config: Partial<ConfigInput> = {}): Promise<TestGateway> {
+function geoGateway(config: Partial<ConfigInput> & { upstream?: undefined } = {}): Promise<TestGateway> {
   return startGateway({
     sessions: { limit: 5 },
     geo: { database: GEO_DB_V4 },

@@ -101,7 +101,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const stores: [string, () => Partial<ConfigInput>, boolean][] = [
+const stores: [string, () => Partial<ConfigInput> & { upstream?: undefined }, boolean][] = [
   ['memory', () => ({}), false],
   [
     'redis',
