@@ -14,6 +14,7 @@ const forbidden = {
   notify: ['proxy', 'store', 'cache', 'admin', 'ui'],
   ui: ['proxy', 'store', 'cache', 'admin', 'notify'],
   admin: ['proxy', 'store', 'cache', 'notify'],
+  geo: ['proxy', 'sessions', 'store', 'cache', 'tokens', 'admin', 'ui', 'notify'],
   observability: ['proxy', 'sessions', 'store', 'cache', 'admin', 'ui', 'notify', 'tokens'],
   // The CLI's commands read the config and open the store (check --connect); the gateway is src/gateway.ts's.
   cli: ['proxy', 'sessions', 'cache', 'tokens', 'admin', 'ui', 'notify', 'observability'],

@@ -9,6 +9,7 @@ import { shutdownGraceOf, type Config } from './config/schema.js';
 import { ConfigError, type ConfigProblem } from './errors.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { readTlsFiles } from './tls.js';
+import { checkGeoDatabase } from './geo/database.js';
 
 const HELP = `sessiongate: keeps each user of an unmodified web app to N live sessions.
 
@@ -113,6 +114,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Pro
       // The files the configuration names are part of it.
       if (config.tls) readTlsFiles(config.tls, 'tls');
       if (config.admin.tls) readTlsFiles(config.admin.tls, 'admin.tls');
+      if (config.geo) checkGeoDatabase(config.geo.database);
     } catch (err) {
       return invalid(err);
     }

@@ -130,6 +130,7 @@ export const ERRORS = {
   },
   SG_WARN_TLS_RELOAD: { status: undefined, message: 'a changed certificate was not loaded' },
   SG_WARN_TLS_WATCH: { status: undefined, message: "the certificate's directory cannot be watched" },
+  SG_WARN_GEO_RELOAD: { status: undefined, message: 'a changed geo database was not loaded' },
 
   SG_ERR_INTERNAL: { status: 500, message: 'the gateway failed' },
 } as const satisfies Record<string, { readonly status: number | undefined; readonly message: string }>;

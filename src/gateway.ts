@@ -36,6 +36,7 @@ import { compileRequestTokenReader } from './tokens/request-token.js';
 import { compileProtect } from './tokens/route.js';
 import { createTokenIdOf } from './tokens/token-id.js';
 import { readTlsFiles, watchCertificates, type CertificateWatcher } from './tls.js';
+import { openGeoDatabase } from './geo/database.js';
 import { createAuditSink } from './notify/audit.js';
 import { createWebhookNotifier, type WebhookNotifier } from './notify/webhook.js';
 import { createSelfService, renderRejectionPage } from './ui/self-service.js';
@@ -91,6 +92,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   const proxyTls = config.tls && readTlsFiles(config.tls, 'tls');
   const adminTls = config.admin.tls && readTlsFiles(config.admin.tls, 'admin.tls');
   const logger = deps.logger ?? createLogger(config.log);
+  // Before anything connects too: a missing or corrupt database is a configuration error naming the key.
+  const geo = config.geo && openGeoDatabase({ path: config.geo.database, logger });
   const registry = deps.registry ?? new Registry();
   const metrics = new Metrics({ registry, defaultMetrics: deps.defaultMetrics ?? true });
   let storeWasLost = false;
@@ -142,6 +145,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     now,
     events,
     config: { ...config.sessions, consistency: config.consistency },
+    ...(geo ? { locate: geo.locate } : {}),
     onSharedToken: () =>
       logger.warn(
         { code: 'SG_WARN_SHARED_TOKEN' },
@@ -160,11 +164,20 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   const audit = createAuditSink(logger);
   events.on(audit);
   events.on((e) => {
-    if (e.type !== 'session.created' && e.type !== 'request.rejected' && e.type !== 'session.refused')
+    if (
+      e.type !== 'session.created' &&
+      e.type !== 'request.rejected' &&
+      e.type !== 'session.refused' &&
+      e.type !== 'session.new_device'
+    )
       metrics.sessionsEnded.labels(String(e.reason ?? e.type)).inc();
     // Policy reasons are a fixed set (PolicyReason), never a user or group name.
     if (e.policy !== undefined)
       metrics.policyOutcomes.labels(e.type === 'session.refused' ? 'refused' : 'ended', e.policy).inc();
+    if (e.type === 'session.new_device') {
+      if (e.newDevice) metrics.unfamiliarLogins.device.inc();
+      if (e.newLocation) metrics.unfamiliarLogins.location.inc();
+    }
   });
   metrics.countLiveSessionsWith(() => sessions.countLive());
   let webhook: WebhookNotifier | undefined;
@@ -448,6 +461,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     async close(grace = shutdownGraceOf(config)) {
       draining = true;
       for (const w of watchers) w.stop();
+      geo?.stop();
       const closing = new Promise<void>((resolve) => proxy.server.close(() => resolve()));
       // WebSockets never finish on their own: told "going away" now, their clients reconnect elsewhere.
       proxy.closeTunnels();

@@ -37,6 +37,9 @@ export interface SessionRecord {
   readonly location?: string;
   /** From `geo.database` at login. */
   readonly geo?: Geo;
+  /** The login's device (or country) was not in the user's login history (src/sessions/history.ts). */
+  readonly newDevice?: true;
+  readonly newLocation?: true;
   /** The tenant whose seat the session holds (`sessions.seats`), if it holds one. */
   readonly tenant?: string;
   readonly endedAt?: number;
@@ -57,6 +60,16 @@ export interface SessionRecord {
  * bench/results/cache-memory.md).
  */
 export type CachedSession = Omit<SessionRecord, 'ip' | 'userAgent' | 'location' | 'geo'>;
+
+/** One entry of a user's login history: a device fingerprint and the country it signed in from. */
+export interface LoginHistoryEntry {
+  /** Browser family, OS and device class (`Chrome/Windows/desktop`); never the raw User-Agent. */
+  readonly device: string;
+  /** ISO 3166-1 alpha-2, when the login had one. */
+  readonly country?: string;
+  /** Epoch milliseconds of the last login with this device and country. */
+  readonly at: number;
+}
 
 /** What a store knows of one token id. */
 export interface TokenLookup {

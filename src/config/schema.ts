@@ -656,6 +656,14 @@ export const configSchema = z
       .default({}),
     /** A header a CDN sets with the client's location (e.g. cf-ipcountry). */
     locationHeader: z.string().optional(),
+    /** Where logins come from: a MaxMind-format database of client addresses. */
+    geo: z
+      .object({
+        /** Path of a MaxMind-format `.mmdb` file (GeoLite2/GeoIP2 City or Country, DB-IP lite); watched. */
+        database: z.string().min(1, 'expected the path of an .mmdb file'),
+      })
+      .strict()
+      .optional(),
     log: z
       .object({
         /** @default info */

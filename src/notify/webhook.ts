@@ -5,6 +5,8 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { describeDevice } from '../sessions/device.js';
 import type { SessionEvent, SessionEventType } from '../sessions/events.js';
+import { describePlace } from '../sessions/place.js';
+import type { Geo } from '../model.js';
 
 // The config's list of webhook events is the session event types, no more, no less: a compile error
 // here means WEBHOOK_EVENTS (config/schema.ts) and SessionEventType (sessions/events.ts) drifted apart.
@@ -42,6 +44,13 @@ export interface WebhookPayload {
   readonly ip: string | null;
   readonly device: string | null;
   readonly location: string | null;
+  /** From `geo.database` at login (see the admin API's Session.geo). */
+  readonly geo: Geo | null;
+  /** "Berlin, DE": describePlace(geo, location), or null. */
+  readonly place: string | null;
+  /** The login's device or country was not in the user's login history (never on a first login). */
+  readonly newDevice: boolean;
+  readonly newLocation: boolean;
   readonly reason: string | null;
   readonly text: string;
   readonly by: {
@@ -60,10 +69,17 @@ export function signWebhook(secret: string, body: string, timestampSeconds: numb
   return `t=${timestampSeconds},v1=${mac}`;
 }
 
-function textOf(e: SessionEvent, device: string | null): string {
+function textOf(e: SessionEvent, device: string | null, place: string | null): string {
+  const where = place !== null ? ` in ${place}` : '';
   switch (e.type) {
     case 'session.created':
-      return `New login from ${device ?? 'an unknown device'}${e.ended ? `; ${e.ended} other session(s) ended` : ''}`;
+      return `New login from ${device ?? 'an unknown device'}${where}${e.ended ? `; ${e.ended} other session(s) ended` : ''}`;
+    case 'session.new_device': {
+      const what = [e.newDevice && 'a new device', e.newLocation && 'a new location']
+        .filter(Boolean)
+        .join(' and ');
+      return `New login from ${device ?? 'an unknown device'}${where} (${what})`;
+    }
     case 'session.superseded':
       return `Session on ${device ?? 'an unknown device'} was ended by a new login${e.by?.userAgent ? ` from ${describeDevice(e.by.userAgent)}` : ''}`;
     case 'session.replaced':
@@ -180,6 +196,7 @@ export function createWebhookNotifier(
     enqueue(e) {
       if (closed || !wanted.has(e.type)) return;
       const device = e.userAgent !== undefined ? describeDevice(e.userAgent) : null;
+      const place = describePlace(e.geo, e.location) ?? null;
       const payload: WebhookPayload = {
         id: randomUUID(),
         type: e.type,
@@ -189,8 +206,12 @@ export function createWebhookNotifier(
         ip: e.ip ?? null,
         device,
         location: e.location ?? null,
+        geo: e.geo ?? null,
+        place,
+        newDevice: e.newDevice === true,
+        newLocation: e.newLocation === true,
         reason: e.reason ?? null,
-        text: textOf(e, device),
+        text: textOf(e, device, place),
         by: e.by
           ? {
               sessionId: e.by.sessionId ?? null,

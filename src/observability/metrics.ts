@@ -101,6 +101,8 @@ export class Metrics {
   readonly policyOutcomes: Counter<'outcome' | 'reason'>;
   /** `onLimit: ask` holds, by outcome (HELD_LOGIN_OUTCOMES: a fixed set). */
   readonly heldLogins: Record<HeldLoginOutcome, Counter.Internal>;
+  /** Logins from a device or a country not in the user's history (`kind`: a fixed set). */
+  readonly unfamiliarLogins: { readonly device: Counter.Internal; readonly location: Counter.Internal };
   readonly liveSessions: Gauge;
   #countLiveSessions: (() => Promise<number>) | undefined;
   readonly invalidations: Counter;
@@ -196,6 +198,13 @@ export class Metrics {
       labelNames: ['outcome'],
       registers: [registry],
     });
+    const unfamiliar = new Counter({
+      name: 'sessiongate_unfamiliar_logins_total',
+      help: "Logins flagged as from a device (kind=device) or a country (kind=location) not in the user's login history of the last 90 days (a user's first login is never flagged).",
+      labelNames: ['kind'],
+      registers: [registry],
+    });
+    this.unfamiliarLogins = { device: unfamiliar.labels('device'), location: unfamiliar.labels('location') };
     this.heldLogins = Object.fromEntries(HELD_LOGIN_OUTCOMES.map((o) => [o, held.labels(o)])) as Record<
       HeldLoginOutcome,
       Counter.Internal

@@ -1,5 +1,6 @@
 import { UAParser } from 'ua-parser-js';
-import type { SessionRecord } from '../model.js';
+import type { Geo, SessionRecord } from '../model.js';
+import { describePlace } from './place.js';
 
 const MEMO_MAX = 512;
 const MEMO_MAX_KEY = 512;
@@ -85,6 +86,13 @@ export interface SessionView {
   readonly device: string;
   /** From the configured `locationHeader` at login (a CDN's country header), or null. */
   readonly location: string | null;
+  /** From `geo.database` at login (the header's two-letter country winning), or null. */
+  readonly geo: Geo | null;
+  /** describePlace(geo, location): "Berlin, DE", or null when nothing is known. */
+  readonly place: string | null;
+  /** The login's device or country was not in the user's login history. */
+  readonly newDevice: boolean;
+  readonly newLocation: boolean;
 }
 
 export function sessionView(s: SessionRecord, lastSeenAt: number = s.lastSeenAt): SessionView {
@@ -98,5 +106,9 @@ export function sessionView(s: SessionRecord, lastSeenAt: number = s.lastSeenAt)
     userAgent: s.userAgent,
     device: describeDevice(s.userAgent),
     location: s.location ?? null,
+    geo: s.geo ?? null,
+    place: describePlace(s.geo, s.location) ?? null,
+    newDevice: s.newDevice === true,
+    newLocation: s.newLocation === true,
   };
 }

@@ -11,3 +11,15 @@ export function describePlace(geo: Geo | undefined, location?: string): string |
   }
   return location || undefined;
 }
+
+/**
+ * The location a login records: the geo database's answer, with the `locationHeader` country winning
+ * when the header holds one (two letters; anything else is left to `location` alone and never breaks a
+ * login). A header country other than the database's keeps no region or city of the database's.
+ */
+export function loginGeo(found: Geo | undefined, header: string | undefined): Geo | undefined {
+  const code = header?.trim();
+  if (code === undefined || !/^[A-Za-z]{2}$/.test(code)) return found;
+  const country = code.toUpperCase();
+  return found?.country === country ? found : { country };
+}

@@ -3,10 +3,12 @@ import type { CachedSession, Decision, DecisionCache } from '../cache/decision-c
 export type { CachedSession };
 import { SessionContentionError, StoreConflictError, StoreUnavailableError } from '../errors.js';
 import type { SessionStore } from '../store/contract.js';
-import type { EndedBy, EndState, SessionRecord, TokenLookup } from '../model.js';
+import type { EndedBy, EndState, Geo, LoginHistoryEntry, SessionRecord, TokenLookup } from '../model.js';
 import { END_EVENT, REPLACED_EVENT, SessionEvents } from './events.js';
 import { deviceClass, type DeviceClass } from './device.js';
 import { decideLogin, type EndReason, type OnLimit, type PolicyReason } from './policy.js';
+import { compareWithHistory, deviceFingerprint, HISTORY_MAX, HISTORY_WINDOW } from './history.js';
+import { loginGeo } from './place.js';
 
 export interface SessionServiceConfig {
   readonly limit: number;
@@ -43,6 +45,8 @@ export interface SessionServiceOptions {
   readonly onBackgroundError?: (err: unknown, what: string) => void;
   /** A login issued a secondary token that belongs to another session already (not linked). */
   readonly onSharedToken?: (user: string) => void;
+  /** Where a client address is (`geo.database`); never throws. Unset: logins record no geo. */
+  readonly locate?: (ip: string) => Geo | undefined;
 }
 
 export interface LoginInput {
@@ -132,6 +136,7 @@ export class SessionService {
   readonly #newId: () => string;
   readonly #onBackgroundError: (err: unknown, what: string) => void;
   readonly #onSharedToken: (user: string) => void;
+  readonly #locate: ((ip: string) => Geo | undefined) | undefined;
   readonly #inflight = new Map<string, Promise<Decision>>();
   readonly #revokedListeners = new Set<(tokenIds: readonly string[]) => void>();
   readonly #unwatch: () => void;
@@ -156,6 +161,7 @@ export class SessionService {
     this.events = options.events ?? new SessionEvents();
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
     this.#onSharedToken = options.onSharedToken ?? (() => {});
+    this.#locate = options.locate;
     this.#unwritten = this.#store.kind === 'memory' ? 0 : this.#config.activityInterval;
     this.#exemptUsers = new Set(this.#config.exempt?.users ?? []);
     this.#exemptGroups = new Set(this.#config.exempt?.groups ?? []);
@@ -372,7 +378,11 @@ export class SessionService {
     const policy = this.#policyOf(input);
     // Exempt users take no seat.
     const seatTenant = this.#config.seats && policy.exempt !== true ? input.tenant : undefined;
-    const session: SessionRecord = {
+    const geo = loginGeo(this.#locate?.(input.ip), input.location);
+    const device = deviceFingerprint(input.userAgent);
+    // Sent with the first readUser below, so it costs the login no round trip of its own.
+    const history = this.#readHistory(input.user, now);
+    let session: SessionRecord = {
       id: this.#newId(),
       user: input.user,
       state: 'live',
@@ -382,6 +392,7 @@ export class SessionService {
       ip: input.ip,
       userAgent: input.userAgent,
       ...(input.location ? { location: input.location } : {}),
+      ...(geo ? { geo } : {}),
       ...(seatTenant !== undefined ? { tenant: seatTenant } : {}),
       // The login's own tokens (session + remember-me) stay with the session for its life.
       tokenIds,
@@ -389,8 +400,14 @@ export class SessionService {
     };
     const endedBy: EndedBy = { sessionId: session.id, ip: input.ip, userAgent: input.userAgent };
     let seated = false;
+    let recorded = false;
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
       const snapshot = await this.#store.readUser(input.user);
+      if (attempt === 0) {
+        const unfamiliar = compareWithHistory(await history, { device, country: geo?.country });
+        if (unfamiliar.newDevice) session = { ...session, newDevice: true };
+        if (unfamiliar.newLocation) session = { ...session, newLocation: true };
+      }
       // The policy judges idleness by the last activity anyone can vouch for (see #lastActivity).
       const seen = snapshot.live.map((s) => ({
         ...s,
@@ -472,7 +489,7 @@ export class SessionService {
         }
       }
       try {
-        await this.#store.commit({
+        const committing = this.#store.commit({
           user: input.user,
           expectedVersion: snapshot.version,
           create: session,
@@ -483,6 +500,17 @@ export class SessionService {
           })),
           at: now,
         });
+        // Sent with the commit (same round trip, not awaited by the login): a commit that loses its
+        // race is retried, and recording the same device and country again changes nothing.
+        if (!recorded) {
+          recorded = true;
+          this.#recordHistory(input.user, {
+            device,
+            ...(geo?.country ? { country: geo.country } : {}),
+            at: now,
+          });
+        }
+        await committing;
       } catch (err) {
         // A retry reserves again (the user's seats are rewritten); a failure frees the seat taken.
         if (err instanceof StoreConflictError) continue;
@@ -506,8 +534,24 @@ export class SessionService {
         ip: input.ip,
         userAgent: input.userAgent,
         ...(input.location ? { location: input.location } : {}),
+        ...(geo ? { geo } : {}),
+        ...(session.newDevice ? { newDevice: true } : {}),
+        ...(session.newLocation ? { newLocation: true } : {}),
         ended: ended.filter((s) => s.state === 'superseded').length,
       });
+      if (session.newDevice || session.newLocation)
+        this.events.emit({
+          type: 'session.new_device',
+          at: now,
+          user: input.user,
+          sessionId: session.id,
+          ip: input.ip,
+          userAgent: input.userAgent,
+          ...(input.location ? { location: input.location } : {}),
+          ...(geo ? { geo } : {}),
+          ...(session.newDevice ? { newDevice: true } : {}),
+          ...(session.newLocation ? { newLocation: true } : {}),
+        });
       const loggedOut = otherUsers && (await this.#logOutReplacedUser(otherUsers, endedBy));
       return {
         kind: 'created',
@@ -520,6 +564,24 @@ export class SessionService {
     }
     if (seated && seatTenant !== undefined) this.#releaseSeats(seatTenant, [session.id]);
     throw new SessionContentionError();
+  }
+
+  /**
+   * The user's login history of the window, or none when the store cannot say (the login goes on,
+   * flagging nothing: a history failure is no reason to refuse or to alarm).
+   */
+  #readHistory(user: string, now: number): Promise<readonly LoginHistoryEntry[]> {
+    return this.#store.history.read(user, now - HISTORY_WINDOW).catch((err: unknown) => {
+      this.#onBackgroundError(err, 'login history read');
+      return [];
+    });
+  }
+
+  /** Records a login's device and country, off the login's path (a failure is reported, never thrown). */
+  #recordHistory(user: string, entry: LoginHistoryEntry): void {
+    this.#store.history
+      .record(user, entry, { max: HISTORY_MAX, window: HISTORY_WINDOW })
+      .catch((err: unknown) => this.#onBackgroundError(err, 'login history record'));
   }
 
   /**

@@ -1,5 +1,6 @@
 import type {
   InvalidationListener,
+  LoginHistoryEntry,
   SessionCommit,
   SessionRecord,
   TokenLookup,
@@ -53,6 +54,26 @@ export interface SeatStore {
 }
 
 /**
+ * Per-user login history ("new device, new place"): distinct device/country pairs, each with the time of
+ * its last login, bounded in count and in age, expiring with the newest entry's window (Redis: one
+ * sorted set per user, one script per record).
+ */
+export interface LoginHistoryStore {
+  /** The user's entries newer than `since` (epoch ms), newest first. Throws StoreUnavailableError. */
+  read(user: string, since: number): Promise<LoginHistoryEntry[]>;
+  /**
+   * Adds the entry (a pair already there moves to `entry.at`), drops entries at or before
+   * `entry.at - window` and all but the newest `max`, and lets the user's history expire `window` after
+   * `entry.at`. Atomic. Throws StoreUnavailableError.
+   */
+  record(
+    user: string,
+    entry: LoginHistoryEntry,
+    bounds: { readonly max: number; readonly window: number },
+  ): Promise<void>;
+}
+
+/**
  * The session store contract. Every implementation passes `test/store/contract.ts`.
  *
  * The store decides nothing: the limit policy runs in the session service on a `readUser` snapshot and
@@ -73,6 +94,8 @@ export interface SessionStore {
   readonly kind: 'memory' | 'redis';
   /** Tenant seats (`sessions.seats`), kept beside the sessions. */
   readonly seats: SeatStore;
+  /** Login history per user (`newDevice` / `newLocation`), kept beside the sessions. */
+  readonly history: LoginHistoryStore;
   /**
    * The user's live sessions and version: every session not ended yet, including one already past its
    * expiresAt (still readable during the retention), so that a commit can end it as `expired`; callers

@@ -1,6 +1,7 @@
 import { StoreConflictError } from '../errors.js';
 import type { SeatStore, SessionStore, StoreHealth } from './contract.js';
 import { MemorySeats } from './memory-seats.js';
+import { MemoryHistory } from './memory-history.js';
 import type {
   Invalidation,
   InvalidationListener,
@@ -51,6 +52,7 @@ interface UserEntry {
 export class MemorySessionStore implements SessionStore {
   readonly kind = 'memory' as const;
   readonly seats: SeatStore = new MemorySeats();
+  readonly history = new MemoryHistory();
   readonly #users = new Map<string, UserEntry>();
   readonly #tokens = new Map<string, TokenRef>();
   /**
@@ -237,6 +239,7 @@ export class MemorySessionStore implements SessionStore {
     }
     for (const [t, until] of this.#dead) if (until <= now) this.#dead.delete(t);
     for (const [t, until] of this.#anonymous) if (until <= now) this.#anonymous.delete(t);
+    this.history.sweep(now);
   }
 
   /**

@@ -1,6 +1,7 @@
 import { StoreConflictError, StoreUnavailableError } from '../errors.js';
-import type { SeatStore, SessionStore, StoreHealth } from './contract.js';
+import type { LoginHistoryStore, SeatStore, SessionStore, StoreHealth } from './contract.js';
 import { RedisSeats } from './redis-seats.js';
+import { RedisHistory } from './redis-history.js';
 import type {
   InvalidationListener,
   SessionCommit,
@@ -72,6 +73,7 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis' as const;
   readonly seats: SeatStore;
+  readonly history: LoginHistoryStore;
   readonly #conn: CommandConnection;
   readonly #prefix: string;
   readonly #channel: string;
@@ -95,6 +97,12 @@ export class RedisSessionStore implements SessionStore {
     this.#onError = options.onError ?? (() => {});
     this.#conn = new CommandConnection(options, SCRIPTS);
     this.seats = new RedisSeats(this.#conn.client, this.#prefix, (what, fn) => this.#conn.call(what, fn));
+    this.history = new RedisHistory(
+      this.#conn.client,
+      (user) => `${this.#prefix}${LAYOUT}h:{${userTag(user)}}`,
+      (what, fn) => this.#conn.call(what, fn),
+      this.#now,
+    );
 
     const onChannel = options.onChannel ?? (() => {});
     const onInvalidation = options.onInvalidation ?? (() => {});

@@ -19,6 +19,8 @@ export const PAGE_CSS =
   'li.session.current{border-left:4px solid #2457d6}' +
   '.device{font-weight:600;font-size:1.05rem}' +
   '.badge{display:inline-block;margin-left:.5rem;padding:.1rem .5rem;border-radius:999px;background:#e3ebff;color:#1b46b3;font-size:.8rem;font-weight:600;vertical-align:middle}' +
+  'li.session.unfamiliar{border-left:4px solid #c2410c}' +
+  '.badge.new{background:#fff1e6;color:#9a3412}' +
   'dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .75rem;margin:.6rem 0 0;font-size:.92rem}' +
   'dt{color:#5b6577}dd{margin:0;word-break:break-word}' +
   'form{margin:.75rem 0 0}' +
@@ -126,12 +128,15 @@ export function renderSessionsPage(input: {
   const others = input.sessions.filter((s) => !s.current).length;
   // Each row ends its own line (an array is joined with nothing).
   const rows = input.sessions.map((s) => {
-    const location = s.location ? html`<dt>Location</dt><dd class="location">${s.location}</dd>` : undefined;
+    const location = s.place ? html`<dt>Location</dt><dd class="location">${s.place}</dd>` : undefined;
+    // A login from a device or a country the user's history has not seen (sessions/history.ts).
+    const unfamiliar = s.newDevice || s.newLocation;
+    const flags = html`${s.newDevice && html`<span class="badge new new-device">New device</span>`}${s.newLocation && html`<span class="badge new new-location">New location</span>`}`;
     const action = s.current
       ? undefined
       : html`<form method="post" action="${`${input.prefix}sessions/${encodeURIComponent(s.id)}/end`}">${csrf}<button type="submit" class="end" title="End the session on ${s.device}">End</button></form>`;
-    return html`<li class="session${s.current && ' current'}" data-session-id="${s.id}"${s.current && html` data-current="true"`}>
-<div><span class="device">${s.device}</span>${s.current && html`<span class="badge">This device</span>`}</div>
+    return html`<li class="session${s.current && ' current'}${unfamiliar && ' unfamiliar'}" data-session-id="${s.id}"${s.current && html` data-current="true"`}>
+<div><span class="device">${s.device}</span>${s.current && html`<span class="badge">This device</span>`}${flags}</div>
 <dl>
 <dt>IP address</dt><dd class="ip">${s.ip}</dd>
 ${location}<dt>Signed in</dt><dd class="created">${timeHtml(Date.parse(s.createdAt))}</dd>

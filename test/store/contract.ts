@@ -612,6 +612,107 @@ export function describeStoreContract(
       expect(before.user).toBe('1');
     });
 
+    it('keeps the geo and the new-device and new-location flags of a session', async () => {
+      const h = await setup();
+      const geo = { country: 'DE', region: 'State of Berlin', city: 'Berlin' };
+      const session = await login(h, newUser(), { geo, newDevice: true, newLocation: true });
+      const [listed] = (await h.store.readUser(session.user)).live;
+      expect(listed).toEqual(session);
+      expect((await h.store.lookup(session.tokenIds[0] as string))?.session).toEqual(session);
+      await end(h, session, 'superseded');
+      const dead = (await h.store.lookup(session.tokenIds[0] as string))?.session;
+      expect(dead?.geo).toEqual(geo);
+      expect(dead?.newDevice).toBe(true);
+    });
+
+    describe('login history', () => {
+      const DAY = 24 * HOUR;
+      const bounds = { max: 20, window: 90 * DAY };
+
+      it('reads nothing for a user never recorded', async () => {
+        const h = await setup();
+        expect(await h.store.history.read(newUser(), 0)).toEqual([]);
+      });
+
+      it('reads recorded entries newest first, a country only where one was recorded', async () => {
+        const h = await setup();
+        const user = newUser();
+        const t = h.clock.value;
+        await h.store.history.record(
+          user,
+          { device: 'Chrome/Windows/desktop', country: 'DE', at: t },
+          bounds,
+        );
+        await h.store.history.record(user, { device: 'curl/?/other', at: t + 5 }, bounds);
+        expect(await h.store.history.read(user, t - bounds.window)).toEqual([
+          { device: 'curl/?/other', at: t + 5 },
+          { device: 'Chrome/Windows/desktop', country: 'DE', at: t },
+        ]);
+      });
+
+      it('keeps one entry per device and country, moved to its latest login', async () => {
+        const h = await setup();
+        const user = newUser();
+        const t = h.clock.value;
+        const entry = { device: 'Firefox/Linux/desktop', country: 'US' };
+        await h.store.history.record(user, { ...entry, at: t }, bounds);
+        await h.store.history.record(user, { ...entry, country: 'FR', at: t + 1 }, bounds);
+        await h.store.history.record(user, { ...entry, at: t + 2 }, bounds);
+        expect(await h.store.history.read(user, 0)).toEqual([
+          { ...entry, at: t + 2 },
+          { ...entry, country: 'FR', at: t + 1 },
+        ]);
+      });
+
+      it('keeps only the newest max entries', async () => {
+        const h = await setup();
+        const user = newUser();
+        const t = h.clock.value;
+        for (let i = 0; i < 23; i++)
+          await h.store.history.record(user, { device: `d${i}/?/other`, at: t + i }, bounds);
+        const read = await h.store.history.read(user, 0);
+        expect(read).toHaveLength(20);
+        expect(read[0]).toEqual({ device: 'd22/?/other', at: t + 22 });
+        expect(read[19]).toEqual({ device: 'd3/?/other', at: t + 3 });
+      });
+
+      it('drops entries older than the window (injected clock), and reads none before since', async () => {
+        const h = await setup();
+        const user = newUser();
+        const t = h.clock.value;
+        await h.store.history.record(
+          user,
+          { device: 'old/?/other', country: 'DE', at: t - 60 * DAY },
+          bounds,
+        );
+        await h.store.history.record(user, { device: 'new/?/other', country: 'US', at: t }, bounds);
+        expect((await h.store.history.read(user, t - bounds.window)).map((e) => e.device)).toEqual([
+          'new/?/other',
+          'old/?/other',
+        ]);
+        expect((await h.store.history.read(user, t - 30 * DAY)).map((e) => e.device)).toEqual([
+          'new/?/other',
+        ]);
+        h.clock.value = t + 31 * DAY;
+        await h.store.history.record(user, { device: 'later/?/other', at: h.clock.value }, bounds);
+        // Recorded 91 days before the last login: dropped, whatever `since` asks for.
+        expect((await h.store.history.read(user, 0)).map((e) => e.device)).toEqual([
+          'later/?/other',
+          'new/?/other',
+        ]);
+      });
+
+      it('keeps users apart whatever their names', async () => {
+        const h = await setup();
+        const a = `${newUser()}{}\n`;
+        const b = `${newUser()}\ud800`;
+        await h.store.history.record(a, { device: 'a/?/other', at: h.clock.value }, bounds);
+        await h.store.history.record(b, { device: 'b/?/other', at: h.clock.value }, bounds);
+        expect((await h.store.history.read(a, 0)).map((e) => e.device)).toEqual(['a/?/other']);
+        expect((await h.store.history.read(b, 0)).map((e) => e.device)).toEqual(['b/?/other']);
+      });
+    });
+
     it('stores arbitrary session ids and token ids', async () => {
       const h = await setup();
       const odd = `x\n|}{"\\${randomUUID()}\ud800`;
