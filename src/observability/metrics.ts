@@ -111,6 +111,9 @@ export class Metrics {
   readonly upstreamErrors: Counter<'code'>;
   readonly webhookDeliveries: Counter<'result'>;
   readonly webhookQueue: Gauge;
+  /** New-login e-mails by result: sent, retried, failed, dropped (queue full), no_recipient. */
+  readonly emailDeliveries: Counter<'result'>;
+  readonly emailQueue: Gauge;
   readonly storeAvailable: Gauge;
   /** Set-Cookie headers whose attributes `cookies.harden` changed. */
   readonly cookiesHardened: Tally;
@@ -266,6 +269,17 @@ export class Metrics {
     this.webhookQueue = new Gauge({
       name: 'sessiongate_webhook_queue',
       help: 'Webhook deliveries pending.',
+      registers: [registry],
+    });
+    this.emailDeliveries = new Counter({
+      name: 'sessiongate_email_deliveries_total',
+      help: 'New-login e-mails by result: sent, retried (an attempt failed), failed (gave up), dropped (queue full), no_recipient.',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    this.emailQueue = new Gauge({
+      name: 'sessiongate_email_queue',
+      help: 'New-login e-mails waiting to be sent (the one being sent included).',
       registers: [registry],
     });
     this.storeAvailable = new Gauge({

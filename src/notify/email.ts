@@ -1,0 +1,253 @@
+/**
+ * New-login e-mails (`notify.email`): "New sign-in to <app> from Chrome on Windows in Berlin, DE at
+ * 10:42 UTC", with the sessions page link and the "not me" link, sent by SMTP (nodemailer) off the
+ * request path. A bounded queue, one message at a time, each retried with exponential backoff; a full
+ * queue drops the new message (counted, logged). Nothing here ever blocks or fails a login.
+ *
+ * The recipient: a template of the user name, or an address the login itself named (a JWT claim, a
+ * JSON field or a header of the login response, read by the exchange tap and handed to `remember`). Such
+ * an address stays in this replica's memory, for a few minutes, keyed by user: never in an event, so
+ * never in the audit log, the webhook or the store.
+ */
+import nodemailer from 'nodemailer';
+import type { EmailConfig, EmailEventType } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { describeDevice } from '../sessions/device.js';
+import type { SessionEvent } from '../sessions/events.js';
+import { describePlace } from '../sessions/place.js';
+import type { NotMeLink } from './not-me-link.js';
+
+/** The placeholders of the templates (ui/mail.ts `LoginMailValues` is the same shape). */
+export interface MailValues {
+  readonly user: string;
+  readonly device: string;
+  readonly place: string;
+  readonly time: string;
+  readonly app: string;
+  readonly sessionsUrl: string;
+  readonly notMeUrl: string;
+}
+
+export interface MailMessage {
+  readonly to: string;
+  readonly subject: string;
+  readonly text: string;
+  readonly html: string;
+}
+
+/** Sends one message or throws (the SMTP transport; tests may wrap it). */
+export type MailSender = (message: MailMessage) => Promise<void>;
+
+export interface EmailNotifier {
+  /** The address a login named for its user (read at login), kept for `recipientTtl`. */
+  remember(user: string, address: string): void;
+  /** Queues the e-mail of an event (when configured for it); never blocks, never throws. */
+  enqueue(event: SessionEvent): void;
+  /** Messages waiting or being sent. */
+  readonly pending: number;
+  /** Lets the message being sent finish (bounded), then stops. */
+  close(): Promise<void>;
+}
+
+export interface EmailDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly now: () => number;
+  /** `notify.baseUrl` + the self-service prefix + `sessions`. */
+  readonly sessionsUrl: string;
+  /** The "not me" link of a new-login event. */
+  readonly notMeLink: (event: SessionEvent) => NotMeLink | undefined;
+  /** The HTML body (ui/mail.ts), values escaped there. */
+  readonly renderHtml: (values: MailValues, template?: string) => string;
+  /** How long an address read at login is kept for the events of that login (held logins included). */
+  readonly recipientTtl: number;
+  /** @default SMTP through nodemailer, as `config.smtp` says */
+  readonly send?: MailSender;
+}
+
+const DEFAULT_TEXT = `New sign-in to {app} from {device} in {place} at {time}.
+
+If this was you, there is nothing to do. See where you are signed in: {sessionsUrl}
+
+If this was not you, sign out everywhere (the link works once), then change your password:
+{notMeUrl}
+`;
+
+/** Addresses kept at most (one per user who logged in within `recipientTtl`). */
+const MAX_RECIPIENTS = 10_000;
+/** Logins already mailed, so a login that is new and supersedes another sends one message, not two. */
+const MAX_MAILED = 10_000;
+const MAX_BACKOFF = 5 * 60_000;
+/** One address, nothing a header could be split on: no list, no display name, no line break. */
+const ADDRESS = /^[^\s@<>,;:"()[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
+
+/** "10:42 UTC". */
+const TIME = new Intl.DateTimeFormat('en-GB', { timeStyle: 'short', timeZone: 'UTC' });
+
+/** The SMTP sender of `notify.email.smtp`: `smtps://` is TLS from the start, `smtp://` STARTTLS if offered. */
+export function smtpSender(config: EmailConfig): MailSender {
+  const u = new URL(config.smtp);
+  const transport = nodemailer.createTransport({
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    ...(u.port !== '' ? { port: Number(u.port) } : {}),
+    secure: u.protocol === 'smtps:',
+    ...(u.username !== ''
+      ? { auth: { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) } }
+      : {}),
+    connectionTimeout: config.timeout,
+    greetingTimeout: config.timeout,
+    socketTimeout: config.timeout,
+  });
+  return async (m) => {
+    await transport.sendMail({ from: config.from, to: m.to, subject: m.subject, text: m.text, html: m.html });
+  };
+}
+
+/** `{name}` placeholders replaced by their values; a line break in a value (a subject) becomes a space. */
+function fill(template: string, values: MailValues, oneLine: boolean): string {
+  return template.replace(/\{(\w+)\}/g, (whole, name: string) => {
+    if (!Object.hasOwn(values, name)) return whole;
+    const v = values[name as keyof MailValues];
+    return oneLine ? v.replace(/[\r\n]+/g, ' ') : v;
+  });
+}
+
+/**
+ * The new login an event is about: its own fields (`session.created`, `session.new_device`), or those
+ * of the session that ended or warned this one (`by`, for `session.superseded`, `session.warned`).
+ */
+function newLoginOf(e: SessionEvent): { sessionId: string | undefined; userAgent?: string; place?: string } {
+  if (e.type === 'session.superseded' || e.type === 'session.warned') {
+    return {
+      sessionId: e.by?.sessionId,
+      ...(e.by?.userAgent !== undefined ? { userAgent: e.by.userAgent } : {}),
+    };
+  }
+  const place = describePlace(e.geo, e.location);
+  return {
+    sessionId: e.sessionId,
+    ...(e.userAgent !== undefined ? { userAgent: e.userAgent } : {}),
+    ...(place !== undefined ? { place } : {}),
+  };
+}
+
+export function createEmailNotifier(config: EmailConfig, app: string, deps: EmailDeps): EmailNotifier {
+  const wanted: ReadonlySet<string> = new Set<EmailEventType>(config.events);
+  const send = deps.send ?? smtpSender(config);
+  const log = deps.logger;
+  const text = config.text ?? DEFAULT_TEXT;
+  const recipients = new Map<string, { address: string; until: number }>();
+  const mailed = new Set<string>();
+  const queue: MailMessage[] = [];
+  let sending: MailMessage | undefined;
+  let closed = false;
+  let idle: (() => void) | undefined;
+
+  const addressOf = (user: string): string | undefined => {
+    if (config.to.kind === 'template') return config.to.template.replaceAll('{user}', user);
+    const known = recipients.get(user);
+    if (known === undefined || known.until <= deps.now()) return undefined;
+    return known.address;
+  };
+
+  const count = () => deps.metrics.emailQueue.set(queue.length + (sending === undefined ? 0 : 1));
+
+  const pump = async (): Promise<void> => {
+    if (sending !== undefined) return;
+    while (!closed && (sending = queue.shift()) !== undefined) {
+      const message = sending;
+      count();
+      for (let n = 1; ; n++) {
+        try {
+          await send(message);
+          deps.metrics.emailDeliveries.labels('sent').inc();
+          break;
+        } catch (err) {
+          // The SMTP host's answer, never the message or its address (the address is the user's).
+          const why = (err as Error).message;
+          if (n >= config.attempts || closed) {
+            deps.metrics.emailDeliveries.labels('failed').inc();
+            log.error({ code: 'SG_ERR_EMAIL_GAVE_UP', attempts: n, err: why }, 'e-mail dropped');
+            break;
+          }
+          deps.metrics.emailDeliveries.labels('retried').inc();
+          log.warn({ code: 'SG_ERR_EMAIL', attempt: n, err: why }, 'e-mail not sent: retrying');
+          const wait = Math.min(config.backoff * 2 ** (n - 1), MAX_BACKOFF);
+          await new Promise((r) => setTimeout(r, wait).unref());
+        }
+      }
+    }
+    sending = undefined;
+    count();
+    idle?.();
+  };
+
+  return {
+    get pending() {
+      return queue.length + (sending === undefined ? 0 : 1);
+    },
+    remember(user, address) {
+      recipients.delete(user);
+      recipients.set(user, { address, until: deps.now() + deps.recipientTtl });
+      if (recipients.size > MAX_RECIPIENTS) {
+        const oldest = recipients.keys().next().value;
+        if (oldest !== undefined) recipients.delete(oldest);
+      }
+    },
+    enqueue(e) {
+      if (closed || !wanted.has(e.type)) return;
+      const login = newLoginOf(e);
+      // One message per new login, whichever of its events come (new device, superseded, ...).
+      if (login.sessionId !== undefined) {
+        if (mailed.has(login.sessionId)) return;
+        mailed.add(login.sessionId);
+        if (mailed.size > MAX_MAILED) {
+          const oldest = mailed.values().next().value;
+          if (oldest !== undefined) mailed.delete(oldest);
+        }
+      }
+      const to = addressOf(e.user);
+      if (to === undefined || !ADDRESS.test(to)) {
+        deps.metrics.emailDeliveries.labels('no_recipient').inc();
+        log.warn(
+          { code: 'SG_ERR_EMAIL_NO_RECIPIENT', event: e.type, why: to === undefined ? 'unknown' : 'invalid' },
+          'no e-mail address for the user',
+        );
+        return;
+      }
+      const link = deps.notMeLink(e);
+      const values: MailValues = {
+        user: e.user,
+        device: login.userAgent !== undefined ? describeDevice(login.userAgent) : 'an unknown device',
+        place: login.place ?? 'an unknown place',
+        time: `${TIME.format(e.at)} UTC`,
+        app,
+        sessionsUrl: deps.sessionsUrl,
+        notMeUrl: link?.url ?? deps.sessionsUrl,
+      };
+      if (queue.length >= config.maxQueue) {
+        deps.metrics.emailDeliveries.labels('dropped').inc();
+        log.error({ code: 'SG_ERR_EMAIL_QUEUE_FULL', max: config.maxQueue }, 'e-mail dropped: queue full');
+        return;
+      }
+      queue.push({
+        to,
+        subject: fill(config.subject, values, true),
+        text: fill(text, values, false),
+        html: deps.renderHtml(values, config.html),
+      });
+      count();
+      void pump();
+    },
+    async close() {
+      if (sending !== undefined) {
+        await Promise.race([
+          new Promise<void>((r) => (idle = r)),
+          new Promise((r) => setTimeout(r, 2000).unref()),
+        ]);
+      }
+      closed = true;
+    },
+  };
+}
