@@ -78,6 +78,8 @@ If this was not you, sign out everywhere (the link works once), then change your
 const MAX_RECIPIENTS = 10_000;
 /** Logins already mailed, so a login that is new and supersedes another sends one message, not two. */
 const MAX_MAILED = 10_000;
+/** Recent logins by session id, for the events about the sessions they ended (read in the same tick). */
+const MAX_LOGINS = 1_000;
 const MAX_BACKOFF = 5 * 60_000;
 /** One address, nothing a header could be split on: no list, no display name, no line break. */
 const ADDRESS = /^[^\s@<>,;:"()[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
@@ -113,23 +115,33 @@ function fill(template: string, values: MailValues, oneLine: boolean): string {
   });
 }
 
-/**
- * The new login an event is about: its own fields (`session.created`, `session.new_device`), or those
- * of the session that ended or warned this one (`by`, for `session.superseded`, `session.warned`).
- */
-function newLoginOf(e: SessionEvent): { sessionId: string | undefined; userAgent?: string; place?: string } {
-  if (e.type === 'session.superseded' || e.type === 'session.warned') {
-    return {
-      sessionId: e.by?.sessionId,
-      ...(e.by?.userAgent !== undefined ? { userAgent: e.by.userAgent } : {}),
-    };
-  }
+/** What a message says of the new login. */
+interface NewLogin {
+  readonly sessionId: string | undefined;
+  readonly userAgent?: string;
+  readonly place?: string;
+}
+
+/** The login of a `session.created` or `session.new_device` event: its own fields. */
+function loginOf(e: SessionEvent): NewLogin {
   const place = describePlace(e.geo, e.location);
   return {
     sessionId: e.sessionId,
     ...(e.userAgent !== undefined ? { userAgent: e.userAgent } : {}),
     ...(place !== undefined ? { place } : {}),
   };
+}
+
+/** Events about another session, whose new login is `by` (its place is only in the login's own event). */
+function isAboutOther(e: SessionEvent): boolean {
+  return e.type === 'session.superseded' || e.type === 'session.warned';
+}
+
+/** Bounded insertion-ordered collections: past `max`, the oldest entry goes. */
+function trim(c: Map<string, unknown> | Set<string>, max: number): void {
+  if (c.size <= max) return;
+  const oldest = c.keys().next().value;
+  if (oldest !== undefined) c.delete(oldest);
 }
 
 export function createEmailNotifier(config: EmailConfig, app: string, deps: EmailDeps): EmailNotifier {
@@ -139,6 +151,7 @@ export function createEmailNotifier(config: EmailConfig, app: string, deps: Emai
   const text = config.text ?? DEFAULT_TEXT;
   const recipients = new Map<string, { address: string; until: number }>();
   const mailed = new Set<string>();
+  const logins = new Map<string, NewLogin>();
   const queue: MailMessage[] = [];
   let sending: MailMessage | undefined;
   let closed = false;
@@ -183,6 +196,54 @@ export function createEmailNotifier(config: EmailConfig, app: string, deps: Emai
     idle?.();
   };
 
+  /** The message of an event, queued: one per new login, whichever of its events come. */
+  function build(e: SessionEvent): void {
+    if (closed) return;
+    const by = e.by?.sessionId;
+    const login: NewLogin = isAboutOther(e)
+      ? ((by !== undefined ? logins.get(by) : undefined) ?? {
+          sessionId: by,
+          ...(e.by?.userAgent !== undefined ? { userAgent: e.by.userAgent } : {}),
+        })
+      : loginOf(e);
+    if (login.sessionId !== undefined) {
+      if (mailed.has(login.sessionId)) return;
+      mailed.add(login.sessionId);
+      trim(mailed, MAX_MAILED);
+    }
+    const to = addressOf(e.user);
+    if (to === undefined || !ADDRESS.test(to)) {
+      deps.metrics.emailDeliveries.labels('no_recipient').inc();
+      log.warn(
+        { code: 'SG_ERR_EMAIL_NO_RECIPIENT', event: e.type, why: to === undefined ? 'unknown' : 'invalid' },
+        'no e-mail address for the user',
+      );
+      return;
+    }
+    if (queue.length >= config.maxQueue) {
+      deps.metrics.emailDeliveries.labels('dropped').inc();
+      log.error({ code: 'SG_ERR_EMAIL_QUEUE_FULL', max: config.maxQueue }, 'e-mail dropped: queue full');
+      return;
+    }
+    const values: MailValues = {
+      user: e.user,
+      device: login.userAgent !== undefined ? describeDevice(login.userAgent) : 'an unknown device',
+      place: login.place ?? 'an unknown place',
+      time: `${TIME.format(e.at)} UTC`,
+      app,
+      sessionsUrl: deps.sessionsUrl,
+      notMeUrl: deps.notMeLink(e)?.url ?? deps.sessionsUrl,
+    };
+    queue.push({
+      to,
+      subject: fill(config.subject, values, true),
+      text: fill(text, values, false),
+      html: deps.renderHtml(values, config.html),
+    });
+    count();
+    void pump();
+  }
+
   return {
     get pending() {
       return queue.length + (sending === undefined ? 0 : 1);
@@ -190,55 +251,19 @@ export function createEmailNotifier(config: EmailConfig, app: string, deps: Emai
     remember(user, address) {
       recipients.delete(user);
       recipients.set(user, { address, until: deps.now() + deps.recipientTtl });
-      if (recipients.size > MAX_RECIPIENTS) {
-        const oldest = recipients.keys().next().value;
-        if (oldest !== undefined) recipients.delete(oldest);
-      }
+      trim(recipients, MAX_RECIPIENTS);
     },
     enqueue(e) {
-      if (closed || !wanted.has(e.type)) return;
-      const login = newLoginOf(e);
-      // One message per new login, whichever of its events come (new device, superseded, ...).
-      if (login.sessionId !== undefined) {
-        if (mailed.has(login.sessionId)) return;
-        mailed.add(login.sessionId);
-        if (mailed.size > MAX_MAILED) {
-          const oldest = mailed.values().next().value;
-          if (oldest !== undefined) mailed.delete(oldest);
-        }
+      if (closed) return;
+      if ((e.type === 'session.created' || e.type === 'session.new_device') && e.sessionId !== undefined) {
+        logins.set(e.sessionId, loginOf(e));
+        trim(logins, MAX_LOGINS);
       }
-      const to = addressOf(e.user);
-      if (to === undefined || !ADDRESS.test(to)) {
-        deps.metrics.emailDeliveries.labels('no_recipient').inc();
-        log.warn(
-          { code: 'SG_ERR_EMAIL_NO_RECIPIENT', event: e.type, why: to === undefined ? 'unknown' : 'invalid' },
-          'no e-mail address for the user',
-        );
-        return;
-      }
-      const link = deps.notMeLink(e);
-      const values: MailValues = {
-        user: e.user,
-        device: login.userAgent !== undefined ? describeDevice(login.userAgent) : 'an unknown device',
-        place: login.place ?? 'an unknown place',
-        time: `${TIME.format(e.at)} UTC`,
-        app,
-        sessionsUrl: deps.sessionsUrl,
-        notMeUrl: link?.url ?? deps.sessionsUrl,
-      };
-      if (queue.length >= config.maxQueue) {
-        deps.metrics.emailDeliveries.labels('dropped').inc();
-        log.error({ code: 'SG_ERR_EMAIL_QUEUE_FULL', max: config.maxQueue }, 'e-mail dropped: queue full');
-        return;
-      }
-      queue.push({
-        to,
-        subject: fill(config.subject, values, true),
-        text: fill(text, values, false),
-        html: deps.renderHtml(values, config.html),
-      });
-      count();
-      void pump();
+      if (!wanted.has(e.type)) return;
+      // A login emits the ends of the sessions it superseded just before its own session.created, in
+      // the same tick: a microtask later, the new login's device and place are known.
+      if (isAboutOther(e)) queueMicrotask(() => build(e));
+      else build(e);
     },
     async close() {
       if (sending !== undefined) {
