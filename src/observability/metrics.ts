@@ -61,6 +61,9 @@ export const HELD_LOGIN_OUTCOMES = [
 ] as const;
 export type HeldLoginOutcome = (typeof HELD_LOGIN_OUTCOMES)[number];
 
+/** What became of a new-login e-mail (notify/email.ts): a fixed set. */
+export const EMAIL_RESULTS = ['sent', 'retried', 'failed', 'dropped', 'no_recipient'] as const;
+
 /** A counter the request path can bump with one field increment. */
 export interface Tally {
   inc(): void;
@@ -277,6 +280,8 @@ export class Metrics {
       labelNames: ['result'],
       registers: [registry],
     });
+    // Every result at 0 from the start, so a rate over a quiet replica is 0 rather than absent.
+    for (const r of EMAIL_RESULTS) this.emailDeliveries.labels(r).inc(0);
     this.emailQueue = new Gauge({
       name: 'sessiongate_email_queue',
       help: 'New-login e-mails waiting to be sent (the one being sent included).',
