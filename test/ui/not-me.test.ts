@@ -183,6 +183,8 @@ describe.each(stores)('the "not me" link (%s store)', (_name, storeOf) => {
       s.receiver.payloads.find((p) => p.type === 'session.not_me'),
     );
     expect(hook).toMatchObject({ user: 'alice', sessionId: second.payload.sessionId, reason: 'not-me' });
+    // Not a new login: no link of its own.
+    expect(hook.notMe).toBeUndefined();
 
     // Used: the page says so, and a POST with the same token changes nothing (a new login stays live).
     const later = await loginWithLink(s, 'alice');
@@ -277,6 +279,24 @@ describe.each(stores)('the "not me" link (%s store)', (_name, storeOf) => {
     // The refusals spent nothing: the real confirmation still works.
     expect((await confirm(link, csrf!)).status).toBe(200);
     expect(await status(s, token)).toBe(401);
+  });
+});
+
+describe('without notify.baseUrl', () => {
+  it('issues no links and serves no not-me page', async () => {
+    const r = await startReceiver();
+    const gw = await startGateway({
+      notify: { webhook: { url: `${r.url}/hook`, secret: WEBHOOK_SECRET, events: ['session.created'] } },
+    });
+    await gw.loginJson('judy');
+    const payload = await waitUntil('the webhook', () => r.payloads[0]);
+    expect(payload.type).toBe('session.created');
+    expect(payload.notMe).toBeUndefined();
+    const res = await fetch(`${gw.url}/.sessiongate/not-me/v1.a.b`, {
+      headers: { accept: 'application/json' },
+    });
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: string }).error).toBe('SG_ERR_NOT_FOUND');
   });
 });
 
