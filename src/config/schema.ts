@@ -723,6 +723,10 @@ export const configSchema = z
           .object({
             /** `smtp://host:port` or `smtps://host:port`; credentials as `smtp://${SMTP_USER}:${SMTP_PASSWORD}@host:587`. */
             smtp: smtpUrl,
+            /** SMTP user (`${SMTP_USER}`), instead of one in the URL: no URL-encoding needed. */
+            user: z.string().min(1).optional(),
+            /** SMTP password (`${SMTP_PASSWORD}`), with `user`. */
+            password: z.string().optional(),
             /** The sender, `Sessiongate <security@example.com>`. */
             from: z.string().min(3),
             /** The recipient: `json:<path>`, `jwt:<claim>`, `header:<name>` (read at login) or a template such as `{user}@example.com`. */

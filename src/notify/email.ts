@@ -94,9 +94,11 @@ export function smtpSender(config: EmailConfig): MailSender {
     host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
     ...(u.port !== '' ? { port: Number(u.port) } : {}),
     secure: u.protocol === 'smtps:',
-    ...(u.username !== ''
-      ? { auth: { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) } }
-      : {}),
+    ...(config.user !== undefined
+      ? { auth: { user: config.user, pass: config.password ?? '' } }
+      : u.username !== ''
+        ? { auth: { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) } }
+        : {}),
     connectionTimeout: config.timeout,
     greetingTimeout: config.timeout,
     socketTimeout: config.timeout,

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
+import type { ConfigInput } from '../../src/config/schema.js';
 import { freePort } from '../support/ports.js';
 import { startSilentServer, startSmtp } from '../support/smtp.js';
 import { postJson, startGateway, TEST_SECRET, UA, type TestGatewayConfig } from '../support/gateway.js';
@@ -14,9 +15,11 @@ import { listenApp, readBody } from '../support/upstreams.js';
 import { waitUntil } from '../support/wait.js';
 
 /** A gateway whose listener port is known before it starts, so `notify.baseUrl` can name it. */
+type EmailInput = NonNullable<NonNullable<ConfigInput['notify']>['email']>;
+
 async function gatewayWithMail(
   smtpPort: number,
-  email: Record<string, unknown>,
+  email: Omit<EmailInput, 'smtp' | 'from'>,
   more: TestGatewayConfig = {},
 ) {
   const port = await freePort();
@@ -146,6 +149,38 @@ describe('new-login e-mails', () => {
     expect(stored).toHaveLength(1);
     expect(JSON.stringify(stored)).not.toContain('private@mail');
     await app.close();
+  });
+
+  it('signs in to the SMTP server with notify.email.user and password (from the environment)', async () => {
+    const smtp = await startSmtp(0, { user: 'mailer', password: 'p@ss/word:with%odd' });
+    const { config } = parseConfig(
+      {
+        upstream: 'http://127.0.0.1:1',
+        secret: TEST_SECRET,
+        login: [{ match: 'POST /api/login', token: 'json:accessToken', user: 'json:user.id' }],
+        notify: {
+          baseUrl: 'http://127.0.0.1:1',
+          email: {
+            smtp: `smtp://127.0.0.1:${smtp.port}`,
+            user: '${SMTP_USER}',
+            password: '${SMTP_PASSWORD}',
+            from: 'a@example.test',
+            to: '{user}@example.test',
+          },
+        },
+      },
+      { SMTP_USER: 'mailer', SMTP_PASSWORD: 'p@ss/word:with%odd' },
+    );
+    const { gw } = await gatewayWithMail(smtp.port, {
+      to: '{user}@example.test',
+      events: ['session.created'],
+      user: config.notify.email!.user!,
+      password: config.notify.email!.password!,
+    });
+    await gw.loginJson('kim');
+    const [got] = await smtp.arrived(1);
+    expect(got!.rcptTo).toEqual(['kim@example.test']);
+    expect(smtp.logins).toEqual(['mailer']);
   });
 
   it('sends nothing, and says so, for a user whose login named no usable address', async () => {

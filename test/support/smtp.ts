@@ -17,20 +17,34 @@ export interface ReceivedMail {
 
 export interface TestSmtp {
   readonly port: number;
+  /** Users that signed in (with `auth`). */
+  readonly logins: string[];
   readonly received: ReceivedMail[];
   /** Resolves when `n` messages have arrived in all (at once if they have). */
   arrived(n: number): Promise<ReceivedMail[]>;
   close(): Promise<void>;
 }
 
-/** Starts an SMTP server on `port` (0: any free one). */
-export async function startSmtp(port = 0): Promise<TestSmtp> {
+/** Starts an SMTP server on `port` (0: any free one); with `auth`, it takes only that user (over plain SMTP). */
+export async function startSmtp(
+  port = 0,
+  auth?: { readonly user: string; readonly password: string },
+): Promise<TestSmtp> {
   const received: ReceivedMail[] = [];
+  const logins: string[] = [];
   const events = new EventEmitter();
   const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
+    authOptional: auth === undefined,
+    allowInsecureAuth: true,
+    disabledCommands: auth === undefined ? ['STARTTLS', 'AUTH'] : ['STARTTLS'],
     logger: false,
+    onAuth(a, _session, callback) {
+      if (auth !== undefined && a.username === auth.user && a.password === auth.password) {
+        logins.push(a.username);
+        return callback(null, { user: a.username });
+      }
+      callback(new Error('bad credentials'));
+    },
     onData(stream, session, callback) {
       simpleParser(stream)
         .then((mail) => {
@@ -49,6 +63,7 @@ export async function startSmtp(port = 0): Promise<TestSmtp> {
   onTestFinished(close);
   return {
     port: actual,
+    logins,
     received,
     async arrived(n) {
       while (received.length < n) await once(events, 'mail');
