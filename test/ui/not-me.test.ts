@@ -4,12 +4,10 @@
  * session of the user once; a used, expired, forged or other user's link gets a page that says so and
  * changes nothing; single use holds across two replicas of one Redis.
  */
-import { randomUUID } from 'node:crypto';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { WebhookPayload } from '../../src/notify/webhook.js';
 import { freePort } from '../support/ports.js';
-import { haveRedis, startRedis, type RedisHandle } from '../support/redis.js';
-import { needTool } from '../support/tools.js';
+import { suiteStores } from '../support/stores.js';
 import {
   bearer,
   get,
@@ -120,20 +118,11 @@ function confirm(link: string, csrf: string, headers: Record<string, string> = {
   });
 }
 
-type StoreConfig = NonNullable<TestGatewayConfig['store']>;
-let redis: RedisHandle | undefined;
-/** Each test its own key prefix on the one Redis, so users of one test are not another's. */
-const redisStore = (): StoreConfig => ({ url: redis!.url, keyPrefix: `nm-${randomUUID()}:` });
-const stores: [string, () => StoreConfig][] = [['memory', () => 'memory']];
-const withRedis = needTool('redis-server', 'redis-server', haveRedis());
-if (withRedis) stores.push(['redis', redisStore]);
+type StoreConfig = TestGatewayConfig['store'];
+/** Memory, and Redis when installed (each gateway its own key prefix: users of one test are not another's). */
+const stores = suiteStores();
 
-beforeAll(async () => {
-  if (withRedis) redis = await startRedis();
-  return () => redis?.stop();
-});
-
-describe.each(stores)('the "not me" link (%s store)', (_name, storeOf) => {
+describe.each(stores.cases)('the "not me" link ($name store)', ({ store: storeOf }) => {
   it("comes in the new login's webhook, on the configured origin, expiring after notify.notMe.ttl", async () => {
     const s = await setup(storeOf());
     const { payload, link } = await loginWithLink(s, 'alice');
@@ -300,9 +289,9 @@ describe('without notify.baseUrl', () => {
   });
 });
 
-describe.skipIf(!withRedis)('the "not me" link on two replicas of one Redis', () => {
+describe.skipIf(!stores.haveRedis)('the "not me" link on two replicas of one Redis', () => {
   it('works once across replicas: used on one, refused on the other', async () => {
-    const store = redisStore();
+    const store = stores.redisStore();
     const a = await setup(store);
     const b = await setup(store, {}, a.receiver);
     const { token, link } = await loginWithLink(a, 'ivan');
