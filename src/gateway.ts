@@ -210,6 +210,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     });
     events.on((e) => email?.enqueue(e));
   }
+  // Not a policy source: a login whose answer is not JSON must never be refused for an e-mail address,
+  // so a `json:` address is read only where the login rule reads the response JSON anyway.
   const emailTo = emailConfig?.to.kind === 'template' ? undefined : emailConfig?.to;
 
   const tokenIdOf = createTokenIdOf(config.secret, { memo: config.cache.tokenIdMemo });
@@ -219,7 +221,6 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   const policySources = [
     ...(groupsConfig ? [groupsConfig.from] : []),
     ...(seatsConfig ? [seatsConfig.key] : []),
-    ...(emailTo ? [emailTo] : []),
   ];
   const rules: TokenRule[] = [
     ...config.login.map((r, i) => compileLoginRule(r, i, paths, policySources)),

@@ -183,6 +183,50 @@ describe('new-login e-mails', () => {
     expect(smtp.logins).toEqual(['mailer']);
   });
 
+  it('never fails a login whose answer is not JSON for a json: address: it goes unmailed, counted', async () => {
+    const smtp = await startSmtp();
+    const app = await listenApp((req, res) => {
+      void readBody(req).then(() => {
+        const body = '<!doctype html><p>Redirecting to /app</p>';
+        res.writeHead(302, {
+          location: '/app',
+          'set-cookie': `sid=${randomBytes(18).toString('base64url')}; Path=/`,
+          'content-type': 'text/html',
+          'content-length': Buffer.byteLength(body),
+        });
+        res.end(body);
+      });
+    });
+    const { gw } = await gatewayWithMail(
+      smtp.port,
+      { to: 'json:user.email', events: ['session.created'] },
+      {
+        upstream: app.url,
+        tokens: ['cookie:sid'],
+        login: [
+          {
+            match: 'POST /login',
+            token: 'cookie:sid',
+            user: 'request.form:username',
+            success: { status: 302 },
+          },
+        ],
+      },
+    );
+    const res = await fetch(`${gw.url}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'username=lena',
+      redirect: 'manual',
+    });
+    expect(res.status).toBe(302);
+    expect(res.headers.getSetCookie()[0]).toMatch(/^sid=/);
+    await waitUntil('the missing address counted', async () => (await deliveries(gw, 'no_recipient')) === 1);
+    expect(await gw.gateway.sessions.listSessions('lena')).toHaveLength(1);
+    expect(smtp.received).toHaveLength(0);
+    await app.close();
+  });
+
   it('sends nothing, and says so, for a user whose login named no usable address', async () => {
     const smtp = await startSmtp();
     const { gw } = await gatewayWithMail(smtp.port, {
