@@ -115,6 +115,30 @@ export const ERRORS = {
   SG_ERR_WEBHOOK: { status: undefined, message: 'the webhook receiver could not be reached' },
   SG_ERR_WEBHOOK_GAVE_UP: { status: undefined, message: 'a webhook delivery was dropped' },
   SG_ERR_EVENT_LISTENER: { status: undefined, message: 'an event listener failed' },
+  // New-login e-mails (notify/email.ts) and the "not me" link (ui/not-me.ts).
+  SG_ERR_EMAIL: { status: undefined, message: 'an e-mail could not be sent; retried' },
+  SG_ERR_EMAIL_GAVE_UP: { status: undefined, message: 'an e-mail was dropped after its last attempt' },
+  SG_ERR_EMAIL_QUEUE_FULL: { status: undefined, message: 'an e-mail was dropped: the queue is full' },
+  SG_ERR_EMAIL_NO_RECIPIENT: { status: undefined, message: 'no usable e-mail address for the user' },
+  SG_ERR_NOT_ME_FORGED: {
+    status: 404,
+    message:
+      'This link is not valid. Nothing was changed. Open your sessions page to see where you are signed in.',
+  },
+  SG_ERR_NOT_ME_EXPIRED: {
+    status: 410,
+    message:
+      'This link has expired. Nothing was changed. Sign in and open your sessions page to end other sessions.',
+  },
+  SG_ERR_NOT_ME_USED: {
+    status: 410,
+    message:
+      'This link was used already: the account was signed out everywhere then. Nothing was changed now.',
+  },
+  SG_ERR_NOT_ME_OTHER_USER: {
+    status: 403,
+    message: 'This link is for another account than the one signed in here. Nothing was changed.',
+  },
 
   SG_ERR_CONFIG: { status: undefined, message: 'invalid configuration' },
 

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { createAdminServer, type Readiness } from './admin/server.js';
 import { DecisionCache } from './cache/decision-cache.js';
-import { shutdownGraceOf, type Config } from './config/schema.js';
+import { shutdownGraceOf, type Config, type UserSourceConfig } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { compileTrustedProxies } from './proxy/client-address.js';
@@ -22,7 +22,7 @@ import { createUserProbe, defaultPresentAs } from './proxy/probe.js';
 import { plainRejectionPage, Rejections, type RejectionPageRenderer } from './proxy/rejection.js';
 import { compileWatchedCookies } from './proxy/rotation-tap.js';
 import { createProxyServer, type ProxyServer, type SelfServiceHandler } from './proxy/server.js';
-import { SessionEvents } from './sessions/events.js';
+import { SessionEvents, type SessionEvent } from './sessions/events.js';
 import { SessionService } from './sessions/service.js';
 import type { SessionStore } from './store/contract.js';
 import { createStore } from './store/index.js';
@@ -30,6 +30,7 @@ import {
   compileLoginRule,
   compileLogoutRule,
   compileRefreshRule,
+  type Exchange,
   type TokenRule,
 } from './tokens/exchange.js';
 import { compileRequestTokenReader } from './tokens/request-token.js';
@@ -39,6 +40,10 @@ import { readTlsFiles, watchCertificates, type CertificateWatcher } from './tls.
 import { openGeoDatabase } from './geo/database.js';
 import { createAuditSink } from './notify/audit.js';
 import { createWebhookNotifier, type WebhookNotifier } from './notify/webhook.js';
+import { createEmailNotifier, type EmailNotifier } from './notify/email.js';
+import { createNotMeLinks, NOT_ME_PATH } from './notify/not-me-link.js';
+import { createNotMePage } from './ui/not-me.js';
+import { renderLoginMailHtml } from './ui/mail.js';
 import { createSelfService, renderRejectionPage } from './ui/self-service.js';
 import { createChoosePage } from './ui/choose.js';
 import { HeldLogins } from './proxy/held-logins.js';
@@ -180,11 +185,47 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     }
   });
   metrics.countLiveSessionsWith(() => sessions.countLive());
+  // "Not me" links of new-login e-mails and webhooks, on the configured origin (never a request's Host).
+  const baseUrl = config.notify.baseUrl;
+  const notMeLinks =
+    baseUrl === undefined
+      ? undefined
+      : createNotMeLinks({
+          secret: config.secret,
+          baseUrl,
+          prefix: config.selfService.prefix,
+          ttl: config.notify.notMe.ttl,
+          now,
+        });
+  const notMeLink = notMeLinks && ((e: SessionEvent) => notMeLinks.forEvent(e));
   let webhook: WebhookNotifier | undefined;
   if (config.notify.webhook) {
-    webhook = createWebhookNotifier(config.notify.webhook, { logger, metrics, now });
+    webhook = createWebhookNotifier(config.notify.webhook, {
+      logger,
+      metrics,
+      now,
+      ...(notMeLink && { notMeLink }),
+    });
     events.on((e) => webhook?.enqueue(e));
   }
+  const emailConfig = config.notify.email;
+  let email: EmailNotifier | undefined;
+  if (emailConfig && baseUrl !== undefined && notMeLink) {
+    email = createEmailNotifier(emailConfig, emailConfig.app ?? new URL(baseUrl).host, {
+      logger,
+      metrics,
+      now,
+      sessionsUrl: `${baseUrl}${config.selfService.prefix}sessions`,
+      notMeLink,
+      renderHtml: renderLoginMailHtml,
+      // An address read at login serves that login's events, a held one's (onLimit: ask) too.
+      recipientTtl: config.sessions.askTimeout + 60_000,
+    });
+    events.on((e) => email?.enqueue(e));
+  }
+  // Not a policy source: a login whose answer is not JSON must never be refused for an e-mail address,
+  // so a `json:` address is read only where the login rule reads the response JSON anyway.
+  const emailTo = emailConfig?.to.kind === 'template' ? undefined : emailConfig?.to;
 
   const tokenIdOf = createTokenIdOf(config.secret, { memo: config.cache.tokenIdMemo });
   const paths = { caseSensitive: config.routes.caseSensitive };
@@ -287,6 +328,22 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   // disabled (ask needs its choice page). Matched in order, before the sessions page.
   const reservedPages: { readonly prefix: string; readonly handler: SelfServiceHandler }[] = [];
   if (choosePage !== undefined) reservedPages.push({ prefix: choosePrefix, handler: choosePage });
+  if (notMeLinks !== undefined)
+    reservedPages.push({
+      prefix: `${prefix}${NOT_ME_PATH}`,
+      handler: createNotMePage({
+        sessions,
+        links: notMeLinks,
+        markers: store,
+        prefix,
+        logger,
+        now,
+        csrfKey: createHmac('sha256', config.secret).update('sessiongate:not-me-csrf').digest(),
+        trustedProxies,
+        ...(config.reject.redirect !== undefined ? { loginUrl: config.reject.redirect } : {}),
+        clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
+      }),
+    });
   const reservedHandler: SelfServiceHandler | undefined =
     reservedPages.length === 0
       ? selfService
@@ -342,6 +399,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         message: seatsConfig.message,
       },
       ask: holds && { holds, chooseUrl: (id: string) => `${choosePrefix}${id}` },
+      recipient: email && emailTo && recipientReader(emailTo, email),
     },
     timeouts: {
       keepAlive: config.timeouts.keepAlive,
@@ -486,9 +544,22 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       ]).catch(() => false);
       if (!drained) await upstream.destroy();
       await webhook?.close();
+      await email?.close();
       holds?.close();
       sessions.close();
       if (!deps.store) await store.close();
     },
+  };
+}
+
+/** notify.email.to of a login (a claim, JSON field or header of its response), handed to the notifier. */
+function recipientReader(
+  source: UserSourceConfig,
+  email: EmailNotifier,
+): (user: string, ex: Exchange, issued: readonly string[]) => void {
+  const read = compileAttributeReader(source);
+  return (user, ex, issued) => {
+    const r = read(ex, issued);
+    if (r.kind === 'names' && r.names.length === 1) email.remember(user, r.names[0] as string);
   };
 }

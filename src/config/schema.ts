@@ -300,6 +300,60 @@ export const WEBHOOK_EVENTS = [
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENTS)[number];
 
+/** The events an e-mail can be sent for: a new login, seen from the user's side. */
+export const EMAIL_EVENTS = [
+  'session.new_device',
+  'session.superseded',
+  'session.warned',
+  'session.created',
+] as const;
+
+/**
+ * Where a login's e-mail address is: read at login like `groups.from` (a claim of a JWT the app
+ * issued, a response JSON field or header), or a template of the user name (`{user}@example.com`).
+ */
+const emailRecipient = z.string().transform((v, ctx) => {
+  if (/^(jwt|json|header):/.test(v)) {
+    const read = loginAttributeSource.safeParse(v);
+    if (read.success) return read.data;
+  } else if (v.includes('{user}')) return { kind: 'template' as const, template: v };
+  ctx.addIssue({
+    code: 'custom',
+    message: `expected json:<path>, jwt:<claim>, header:<name> or a template with {user} such as "{user}@example.com", got ${JSON.stringify(v)}`,
+  });
+  return z.NEVER;
+});
+
+/** The proxied origin as users reach it (https; http only on a loopback address, for trials). */
+const publicOrigin = z.string().transform((v, ctx) => {
+  let u: URL | undefined;
+  try {
+    u = new URL(v);
+  } catch {
+    // Reported below.
+  }
+  const loopback = u !== undefined && /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(u.hostname);
+  if (u === undefined || !(u.protocol === 'https:' || (u.protocol === 'http:' && loopback))) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected the https:// origin users reach the app at (http:// only for localhost), got ${JSON.stringify(v)}`,
+    });
+    return z.NEVER;
+  }
+  if (u.pathname !== '/' || u.search !== '' || u.username !== '') {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected an origin without path, query or credentials, got ${JSON.stringify(v)}`,
+    });
+    return z.NEVER;
+  }
+  return u.origin;
+});
+
+const smtpUrl = z
+  .string()
+  .regex(/^smtps?:\/\/[^/]+(:\d+)?\/?$/, 'expected smtp://[user:password@]host:port or smtps://...');
+
 export const configSchema = z
   .object({
     /** Where the gateway listens: a port or "host:port". @default 8080 */
@@ -651,8 +705,71 @@ export const configSchema = z
           .optional(),
         /** Add `Sessiongate-Ended-Sessions: <n>` to login responses. @default true */
         loginHeader: z.boolean().default(true),
+        /**
+         * The origin users reach the app at (`https://app.example.com`), for the links of e-mails and
+         * webhooks: never the request's Host header, which a client chooses. Required with `email`.
+         */
+        baseUrl: publicOrigin.optional(),
+        /** The "not me" link of new-login e-mails and webhooks. */
+        notMe: z
+          .object({
+            /** How long a link works. @default 24h */
+            ttl: duration('notMe.ttl').default('24h'),
+          })
+          .strict()
+          .default({}),
+        /** New-login e-mails, sent by SMTP off the request path. */
+        email: z
+          .object({
+            /** `smtp://host:port` or `smtps://host:port`; credentials as `smtp://${SMTP_USER}:${SMTP_PASSWORD}@host:587`. */
+            smtp: smtpUrl,
+            /** SMTP user (`${SMTP_USER}`), instead of one in the URL: no URL-encoding needed. */
+            user: z.string().min(1).optional(),
+            /** SMTP password (`${SMTP_PASSWORD}`), with `user`. */
+            password: z.string().optional(),
+            /** The sender, `Sessiongate <security@example.com>`. */
+            from: z.string().min(3),
+            /** The recipient: `json:<path>`, `jwt:<claim>`, `header:<name>` (read at login) or a template such as `{user}@example.com`. */
+            to: emailRecipient,
+            /** Events e-mailed. @default [session.new_device, session.superseded] */
+            events: z
+              .array(
+                z.enum(EMAIL_EVENTS, {
+                  errorMap: () => ({ message: `expected one of ${EMAIL_EVENTS.join(', ')}` }),
+                }),
+              )
+              .min(1)
+              .default(['session.new_device', 'session.superseded']),
+            /** The app's name in messages ({app}). @default the host of notify.baseUrl */
+            app: z.string().min(1).optional(),
+            /** Subject template. @default New sign-in to {app} */
+            subject: z.string().min(1).default('New sign-in to {app}'),
+            /** Text body template (placeholders: {user} {device} {place} {time} {app} {sessionsUrl} {notMeUrl}). */
+            text: z.string().min(1).optional(),
+            /** HTML body template (placeholders as `text`, HTML-escaped). @default a short page with both links */
+            html: z.string().min(1).optional(),
+            /** Messages waiting to be sent; beyond it a new one is dropped and counted. @default 1000 */
+            maxQueue: z.number().int().min(1).default(1000),
+            /** Attempts per message. @default 8 */
+            attempts: z.number().int().min(1).max(30).default(8),
+            /** Wait before the first retry, doubled after each (at most 5m). @default 1s */
+            backoff: duration('email backoff').default('1s'),
+            /** Per SMTP connection step (connect, greeting, each command). @default 10s */
+            timeout: duration('email timeout').default('10s'),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
+      .superRefine((n, ctx) => {
+        if (n.email && !n.baseUrl)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['baseUrl'],
+            message:
+              'required with notify.email: the links of an e-mail need the origin users reach the app at',
+          });
+      })
       .default({}),
     /** A header a CDN sets with the client's location (e.g. cf-ipcountry). */
     locationHeader: z.string().optional(),
@@ -713,3 +830,5 @@ export type RedisStoreConfig = z.output<typeof redisStore>;
 export type LoginGroupsConfig = z.output<typeof loginGroups>;
 export type ListenAddress = { host: string; port: number };
 export type CookieHardenConfig = NonNullable<Config['cookies']['harden']>;
+export type EmailConfig = NonNullable<Config['notify']['email']>;
+export type EmailEventType = (typeof EMAIL_EVENTS)[number];

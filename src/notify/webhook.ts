@@ -7,6 +7,7 @@ import { describeDevice } from '../sessions/device.js';
 import type { SessionEvent, SessionEventType } from '../sessions/events.js';
 import { describePlace } from '../sessions/place.js';
 import type { Geo } from '../model.js';
+import type { NotMeLink } from './not-me-link.js';
 
 // The config's list of webhook events is the session event types, no more, no less: a compile error
 // here means WEBHOOK_EVENTS (config/schema.ts) and SessionEventType (sessions/events.ts) drifted apart.
@@ -58,6 +59,8 @@ export interface WebhookPayload {
     readonly device: string | null;
     readonly ip: string | null;
   } | null;
+  /** New-login events, with `notify.baseUrl`: the signed, single-use "not me" link (notify/not-me-link.ts). */
+  readonly notMe?: { readonly url: string; readonly expiresAt: string };
 }
 
 /**
@@ -116,7 +119,13 @@ function receiverOf(configured: string): { url: string; authorization: string | 
  */
 export function createWebhookNotifier(
   config: WebhookConfig,
-  deps: { logger: Logger; metrics: Metrics; now?: () => number; backoffBase?: number },
+  deps: {
+    logger: Logger;
+    metrics: Metrics;
+    now?: () => number;
+    backoffBase?: number;
+    notMeLink?: (event: SessionEvent) => NotMeLink | undefined;
+  },
 ): WebhookNotifier {
   const wanted = new Set(config.events);
   const { url, authorization } = receiverOf(config.url);
@@ -197,6 +206,7 @@ export function createWebhookNotifier(
       if (closed || !wanted.has(e.type)) return;
       const device = e.userAgent !== undefined ? describeDevice(e.userAgent) : null;
       const place = describePlace(e.geo, e.location) ?? null;
+      const notMe = deps.notMeLink?.(e);
       const payload: WebhookPayload = {
         id: randomUUID(),
         type: e.type,
@@ -219,6 +229,7 @@ export function createWebhookNotifier(
               device: e.by.userAgent ? describeDevice(e.by.userAgent) : null,
             }
           : null,
+        ...(notMe && { notMe: { url: notMe.url, expiresAt: new Date(notMe.expiresAt).toISOString() } }),
       };
       if (queue.length >= config.maxQueue) {
         queue.shift();

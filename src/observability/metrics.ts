@@ -61,6 +61,9 @@ export const HELD_LOGIN_OUTCOMES = [
 ] as const;
 export type HeldLoginOutcome = (typeof HELD_LOGIN_OUTCOMES)[number];
 
+/** What became of a new-login e-mail (notify/email.ts): a fixed set. */
+export const EMAIL_RESULTS = ['sent', 'retried', 'failed', 'dropped', 'no_recipient'] as const;
+
 /** A counter the request path can bump with one field increment. */
 export interface Tally {
   inc(): void;
@@ -113,6 +116,9 @@ export class Metrics {
   readonly upstreamErrors: Counter<'code'>;
   readonly webhookDeliveries: Counter<'result'>;
   readonly webhookQueue: Gauge;
+  /** New-login e-mails by result: sent, retried, failed, dropped (queue full), no_recipient. */
+  readonly emailDeliveries: Counter<'result'>;
+  readonly emailQueue: Gauge;
   readonly storeAvailable: Gauge;
   /** Set-Cookie headers whose attributes `cookies.harden` changed. */
   readonly cookiesHardened: Tally;
@@ -275,6 +281,19 @@ export class Metrics {
     this.webhookQueue = new Gauge({
       name: 'sessiongate_webhook_queue',
       help: 'Webhook deliveries pending.',
+      registers: [registry],
+    });
+    this.emailDeliveries = new Counter({
+      name: 'sessiongate_email_deliveries_total',
+      help: 'New-login e-mails by result: sent, retried (an attempt failed), failed (gave up), dropped (queue full), no_recipient.',
+      labelNames: ['result'],
+      registers: [registry],
+    });
+    // Every result at 0 from the start, so a rate over a quiet replica is 0 rather than absent.
+    for (const r of EMAIL_RESULTS) this.emailDeliveries.labels(r).inc(0);
+    this.emailQueue = new Gauge({
+      name: 'sessiongate_email_queue',
+      help: 'New-login e-mails waiting to be sent (the one being sent included).',
       registers: [registry],
     });
     this.storeAvailable = new Gauge({

@@ -49,6 +49,11 @@ export interface ExchangeTapDeps {
   /** sessions.seats.key: the tenant whose seat a login takes, and what a refusal for want of one says. */
   readonly seats?: (LoginAttribute & { readonly message: string }) | undefined;
   /**
+   * notify.email.to read at login (a JWT claim, JSON field or header of the response): the address goes
+   * straight to the e-mail notifier, never into the session or its events.
+   */
+  readonly recipient?: ((user: string, ex: Exchange, issued: readonly string[]) => void) | undefined;
+  /**
    * The cookie tap of an ordinary response (a live session's rotation, or anonymous cookies under
    * `unknownTokens: reject`): a response that is not a registered login
    * (failed, or of a refresh/logout that issues nothing) may still rotate the session cookie.
@@ -220,6 +225,7 @@ export function exchangeTap(
     if (tenants === null) return;
     // A tenant is one name: an array of several is as unreadable as a number.
     const tenant = tenants?.length === 1 ? tenants[0] : undefined;
+    deps.recipient?.(user, ex, tokens);
     const location = deps.locationHeader ? scope.req.headers[deps.locationHeader] : undefined;
     const reportOnly = deps.mode === 'report-only';
     if (fixated && deps.fixation?.judge(rule, scope, user, reportOnly) === true) {

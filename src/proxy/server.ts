@@ -71,6 +71,8 @@ export interface ProxyOptions {
     readonly seats?: (LoginAttribute & { readonly message: string }) | undefined;
     /** onLimit: ask: the held logins and the URL of a hold's choice. */
     readonly ask?: ExchangeTapDeps['ask'];
+    /** notify.email.to, read at each login. */
+    readonly recipient?: ExchangeTapDeps['recipient'];
   };
   readonly timeouts: {
     readonly keepAlive: number;
@@ -161,6 +163,7 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
       groups: o.login.groups,
       seats: o.login.seats,
       ask: o.login.ask,
+      recipient: o.login.recipient,
     },
   };
   // The rule kind is switched on here, once: each request then calls its route's handler.

@@ -139,6 +139,13 @@ export interface SessionStore {
    * them pass. Never applies to an id that belongs to a session.
    */
   rememberAnonymous(tokenIds: readonly string[], ttl: number): Promise<void>;
+  /**
+   * Marks `key` used for `ttl` milliseconds, atomically: true for the one call that marked it, false
+   * while it is marked already (single-use links: a "not me" link works once, on any replica).
+   */
+  markUsed(key: string, ttl: number): Promise<boolean>;
+  /** Whether `key` is marked used (a read that marks nothing: the page a GET of a used link shows). */
+  isUsed(key: string): Promise<boolean>;
   /** Records activity (off the request path; at most once per interval per session). */
   touch(user: string, sessionId: string, at: number): Promise<void>;
   /**

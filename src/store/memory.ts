@@ -69,6 +69,8 @@ export class MemorySessionStore implements SessionStore {
   /** tokenId -> when it stops being remembered; insertion order is age order. */
   readonly #anonymous = new Map<string, number>();
   readonly #maxAnonymous: number;
+  /** Single-use markers (`markUsed`) -> when they are forgotten; insertion order is age order. */
+  readonly #used = new Map<string, number>();
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#now = options.now ?? Date.now;
@@ -160,6 +162,30 @@ export class MemorySessionStore implements SessionStore {
     }
   }
 
+  async markUsed(key: string, ttl: number): Promise<boolean> {
+    // Checked and set with no await between: two concurrent calls cannot both win.
+    if (this.#usedNow(key)) return false;
+    this.#used.set(key, this.#now() + ttl);
+    // Bounded like the anonymous ids: a flood of markers forgets the oldest first.
+    if (this.#used.size > this.#maxAnonymous) {
+      const oldest = this.#used.keys().next().value;
+      if (oldest !== undefined) this.#used.delete(oldest);
+    }
+    return true;
+  }
+
+  async isUsed(key: string): Promise<boolean> {
+    return this.#usedNow(key);
+  }
+
+  #usedNow(key: string): boolean {
+    const until = this.#used.get(key);
+    if (until === undefined) return false;
+    if (until > this.#now()) return true;
+    this.#used.delete(key);
+    return false;
+  }
+
   async lookup(tokenId: string): Promise<TokenLookup | undefined> {
     const ref = this.#tokens.get(tokenId);
     if (!ref) return undefined;
@@ -240,6 +266,7 @@ export class MemorySessionStore implements SessionStore {
     for (const [t, until] of this.#dead) if (until <= now) this.#dead.delete(t);
     for (const [t, until] of this.#anonymous) if (until <= now) this.#anonymous.delete(t);
     this.history.sweep(now);
+    for (const [k, until] of this.#used) if (until <= now) this.#used.delete(k);
   }
 
   /**

@@ -258,6 +258,20 @@ export class RedisSessionStore implements SessionStore {
     );
   }
 
+  /** SET NX PX: one command, atomic on every replica's Redis (a plain key: any Cluster slot will do). */
+  async markUsed(key: string, ttl: number): Promise<boolean> {
+    const px = Math.max(1, Math.ceil(ttl));
+    const reply = await this.#conn.call('markUsed', () =>
+      this.#conn.client.set(this.#usedKey(key), '1', 'PX', px, 'NX'),
+    );
+    return reply === 'OK';
+  }
+
+  async isUsed(key: string): Promise<boolean> {
+    const n = await this.#conn.call('isUsed', () => this.#conn.client.exists(this.#usedKey(key)));
+    return n === 1;
+  }
+
   async addTokens(
     user: string,
     sessionId: string,
@@ -366,6 +380,10 @@ export class RedisSessionStore implements SessionStore {
   /** The user's one hash; the tag in braces keeps it in its own Cluster slot. */
   #userKey(tag: string): string {
     return `${this.#prefix}${LAYOUT}u:{${tag}}`;
+  }
+
+  #usedKey(key: string): string {
+    return `${this.#prefix}${LAYOUT}used:${key}`;
   }
 
   #indexKey(tokenId: string): string {

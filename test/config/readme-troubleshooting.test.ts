@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LOGIN_OUTCOMES, Metrics, REQUEST_OUTCOMES } from '../../src/observability/metrics.js';
+import { EMAIL_RESULTS, LOGIN_OUTCOMES, Metrics, REQUEST_OUTCOMES } from '../../src/observability/metrics.js';
 
 const root = join(import.meta.dirname, '../..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -68,6 +68,7 @@ describe("the README's troubleshooting table", () => {
 const LABELS: Record<string, Record<string, readonly string[]>> = {
   sessiongate_requests_total: { outcome: REQUEST_OUTCOMES },
   sessiongate_logins_total: { outcome: LOGIN_OUTCOMES },
+  sessiongate_email_deliveries_total: { result: EMAIL_RESULTS },
 };
 
 describe("the README's metrics", () => {

@@ -713,6 +713,31 @@ export function describeStoreContract(
       });
     });
 
+    it('marks a key used once: the first markUsed wins, later ones are refused, isUsed marks nothing', async () => {
+      const h = await setup();
+      const key = `not-me:${randomUUID()}`;
+      const other = `not-me:${randomUUID()}`;
+      expect(await h.store.isUsed(key)).toBe(false);
+      expect(await h.store.isUsed(key)).toBe(false);
+      const first = await Promise.all([h.store.markUsed(key, HOUR), h.store.markUsed(key, HOUR)]);
+      expect(first.sort()).toEqual([false, true]);
+      expect(await h.store.markUsed(key, HOUR)).toBe(false);
+      expect(await h.store.isUsed(key)).toBe(true);
+      expect(await h.store.isUsed(other)).toBe(false);
+      expect(await h.store.markUsed(other, HOUR)).toBe(true);
+    });
+
+    it('forgets a used marker after its ttl', async () => {
+      const h = await setup();
+      const key = `not-me:${randomUUID()}\n{odd}`;
+      expect(await h.store.markUsed(key, 100)).toBe(true);
+      expect(await h.store.isUsed(key)).toBe(true);
+      // The memory store follows its clock, Redis its own (real) time.
+      h.clock.value += 200;
+      await vi.waitFor(async () => expect(await h.store.isUsed(key)).toBe(false), DELIVERY);
+      expect(await h.store.markUsed(key, HOUR)).toBe(true);
+    });
+
     it('stores arbitrary session ids and token ids', async () => {
       const h = await setup();
       const odd = `x\n|}{"\\${randomUUID()}\ud800`;
