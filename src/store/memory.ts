@@ -4,6 +4,7 @@ import { MemorySeats } from './memory-seats.js';
 import type {
   Invalidation,
   InvalidationListener,
+  SessionChange,
   SessionCommit,
   SessionRecord,
   TokenLookup,
@@ -110,6 +111,14 @@ export class MemorySessionStore implements SessionStore {
       invalidated.push(...s.tokenIds);
       if (s.tokenIds.length > 0) ended.push(record);
     }
+    const changed: SessionChange[] = [];
+    for (const w of change.warn ?? []) {
+      const s = entry.sessions.get(w.sessionId);
+      if (!s || s.state !== 'live') continue;
+      const { warning: _previous, ...unmarked } = s;
+      entry.sessions.set(s.id, w.warning === null ? unmarked : { ...unmarked, warning: w.warning });
+      changed.push({ sessionId: s.id, tokenIds: s.tokenIds });
+    }
     if (change.create) {
       entry.sessions.set(change.create.id, change.create);
       const ref = { user: change.user, sessionId: change.create.id, expiresAt: change.create.expiresAt };
@@ -120,7 +129,12 @@ export class MemorySessionStore implements SessionStore {
       }
     }
     entry.version = version + 1;
-    if (invalidated.length > 0) this.#publish({ tokenIds: invalidated, ended });
+    if (invalidated.length > 0 || changed.length > 0)
+      this.#publish({
+        tokenIds: invalidated,
+        ...(ended.length > 0 ? { ended } : {}),
+        ...(changed.length > 0 ? { changed } : {}),
+      });
   }
 
   async find(tokenId: string): Promise<TokenLookup | 'anonymous' | 'dead' | undefined> {
