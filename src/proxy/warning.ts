@@ -26,12 +26,7 @@ export function compileWarningGate(deps: WarningGateDeps): WarningGate {
     return (scope, warning) => {
       if (isTopLevelNavigation(scope.req.method, scope.req.headers))
         logger.info(
-          {
-            event: 'session_warning_page',
-            sessionId: scope.decision?.session?.id,
-            login: warning.sessionId,
-            reportOnly: true,
-          },
+          { event: 'warning_page', sessionId: scope.decision?.session?.id, reportOnly: true },
           'would show the warning page (report-only)',
         );
       scope.handler.handle(scope);

@@ -188,7 +188,7 @@ export function createWarningPage(o: WarningPageOptions): (scope: SelfServiceReq
       const cleared =
         login !== undefined && (await o.sessions.acknowledgeWarning(session.user, session.id, login));
       o.logger.info(
-        { event: 'session_warning_answered', answer: 'continue', sessionId: session.id, login, cleared },
+        { event: 'warning_answered', answer: 'continue', sessionId: session.id, login, cleared },
         'warning answered: it was me',
       );
       if (wantsJson(req)) return sendJson(res, 200, { continued: true, cleared, next });
@@ -202,7 +202,7 @@ export function createWarningPage(o: WarningPageOptions): (scope: SelfServiceReq
       userAgent: req.headers['user-agent'] ?? '',
     });
     o.logger.info(
-      { event: 'session_warning_answered', answer: 'sign-out', sessionId: session.id, ended: ended.length },
+      { event: 'warning_answered', answer: 'sign-out', sessionId: session.id, ended: ended.length },
       'warning answered: it was not me',
     );
     // This browser's own session ended with the others: what it keeps of it (a SPA's stored token) goes too.

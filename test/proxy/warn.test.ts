@@ -247,7 +247,7 @@ for (const { name, store } of stores) {
       const again = await get(`${gw.url}${PAGE}?next=%2Fapp`, { ...NAVIGATE, ...cookie(laptop.sid) });
       expect(again.status).toBe(303);
       expect(again.headers.get('location')).toBe('/app');
-      expect(gw.logs.lines().filter((l) => l.event === 'session_warning_answered')).toHaveLength(1);
+      expect(gw.logs.lines().filter((l) => l.event === 'warning_answered')).toHaveLength(1);
 
       clock.advance(60_000);
       await form(gw, 'alice', { 'user-agent': UA.safariIphone });
@@ -405,9 +405,7 @@ for (const { name, store } of stores) {
       const nav = await get(`${gw.url}/app`, { ...NAVIGATE, ...cookie(laptop.sid) });
       expect(nav.status).toBe(200);
       expect(nav.headers.get('sessiongate-warning')).toBeNull();
-      expect(gw.logs.lines().filter((l) => l.event === 'session_warning_page' && l.reportOnly)).toHaveLength(
-        1,
-      );
+      expect(gw.logs.lines().filter((l) => l.event === 'warning_page' && l.reportOnly)).toHaveLength(1);
       const api = await get(`${gw.url}/api/orders`, cookie(laptop.sid));
       expect(api.headers.get('sessiongate-warning')).toBeNull();
     });
