@@ -26,8 +26,8 @@ export function compileWarningGate(deps: WarningGateDeps): WarningGate {
     return (scope, warning) => {
       if (isTopLevelNavigation(scope.req.method, scope.req.headers))
         logger.info(
-          { event: 'warning_page', sessionId: scope.decision?.session?.id, reportOnly: true },
-          'would show the warning page (report-only)',
+          { event: 'warning_page', sessionId: scope.decision?.session?.id, login: warning.sessionId },
+          'would show the warning page (report-only, passed)',
         );
       scope.handler.handle(scope);
     };

@@ -510,13 +510,6 @@ export class SessionService {
       const reasons = new Map(decision.end.map((e) => [e.sessionId, e.reason]));
       this.#recordEnded(all, now, 'login', session.tokenIds, replacesSessionId, reasons);
       this.#cacheLive(session.tokenIds, session, now);
-      const warned = this.#recordWarned(
-        snapshot.live,
-        decision.warn?.sessionIds ?? [],
-        warning,
-        decision.warn?.reason,
-        endedBy,
-      );
       const replaced = all.find((s) => s.id === replacesSessionId);
       const ended = all.filter((s) => s.id !== replacesSessionId);
       this.events.emit({
@@ -529,6 +522,14 @@ export class SessionService {
         ...(input.location ? { location: input.location } : {}),
         ended: ended.filter((s) => s.state === 'superseded').length,
       });
+      // After session.created: the warned sessions go on (the ended ones were reported before it).
+      const warned = this.#recordWarned(
+        snapshot.live,
+        decision.warn?.sessionIds ?? [],
+        warning,
+        decision.warn?.reason,
+        endedBy,
+      );
       const loggedOut = otherUsers && (await this.#logOutReplacedUser(otherUsers, endedBy));
       return {
         kind: 'created',

@@ -8,7 +8,7 @@
  * warned browser on A).
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import {
   bearer,
@@ -22,6 +22,7 @@ import {
   type TestGateway,
 } from '../support/gateway.js';
 import { TEST_LOGIN_RULES } from '../support/login-rules.js';
+import { listenApp, readBody } from '../support/upstreams.js';
 import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
 import { needTool } from '../support/tools.js';
 
@@ -405,9 +406,47 @@ for (const { name, store } of stores) {
       const nav = await get(`${gw.url}/app`, { ...NAVIGATE, ...cookie(laptop.sid) });
       expect(nav.status).toBe(200);
       expect(nav.headers.get('sessiongate-warning')).toBeNull();
-      expect(gw.logs.lines().filter((l) => l.event === 'warning_page' && l.reportOnly)).toHaveLength(1);
+      expect(
+        gw.logs.lines().filter((l) => l.event === 'warning_page' && typeof l.login === 'string'),
+      ).toHaveLength(1);
       const api = await get(`${gw.url}/api/orders`, cookie(laptop.sid));
       expect(api.headers.get('sessiongate-warning')).toBeNull();
+    });
+
+    it('sends session.warned to the webhook, by the new login, and counts it as warned, not ended', async () => {
+      const received: Record<string, unknown>[] = [];
+      let arrived: () => void = () => {};
+      const delivered = new Promise<void>((r) => (arrived = r));
+      const receiver = await listenApp((req, res) => {
+        void readBody(req).then((b) => {
+          received.push(JSON.parse(b.toString()) as Record<string, unknown>);
+          res.end('ok');
+          arrived();
+        });
+      });
+      onTestFinished(() => receiver.close());
+      const gw = await gateway(
+        {},
+        { notify: { webhook: { url: receiver.url, secret: 'w'.repeat(32), events: ['session.warned'] } } },
+      );
+      await form(gw, 'alice', { 'user-agent': UA.firefoxLinux });
+      const firstId = await newest(gw, 'alice');
+      await form(gw, 'alice', { 'user-agent': UA.chromeWindows });
+      const secondId = await newest(gw, 'alice');
+      await delivered;
+      expect(received).toHaveLength(1);
+      expect(received[0]).toMatchObject({
+        type: 'session.warned',
+        user: 'alice',
+        sessionId: firstId,
+        device: 'Firefox on Linux',
+        reason: 'warned',
+        by: { sessionId: secondId, device: 'Chrome on Windows' },
+        text: 'Session on Firefox on Linux was warned of a new login from Chrome on Windows past the session limit',
+      });
+      const metrics = await (await gw.admin('/metrics')).text();
+      expect(metrics).toContain('sessiongate_policy_outcomes_total{outcome="warned",reason="limit"} 1');
+      expect(metrics).not.toMatch(/sessiongate_sessions_ended_total\{reason="warned"\}/);
     });
 
     it('leaves reject-new as it was: the login past the limit is refused and nobody is warned', async () => {
