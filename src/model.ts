@@ -121,7 +121,7 @@ export interface SessionChange {
   readonly tokenIds: readonly string[];
 }
 
-/** Published to every replica when tokens stop being live. */
+/** Published to every replica when tokens stop being live, or a live session's record changes. */
 export interface Invalidation {
   readonly tokenIds: readonly string[];
   /**
