@@ -23,8 +23,9 @@ import {
 } from '../support/gateway.js';
 import { TEST_LOGIN_RULES } from '../support/login-rules.js';
 import { listenApp, readBody } from '../support/upstreams.js';
-import { haveRedis, startRedis, waitUntil, type RedisHandle } from '../support/redis.js';
+import { haveRedis, startRedis, type RedisHandle } from '../support/redis.js';
 import { needTool } from '../support/tools.js';
+import { waitUntil } from '../support/wait.js';
 
 const redisServer = needTool('redis-server', 'redis-server', haveRedis());
 let redis: RedisHandle | undefined;
