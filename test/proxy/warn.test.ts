@@ -8,6 +8,8 @@
  * warned browser on A).
  */
 import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import {
@@ -21,7 +23,7 @@ import {
   UA,
   type TestGateway,
 } from '../support/gateway.js';
-import { TEST_LOGIN_RULES } from '../support/login-rules.js';
+import { JSON_LOGIN_RULE, TEST_LOGIN_RULES } from '../support/login-rules.js';
 import { listenApp, readBody } from '../support/upstreams.js';
 import { haveRedis, startRedis, type RedisHandle } from '../support/redis.js';
 import { needTool } from '../support/tools.js';
@@ -448,6 +450,70 @@ for (const { name, store } of stores) {
       const metrics = await (await gw.admin('/metrics')).text();
       expect(metrics).toContain('sessiongate_policy_outcomes_total{outcome="warned",reason="limit"} 1');
       expect(metrics).not.toMatch(/sessiongate_sessions_ended_total\{reason="warned"\}/);
+    });
+
+    it("keeps a warned session's open stream flowing: a warning revokes nothing", async () => {
+      let n = 0;
+      let feed: ServerResponse | undefined;
+      let opened: () => void = () => {};
+      const open = new Promise<void>((r) => (opened = r));
+      const app = await listenApp((req, res) => {
+        void readBody(req).then(() => {
+          if (req.url === '/api/login') {
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(
+              JSON.stringify({
+                accessToken: `t-${++n}-${randomBytes(4).toString('hex')}`,
+                user: { id: 'sam' },
+              }),
+            );
+            return;
+          }
+          if (req.url === '/feed') {
+            res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+            res.write('{"i":1}\n');
+            feed = res;
+            opened();
+            return;
+          }
+          res.end('{}');
+        });
+      });
+      onTestFinished(() => app.close());
+      const gw = await startGateway({
+        upstream: app.url,
+        login: [JSON_LOGIN_RULE],
+        store: store(),
+        sessions: { limit: 1, onLimit: 'warn' },
+      });
+      await waitUntil('the store', () => gw.gateway.isReady());
+      const token = async () =>
+        ((await (await postJson(`${gw.url}/api/login`, {})).json()) as { accessToken: string }).accessToken;
+      const first = await token();
+      const stream = await request(`${gw.url}/feed`, { headers: bearer(first) });
+      await open;
+      let text = '';
+      let got: (line: string) => void = () => {};
+      const lines = (async () => {
+        for await (const c of stream.body) {
+          text += String(c);
+          got(text);
+        }
+      })();
+      await token();
+      // This replica has the mark (its next request says so); the stream is still the app's.
+      await waitUntil('the warning on this replica', async () =>
+        (await get(`${gw.url}/api/x`, bearer(first))).headers.get('sessiongate-warning'),
+      );
+      const second = new Promise<void>((r) => (got = (t) => t.includes('{"i":2}') && r()));
+      feed?.write('{"i":2}\n');
+      await second;
+      feed?.end();
+      await lines;
+      expect(text).toBe('{"i":1}\n{"i":2}\n');
+      expect(
+        await gw.gateway.metrics.registry.getSingleMetricAsString('sessiongate_connections_closed_total'),
+      ).not.toContain('kind="stream"');
     });
 
     it('leaves reject-new as it was: the login past the limit is refused and nobody is warned', async () => {
