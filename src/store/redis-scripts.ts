@@ -171,8 +171,13 @@ for i = 16, #ARGV, 3 do
   j = j + 3
   if ARGV[i + 1] == 'w' then
     if state == 'live' and not dropped[sid] and not done[sid] then
-      writes[#writes + 1] = 'w|' .. sid
-      writes[#writes + 1] = ARGV[i + 2]
+      -- A cleared mark leaves no field behind.
+      if ARGV[i + 2] == '' then
+        redis.call('HDEL', h, 'w|' .. sid)
+      else
+        writes[#writes + 1] = 'w|' .. sid
+        writes[#writes + 1] = ARGV[i + 2]
+      end
       changed[#changed + 1] = '{"id":' .. sid .. ',"t":[' .. (string.gsub(t, '\\n', ',')) .. ']}'
     end
   -- Only a live session ends; ending a tombstone again keeps its first reason.
