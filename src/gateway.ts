@@ -46,6 +46,8 @@ import { createNotMePage } from './ui/not-me.js';
 import { renderLoginMailHtml } from './ui/mail.js';
 import { createSelfService, renderRejectionPage } from './ui/self-service.js';
 import { createChoosePage } from './ui/choose.js';
+import { createWarningPage, WARNING_PATH } from './ui/warning.js';
+import { compileWarningGate } from './proxy/warning.js';
 import { HeldLogins } from './proxy/held-logins.js';
 import { sendError } from './errors.js';
 
@@ -169,16 +171,23 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
   const audit = createAuditSink(logger);
   events.on(audit);
   events.on((e) => {
+    // A warned session (onLimit: warn) goes on: not an end.
+    const warned = e.type === 'session.warned';
     if (
       e.type !== 'session.created' &&
       e.type !== 'request.rejected' &&
       e.type !== 'session.refused' &&
-      e.type !== 'session.new_device'
+      e.type !== 'session.new_device' &&
+      // One announcement of a "not me": its sessions' own session.ended were counted.
+      e.type !== 'session.not_me' &&
+      !warned
     )
       metrics.sessionsEnded.labels(String(e.reason ?? e.type)).inc();
     // Policy reasons are a fixed set (PolicyReason), never a user or group name.
     if (e.policy !== undefined)
-      metrics.policyOutcomes.labels(e.type === 'session.refused' ? 'refused' : 'ended', e.policy).inc();
+      metrics.policyOutcomes
+        .labels(e.type === 'session.refused' ? 'refused' : warned ? 'warned' : 'ended', e.policy)
+        .inc();
     if (e.type === 'session.new_device') {
       if (e.newDevice) metrics.unfamiliarLogins.device.inc();
       if (e.newLocation) metrics.unfamiliarLogins.location.inc();
@@ -344,6 +353,23 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
       }),
     });
+  // onLimit: warn: the page a warned session's navigation is sent to, and its answers.
+  const warnings = config.sessions.onLimit === 'warn';
+  if (warnings)
+    reservedPages.push({
+      prefix: `${prefix}${WARNING_PATH}`,
+      handler: createWarningPage({
+        sessions,
+        prefix,
+        logger,
+        now,
+        csrfKey: createHmac('sha256', config.secret).update('sessiongate:warning-csrf').digest(),
+        trustedProxies,
+        ...(config.reject.redirect !== undefined ? { loginUrl: config.reject.redirect } : {}),
+        clearSiteData: clearSiteDataHeader(config.reject.clearSiteData),
+        rejectionMessage: (code) => rejections.message(code),
+      }),
+    });
   const reservedHandler: SelfServiceHandler | undefined =
     reservedPages.length === 0
       ? selfService
@@ -407,6 +433,7 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       request: config.timeouts.body,
     },
     selfService: reservedHandler && { prefix, handler: reservedHandler },
+    warnings: warnings ? compileWarningGate({ prefix, mode: config.mode, logger }) : undefined,
     // Request outcomes are observability's, not session events: straight to the audit log and webhook.
     record: (event) => {
       try {

@@ -23,6 +23,22 @@ export interface Geo {
   readonly city?: string;
 }
 
+/**
+ * `onLimit: warn`: the mark a login past the limit leaves on each other live session of its user, naming
+ * that login. Small and shown as is (the warning page, the `Sessiongate-Warning` header), so it is kept
+ * in the cached decision too: a device label and a place, never the login's address or User-Agent.
+ */
+export interface SessionWarning {
+  /** The new login's session id. */
+  readonly sessionId: string;
+  /** Epoch milliseconds of the login. */
+  readonly at: number;
+  /** describeDevice of its User-Agent: "Chrome on Windows". */
+  readonly device: string;
+  /** describePlace of its location: "Berlin, DE"; unset when unknown. */
+  readonly place?: string;
+}
+
 export interface SessionRecord {
   readonly id: string;
   readonly user: string;
@@ -51,6 +67,8 @@ export interface SessionRecord {
   readonly tokenIds: readonly string[];
   /** How many of `tokenIds`, from the first, the login issued. @default 0 */
   readonly pinned?: number;
+  /** `onLimit: warn`: the latest login past the limit this live session has not answered yet. */
+  readonly warning?: SessionWarning;
 }
 
 /**
@@ -98,11 +116,25 @@ export interface SessionCommit {
   readonly create?: SessionRecord;
   /** Live sessions to end. */
   readonly end: readonly SessionEnd[];
+  /** `onLimit: warn`: live sessions to mark with a warning, or (null) whose mark to clear. */
+  readonly warn?: readonly SessionWarn[];
   /** Epoch milliseconds of the change. */
   readonly at: number;
 }
 
-/** Published to every replica when tokens stop being live. */
+export interface SessionWarn {
+  readonly sessionId: string;
+  readonly warning: SessionWarning | null;
+}
+
+/** A live session whose record changed without ending it (a warning set or cleared). */
+export interface SessionChange {
+  readonly sessionId: string;
+  /** The token ids its record lists. */
+  readonly tokenIds: readonly string[];
+}
+
+/** Published to every replica when tokens stop being live, or a live session's record changes. */
 export interface Invalidation {
   readonly tokenIds: readonly string[];
   /**
@@ -110,6 +142,12 @@ export interface Invalidation {
    * dropped from a live one): receivers turn their cached tokens into tombstones without a store read.
    */
   readonly ended?: readonly SessionRecord[];
+  /**
+   * Live sessions whose record changed (`onLimit: warn` marks): receivers stop trusting what they cached
+   * of them and read the store again at the next request. Nothing is revoked (their tokens are not in
+   * `tokenIds`).
+   */
+  readonly changed?: readonly SessionChange[];
 }
 
 export interface InvalidationListener {

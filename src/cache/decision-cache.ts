@@ -16,6 +16,7 @@ function isProvisional(state: Decision['state']): boolean {
 function sameRecord(a: CachedSession, b: SessionRecord | CachedSession): boolean {
   if (a === b) return true;
   if (a.id !== b.id || a.state !== b.state || a.endedAt !== b.endedAt || a.pinned !== b.pinned) return false;
+  if (a.warning?.sessionId !== b.warning?.sessionId) return false;
   const n = a.tokenIds.length;
   if (n !== b.tokenIds.length) return false;
   for (let i = 0; i < n; i++) if (a.tokenIds[i] !== b.tokenIds[i]) return false;
@@ -50,8 +51,8 @@ export interface Decision {
   session: CachedSession | undefined;
   /** When the store was read (clock milliseconds). */
   readonly fetchedAt: number;
-  /** The cache epoch at fill; a live entry from an older epoch is not trusted. */
-  readonly epoch: number;
+  /** The cache epoch at fill; a live entry from an older epoch is not trusted (`refresh` sets -1). */
+  epoch: number;
   /** Last activity seen (here or in the store); kept across refills of the same session. */
   lastSeenAt: number;
   /** Last activity written to the store. */
@@ -174,6 +175,20 @@ export class DecisionCache {
       if (ticket) ticket.voided = true;
       const d = this.#lru.peek(id);
       if (d !== undefined && isProvisional(d.state)) this.#lru.delete(id);
+    }
+  }
+
+  /**
+   * These tokens' sessions changed without ending (a warning set or cleared): their live entries are no
+   * longer trusted, so the next request reads the store, but stay for `peek` (their activity carries
+   * over to the refill); reads in flight are voided.
+   */
+  refresh(tokenIds: readonly string[]): void {
+    for (const id of tokenIds) {
+      const ticket = this.#pending.get(id);
+      if (ticket) ticket.voided = true;
+      const d = this.#lru.peek(id);
+      if (d !== undefined && d.state === 'live') d.epoch = -1;
     }
   }
 

@@ -329,7 +329,9 @@ function policyLines(config: Config): string[] {
             ? 'replace-least-recent (the session used longest ago ends)'
             : s.onLimit === 'ask'
               ? `ask (the login is held up to ${formatDuration(s.askTimeout)} while the user chooses a session to end)`
-              : 'reject-new (the login is refused, 409)'
+              : s.onLimit === 'warn'
+                ? 'warn (the login is let in; every other session of the user is warned, and ends only if the user says it was not them)'
+                : 'reject-new (the login is refused, 409)'
       }`,
       `idle timeout ${formatDuration(s.idleTimeout)}, max age ${formatDuration(s.maxAge)}`,
     ]),

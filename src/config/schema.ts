@@ -428,10 +428,12 @@ export const configSchema = z
          * `replace-oldest` ends the oldest login; `replace-least-recent` the session used longest ago (the
          * last activity the store holds); `reject-new` refuses the new login with 409; `ask` holds the new
          * login and lets the user choose a session to end (a page for browsers, 409 with the sessions and
-         * a URL for API clients). @default replace-oldest
+         * a URL for API clients); `warn` lets the new login in and warns every other live session of the
+         * user (a page at its next navigation, a `Sessiongate-Warning` header on its other responses) until
+         * it answers. @default replace-oldest
          */
         onLimit: z
-          .enum(['replace-oldest', 'reject-new', 'replace-least-recent', 'ask'])
+          .enum(['replace-oldest', 'reject-new', 'replace-least-recent', 'ask', 'warn'])
           .default('replace-oldest'),
         /**
          * `onLimit: ask`: how long a held login waits for the user's choice (in this replica's memory,

@@ -95,6 +95,8 @@ function textOf(e: SessionEvent, device: string | null, place: string | null): s
       return `Session on ${device ?? 'an unknown device'} logged out`;
     case 'session.expired':
       return `Session on ${device ?? 'an unknown device'} expired`;
+    case 'session.warned':
+      return `Session on ${device ?? 'an unknown device'} was warned of a new login${e.by?.userAgent ? ` from ${describeDevice(e.by.userAgent)}` : ''} past the session limit`;
     default:
       return `${e.type} (${e.reason ?? ''})`;
   }

@@ -100,7 +100,7 @@ export class Metrics {
   readonly logins: Record<LoginOutcomeLabel, Counter.Internal>;
   readonly tokenUpdates: Counter<'kind'>;
   readonly sessionsEnded: Counter<'reason'>;
-  /** Limit policy outcomes: `outcome` ended | refused | defaulted, `reason` a fixed policy reason. */
+  /** Limit policy outcomes: `outcome` ended | refused | warned | defaulted, `reason` a fixed policy reason. */
   readonly policyOutcomes: Counter<'outcome' | 'reason'>;
   /** `onLimit: ask` holds, by outcome (HELD_LOGIN_OUTCOMES: a fixed set). */
   readonly heldLogins: Record<HeldLoginOutcome, Counter.Internal>;
@@ -217,7 +217,7 @@ export class Metrics {
     >;
     this.policyOutcomes = new Counter({
       name: 'sessiongate_policy_outcomes_total',
-      help: 'Limit policy outcomes at logins: sessions ended or logins refused, by reason (limit, group-limit, device-limit, seat-limit, idle-reclaimed, chosen-by-user); defaulted: a login whose group or tenant claim was missing or unreadable.',
+      help: 'Limit policy outcomes at logins: sessions ended, warned (onLimit: warn) or logins refused, by reason (limit, group-limit, device-limit, seat-limit, idle-reclaimed, chosen-by-user); defaulted: a login whose group or tenant claim was missing or unreadable.',
       labelNames: ['outcome', 'reason'],
       registers: [registry],
     });

@@ -35,6 +35,7 @@ import { websocketRoute } from './routes/websocket.js';
 import type { RequestScope, Route, RuleCandidate } from './scope.js';
 import { GOING_AWAY, type UpgradedConnection, type UpgradeTarget } from './upgrade.js';
 import { passedOutcome, verdictOf, type VerdictPolicy } from './verdict.js';
+import type { WarningGate } from './warning.js';
 
 /** Serves the reserved self-service paths on the proxied origin (implemented in ui/). */
 export type SelfServiceHandler = (scope: RequestScope) => void;
@@ -82,6 +83,8 @@ export interface ProxyOptions {
     readonly request: number;
   };
   readonly selfService: { readonly prefix: string; readonly handler: SelfServiceHandler } | undefined;
+  /** `onLimit: warn`: what a warned session's requests get (proxy/warning.ts); undefined otherwise. */
+  readonly warnings?: WarningGate | undefined;
   /** Request outcomes worth an audit record (`request.rejected`). */
   readonly record: (event: SessionEvent) => void;
   readonly metrics: Metrics;
@@ -115,7 +118,7 @@ export interface ProxyServer {
  * - the route's handler, built once at startup per rule (routes/), forwards it and taps its response.
  */
 export function createProxyServer(o: ProxyOptions): ProxyServer {
-  const { sessions, metrics, logger, policy } = o;
+  const { sessions, metrics, logger, policy, warnings } = o;
   const connections = new ConnectionRegistry();
   const answers = new Answers({
     rejections: o.rejections,
@@ -246,6 +249,10 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
         { code: 'SG_ERR_STORE_UNAVAILABLE', failMode: 'open' },
         'store unavailable: request passed',
       );
+    // onLimit: warn. On a cache hit one field test: the mark is on the cached session.
+    const warning = check.session?.warning;
+    if (warning !== undefined && warnings !== undefined && scope.handler.kind === 'passthrough')
+      return warnings(scope, warning);
     scope.handler.handle(scope);
   };
 

@@ -1,7 +1,7 @@
 import type { EndState, SessionRecord } from '../model.js';
 import { deviceClass, type DeviceClass } from './device.js';
 
-export type OnLimit = 'replace-oldest' | 'replace-least-recent' | 'reject-new' | 'ask';
+export type OnLimit = 'replace-oldest' | 'replace-least-recent' | 'reject-new' | 'ask' | 'warn';
 
 /**
  * Why a limit ended a session or refused a login (audit events, `sessiongate_policy_outcomes_total`):
@@ -54,8 +54,15 @@ export interface PolicyEnd {
   readonly reason: EndReason;
 }
 
+/** `onLimit: warn`: the login is past a limit; these live sessions are warned instead of ended. */
+export interface PolicyWarn {
+  readonly sessionIds: readonly string[];
+  /** The first limit the login went past. */
+  readonly reason: PolicyReason;
+}
+
 export type LimitDecision =
-  | { readonly kind: 'admit'; readonly end: readonly PolicyEnd[] }
+  | { readonly kind: 'admit'; readonly end: readonly PolicyEnd[]; readonly warn?: PolicyWarn }
   | { readonly kind: 'refuse'; readonly live: number; readonly reason: PolicyReason };
 
 const byCreation = (a: SessionRecord, b: SessionRecord): number =>
@@ -78,7 +85,8 @@ const byActivity = (a: SessionRecord, b: SessionRecord): number =>
  *   superseding the oldest by creation (`replace-oldest`) or by last activity (`replace-least-recent`),
  *   ties broken by session id; `reject-new` refuses instead, unless the login is a re-login; `ask`
  *   refuses too, naming the sessions to choose from, and the login the user then makes with
- *   `chosenSessionId` ends that one first.
+ *   `chosenSessionId` ends that one first; `warn` admits the login, ends nothing for the limit (idle
+ *   sessions are still reclaimed first) and names every other counted session to warn.
  */
 export function decideLogin(
   live: readonly SessionRecord[],
@@ -102,6 +110,7 @@ export function decideLogin(
     login.replacesSessionId !== undefined && end.some((e) => e.sessionId === login.replacesSessionId);
   const ending = new Set<string>();
   const reclaimAfter = config.reclaimIdleAfter;
+  let over: PolicyReason | undefined;
 
   /** Frees `excess` slots among `pool`; false when reject-new refuses instead. */
   const free = (pool: readonly SessionRecord[], excess: number, reason: PolicyReason): boolean => {
@@ -117,6 +126,10 @@ export function decideLogin(
       }
     }
     if (left === 0) return true;
+    if (config.onLimit === 'warn') {
+      over ??= reason;
+      return true;
+    }
     if ((config.onLimit === 'reject-new' || config.onLimit === 'ask') && !replacing) return false;
     // replace-*, or a re-login under reject-new/ask with a limit lowered since: the oldest go.
     const order = config.onLimit === 'replace-least-recent' ? byActivity : byCreation;
@@ -140,5 +153,7 @@ export function decideLogin(
   const reason: PolicyReason = login.groupLimit !== undefined ? 'group-limit' : 'limit';
   const excess = counted.length - ending.size + 1 - limit;
   if (excess > 0 && !free(counted, excess, reason)) return { kind: 'refuse', live: counted.length, reason };
-  return { kind: 'admit', end };
+  if (over === undefined) return { kind: 'admit', end };
+  const warned = counted.filter((s) => !ending.has(s.id)).map((s) => s.id);
+  return { kind: 'admit', end, warn: { sessionIds: warned, reason: over } };
 }

@@ -3,9 +3,18 @@ import type { CachedSession, Decision, DecisionCache } from '../cache/decision-c
 export type { CachedSession };
 import { SessionContentionError, StoreConflictError, StoreUnavailableError } from '../errors.js';
 import type { SessionStore } from '../store/contract.js';
-import type { EndedBy, EndState, Geo, LoginHistoryEntry, SessionRecord, TokenLookup } from '../model.js';
+import type {
+  EndedBy,
+  EndState,
+  Geo,
+  LoginHistoryEntry,
+  SessionRecord,
+  SessionWarning,
+  TokenLookup,
+} from '../model.js';
 import { END_EVENT, REPLACED_EVENT, SessionEvents } from './events.js';
-import { deviceClass, type DeviceClass } from './device.js';
+import { describeDevice, deviceClass, type DeviceClass } from './device.js';
+import { describePlace } from './place.js';
 import { decideLogin, type EndReason, type OnLimit, type PolicyReason } from './policy.js';
 import { compareWithHistory, deviceFingerprint, HISTORY_MAX, HISTORY_WINDOW } from './history.js';
 import { loginGeo } from './place.js';
@@ -87,6 +96,8 @@ export type LoginOutcome =
       readonly loggedOut?: SessionRecord;
       /** report-only: the limit would have refused this login. */
       readonly wouldRefuse?: boolean;
+      /** `onLimit: warn`: the user's other live sessions the login marked warned (the limit let it past). */
+      readonly warned?: readonly SessionRecord[];
     }
   | { readonly kind: 'existing'; readonly session: SessionRecord }
   | { readonly kind: 'refused'; readonly live: number; readonly reason: PolicyReason }
@@ -170,6 +181,7 @@ export class SessionService {
       onInvalidate: (m) => {
         // Tombstones first: invalidate() then drops only what is still cached as live.
         if (m.ended !== undefined) this.#cache.bury(m.ended, this.#now());
+        if (m.changed !== undefined) for (const c of m.changed) this.#refresh(c.sessionId, c.tokenIds);
         this.#cache.invalidate(m.tokenIds);
         this.#notifyRevoked(m.tokenIds);
       },
@@ -399,6 +411,13 @@ export class SessionService {
       pinned: tokenIds.length,
     };
     const endedBy: EndedBy = { sessionId: session.id, ip: input.ip, userAgent: input.userAgent };
+    const place = describePlace(session.geo, session.location);
+    const warning: SessionWarning = {
+      sessionId: session.id,
+      at: now,
+      device: describeDevice(input.userAgent),
+      ...(place !== undefined ? { place } : {}),
+    };
     let seated = false;
     let recorded = false;
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
@@ -498,6 +517,9 @@ export class SessionService {
             state: e.state,
             ...(e.state === 'superseded' ? { endedBy } : {}),
           })),
+          ...(decision.warn
+            ? { warn: decision.warn.sessionIds.map((sessionId) => ({ sessionId, warning })) }
+            : {}),
           at: now,
         });
         // Sent with the commit (same round trip, not awaited by the login): a commit that loses its
@@ -552,6 +574,14 @@ export class SessionService {
           ...(session.newDevice ? { newDevice: true } : {}),
           ...(session.newLocation ? { newLocation: true } : {}),
         });
+      // After session.created: the warned sessions go on (the ended ones were reported before it).
+      const warned = this.#recordWarned(
+        snapshot.live,
+        decision.warn?.sessionIds ?? [],
+        warning,
+        decision.warn?.reason,
+        endedBy,
+      );
       const loggedOut = otherUsers && (await this.#logOutReplacedUser(otherUsers, endedBy));
       return {
         kind: 'created',
@@ -560,6 +590,7 @@ export class SessionService {
         ...(replaced ? { replaced } : {}),
         ...(loggedOut ? { loggedOut } : {}),
         ...(wouldRefuse ? { wouldRefuse } : {}),
+        ...(warned.length > 0 ? { warned } : {}),
       };
     }
     if (seated && seatTenant !== undefined) this.#releaseSeats(seatTenant, [session.id]);
@@ -582,6 +613,79 @@ export class SessionService {
     this.#store.history
       .record(user, entry, { max: HISTORY_MAX, window: HISTORY_WINDOW })
       .catch((err: unknown) => this.#onBackgroundError(err, 'login history record'));
+  }
+
+  /**
+   * `onLimit: warn`, after the commit that marked them: the warned sessions' cached decisions are read
+   * again (they carry the mark), and one `session.warned` each, `by` the new login.
+   */
+  #recordWarned(
+    live: readonly SessionRecord[],
+    ids: readonly string[],
+    warning: SessionWarning,
+    policy: PolicyReason | undefined,
+    by: EndedBy,
+  ): SessionRecord[] {
+    const warned: SessionRecord[] = [];
+    for (const s of live) {
+      if (!ids.includes(s.id)) continue;
+      warned.push({ ...s, warning });
+      this.#refresh(s.id, s.tokenIds);
+      this.events.emit({
+        type: 'session.warned',
+        at: warning.at,
+        user: s.user,
+        sessionId: s.id,
+        ip: s.ip,
+        userAgent: s.userAgent,
+        reason: 'warned',
+        ...(policy !== undefined ? { policy } : {}),
+        by: { ...by, actor: 'login' },
+      });
+    }
+    return warned;
+  }
+
+  /** A live session's record changed: what this replica cached of it is read again. */
+  #refresh(sessionId: string, tokenIds: readonly string[]): void {
+    this.#cache.refresh(tokenIds);
+    this.#cache.refresh(this.#cache.cachedTokensOf(sessionId));
+  }
+
+  /**
+   * "Yes, continue" on the warning page (`onLimit: warn`): clears the session's mark if it still names
+   * `loginSessionId`, so a later login past the limit warns again. False when there was no such mark
+   * (answered already, or a newer login's mark replaced it) or the session is not live.
+   */
+  async acknowledgeWarning(user: string, sessionId: string, loginSessionId: string): Promise<boolean> {
+    for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
+      const snapshot = await this.#store.readUser(user);
+      const s = snapshot.live.find((x) => x.id === sessionId);
+      if (s?.warning?.sessionId !== loginSessionId) return false;
+      try {
+        await this.#store.commit({
+          user,
+          expectedVersion: snapshot.version,
+          end: [],
+          warn: [{ sessionId, warning: null }],
+          at: this.#now(),
+        });
+      } catch (err) {
+        if (err instanceof StoreConflictError) continue;
+        throw err;
+      }
+      this.#refresh(sessionId, s.tokenIds);
+      return true;
+    }
+    throw new SessionContentionError();
+  }
+
+  /**
+   * The decision for a token id as the store has it now, cached (the cache may lag another replica's
+   * change by up to maxStaleness): for the rare answer that must not lag, the warning page's.
+   */
+  checkFresh(tokenId: string): Promise<TokenCheck> {
+    return this.#read(tokenId);
   }
 
   /**

@@ -5,6 +5,7 @@ import { MemoryHistory } from './memory-history.js';
 import type {
   Invalidation,
   InvalidationListener,
+  SessionChange,
   SessionCommit,
   SessionRecord,
   TokenLookup,
@@ -114,6 +115,14 @@ export class MemorySessionStore implements SessionStore {
       invalidated.push(...s.tokenIds);
       if (s.tokenIds.length > 0) ended.push(record);
     }
+    const changed: SessionChange[] = [];
+    for (const w of change.warn ?? []) {
+      const s = entry.sessions.get(w.sessionId);
+      if (!s || s.state !== 'live') continue;
+      const { warning: _previous, ...unmarked } = s;
+      entry.sessions.set(s.id, w.warning === null ? unmarked : { ...unmarked, warning: w.warning });
+      changed.push({ sessionId: s.id, tokenIds: s.tokenIds });
+    }
     if (change.create) {
       entry.sessions.set(change.create.id, change.create);
       const ref = { user: change.user, sessionId: change.create.id, expiresAt: change.create.expiresAt };
@@ -124,7 +133,12 @@ export class MemorySessionStore implements SessionStore {
       }
     }
     entry.version = version + 1;
-    if (invalidated.length > 0) this.#publish({ tokenIds: invalidated, ended });
+    if (invalidated.length > 0 || changed.length > 0)
+      this.#publish({
+        tokenIds: invalidated,
+        ...(ended.length > 0 ? { ended } : {}),
+        ...(changed.length > 0 ? { changed } : {}),
+      });
   }
 
   async find(tokenId: string): Promise<TokenLookup | 'anonymous' | 'dead' | undefined> {

@@ -3,7 +3,14 @@
  * redis-scripts.ts for the key layout these values live in.
  */
 import { createHash } from 'node:crypto';
-import type { EndedBy, Invalidation, SessionRecord, SessionState } from '../model.js';
+import type {
+  EndedBy,
+  Invalidation,
+  SessionChange,
+  SessionRecord,
+  SessionState,
+  SessionWarning,
+} from '../model.js';
 
 const STATES: ReadonlySet<string> = new Set<SessionState>([
   'live',
@@ -92,6 +99,26 @@ export function encodeEnd(at: number, endedBy: EndedBy | undefined): string {
   return JSON.stringify({ endedAt: at, ...(endedBy ? { endedBy } : {}) });
 }
 
+/** The `w|<sid>` field of a warned live session (`onLimit: warn`); '' for none. */
+export function encodeWarning(warning: SessionWarning | null): string {
+  return warning === null ? '' : JSON.stringify(warning);
+}
+
+/** The warning of a `w|<sid>` field, or undefined when it holds none (or something that is not one). */
+export function decodeWarning(value: string | null | undefined): SessionWarning | undefined {
+  if (!value) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { sessionId, at, device, place } = v as Record<string, unknown>;
+  if (typeof sessionId !== 'string' || typeof at !== 'number' || typeof device !== 'string') return undefined;
+  return { sessionId, at, device, ...(typeof place === 'string' ? { place } : {}) };
+}
+
 /**
  * Rebuilds a record from its stored fields, or undefined when they do not make one. A live session has
  * no end: an `end` field left by an earlier session of the same id is ignored.
@@ -102,13 +129,17 @@ export function decodeSession(
   lastSeenAt: string | null | undefined,
   end: string | null | undefined,
   tokens: string | null | undefined,
+  warning?: string | null,
 ): SessionRecord | undefined {
   if (!base || !state || !STATES.has(state)) return undefined;
   const fixed = JSON.parse(base) as Omit<SessionRecord, 'state' | 'lastSeenAt' | 'tokenIds'>;
   const ended = end && state !== 'live' ? (JSON.parse(end) as { endedAt?: number; endedBy?: EndedBy }) : {};
+  // Only a live session is warned: a mark left on an ended one means nothing.
+  const marked = state === 'live' ? decodeWarning(warning) : undefined;
   return {
     ...fixed,
     ...ended,
+    ...(marked !== undefined ? { warning: marked } : {}),
     state: state as SessionState,
     lastSeenAt: Number(lastSeenAt),
     tokenIds: decodeTokens(tokens ?? ''),
@@ -163,6 +194,20 @@ function endedRecords(value: unknown): SessionRecord[] | undefined {
   return out;
 }
 
+/** The changed sessions a message carries (`{"id": sid, "t": [token ids]}` each), or undefined if malformed. */
+function changedSessions(value: unknown): SessionChange[] | undefined {
+  if (!Array.isArray(value)) return undefined;
+  const out: SessionChange[] = [];
+  for (const item of value as unknown[]) {
+    if (typeof item !== 'object' || item === null) return undefined;
+    const { id, t } = item as { id?: unknown; t?: unknown };
+    if (typeof id !== 'string' || !Array.isArray(t) || !t.every((x) => typeof x === 'string'))
+      return undefined;
+    out.push({ sessionId: id, tokenIds: t as string[] });
+  }
+  return out;
+}
+
 function isInvalidation(value: unknown): value is Invalidation {
   return (
     typeof value === 'object' &&
@@ -189,14 +234,18 @@ export function decodeMessage(message: string): DecodedMessage {
     return { problem: err instanceof Error ? err.message : String(err) };
   }
   if (!isInvalidation(parsed)) return { problem: 'malformed invalidation message' };
-  const { at, ended } = parsed as { at?: unknown; ended?: unknown };
+  const { at, ended, changed } = parsed as { at?: unknown; ended?: unknown; changed?: unknown };
   const records = ended === undefined ? undefined : endedRecords(ended);
+  const changes = changed === undefined ? undefined : changedSessions(changed);
   const stamp = typeof at === 'number' ? at : undefined;
-  if (records === undefined) {
-    const invalidation = { tokenIds: parsed.tokenIds };
-    return ended === undefined
-      ? { invalidation, at: stamp }
-      : { invalidation, at: stamp, problem: 'malformed ended sessions in an invalidation message' };
-  }
-  return { invalidation: { tokenIds: parsed.tokenIds, ended: records }, at: stamp };
+  const invalidation: Invalidation = {
+    tokenIds: parsed.tokenIds,
+    ...(records !== undefined ? { ended: records } : {}),
+    ...(changes !== undefined ? { changed: changes } : {}),
+  };
+  if (ended !== undefined && records === undefined)
+    return { invalidation, at: stamp, problem: 'malformed ended sessions in an invalidation message' };
+  if (changed !== undefined && changes === undefined)
+    return { invalidation, at: stamp, problem: 'malformed changed sessions in an invalidation message' };
+  return { invalidation, at: stamp };
 }

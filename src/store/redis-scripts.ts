@@ -6,7 +6,8 @@
  * - `u:{<tag>}` (hash), one per user: `v` = `<version> <earliest expiresAt> <latest expiresAt>` of the
  *   records it holds; per session `b|<sid>` the immutable part (JSON), `s|<sid>` the status
  *   `<state> <lastSeenAt> <expiresAt>`, `t|<sid>` its token ids, `e|<sid>` JSON `{endedAt, endedBy}`
- *   once ended (ignored while the status is live). The status answers what the version 1 layout kept
+ *   once ended (ignored while the status is live), `w|<sid>` the JSON warning of `onLimit: warn` ('' or
+ *   missing: none; read only while live). The status answers what the version 1 layout kept
  *   in two more keys per user (a set of live sessions, a zset of expiries): one key, one read.
  * - `t:<tokenId>` (string) maps a token id to `<tag>\n<sid>\n<expiresAt>` and outlives the record as
  *   its tombstone (see redis.ts).
@@ -80,6 +81,7 @@ local function prune(h, horizon)
         fields[#fields + 1] = 's|' .. sid
         fields[#fields + 1] = 'e|' .. sid
         fields[#fields + 1] = 't|' .. sid
+        fields[#fields + 1] = 'w|' .. sid
       end
     end
   end
@@ -118,10 +120,11 @@ local function track(z, now, add, score, removed)
   end
 end
 
--- at: the publisher's clock, so receivers can measure the channel's lag. ended: JSON array or nil.
-local function publish(channel, joined, at, ended)
+-- at: the publisher's clock, so receivers can measure the channel's lag. ended, changed: JSON arrays or nil.
+local function publish(channel, joined, at, ended, changed)
   local extra = ''
   if ended then extra = ',"ended":' .. ended end
+  if changed then extra = extra .. ',"changed":' .. changed end
   redis.call('PUBLISH', channel, '{"tokenIds":[' .. joined .. '],"at":' .. at .. extra .. '}')
 end
 `;
@@ -133,7 +136,8 @@ end
  *       before the script, see redis.ts).
  * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel, create ('1' or '0'),
  *       sid, base, state, lastSeenAt, expiresAt, tokens, tag, now, index value, index PX, then per ended
- *       session: sid, state, end JSON.
+ *       session: sid, state, end JSON; then per warned session (onLimit: warn): sid, 'w', warning JSON
+ *       ('' clears it), applied to live sessions only and published as `changed` (nothing revoked).
  * Returns {1, newVersion, sids ended...} or {0, currentVersion} on conflict (nothing written).
  */
 export const COMMIT: LuaScript = {
@@ -158,15 +162,26 @@ if lo and lo <= horizon then lo, hi, dropped = prune(h, horizon) end
 if tonumber(ARGV[15]) > 0 then
   for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[14], 'PX', ARGV[15]) end
 end
-local writes, invalid, ended, gone, done = {}, {}, {}, {}, {}
+local writes, invalid, ended, gone, done, changed = {}, {}, {}, {}, {}, {}
 local j = 2
 for i = 16, #ARGV, 3 do
   local sid = ARGV[i]
   local state, seen, exp = parseStatus(f[j])
   local base, t = f[j + 1], f[j + 2] or ''
   j = j + 3
+  if ARGV[i + 1] == 'w' then
+    if state == 'live' and not dropped[sid] and not done[sid] then
+      -- A cleared mark leaves no field behind.
+      if ARGV[i + 2] == '' then
+        redis.call('HDEL', h, 'w|' .. sid)
+      else
+        writes[#writes + 1] = 'w|' .. sid
+        writes[#writes + 1] = ARGV[i + 2]
+      end
+      changed[#changed + 1] = '{"id":' .. sid .. ',"t":[' .. (string.gsub(t, '\\n', ',')) .. ']}'
+    end
   -- Only a live session ends; ending a tombstone again keeps its first reason.
-  if state == 'live' and not dropped[sid] and not done[sid] then
+  elseif state == 'live' and not dropped[sid] and not done[sid] then
     done[sid] = true
     gone[#gone + 1] = sid
     writes[#writes + 1] = 's|' .. sid
@@ -190,6 +205,8 @@ if ARGV[5] == '1' then
   writes[#writes + 1] = ARGV[8] .. ' ' .. ARGV[9] .. ' ' .. ARGV[10]
   writes[#writes + 1] = 't|' .. sid
   writes[#writes + 1] = ARGV[11]
+  -- Nor a warning of an earlier session of the same id.
+  redis.call('HDEL', h, 'w|' .. sid)
   -- An end left by an earlier session of the same id must not read as this one's.
   if ARGV[8] ~= 'live' then
     writes[#writes + 1] = 'e|' .. sid
@@ -203,7 +220,10 @@ writes[#writes + 1] = 'v'
 writes[#writes + 1] = meta(version, lo, hi)
 redis.call('HSET', h, unpack(writes))
 expire(h, hi, horizon)
-if #invalid > 0 then publish(channel, table.concat(invalid, ','), publishedAt, '[' .. table.concat(ended, ',') .. ']') end
+local endedJson, changedJson = nil, nil
+if #invalid > 0 then endedJson = '[' .. table.concat(ended, ',') .. ']' end
+if #changed > 0 then changedJson = '[' .. table.concat(changed, ',') .. ']' end
+if endedJson or changedJson then publish(channel, table.concat(invalid, ','), publishedAt, endedJson, changedJson) end
 if KEYS[2] then
   local tag, removed, add = ARGV[12], {}, ''
   for k, sid in ipairs(gone) do removed[k] = tag .. '\\n' .. sid end
@@ -224,7 +244,7 @@ return reply
  *       the session's expiresAt; on a Cluster the store writes them first).
  * ARGV: sid, maxTokens, now, horizon, new tokens (lines), pinned, tag, index retention (ms past
  *       expiresAt).
- * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens}.
+ * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens, warning}.
  */
 export const ADD_TOKENS: LuaScript = {
   name: 'sgAddTokens',
@@ -232,7 +252,7 @@ export const ADD_TOKENS: LuaScript = {
 local h = KEYS[1]
 local sid, now, horizon = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 local pinned = tonumber(ARGV[6] or '0')
-local f = redis.call('HMGET', h, 's|' .. sid, 't|' .. sid, 'b|' .. sid, 'v')
+local f = redis.call('HMGET', h, 's|' .. sid, 't|' .. sid, 'b|' .. sid, 'v', 'w|' .. sid)
 local state, seen, exp = parseStatus(f[1])
 if state ~= 'live' or tonumber(exp) <= now then return false end
 if #KEYS > 1 then
@@ -276,7 +296,7 @@ if lo and lo <= horizon then
   redis.call('HSET', h, 'v', meta(version, lo, hi))
 end
 expire(h, hi, horizon)
-return {f[3] or '', state, seen, '', tokens}
+return {f[3] or '', state, seen, '', tokens, f[5] or ''}
 `,
 };
 

@@ -19,6 +19,7 @@ import {
   encodeSessionId,
   encodeTokenRef,
   encodeTokens,
+  encodeWarning,
   userTag,
 } from './redis-codec.js';
 import { CommandConnection, type RedisConnectionOptions } from './redis-connection.js';
@@ -137,7 +138,14 @@ export class RedisSessionStore implements SessionStore {
       const status = decodeStatus(value);
       if (status?.state !== 'live') continue;
       const sid = field.slice(2);
-      const s = decodeSession(fields[`b|${sid}`], 'live', status.lastSeenAt, '', fields[`t|${sid}`]);
+      const s = decodeSession(
+        fields[`b|${sid}`],
+        'live',
+        status.lastSeenAt,
+        '',
+        fields[`t|${sid}`],
+        fields[`w|${sid}`],
+      );
       // Not ended yet, though perhaps past its expiresAt: the caller ends it as expired.
       if (s && s.user === user && s.expiresAt + this.#retention > now) live.push(s);
     }
@@ -181,6 +189,7 @@ export class RedisSessionStore implements SessionStore {
     args.push(tag, String(now), ...index);
     for (const end of change.end)
       args.push(encodeSessionId(end.sessionId), end.state, encodeEnd(change.at, end.endedBy));
+    for (const w of change.warn ?? []) args.push(encodeSessionId(w.sessionId), 'w', encodeWarning(w.warning));
     const reply = await this.#conn.call('commit', () => {
       args[1] = publicationClock().toFixed(3);
       return this.#conn.run(COMMIT, keys, args);
@@ -235,12 +244,19 @@ export class RedisSessionStore implements SessionStore {
     if (ref === undefined) return undefined;
     const { sid, expiresAt } = ref;
     const f = await this.#conn.call('lookup', () =>
-      this.#conn.client.hmget(this.#userKey(ref.tag), `b|${sid}`, `s|${sid}`, `e|${sid}`, `t|${sid}`),
+      this.#conn.client.hmget(
+        this.#userKey(ref.tag),
+        `b|${sid}`,
+        `s|${sid}`,
+        `e|${sid}`,
+        `t|${sid}`,
+        `w|${sid}`,
+      ),
     );
     const now = this.#now();
     const status = decodeStatus(f[1]);
     // One whose token fell out of the session's list (rotation) is still the session's: dead stays dead.
-    const session = status && decodeSession(f[0], status.state, status.lastSeenAt, f[2], f[3]);
+    const session = status && decodeSession(f[0], status.state, status.lastSeenAt, f[2], f[3], f[4]);
     if (session && session.expiresAt + this.#retention > now) return { tokenId, session };
     // No record (any more): past its session's expiresAt the id is a tombstone until its own end. Before
     // that, the key was left by a commit that failed and names a session that never existed: unknown.
@@ -307,7 +323,7 @@ export class RedisSessionStore implements SessionStore {
     const reply = await this.#conn.call('addTokens', () => this.#conn.run(ADD_TOKENS, keys, args));
     if (!Array.isArray(reply)) return undefined;
     const f = reply as string[];
-    return decodeSession(f[0], f[1], f[2], f[3], f[4]);
+    return decodeSession(f[0], f[1], f[2], f[3], f[4], f[5]);
   }
 
   async touch(user: string, sessionId: string, at: number): Promise<void> {

@@ -27,6 +27,7 @@ export const PAGE_CSS =
   'button,a.button{display:inline-block;font:inherit;padding:.6rem 1.1rem;border-radius:8px;border:0;cursor:pointer;text-decoration:none;min-height:2.75rem}' +
   'button.end{background:#fff;color:#b42318;border:1px solid #e4b4ae}' +
   'button.end-all{background:#b42318;color:#fff;width:100%}' +
+  'button.continue{background:#2457d6;color:#fff;width:100%}' +
   'a.button{display:inline-flex;align-items:center;background:#2457d6;color:#fff}' +
   '.notice{background:#ecfdf3;color:#05603a;padding:.75rem 1rem;border-radius:8px;margin-bottom:1rem}' +
   '.muted,.detail{color:#4a5568}' +

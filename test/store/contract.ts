@@ -738,6 +738,120 @@ export function describeStoreContract(
       expect(await h.store.markUsed(key, HOUR)).toBe(true);
     });
 
+    describe('warnings (onLimit: warn)', () => {
+      const WARNING = {
+        sessionId: 'newer-login',
+        at: 1_700_000_000_000,
+        device: 'Chrome on Windows',
+        place: 'Berlin, DE',
+      };
+
+      async function warn(h: StoreHarness, session: SessionRecord, warning: typeof WARNING | null) {
+        const { version } = await h.store.readUser(session.user);
+        await h.store.commit({
+          user: session.user,
+          expectedVersion: version,
+          end: [],
+          warn: [{ sessionId: session.id, warning }],
+          at: h.clock.value,
+        });
+      }
+
+      it('marks a live session in the commit: readUser, lookup and find show the warning', async () => {
+        const h = await setup();
+        const session = await login(h, newUser());
+        await warn(h, session, WARNING);
+        const { live, version } = await h.store.readUser(session.user);
+        expect(version).toBe(2);
+        expect(live).toEqual([{ ...session, warning: WARNING }]);
+        expect((await h.store.lookup(session.tokenIds[0] as string))?.session.warning).toEqual(WARNING);
+        const found = await h.store.find(session.tokenIds[1] as string);
+        expect(found !== 'dead' && found !== 'anonymous' ? found?.session.warning : undefined).toEqual(
+          WARNING,
+        );
+      });
+
+      it('marks the other sessions in the same commit that creates the new one', async () => {
+        const h = await setup();
+        const user = newUser();
+        const first = await login(h, user);
+        const second = await login(h, user);
+        const { version } = await h.store.readUser(user);
+        const third = sessionRecord(user, h.clock.value);
+        await h.store.commit({
+          user,
+          expectedVersion: version,
+          create: third,
+          end: [],
+          warn: [first, second].map((s) => ({
+            sessionId: s.id,
+            warning: { ...WARNING, sessionId: third.id },
+          })),
+          at: h.clock.value,
+        });
+        const byId = new Map((await h.store.readUser(user)).live.map((s) => [s.id, s]));
+        expect(byId.get(first.id)?.warning?.sessionId).toBe(third.id);
+        expect(byId.get(second.id)?.warning?.sessionId).toBe(third.id);
+        expect(byId.get(third.id)?.warning).toBeUndefined();
+      });
+
+      it('clears the mark with null', async () => {
+        const h = await setup();
+        const session = await login(h, newUser());
+        await warn(h, session, WARNING);
+        await warn(h, session, null);
+        expect((await h.store.readUser(session.user)).live).toEqual([session]);
+        expect((await h.store.lookup(session.tokenIds[0] as string))?.session).toEqual(session);
+      });
+
+      it('keeps the mark when tokens are added to the session', async () => {
+        const h = await setup();
+        const session = await login(h, newUser());
+        await warn(h, session, WARNING);
+        const added = await h.store.addTokens(session.user, session.id, ['t-rotated'], 8);
+        expect(added?.warning).toEqual(WARNING);
+        expect((await h.store.lookup('t-rotated'))?.session.warning).toEqual(WARNING);
+      });
+
+      it('marks no ended session', async () => {
+        const h = await setup();
+        const session = await login(h, newUser());
+        await end(h, session, 'superseded');
+        await warn(h, session, WARNING);
+        expect((await h.store.lookup(session.tokenIds[0] as string))?.session.warning).toBeUndefined();
+      });
+
+      it('tells watchers which live sessions changed, with their token ids, revoking nothing', async () => {
+        const h = await setup();
+        const listener = recordingListener();
+        onTestFinished(h.store.watch(listener));
+        const session = await login(h, newUser());
+        await warn(h, session, WARNING);
+        await warn(h, session, null);
+        await vi.waitFor(() => expect(listener.messages).toHaveLength(2), DELIVERY);
+        for (const m of listener.messages) {
+          expect(m.tokenIds).toEqual([]);
+          expect(m.ended).toBeUndefined();
+          expect(m.changed).toEqual([{ sessionId: session.id, tokenIds: session.tokenIds }]);
+        }
+      });
+
+      it('applies no mark of a rejected commit', async () => {
+        const h = await setup();
+        const session = await login(h, newUser());
+        await expect(
+          h.store.commit({
+            user: session.user,
+            expectedVersion: 0,
+            end: [],
+            warn: [{ sessionId: session.id, warning: WARNING }],
+            at: h.clock.value,
+          }),
+        ).rejects.toBeInstanceOf(StoreConflictError);
+        expect((await h.store.readUser(session.user)).live).toEqual([session]);
+      });
+    });
+
     it('stores arbitrary session ids and token ids', async () => {
       const h = await setup();
       const odd = `x\n|}{"\\${randomUUID()}\ud800`;

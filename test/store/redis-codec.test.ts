@@ -12,6 +12,7 @@ import {
   encodeStatus,
   encodeTokenRef,
   encodeTokens,
+  encodeWarning,
   userTag,
 } from '../../src/store/redis-codec.js';
 
@@ -120,5 +121,29 @@ describe('Redis invalidation message codec', () => {
     expect(decodeMessage(JSON.stringify({ tokenIds: [1] }))).toEqual({
       problem: 'malformed invalidation message',
     });
+  });
+
+  it('reads the live sessions a message says changed (onLimit: warn), and drops a malformed list with a problem', () => {
+    const changed = decodeMessage('{"tokenIds":[],"at":1,"changed":[{"id":"s1","t":["a","b"]}]}');
+    expect(changed).toEqual({
+      invalidation: { tokenIds: [], changed: [{ sessionId: 's1', tokenIds: ['a', 'b'] }] },
+      at: 1,
+    });
+    const bad = decodeMessage('{"tokenIds":["x"],"changed":[{"id":1}]}');
+    expect(bad.invalidation).toEqual({ tokenIds: ['x'] });
+    expect(bad.problem).toMatch(/changed sessions/);
+  });
+
+  it('reads a warning field back, and none from an empty, malformed or ended one', () => {
+    const warning = { sessionId: 'n', at: 5, device: 'Chrome on Windows', place: 'DE' };
+    const s = encodeSession(record);
+    const w = encodeWarning(warning);
+    expect(decodeSession(s.base, 'live', s.lastSeenAt, '', s.tokens, w)?.warning).toEqual(warning);
+    expect(
+      decodeSession(s.base, 'live', s.lastSeenAt, '', s.tokens, encodeWarning(null))?.warning,
+    ).toBeUndefined();
+    expect(decodeSession(s.base, 'live', s.lastSeenAt, '', s.tokens, '{"at":"x"}')?.warning).toBeUndefined();
+    expect(decodeSession(s.base, 'live', s.lastSeenAt, '', s.tokens, 'not json')?.warning).toBeUndefined();
+    expect(decodeSession(s.base, 'superseded', s.lastSeenAt, '{}', s.tokens, w)?.warning).toBeUndefined();
   });
 });

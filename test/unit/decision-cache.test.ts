@@ -93,3 +93,32 @@ describe('decision cache: the tokens of one session', () => {
     expect(cache.cachedTokensOf('s1')).toEqual([]);
   });
 });
+
+describe('decision cache: a live session whose record changed (onLimit: warn)', () => {
+  const warning = { sessionId: 'new', at: NOW, device: 'Chrome on Windows' };
+
+  it('stops trusting its live entries but keeps them for peek, so their activity carries over', () => {
+    const cache = cacheWithLive(['t1']);
+    const before = cache.peek('t1');
+    cache.refresh(['t1']);
+    expect(cache.get('t1', NOW)).toBeUndefined();
+    expect(cache.peek('t1')).toBe(before);
+  });
+
+  it('voids a read in flight, so a record read before the change is not cached', () => {
+    const cache = cacheWithLive([]);
+    const ticket = cache.beginFill('t1');
+    cache.refresh(['t1']);
+    expect(cache.completeFill(ticket, cache.makeDecision('live', record('live', ['t1']), NOW))).toBe(false);
+    expect(cache.get('t1', NOW)).toBeUndefined();
+  });
+
+  it("gives a token refilled with the marked record its own copy, not a sibling's unmarked one", () => {
+    const cache = cacheWithLive(['t1', 't2']);
+    cache.refresh(['t1', 't2']);
+    const marked = { ...record('live', ['t1', 't2']), warning };
+    const ticket = cache.beginFill('t1');
+    expect(cache.completeFill(ticket, cache.makeDecision('live', marked, NOW))).toBe(true);
+    expect(cache.get('t1', NOW)?.session?.warning).toEqual(warning);
+  });
+});

@@ -203,4 +203,64 @@ describe('device classes', () => {
       'other',
     ]);
   });
+
+  describe('onLimit: warn', () => {
+    const warn = { ...config, onLimit: 'warn' as const };
+
+    it('admits a login past the limit, ends nothing, and names every other live session to warn', () => {
+      const d = decideLogin(
+        [session('b', 20), session('a', 10)],
+        { at: NOW, sessionId: 'new' },
+        { ...warn, limit: 2 },
+      );
+      expect(d).toEqual({ kind: 'admit', end: [], warn: { sessionIds: ['b', 'a'], reason: 'limit' } });
+    });
+
+    it('warns nobody while the login is within the limit', () => {
+      expect(decideLogin([session('a', 10)], { at: NOW }, { ...warn, limit: 2 })).toEqual({
+        kind: 'admit',
+        end: [],
+      });
+    });
+
+    it('still ends expired sessions, and reclaims idle ones before warning anyone', () => {
+      const live = [session('old', 1, NOW - 60_000), session('idle', 2, NOW - 30_000), session('a', 3)];
+      const d = decideLogin(live, { at: NOW }, { ...warn, limit: 2, reclaimIdleAfter: 20_000 });
+      expect(d).toEqual({
+        kind: 'admit',
+        end: [
+          { sessionId: 'old', state: 'expired', reason: 'expired' },
+          { sessionId: 'idle', state: 'expired', reason: 'idle-reclaimed' },
+        ],
+      });
+    });
+
+    it('warns for a group limit and a device limit, naming the first limit passed', () => {
+      expect(decideLogin([session('a', 10)], { at: NOW, groupLimit: 1 }, { ...warn, limit: 5 })).toEqual({
+        kind: 'admit',
+        end: [],
+        warn: { sessionIds: ['a'], reason: 'group-limit' },
+      });
+      const devices = { ...warn, limit: 5, devices: { mobile: 1 } };
+      const live = [session('phone', 10, NOW - 1000, PHONE), session('desk', 11, NOW - 1000, DESKTOP)];
+      expect(decideLogin(live, { at: NOW, device: 'mobile' }, devices)).toEqual({
+        kind: 'admit',
+        end: [],
+        warn: { sessionIds: ['phone', 'desk'], reason: 'device-limit' },
+      });
+    });
+
+    it('warns no session of an exempt user, and never the one a re-login replaces', () => {
+      expect(decideLogin([session('a', 10)], { at: NOW, exempt: true }, warn)).toEqual({
+        kind: 'admit',
+        end: [],
+      });
+      const d = decideLogin([session('a', 10), session('b', 20)], { at: NOW, replacesSessionId: 'b' }, warn);
+      expect(d).toEqual({
+        kind: 'admit',
+        end: [{ sessionId: 'b', state: 'superseded', reason: 'replaced' }],
+        warn: { sessionIds: ['a'], reason: 'limit' },
+      });
+    });
+  });
 });
