@@ -1,0 +1,343 @@
+/**
+ * `ui.liveSignOut`: one script tag inserted into the HTML pages of live sessions, on their way to the
+ * browser, without buffering them. Decided once per response from its head (method, status, type,
+ * encoding, Cache-Control, Content-Security-Policy); the body then streams through a transform that
+ * holds at most a tag's length across chunk boundaries, decoded and re-encoded when it is compressed.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline, Transform, type TransformCallback, type Writable } from 'node:stream';
+import {
+  constants,
+  createBrotliCompress,
+  createBrotliDecompress,
+  createDeflate,
+  createGunzip,
+  createGzip,
+  createInflate,
+} from 'node:zlib';
+import type { Logger } from '../observability/logger.js';
+import type { LiveResponseListener, ResponseHead } from './forward.js';
+
+// ---------------------------------------------------------------------------------------------------
+// The insertion point, found in a stream of bytes
+
+const LT = 0x3c;
+const SLASH = 0x2f;
+/** `</head` and `</body`, matched ASCII-case-insensitively, then `>`, `/` or whitespace (an end tag). */
+const NAMES = [Buffer.from('head'), Buffer.from('body')];
+/** `</` + four letters + the byte that ends the tag name. */
+const MATCH_LENGTH = 7;
+
+const isTagEnd = (b: number): boolean =>
+  b === 0x3e || b === SLASH || b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0c || b === 0x0d;
+
+/**
+ * How many bytes of `data` from `at` agree with `</head?` or `</body?`: MATCH_LENGTH for an end tag,
+ * fewer when `data` ends while they agree (the tag may go on in the next chunk), -1 when they differ.
+ */
+function matchAt(data: Buffer, at: number): number {
+  const available = Math.min(data.length - at, MATCH_LENGTH);
+  for (const name of NAMES) {
+    let k = 0;
+    for (; k < available; k++) {
+      const b = data[at + k] as number;
+      // `| 0x20` folds ASCII upper case to lower (and maps no other byte onto a lower-case letter).
+      const ok =
+        k === 0 ? b === LT : k === 1 ? b === SLASH : k < 6 ? (b | 0x20) === name[k - 2] : isTagEnd(b);
+      if (!ok) break;
+    }
+    if (k === available) return k;
+  }
+  return -1;
+}
+
+/**
+ * Inserts `tag` before the first `</head>` (or, when `</body>` comes first, before it: a page without a
+ * head end tag) of a byte stream: ASCII-compatible charsets (UTF-8, Latin-1...) match bytewise. A page
+ * with neither passes unchanged. Pure: `push` returns what to send now, `end` what is left.
+ */
+export class TagInserter {
+  readonly #tag: Buffer;
+  #held: Buffer | undefined;
+  #done = false;
+
+  constructor(tag: Buffer) {
+    this.#tag = tag;
+  }
+
+  /** The tag has been placed. */
+  get inserted(): boolean {
+    return this.#done;
+  }
+
+  push(chunk: Buffer): Buffer[] {
+    if (this.#done) return [chunk];
+    const data = this.#held === undefined ? chunk : Buffer.concat([this.#held, chunk]);
+    this.#held = undefined;
+    let from = 0;
+    for (;;) {
+      const at = data.indexOf(LT, from);
+      if (at < 0) return [data];
+      const m = matchAt(data, at);
+      if (m === MATCH_LENGTH) {
+        this.#done = true;
+        return [data.subarray(0, at), this.#tag, data.subarray(at)];
+      }
+      if (m > 0 && at + m >= data.length) {
+        // A tag may start here and end in the next chunk: hold these few bytes (fewer than MATCH_LENGTH).
+        this.#held = Buffer.from(data.subarray(at));
+        return at === 0 ? [] : [data.subarray(0, at)];
+      }
+      from = at + 1;
+    }
+  }
+
+  end(): Buffer[] {
+    const rest = this.#held;
+    this.#held = undefined;
+    return rest === undefined ? [] : [rest];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Content-Security-Policy: may a same-origin script load, and open its event stream?
+
+export type ScriptAllowance =
+  | { readonly allowed: true; readonly nonce?: string | undefined }
+  | { readonly allowed: false; readonly why: string };
+
+const NONCE = /^'nonce-([A-Za-z0-9+/_=-]+)'$/i;
+
+/**
+ * Whether the enforced policies (each `Content-Security-Policy` header value; a value may hold several
+ * policies, comma-separated) let a parser-inserted `<script src>` of this origin run and `connect` to
+ * this origin (CSP Level 3). Every policy must allow it. A script is allowed by `'self'` or `*`
+ * (ignored under `'strict-dynamic'`), or by a nonce the policy lists, which the tag then carries: the
+ * app's own nonce of this response, so the policy is never rewritten. Host and scheme sources are not
+ * matched (the gateway cannot tell the origin the browser sees behind other proxies): such a policy is
+ * treated as forbidding, and the page is left alone. Hashes cannot allow an external script here.
+ */
+export function scriptAllowance(headerValues: readonly string[]): ScriptAllowance {
+  let nonce: string | undefined;
+  for (const value of headerValues)
+    for (const policy of value.split(',')) {
+      const directives = parsePolicy(policy);
+      if (directives.size === 0) continue;
+      const sandbox = directives.get('sandbox');
+      if (
+        sandbox !== undefined &&
+        !(sandbox.includes('allow-scripts') && sandbox.includes('allow-same-origin'))
+      )
+        return { allowed: false, why: 'sandbox' };
+      const script =
+        directives.get('script-src-elem') ?? directives.get('script-src') ?? directives.get('default-src');
+      if (script !== undefined) {
+        const dynamic = script.includes("'strict-dynamic'");
+        const bySource = !dynamic && (script.includes("'self'") || script.includes('*'));
+        if (!bySource) {
+          const listed = script.map((s) => NONCE.exec(s)?.[1]).filter((n) => n !== undefined);
+          const usable = nonce === undefined ? listed[0] : listed.find((n) => n === nonce);
+          if (usable === undefined) return { allowed: false, why: 'script-src' };
+          nonce = usable;
+        }
+      }
+      const connect = directives.get('connect-src') ?? directives.get('default-src');
+      if (connect !== undefined && !(connect.includes("'self'") || connect.includes('*')))
+        return { allowed: false, why: 'connect-src' };
+    }
+  return { allowed: true, nonce };
+}
+
+/** A policy's directives, names lower-cased; the first of a repeated directive wins (CSP3 2.2.1). */
+function parsePolicy(policy: string): Map<string, string[]> {
+  const directives = new Map<string, string[]>();
+  for (const part of policy.split(';')) {
+    const tokens = part
+      .trim()
+      .split(/[ \t\n\f\r]+/)
+      .filter((t) => t.length > 0);
+    const name = tokens[0]?.toLowerCase();
+    if (name === undefined || directives.has(name)) continue;
+    directives.set(
+      name,
+      tokens
+        .slice(1)
+        .map((t) => (t.startsWith("'") && !t.toLowerCase().startsWith("'nonce-") ? t.toLowerCase() : t)),
+    );
+  }
+  return directives;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The response listener
+
+/** Why a live session's HTML page was served without the script (a fixed set: metric labels). */
+export const LIVE_SIGNOUT_SKIPS = ['csp', 'encoding', 'no_transform'] as const;
+export type LiveSignOutSkip = (typeof LIVE_SIGNOUT_SKIPS)[number];
+
+export interface HtmlInjectionDeps {
+  /** The script's URL (`{prefix}live.js`). */
+  readonly scriptUrl: string;
+  /** A page got the tag (its body's encoding: identity, gzip, br, deflate). */
+  readonly onInjected: (encoding: Encoding) => void;
+  /** A page was left alone. */
+  readonly onSkipped: (why: LiveSignOutSkip) => void;
+  /** A compressed body that did not decode: the response was cut. */
+  readonly onCorrupt: () => void;
+  readonly logger: Logger;
+}
+
+export type Encoding = 'identity' | 'gzip' | 'br' | 'deflate';
+
+/** Statuses whose HTML is a page a user looks at (no 1xx, 204, 205, 206, 3xx, 304). */
+const isPageStatus = (s: number): boolean =>
+  (s >= 200 && s < 300 && s !== 204 && s !== 205 && s !== 206) || s >= 400;
+
+const NO_TRANSFORM = /(^|[\s,])no-transform\s*(,|$)/i;
+
+/** Headers that describe the app's exact bytes, false once the body changed. */
+const DIGESTS = new Set(['content-length', 'content-md5', 'content-digest', 'repr-digest', 'digest']);
+
+/**
+ * The listener of live sessions' responses that inserts the tag into their HTML pages, built once at
+ * startup (only with `ui.liveSignOut`). It edits the head in place (Content-Length and digests
+ * removed: the body is sent chunked; a strong ETag made weak, as the bytes differ but the page is the
+ * same to the app, so its `If-None-Match` still matches) and returns the stream the body is written
+ * to. Left alone: HEAD, non-page statuses, Content-Range, non-HTML, `Cache-Control: no-transform`
+ * (RFC 9110 section 7.7), encodings other than one of gzip/br/deflate, and a CSP that forbids the
+ * script (logged once per process, counted each time).
+ */
+export function compileHtmlInjection(deps: HtmlInjectionDeps): LiveResponseListener {
+  const { logger } = deps;
+  const plainTag = Buffer.from(`<script src="${deps.scriptUrl}" defer></script>`);
+  let cspLogged = false;
+  return (res: ServerResponse, head: ResponseHead, _tokenId: string, req: IncomingMessage) => {
+    if (req.method === 'HEAD' || !isPageStatus(head.status)) return undefined;
+    const h = head.headers;
+    let html = false;
+    let encoding: string | undefined;
+    let policies: string[] | undefined;
+    let noTransform = false;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = (h[i] as string).toLowerCase();
+      const value = h[i + 1] as string;
+      if (name === 'content-type') html = /^\s*text\/html\s*(;|$)/i.test(value);
+      else if (name === 'content-encoding')
+        encoding = encoding === undefined ? value : `${encoding},${value}`;
+      else if (name === 'content-range') return undefined;
+      else if (name === 'content-security-policy') (policies ??= []).push(value);
+      else if (name === 'cache-control' && NO_TRANSFORM.test(value)) noTransform = true;
+    }
+    if (!html) return undefined;
+    if (noTransform) {
+      deps.onSkipped('no_transform');
+      return undefined;
+    }
+    const coding = codingOf(encoding);
+    if (coding === undefined) {
+      deps.onSkipped('encoding');
+      return undefined;
+    }
+    let tag = plainTag;
+    if (policies !== undefined) {
+      const allowance = scriptAllowance(policies);
+      if (!allowance.allowed) {
+        deps.onSkipped('csp');
+        if (!cspLogged) {
+          cspLogged = true;
+          logger.warn(
+            { code: 'SG_WARN_LIVE_SIGNOUT_CSP', directive: allowance.why },
+            "a page's Content-Security-Policy does not allow the live sign-out script: such pages are served unchanged (logged once)",
+          );
+        }
+        return undefined;
+      }
+      if (allowance.nonce !== undefined)
+        tag = Buffer.from(`<script src="${deps.scriptUrl}" nonce="${allowance.nonce}" defer></script>`);
+    }
+    rewriteHead(h);
+    deps.onInjected(coding);
+    return bodyRewrite(res, tag, coding, deps.onCorrupt);
+  };
+}
+
+/** One coding the gateway decodes and encodes again; undefined for none it handles (or several). */
+function codingOf(value: string | undefined): Encoding | undefined {
+  if (value === undefined) return 'identity';
+  const v = value.trim().toLowerCase();
+  if (v === '' || v === 'identity') return 'identity';
+  if (v === 'gzip' || v === 'x-gzip') return 'gzip';
+  if (v === 'br') return 'br';
+  if (v === 'deflate') return 'deflate';
+  return undefined;
+}
+
+function rewriteHead(h: string[]): void {
+  for (let i = 0; i < h.length;) {
+    const name = (h[i] as string).toLowerCase();
+    if (DIGESTS.has(name)) {
+      h.splice(i, 2);
+      continue;
+    }
+    if (name === 'etag' && !(h[i + 1] as string).startsWith('W/')) h[i + 1] = `W/${h[i + 1] as string}`;
+    i += 2;
+  }
+}
+
+/** The inserter as a stream. */
+class InsertingStream extends Transform {
+  readonly #inserter: TagInserter;
+  constructor(tag: Buffer) {
+    super();
+    this.#inserter = new TagInserter(tag);
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    for (const part of this.#inserter.push(chunk)) if (part.length > 0) this.push(part);
+    cb();
+  }
+  override _flush(cb: TransformCallback): void {
+    for (const part of this.#inserter.end()) this.push(part);
+    cb();
+  }
+}
+
+/**
+ * The body's way to the client: the inserter, between a decoder and an encoder for a compressed body.
+ * Each upstream chunk is flushed through the encoder (sync flush) so a page that streams keeps
+ * streaming; that costs a little compression. Brotli at quality 5, not its default 11, which costs
+ * tens of milliseconds per page.
+ */
+function bodyRewrite(res: ServerResponse, tag: Buffer, coding: Encoding, onCorrupt: () => void): Writable {
+  const insert = new InsertingStream(tag);
+  const done = (err: Error | null) => {
+    if (err && !res.destroyed) {
+      onCorrupt();
+      res.destroy();
+    }
+  };
+  switch (coding) {
+    case 'identity':
+      pipeline(insert, res, done);
+      return insert;
+    case 'gzip': {
+      const decode = createGunzip();
+      pipeline(decode, insert, createGzip({ flush: constants.Z_SYNC_FLUSH }), res, done);
+      return decode;
+    }
+    case 'deflate': {
+      // RFC 9110 "deflate" is zlib-wrapped; a few servers send raw deflate, which Inflate refuses.
+      const decode = createInflate();
+      pipeline(decode, insert, createDeflate({ flush: constants.Z_SYNC_FLUSH }), res, done);
+      return decode;
+    }
+    case 'br': {
+      const decode = createBrotliDecompress();
+      const encode = createBrotliCompress({
+        flush: constants.BROTLI_OPERATION_FLUSH,
+        params: { [constants.BROTLI_PARAM_QUALITY]: 5 },
+      });
+      pipeline(decode, insert, encode, res, done);
+      return decode;
+    }
+  }
+}
