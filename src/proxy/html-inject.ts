@@ -309,29 +309,30 @@ class InsertingStream extends Transform {
  */
 function bodyRewrite(res: ServerResponse, tag: Buffer, coding: Encoding, onCorrupt: () => void): Writable {
   const insert = new InsertingStream(tag);
-  const done = (err: Error | null) => {
-    if (err && !res.destroyed) {
-      onCorrupt();
-      res.destroy();
-    }
+  // pipeline destroys every stream (the response too) when one fails or the client goes away.
+  const done = () => undefined;
+  const decoding = <T extends Writable>(decode: T): T => {
+    // Only the decoder's own error says the app's body did not decode (not a client abort).
+    decode.once('error', onCorrupt);
+    return decode;
   };
   switch (coding) {
     case 'identity':
       pipeline(insert, res, done);
       return insert;
     case 'gzip': {
-      const decode = createGunzip();
+      const decode = decoding(createGunzip());
       pipeline(decode, insert, createGzip({ flush: constants.Z_SYNC_FLUSH }), res, done);
       return decode;
     }
     case 'deflate': {
       // RFC 9110 "deflate" is zlib-wrapped; a few servers send raw deflate, which Inflate refuses.
-      const decode = createInflate();
+      const decode = decoding(createInflate());
       pipeline(decode, insert, createDeflate({ flush: constants.Z_SYNC_FLUSH }), res, done);
       return decode;
     }
     case 'br': {
-      const decode = createBrotliDecompress();
+      const decode = decoding(createBrotliDecompress());
       const encode = createBrotliCompress({
         flush: constants.BROTLI_OPERATION_FLUSH,
         params: { [constants.BROTLI_PARAM_QUALITY]: 5 },
