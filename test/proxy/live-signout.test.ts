@@ -31,7 +31,7 @@ const redisServer = needTool('redis-server', 'redis-server', haveRedis());
 let redis: RedisHandle;
 
 /** The second half of /streamed, written when the test says so. */
-let releaseStreamed: (() => void) | undefined;
+const releaseStreamed: (() => void)[] = [];
 
 /** The app: a form login setting `sid`, and one page per case the rewrite must get right. */
 function pageApp(): Promise<ListeningApp> {
@@ -84,7 +84,7 @@ function pageApp(): Promise<ListeningApp> {
         // The head end tag cut in two: the first half must reach the client before the second is sent.
         res.writeHead(200, html);
         res.write(PAGE.slice(0, PAGE.indexOf('</head>') + 4));
-        releaseStreamed = () => res.end(PAGE.slice(PAGE.indexOf('</head>') + 4));
+        releaseStreamed.push(() => res.end(PAGE.slice(PAGE.indexOf('</head>') + 4)));
         return;
       default:
         return send({ 'content-type': 'text/plain' }, Buffer.from('ok'));
@@ -191,7 +191,7 @@ describe('the script tag in live pages', () => {
   });
 
   it('streams: the bytes before a head end tag cut by a chunk boundary arrive before the rest is sent', async () => {
-    releaseStreamed = undefined;
+    releaseStreamed.length = 0;
     const res = await request(`${gw.url}/streamed`, { headers: { cookie } });
     const cut = PAGE.indexOf('</head>');
     let received = '';
@@ -204,8 +204,8 @@ describe('the script tag in live pages', () => {
     });
     await firstPart;
     expect(received).toBe(PAGE.slice(0, cut));
-    expect(releaseStreamed).toBeDefined();
-    releaseStreamed?.();
+    expect(releaseStreamed).toHaveLength(1);
+    releaseStreamed.pop()?.();
     await once(res.body, 'end');
     expect(received).toBe(WITH_TAG);
   });
