@@ -11,6 +11,9 @@ const hot = (date: string, variant = HOT_PAIRED) =>
 const revocation = (date: string) =>
   `## ${date} — cross-replica revocation (bench/revocation.ts)\n\n- code: abc1234\n`;
 
+const liveTabs = (date: string) =>
+  `## ${date} — open tabs under ui.liveSignOut (bench/live-tabs.ts)\n\n- code: abc1234\n`;
+
 const headings = async (file: string) =>
   (await readFile(file, 'utf8')).split('\n').filter((l) => l.startsWith('## '));
 
@@ -48,6 +51,16 @@ describe('the results file of a bench', () => {
     expect(await headings(file)).toEqual([
       `## 2026-12-01T10:00:00Z — hot path (bench/hot.ts ${HOT_PAIRED})`,
       `## 2026-12-02T12:00:00Z — hot path (bench/hot.ts ${HOT_CALLGRIND})`,
+    ]);
+  });
+
+  it('keeps the latest live-tabs run beside the other benches', async () => {
+    await recordResults(file, 'live-tabs', liveTabs('2026-12-01T10:00:00Z'));
+    await recordResults(file, 'revocation', revocation('2026-12-01T11:00:00Z'));
+    await recordResults(file, 'live-tabs', liveTabs('2026-12-03T12:00:00Z'));
+    expect(await headings(file)).toEqual([
+      '## 2026-12-03T12:00:00Z — open tabs under ui.liveSignOut (bench/live-tabs.ts)',
+      '## 2026-12-01T11:00:00Z — cross-replica revocation (bench/revocation.ts)',
     ]);
   });
 
