@@ -70,3 +70,17 @@ describe('the results file of a bench', () => {
     );
   });
 });
+
+describe('the committed live-tabs results (bench/results/live-tabs.md)', () => {
+  it('hold one run of 10,000 open streams, with the memory per stream', async () => {
+    const text = await readFile(join(import.meta.dirname, '../results/live-tabs.md'), 'utf8');
+    const sections = text.split('\n').filter((l) => l.startsWith('## '));
+    expect(sections).toHaveLength(1);
+    expect(sections[0]).toContain('(bench/live-tabs.ts)');
+    expect(text).toMatch(
+      /\| open streams \(the gateway's `sessiongate_live_signout_streams`\) +\| +10,000 \|/,
+    );
+    expect(text).toMatch(/\| RSS per open stream +\| +[\d,]+ B \|/);
+    expect(text).toMatch(/\| heap per open stream +\| +[\d,]+ B \|/);
+  });
+});
