@@ -214,21 +214,23 @@ export function compileHtmlInjection(deps: HtmlInjectionDeps): LiveResponseListe
   return (res: ServerResponse, head: ResponseHead, _tokenId: string, req: IncomingMessage) => {
     if (req.method === 'HEAD' || !isPageStatus(head.status)) return undefined;
     const h = head.headers;
-    let html = false;
+    // The type first: a response that is not HTML (most of a live session's) pays one scan, and
+    // only names of a length that may match are lower-cased.
+    if (!isHtml(h)) return undefined;
     let encoding: string | undefined;
     let policies: string[] | undefined;
     let noTransform = false;
     for (let i = 0; i < h.length; i += 2) {
-      const name = (h[i] as string).toLowerCase();
+      const raw = h[i] as string;
+      const n = raw.length;
+      if (n !== 13 && n !== 16 && n !== 23) continue;
+      const name = raw.toLowerCase();
       const value = h[i + 1] as string;
-      if (name === 'content-type') html = /^\s*text\/html\s*(;|$)/i.test(value);
-      else if (name === 'content-encoding')
-        encoding = encoding === undefined ? value : `${encoding},${value}`;
+      if (name === 'content-encoding') encoding = encoding === undefined ? value : `${encoding},${value}`;
       else if (name === 'content-range') return undefined;
       else if (name === 'content-security-policy') (policies ??= []).push(value);
       else if (name === 'cache-control' && NO_TRANSFORM.test(value)) noTransform = true;
     }
-    if (!html) return undefined;
     if (noTransform) {
       deps.onSkipped('no_transform');
       return undefined;
@@ -259,6 +261,18 @@ export function compileHtmlInjection(deps: HtmlInjectionDeps): LiveResponseListe
     deps.onInjected(coding);
     return bodyRewrite(res, tag, coding, deps.onCorrupt);
   };
+}
+
+const HTML_TYPE = /^\s*text\/html\s*(;|$)/i;
+
+/** The response's Content-Type is text/html (parameters allowed, e.g. a charset). */
+function isHtml(h: readonly string[]): boolean {
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i] as string;
+    if (name.length === 12 && name.toLowerCase() === 'content-type')
+      return HTML_TYPE.test(h[i + 1] as string);
+  }
+  return false;
 }
 
 /** One coding the gateway decodes and encodes again; undefined for none it handles (or several). */
