@@ -147,6 +147,13 @@ export function createLiveSignOut(o: LiveSignOutOptions): LiveSignOut {
 
   const stream = (request: LiveSignOutRequest): void => {
     const { req, res, tokenId } = request;
+    if (tokenId === undefined) {
+      // No token: not a signed-out tab for sure (a cookie whose Path does not cover the prefix is not
+      // sent here). 204 tells an EventSource to stop reconnecting (HTML Living Standard, 9.2.3): the
+      // tab stays as it is, without live sign-out.
+      res.writeHead(204, { 'cache-control': 'no-store' });
+      return void res.end();
+    }
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -155,11 +162,6 @@ export function createLiveSignOut(o: LiveSignOutOptions): LiveSignOut {
       'x-content-type-options': 'nosniff',
     });
     res.write(OPENING);
-    if (tokenId === undefined) {
-      // No token at all any more (the app cleared its cookie): the tab's session is over.
-      if (o.unknownTokens === 'pass') return void res.end(RETRY_LATER);
-      return void res.end(endedEvent('session_unknown'));
-    }
     let ended = false;
     const end = (code: RejectionCode | undefined) => {
       if (ended) return;
