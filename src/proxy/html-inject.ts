@@ -203,7 +203,7 @@ const DIGESTS = new Set(['content-length', 'content-md5', 'content-digest', 'rep
  * startup (only with `ui.liveSignOut`). It edits the head in place (Content-Length and digests
  * removed: the body is sent chunked; a strong ETag made weak, as the bytes differ but the page is the
  * same to the app, so its `If-None-Match` still matches) and returns the stream the body is written
- * to. Left alone: HEAD, non-page statuses, Content-Range, non-HTML, `Cache-Control: no-transform`
+ * to. Left alone: HEAD, a browser's request for anything but a document (`Sec-Fetch-Dest`), non-page statuses, Content-Range, non-HTML, `Cache-Control: no-transform`
  * (RFC 9110 section 7.7), encodings other than one of gzip/br/deflate, and a CSP that forbids the
  * script (logged once per process, counted each time).
  */
@@ -213,6 +213,10 @@ export function compileHtmlInjection(deps: HtmlInjectionDeps): LiveResponseListe
   let cspLogged = false;
   return (res: ServerResponse, head: ResponseHead, _tokenId: string, req: IncomingMessage) => {
     if (req.method === 'HEAD' || !isPageStatus(head.status)) return undefined;
+    // A browser says what a request is for (Fetch Metadata): HTML that a script fetched (htmx, Turbo)
+    // or a frame loads is no tab of its own. Clients that do not say are served as a tab.
+    const dest = req.headers['sec-fetch-dest'];
+    if (dest !== undefined && dest !== 'document') return undefined;
     const h = head.headers;
     // The type first: a response that is not HTML (most of a live session's) pays one scan, and
     // only names of a length that may match are lower-cased.

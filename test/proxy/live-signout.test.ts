@@ -275,6 +275,16 @@ describe('the script tag in live pages', () => {
     expect(notModified.headers.etag).toBe('"v1"');
   });
 
+  it("leaves HTML a browser fetched for a script or a frame alone (Sec-Fetch-Dest), and a document's not", async () => {
+    for (const dest of ['empty', 'iframe']) {
+      const res = await raw(`${gw.url}/plain`, { cookie, 'sec-fetch-dest': dest });
+      expect(res.body.toString()).toBe(PAGE);
+      expect(res.headers['content-length']).toBe(String(Buffer.byteLength(PAGE)));
+    }
+    const page = await raw(`${gw.url}/plain`, { cookie, 'sec-fetch-dest': 'document' });
+    expect(page.body.toString()).toBe(WITH_TAG);
+  });
+
   it('leaves the pages of requests without a live session alone', async () => {
     const anonymous = await raw(`${gw.url}/plain`);
     expect(anonymous.body.toString()).toBe(PAGE);
