@@ -5,7 +5,7 @@
  * holds at most a tag's length across chunk boundaries, decoded and re-encoded when it is compressed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline, Transform, type TransformCallback, type Writable } from 'node:stream';
+import { pipeline, Transform, Writable, type TransformCallback } from 'node:stream';
 import {
   constants,
   createBrotliCompress,
@@ -14,6 +14,7 @@ import {
   createGunzip,
   createGzip,
   createInflate,
+  createInflateRaw,
 } from 'node:zlib';
 import type { Logger } from '../observability/logger.js';
 import type { LiveResponseListener, ResponseHead } from './forward.js';
@@ -343,12 +344,14 @@ function bodyRewrite(res: ServerResponse, tag: Buffer, coding: Encoding, onCorru
       pipeline(decode, insert, createGzip({ flush: constants.Z_SYNC_FLUSH }), res, done);
       return decode;
     }
-    case 'deflate': {
-      // RFC 9110 "deflate" is zlib-wrapped; a few servers send raw deflate, which Inflate refuses.
-      const decode = decoding(createInflate());
-      pipeline(decode, insert, createDeflate({ flush: constants.Z_SYNC_FLUSH }), res, done);
-      return decode;
-    }
+    case 'deflate':
+      // RFC 9110 "deflate" is zlib-wrapped, but some servers send raw deflate (as browsers accept):
+      // the first two bytes tell which. Sent on zlib-wrapped either way.
+      return new DeflateFront((zlib) => {
+        const decode = decoding(zlib ? createInflate() : createInflateRaw());
+        pipeline(decode, insert, createDeflate({ flush: constants.Z_SYNC_FLUSH }), res, done);
+        return decode;
+      });
     case 'br': {
       const decode = decoding(createBrotliDecompress());
       const encode = createBrotliCompress({
@@ -358,5 +361,43 @@ function bodyRewrite(res: ServerResponse, tag: Buffer, coding: Encoding, onCorru
       pipeline(decode, insert, encode, res, done);
       return decode;
     }
+  }
+}
+
+/**
+ * The writable end of a deflate body's rewrite: holds the first two bytes, which say whether the body
+ * is zlib-wrapped (RFC 1950: compression method 8, the header a multiple of 31) or raw deflate, then
+ * starts the decoder that fits and writes everything on through it (its callbacks pace the writer).
+ */
+class DeflateFront extends Writable {
+  readonly #start: (zlib: boolean) => Writable;
+  #decoder: Writable | undefined;
+  #held: Buffer | undefined;
+
+  constructor(start: (zlib: boolean) => Writable) {
+    super();
+    this.#start = start;
+    // The decoder's own errors are reported by the pipeline it is in; a write after them only fails.
+    this.on('error', () => undefined);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.#decoder !== undefined) return void this.#decoder.write(chunk, cb);
+    const data = this.#held === undefined ? chunk : Buffer.concat([this.#held, chunk]);
+    if (data.length < 2) {
+      this.#held = data;
+      return cb();
+    }
+    this.#held = undefined;
+    const zlib =
+      ((data[0] as number) & 0x0f) === 8 && ((data[0] as number) * 256 + (data[1] as number)) % 31 === 0;
+    this.#decoder = this.#start(zlib);
+    this.#decoder.write(data, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    const decoder = this.#decoder ?? this.#start(true);
+    if (this.#held !== undefined) decoder.write(this.#held);
+    decoder.end(() => cb());
   }
 }

@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   brotliCompressSync,
   brotliDecompressSync,
+  deflateRawSync,
   deflateSync,
   gunzipSync,
   gzipSync,
@@ -59,6 +60,8 @@ function pageApp(): Promise<ListeningApp> {
         return send({ ...html, 'content-encoding': 'br' }, brotliCompressSync(page));
       case '/deflate':
         return send({ ...html, 'content-encoding': 'deflate' }, deflateSync(page));
+      case '/raw-deflate':
+        return send({ ...html, 'content-encoding': 'deflate' }, deflateRawSync(page));
       case '/zstd':
         return send({ ...html, 'content-encoding': 'zstd' }, page);
       case '/corrupt-gzip':
@@ -188,6 +191,12 @@ describe('the script tag in live pages', () => {
     expect(res.headers['content-length']).toBeUndefined();
     expect(decode(res.body).toString()).toBe(WITH_TAG);
     expect(await pageCount(gw, `injected_${encoding}`)).toBe(before + 1);
+  });
+
+  it('reads a raw deflate body too (sent zlib-wrapped, as RFC 9110 says)', async () => {
+    const res = await raw(`${gw.url}/raw-deflate`, { cookie, 'accept-encoding': 'deflate' });
+    expect(res.headers['content-encoding']).toBe('deflate');
+    expect(inflateSync(res.body).toString()).toBe(WITH_TAG);
   });
 
   it('streams: the bytes before a head end tag cut by a chunk boundary arrive before the rest is sent', async () => {
