@@ -155,6 +155,10 @@ export const ERRORS = {
   SG_WARN_TLS_RELOAD: { status: undefined, message: 'a changed certificate was not loaded' },
   SG_WARN_TLS_WATCH: { status: undefined, message: "the certificate's directory cannot be watched" },
   SG_WARN_GEO_RELOAD: { status: undefined, message: 'a changed geo database was not loaded' },
+  SG_WARN_LIVE_SIGNOUT_CSP: {
+    status: undefined,
+    message: "a page's Content-Security-Policy does not allow the live sign-out script",
+  },
 
   SG_ERR_INTERNAL: { status: 500, message: 'the gateway failed' },
 } as const satisfies Record<string, { readonly status: number | undefined; readonly message: string }>;

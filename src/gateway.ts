@@ -49,6 +49,8 @@ import { createChoosePage } from './ui/choose.js';
 import { createWarningPage, WARNING_PATH } from './ui/warning.js';
 import { compileWarningGate } from './proxy/warning.js';
 import { HeldLogins } from './proxy/held-logins.js';
+import { compileHtmlInjection } from './proxy/html-inject.js';
+import { createLiveSignOut } from './ui/live-signout.js';
 import { sendError } from './errors.js';
 
 /** While closing, how often connections that finished their last request are dropped (milliseconds). */
@@ -370,6 +372,33 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         rejectionMessage: (code) => rejections.message(code),
       }),
     });
+  // ui.liveSignOut: the script, its event streams and the signed-out page, beside the proxy's
+  // long-lived connections (closed on revocation like any other).
+  const liveSignOut = !config.ui.liveSignOut
+    ? undefined
+    : createLiveSignOut({
+        sessions,
+        prefix,
+        streams: { add: (tokenId, conn) => proxy.connections.add(tokenId, conn) },
+        unknownTokens: config.sessions.unknownTokens,
+        redirect: config.reject.redirect,
+        renderPage: (code) =>
+          renderPage({
+            code,
+            message: rejections.message(code),
+            session: undefined,
+            loginUrl: config.reject.redirect,
+          }),
+        logger,
+      });
+  if (liveSignOut) {
+    const handler: SelfServiceHandler = (scope) =>
+      liveSignOut.handle(scope, (code, session) =>
+        rejections.send(scope.res, scope.req.headers, code, scope.token, session),
+      );
+    reservedPages.push({ prefix: `${prefix}live`, handler }, { prefix: `${prefix}signed-out`, handler });
+    metrics.countLiveStreamsWith(() => liveSignOut.open);
+  }
   const reservedHandler: SelfServiceHandler | undefined =
     reservedPages.length === 0
       ? selfService
@@ -434,6 +463,15 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
     },
     selfService: reservedHandler && { prefix, handler: reservedHandler },
     warnings: warnings ? compileWarningGate({ prefix, mode: config.mode, logger }) : undefined,
+    injectHtml:
+      liveSignOut &&
+      compileHtmlInjection({
+        scriptUrl: `${prefix}live.js`,
+        onInjected: (encoding) => metrics.liveSignOutPages[`injected_${encoding}`].inc(),
+        onSkipped: (why) => metrics.liveSignOutPages[`skipped_${why}`].inc(),
+        onCorrupt: () => metrics.liveSignOutPages.corrupt.inc(),
+        logger,
+      }),
     // Request outcomes are observability's, not session events: straight to the audit log and webhook.
     record: (event) => {
       try {
@@ -550,6 +588,8 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
       const closing = new Promise<void>((resolve) => proxy.server.close(() => resolve()));
       // WebSockets never finish on their own: told "going away" now, their clients reconnect elsewhere.
       proxy.closeTunnels();
+      // Live sign-out streams too: their tabs reconnect to another replica.
+      if (liveSignOut) liveSignOut.close();
       // close() drops the idle keep-alive connections once; one whose request is still in flight would
       // stay open until its keep-alive timeout after answering. Requests that arrive meanwhile on such a
       // connection are answered with `Connection: close`, and the finished ones are dropped as they idle.

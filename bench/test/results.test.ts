@@ -11,6 +11,9 @@ const hot = (date: string, variant = HOT_PAIRED) =>
 const revocation = (date: string) =>
   `## ${date} — cross-replica revocation (bench/revocation.ts)\n\n- code: abc1234\n`;
 
+const liveTabs = (date: string) =>
+  `## ${date} — open tabs under ui.liveSignOut (bench/live-tabs.ts)\n\n- code: abc1234\n`;
+
 const headings = async (file: string) =>
   (await readFile(file, 'utf8')).split('\n').filter((l) => l.startsWith('## '));
 
@@ -51,9 +54,33 @@ describe('the results file of a bench', () => {
     ]);
   });
 
+  it('keeps the latest live-tabs run beside the other benches', async () => {
+    await recordResults(file, 'live-tabs', liveTabs('2026-12-01T10:00:00Z'));
+    await recordResults(file, 'revocation', revocation('2026-12-01T11:00:00Z'));
+    await recordResults(file, 'live-tabs', liveTabs('2026-12-03T12:00:00Z'));
+    expect(await headings(file)).toEqual([
+      '## 2026-12-03T12:00:00Z — open tabs under ui.liveSignOut (bench/live-tabs.ts)',
+      '## 2026-12-01T11:00:00Z — cross-replica revocation (bench/revocation.ts)',
+    ]);
+  });
+
   it('refuses a section whose heading does not name the bench, instead of misplacing it', async () => {
     await expect(recordResults(file, 'hot', revocation('2026-12-02T12:00:00Z'), HOT_PAIRED)).rejects.toThrow(
       /must start with a "## \.\.\. \(bench\/hot\.ts --meter cpu --schedule paired\)" heading/,
     );
+  });
+});
+
+describe('the committed live-tabs results (bench/results/live-tabs.md)', () => {
+  it('hold one run of 10,000 open streams, with the memory per stream', async () => {
+    const text = await readFile(join(import.meta.dirname, '../results/live-tabs.md'), 'utf8');
+    const sections = text.split('\n').filter((l) => l.startsWith('## '));
+    expect(sections).toHaveLength(1);
+    expect(sections[0]).toContain('(bench/live-tabs.ts)');
+    expect(text).toMatch(
+      /\| open streams \(the gateway's `sessiongate_live_signout_streams`\) +\| +10,000 \|/,
+    );
+    expect(text).toMatch(/\| RSS per open stream +\| +[\d,]+ B \|/);
+    expect(text).toMatch(/\| heap per open stream +\| +[\d,]+ B \|/);
   });
 });

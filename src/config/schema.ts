@@ -680,6 +680,16 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    ui: z
+      .object({
+        /**
+         * Insert a script into live sessions' HTML pages that signs an open tab out the moment its
+         * session ends (an event stream under the self-service prefix). @default false
+         */
+        liveSignOut: z.boolean().default(false),
+      })
+      .strict()
+      .default({}),
     notify: z
       .object({
         webhook: z

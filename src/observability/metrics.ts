@@ -63,6 +63,22 @@ export type HeldLoginOutcome = (typeof HELD_LOGIN_OUTCOMES)[number];
 
 /** What became of a new-login e-mail (notify/email.ts): a fixed set. */
 export const EMAIL_RESULTS = ['sent', 'retried', 'failed', 'dropped', 'no_recipient'] as const;
+/**
+ * `ui.liveSignOut`: what became of a live session's HTML page: the script inserted (by the body's
+ * encoding), left alone (its CSP forbids the script; an encoding not decoded; `no-transform`), or cut
+ * (a compressed body that did not decode).
+ */
+export const LIVE_SIGNOUT_PAGE_OUTCOMES = [
+  'injected_identity',
+  'injected_gzip',
+  'injected_br',
+  'injected_deflate',
+  'skipped_csp',
+  'skipped_encoding',
+  'skipped_no_transform',
+  'corrupt',
+] as const;
+export type LiveSignOutPageOutcome = (typeof LIVE_SIGNOUT_PAGE_OUTCOMES)[number];
 
 /** A counter the request path can bump with one field increment. */
 export interface Tally {
@@ -125,6 +141,13 @@ export class Metrics {
   /** Set-Cookie headers `cookies.harden` could not parse: passed through unchanged. */
   readonly setCookieUnparseable: Tally;
   readonly fixation: Record<FixationOutcome, Record<FixationCase, Counter.Internal>>;
+  readonly liveSignOutPages: Record<LiveSignOutPageOutcome, Counter.Internal>;
+  #countLiveStreams: (() => number) | undefined;
+
+  /** Where `sessiongate_live_signout_streams` comes from (the open live sign-out event streams). */
+  countLiveStreamsWith(count: () => number): void {
+    this.#countLiveStreams = count;
+  }
 
   /** Where `sessiongate_live_sessions` comes from (the session service's store count). */
   countLiveSessionsWith(count: () => Promise<number>): void {
@@ -333,5 +356,23 @@ export class Metrics {
         Object.fromEntries(FIXATION_CASES.map((c) => [c, fixation.labels(o, c)])),
       ]),
     ) as Record<FixationOutcome, Record<FixationCase, Counter.Internal>>;
+    const liveSignOutPages = new Counter({
+      name: 'sessiongate_live_signout_pages_total',
+      help: "Live sessions' HTML pages under ui.liveSignOut, by outcome: injected_<encoding>, skipped_<why> (csp, encoding, no_transform), corrupt.",
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+    this.liveSignOutPages = Object.fromEntries(
+      LIVE_SIGNOUT_PAGE_OUTCOMES.map((o) => [o, liveSignOutPages.labels(o)]),
+    ) as Record<LiveSignOutPageOutcome, Counter.Internal>;
+    const countLiveStreams = () => this.#countLiveStreams?.() ?? 0;
+    new Gauge({
+      name: 'sessiongate_live_signout_streams',
+      help: 'Open live sign-out event streams (ui.liveSignOut) on this replica.',
+      registers: [registry],
+      collect() {
+        this.set(countLiveStreams());
+      },
+    });
   }
 }

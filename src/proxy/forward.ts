@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { sendError, UpstreamError } from '../errors.js';
 import { clientResponseHeaders } from './headers.js';
@@ -54,8 +55,17 @@ export interface UpstreamOptions {
 
 export type RequestBody = IncomingMessage | Buffer | AsyncIterable<Buffer> | null;
 
-/** A live session's response started (streams are tracked, to be closed on revocation). */
-export type LiveResponseListener = (res: ServerResponse, head: ResponseHead, tokenId: string) => void;
+/**
+ * A live session's response started (streams are tracked, to be closed on revocation). It may edit the
+ * head and return the stream its body is written to instead of `res` (which that stream ends):
+ * `ui.liveSignOut` inserting its script into a page.
+ */
+export type LiveResponseListener = (
+  res: ServerResponse,
+  head: ResponseHead,
+  tokenId: string,
+  req: IncomingMessage,
+) => Writable | undefined;
 
 /** One request to forward: what goes upstream, and what watches the response. */
 export interface ForwardRequest {
@@ -126,6 +136,8 @@ export class Upstream {
 class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
+  /** Where the streamed body goes: `res`, or the rewrite a live response listener returned. */
+  #out: Writable;
   readonly #tap: ResponseTap | undefined;
   readonly #options: UpstreamOptions;
   #abort: ((err?: Error) => void) | undefined;
@@ -143,6 +155,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#request = request;
     this.#req = req;
     this.#res = res;
+    this.#out = res;
     this.#tap = request.tap;
     this.#options = options;
     res.on('close', () => {
@@ -186,9 +199,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onData(chunk: Buffer): boolean {
     if (this.#mode === 'discard') return true;
     if (this.#mode === 'stream') {
-      const flowing = this.#res.write(chunk);
+      const flowing = this.#out.write(chunk);
       // Backpressure: undici pauses the upstream socket; the client's drain resumes it.
-      if (!flowing && this.#resume) this.#res.once('drain', this.#resume);
+      if (!flowing && this.#resume) this.#out.once('drain', this.#resume);
       return flowing;
     }
     (this.#chunks as Buffer[]).push(chunk);
@@ -225,7 +238,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     if (this.#mode === 'stream') {
       this.#done = true;
-      this.#res.end();
+      this.#out.end();
       return;
     }
     if (this.#mode === 'buffer') {
@@ -300,7 +313,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
    */
   #trackLive(head: ResponseHead): void {
     const { liveTokenId, onLiveResponse } = this.#request;
-    if (liveTokenId !== undefined) onLiveResponse?.(this.#res, head, liveTokenId);
+    if (liveTokenId === undefined || onLiveResponse === undefined) return;
+    const rewrite = onLiveResponse(this.#res, head, liveTokenId, this.#req);
+    if (rewrite !== undefined) this.#out = rewrite;
   }
 
   #release(): void {
@@ -308,11 +323,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#trackLive(this.#head as ResponseHead);
     this.#mode = 'stream';
     this.#writeHead(this.#head as ResponseHead);
-    for (const c of this.#chunks as Buffer[]) this.#res.write(c);
+    for (const c of this.#chunks as Buffer[]) this.#out.write(c);
     this.#chunks = undefined;
     if (this.#completed) {
       this.#done = true;
-      this.#res.end();
+      this.#out.end();
     } else this.#resume?.();
   }
 }

@@ -63,12 +63,13 @@ export function closeRevokedConnections(deps: RevocationCloserDeps): void {
 export function streamTracker(connections: ConnectionRegistry): LiveResponseListener {
   return (res: ServerResponse, head: ResponseHead, tokenId: string) => {
     const stream = isStream(head);
-    if (stream === undefined) return;
+    if (stream === undefined) return undefined;
     const remove = connections.add(tokenId, {
       kind: 'stream',
       close: stream === 'events' ? () => res.end() : () => res.destroy(),
     });
     res.once('close', remove);
+    return undefined;
   };
 }
 

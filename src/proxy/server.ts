@@ -20,7 +20,7 @@ import { clientErrorHandler, connectHandler } from './client-errors.js';
 import { ConnectionRegistry } from './connections.js';
 import type { ExchangeTapDeps, UserProbe } from './exchange-tap.js';
 import { compileFixationGuard } from './fixation.js';
-import type { Upstream } from './forward.js';
+import type { LiveResponseListener, Upstream } from './forward.js';
 import { createTlsListener, hostFromAuthority } from './http2.js';
 import { closeRevokedConnections, streamTracker } from './long-lived.js';
 import { compilePrepare, isRefusal } from './prepare.js';
@@ -85,6 +85,11 @@ export interface ProxyOptions {
   readonly selfService: { readonly prefix: string; readonly handler: SelfServiceHandler } | undefined;
   /** `onLimit: warn`: what a warned session's requests get (proxy/warning.ts); undefined otherwise. */
   readonly warnings?: WarningGate | undefined;
+  /**
+   * `ui.liveSignOut`: inserts the script into live sessions' HTML pages (proxy/html-inject.ts);
+   * undefined when off, so other responses pay nothing for it.
+   */
+  readonly injectHtml?: LiveResponseListener | undefined;
   /** Request outcomes worth an audit record (`request.rejected`). */
   readonly record: (event: SessionEvent) => void;
   readonly metrics: Metrics;
@@ -143,7 +148,7 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
     // Anonymous cookies matter only where unknown tokens are refused; elsewhere they pass anyway.
     anonymous:
       rotation !== undefined && policy.unknownTokens === 'reject' ? anonymousTap(rotation) : undefined,
-    onLiveResponse: streamTracker(connections),
+    onLiveResponse: withInjection(streamTracker(connections), o.injectHtml),
   };
   const readBody = compileRuleBodyReader({ maxBody: o.login.maxBody, answers, metrics, logger });
   const exchange: ExchangeRouteDeps = {
@@ -325,6 +330,20 @@ export function createProxyServer(o: ProxyOptions): ProxyServer {
     closeTunnels: () => {
       for (const t of tunnels) t.close(GOING_AWAY);
     },
+  };
+}
+
+/** The stream tracker, then (with `ui.liveSignOut`) the page rewrite; chosen once at startup. */
+function withInjection(
+  track: LiveResponseListener,
+  inject: LiveResponseListener | undefined,
+): LiveResponseListener {
+  if (inject === undefined) return track;
+  return (res, head, tokenId, req) => {
+    // The rewrite edits the head (Content-Length removed), so the tracker sees the head as sent.
+    const rewrite = inject(res, head, tokenId, req);
+    track(res, head, tokenId, req);
+    return rewrite;
   };
 }
 

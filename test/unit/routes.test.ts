@@ -137,7 +137,7 @@ async function bench(config: Partial<ConfigInput>, handlerOf: HandlerOf): Promis
     trustedProxies: compileTrustedProxies([]),
     rotation: undefined,
     anonymous: undefined,
-    onLiveResponse: () => {},
+    onLiveResponse: () => undefined,
   };
   const deps: ExchangeRouteDeps = {
     ...forwarding,
