@@ -5,7 +5,7 @@
  * Usage: npm run hot -- [--schedule sequential|paired] [--meter cpu|callgrind] [--only a,b]
  *          [--rounds N] [--quick] [--duration s] [--warmup s] [--connections n] [--pipelining n]
  *          [--rate req/s] [--pin] [--load autocannon|wrk] [--miss-users 1000]
- *          [--warmup-requests 8000] [--requests 5000] [--ready-timeout 180] [--keep-dumps]
+ *          [--warmup-requests 8000] [--requests 5000] [--ready-timeout 180] [--keep-dumps] [--idle-cap 60]
  *          [--gateway-cli ../dist/src/cli.js] [--results results/hot.md | --no-results]
  *
  * A schedule says when each proxy runs: `sequential` starts, loads and stops one after the other,
@@ -77,6 +77,7 @@ interface Options {
   requests: number;
   readyTimeoutMs: number;
   keepDumps: boolean;
+  idleCapMs: number;
 }
 
 function choice<T extends string>(value: string | undefined, allowed: readonly T[], flag: string): T {
@@ -109,6 +110,7 @@ function parseOptions(argv: string[]): Options {
       requests: { type: 'string' },
       'ready-timeout': { type: 'string' },
       'keep-dumps': { type: 'boolean', default: false },
+      'idle-cap': { type: 'string' },
     },
   });
   const schedule = choice(values.schedule, ['sequential', 'paired'] as const, 'schedule');
@@ -139,6 +141,7 @@ function parseOptions(argv: string[]): Options {
     requests: positiveFlag(values.requests, quick ? 1000 : 5000, 'requests', { integer: true }),
     readyTimeoutMs: positiveFlag(values['ready-timeout'], 180, 'ready-timeout') * 1000,
     keepDumps: values['keep-dumps'] ?? false,
+    idleCapMs: positiveFlag(values['idle-cap'], 60, 'idle-cap') * 1000,
   };
   if (o.load === 'wrk' && o.rate !== undefined)
     throw new Error('--rate needs --load autocannon (wrk has no fixed rate)');

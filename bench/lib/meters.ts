@@ -13,6 +13,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import {
   callgrindUnavailableReason,
@@ -165,6 +166,8 @@ export interface CallgrindMeterOptions {
   connections: number;
   readyTimeoutMs: number;
   keepDumps: boolean;
+  /** The idle window after each loaded one lasts as long, at most this (ms). */
+  idleCapMs: number;
 }
 
 /** Sends `amount` requests closed-loop over the pool; returns the count per status code. */
@@ -219,8 +222,10 @@ export async function callgrindMeter(o: CallgrindMeterOptions): Promise<Meter | 
       { key: 'main', label: 'main thread instr/req', digits: 0 },
       { key: 'other', label: 'other threads instr/req', digits: 0 },
       { key: 'total', label: 'total instr/req', digits: 0 },
+      { key: 'idle', label: 'of main, idle-time share', digits: 0 },
+      { key: 'net', label: 'main net of idle instr/req', digits: 0 },
     ],
-    ratioKeys: ['main', 'total'],
+    ratioKeys: ['main', 'total', 'net'],
     readyTimeoutMs: o.readyTimeoutMs,
     stopGraceMs: 60_000,
     spawn: (name, script, args, cwd) => {
@@ -241,13 +246,27 @@ export async function callgrindMeter(o: CallgrindMeterOptions): Promise<Meter | 
           'not started under callgrind (the callgrind meter counts proxies it starts)',
         );
       await zeroCounters(c.pid);
+      const began = performance.now();
       const statuses = await closedLoop(poolFor(c), c.target, o.requests, o.connections);
+      const busyMs = performance.now() - began;
       const split = await threadSplit(await dumpCounters(c.pid, outFile));
+      // Then the proxy idle for as long: what it runs per second whatever its load (timers, store
+      // pings, the re-read of a cached session every maxStaleness). Valgrind runs it some 50 times
+      // slower, so a window lasts about a minute and charges its requests for that minute's timers:
+      // the more so the busier the host. `net` leaves that out: the work each request causes.
+      await zeroCounters(c.pid);
+      const idleBegan = performance.now();
+      await sleep(Math.min(busyMs, o.idleCapMs));
+      const idleMs = performance.now() - idleBegan;
+      const idle = await threadSplit(await dumpCounters(c.pid, outFile));
+      const idleMain = (idle.main / idleMs) * busyMs;
       return {
         figures: {
           main: split.main / o.requests,
           other: split.other / o.requests,
           total: split.total / o.requests,
+          idle: idleMain / o.requests,
+          net: (split.main - idleMain) / o.requests,
         },
         requests: o.requests,
         ...statusesOf(statuses, o.requests),
@@ -256,6 +275,7 @@ export async function callgrindMeter(o: CallgrindMeterOptions): Promise<Meter | 
     describe: () => [
       `- meter callgrind: ${valgrindVersion()} --tool=callgrind --smc-check=all-non-file around the proxy only (upstream and redis-server native); ${o.warmupRequests} warm-up requests per proxy, then per window counters zeroed (callgrind_control -z), ${o.requests} requests, dump (-d); closed loop on ${o.connections} keep-alive connections (undici Pool in the parent)`,
       '- instr/req: instructions (Ir) of the window / its requests; main = inclusive count of node::Start (the JS thread), other = all threads minus main (TurboFan, GC helpers, libuv pool: they vary with whether a compile or a major GC falls in the window)',
+      `- idle-time share: after each window the proxy idles as long (at most ${o.idleCapMs / 1000} s) with counters zeroed; its main-thread instructions per ms idle, times the window's wall time, per request: the timers and store pings a window under valgrind (some 50x slower than native) charges its requests for. net = main minus that share: the work the requests cause`,
     ],
     close: async () => {
       for (const pool of pools.values()) await pool.destroy();
