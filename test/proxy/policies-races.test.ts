@@ -52,7 +52,9 @@ describe.skipIf(!redisServer)('logins racing on two replicas of one Redis', () =
     const config = {
       upstream: app.url,
       login: LOGIN,
-      store: { url: redis.url, keyPrefix: `r${randomBytes(4).toString('hex')}:` },
+      // The race is the subject, not a slow host: a command timing out under a loaded CI machine would
+      // answer 503 (the outage semantics), which these counts are not about.
+      store: { url: redis.url, keyPrefix: `r${randomBytes(4).toString('hex')}:`, commandTimeout: '5s' },
       consistency: 'strict' as const,
       sessions,
     };
@@ -80,7 +82,7 @@ describe.skipIf(!redisServer)('logins racing on two replicas of one Redis', () =
       );
       const admitted = results.filter((r) => r.status === 200).map((r) => r.token as string);
       const refused = results.filter((r) => r.status === 409);
-      expect(admitted.length + refused.length).toBe(50);
+      expect(results.filter((r) => r.status !== 200 && r.status !== 409)).toEqual([]);
       expect(new Set(refused.map((r) => r.error))).toEqual(new Set(['session_seat_limit_reached']));
       expect(await liveOf(a, admitted), `round ${round}`).toBe(4);
       expect(await a.gateway.sessions.store.seats.count('acme', Date.now())).toBe(4);
