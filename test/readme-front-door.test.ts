@@ -11,10 +11,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { freePort } from './support/ports.js';
 import { get, NAVIGATE } from './support/gateway.js';
@@ -24,6 +24,13 @@ import { waitUntil } from './support/wait.js';
 const root = join(import.meta.dirname, '..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
 const dir = mkdtempSync(join(tmpdir(), 'sg-front-door-'));
+/**
+ * npx's own cache for this file, as on a fresh machine: npx installs the checkout (a link) into the
+ * cache under a hash of its path, and an install cut short there (a run killed, two at once) left that
+ * entry broken for every later run at the same path (npx exits 254).
+ */
+const npxCache = join(dir, 'npm-cache');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The text of a `## ` section, up to the next one. */
 function section(title: string): string {
@@ -82,7 +89,13 @@ function start(
   const child = spawn(argv[0] as string, argv.slice(1), {
     cwd: root,
     detached: true,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, npm_config_yes: 'false', ...env },
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      npm_config_yes: 'false',
+      npm_config_cache: npxCache,
+      ...env,
+    },
   });
   children.push(child);
   const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
