@@ -16,22 +16,26 @@
  */
 import { createHmac } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ERRORS, type ErrorCode } from '../errors.js';
+import { ERRORS } from '../errors.js';
 import { readCapped } from '../http/body.js';
 import type { Logger } from '../observability/logger.js';
 import { sessionView, type SessionView } from '../sessions/device.js';
 import type { SessionService } from '../sessions/service.js';
 import { html } from './html.js';
-import { layout, relativeHtml, renderMessagePage, timeHtml } from './pages.js';
 import {
-  crossSiteReason,
   isFormPost,
+  pageMethod,
+  PageProblem,
+  refuseCrossSite,
   safeEqual,
+  type SelfServiceRequest,
   sendHtml,
   sendJson,
+  sendPageProblem,
+  servePage,
   wantsJson,
-  type SelfServiceRequest,
-} from './self-service.js';
+} from './page-http.js';
+import { layout, relativeHtml, renderMessagePage, timeHtml } from './pages.js';
 
 /** The held logins, as the page needs them (proxy/held-logins.ts is one). */
 /** The client asking (see proxy/held-logins.ts HoldClient): a hold answers only the one that made it. */
@@ -78,50 +82,24 @@ export const CHOOSE_PATH = /^choose\/([A-Za-z0-9_-]{32})$/;
 /** A choice form carries one id and a token: well under 1 KiB. */
 const MAX_BODY = 4 * 1024;
 
-class Problem extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: ErrorCode,
-    message: string,
-    readonly title: string,
-  ) {
-    super(message);
-  }
-}
-
 /** The choice page's handler, for a request whose path starts with `{prefix}choose/`. */
 export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceRequest) => void {
   const loginUrl = o.loginUrl ?? '/';
   const trusted = o.trustedProxies ?? { isTrusted: () => false };
   const csrfOf = (holdId: string): string =>
     createHmac('sha256', o.csrfKey).update(`sessiongate-choose:${holdId}`).digest('base64url');
-  const gone = (): Problem =>
-    new Problem(410, 'SG_ERR_LOGIN_HOLD_GONE', ERRORS.SG_ERR_LOGIN_HOLD_GONE.message, 'Sign in again');
+  const gone = (): PageProblem =>
+    new PageProblem(410, 'SG_ERR_LOGIN_HOLD_GONE', ERRORS.SG_ERR_LOGIN_HOLD_GONE.message, 'Sign in again');
 
-  return (scope) => {
-    handle(scope).catch((err: unknown) => {
-      const code = (err as { code?: string }).code;
-      const problem =
-        err instanceof Problem
-          ? err
-          : code === 'SG_ERR_STORE_UNAVAILABLE'
-            ? new Problem(
-                503,
-                'session_store_unavailable',
-                ERRORS.session_store_unavailable.message,
-                'Try again shortly',
-              )
-            : new Problem(
-                500,
-                'SG_ERR_INTERNAL',
-                'The choice could not be made. Please sign in again.',
-                'Something went wrong',
-              );
-      if (problem.status >= 500)
-        o.logger.error({ code: code ?? problem.code, err: (err as Error).message }, 'session choice failed');
-      sendProblem(scope, problem);
-    });
-  };
+  const send = (scope: SelfServiceRequest, p: PageProblem): void =>
+    sendPageProblem(scope, p, { href: loginUrl, text: 'Back to sign in' }, loginUrl);
+
+  return servePage(handle, {
+    logger: o.logger,
+    failed: 'session choice failed',
+    internalMessage: 'The choice could not be made. Please sign in again.',
+    send,
+  });
 
   async function handle(scope: SelfServiceRequest): Promise<void> {
     const { req, res } = scope;
@@ -129,20 +107,8 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
     const m = CHOOSE_PATH.exec(path.slice(o.prefix.length));
     if (!m) throw gone();
     const holdId = m[1] as string;
-    const method = req.method ?? 'GET';
-    if (method === 'GET' || method === 'HEAD') return show(scope, holdId);
-    if (method !== 'POST') {
-      res.setHeader('allow', 'GET, HEAD, POST');
-      throw new Problem(405, 'SG_ERR_METHOD', 'Use GET or POST.', 'Method not allowed');
-    }
-    const crossSite = crossSiteReason(req, trusted.isTrusted(req.socket.remoteAddress));
-    if (crossSite !== undefined) {
-      o.logger.warn(
-        { code: 'SG_ERR_CSRF', reason: crossSite, ip: scope.clientIp },
-        'cross-site choice refused',
-      );
-      throw new Problem(403, 'SG_ERR_CSRF', `Cross-site request refused (${crossSite}).`, 'Refused');
-    }
+    if (pageMethod(req, res) === 'show') return show(scope, holdId);
+    refuseCrossSite(scope, trusted, o.logger, 'choice');
     const action = await actionOf(req, holdId);
     if (action.kind === 'cancel') {
       if (!o.holds.cancel(holdId, clientOf(scope))) throw gone();
@@ -162,13 +128,13 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
     if (result === 'released') return;
     if (result === 'gone') throw gone();
     if (result === 'seat-refused')
-      throw new Problem(
+      throw new PageProblem(
         409,
         'session_seat_limit_reached',
         o.seatMessage ?? ERRORS.session_seat_limit_reached.message,
         'Not signed in',
       );
-    throw new Problem(409, 'session_limit_reached', o.limitMessage, 'Not signed in');
+    throw new PageProblem(409, 'session_limit_reached', o.limitMessage, 'Not signed in');
   }
 
   /** What the POST asks: end a session (its id) or cancel; a form must carry the hold's CSRF token. */
@@ -178,9 +144,9 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
   ): Promise<{ kind: 'end'; end: string } | { kind: 'cancel' }> {
     const raw = await readCapped(req, MAX_BODY);
     if (raw === 'too_large')
-      throw new Problem(413, 'SG_ERR_BODY_TOO_LARGE', 'Request body too large.', 'Refused');
+      throw new PageProblem(413, 'SG_ERR_BODY_TOO_LARGE', 'Request body too large.', 'Refused');
     if (raw === 'aborted')
-      throw new Problem(400, 'SG_ERR_BAD_REQUEST', 'The request did not arrive whole.', 'Refused');
+      throw new PageProblem(400, 'SG_ERR_BAD_REQUEST', 'The request did not arrive whole.', 'Refused');
     const body = raw.toString('utf8');
     const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
     if (type === 'application/json') {
@@ -195,7 +161,7 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
         if (fields.cancel === true) return { kind: 'cancel' };
         if (typeof fields.end === 'string' && fields.end !== '') return { kind: 'end', end: fields.end };
       }
-      throw new Problem(
+      throw new PageProblem(
         400,
         'SG_ERR_BAD_REQUEST',
         'Send {"end": "<session id>"} or {"cancel": true}.',
@@ -203,18 +169,18 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
       );
     }
     if (type !== 'application/x-www-form-urlencoded')
-      throw new Problem(400, 'SG_ERR_BAD_REQUEST', 'Send a form or JSON.', 'Refused');
+      throw new PageProblem(400, 'SG_ERR_BAD_REQUEST', 'Send a form or JSON.', 'Refused');
     const form = new URLSearchParams(body);
     const csrf = (req.headers['x-csrf-token'] as string | undefined) ?? form.get('csrf') ?? undefined;
     if (csrf === undefined || !safeEqual(csrf, csrfOf(holdId))) {
       o.logger.warn({ code: 'SG_ERR_CSRF', reason: 'csrf token' }, 'choice without a valid CSRF token');
-      throw new Problem(403, 'SG_ERR_CSRF', 'Missing or invalid CSRF token. Sign in again.', 'Refused');
+      throw new PageProblem(403, 'SG_ERR_CSRF', 'Missing or invalid CSRF token. Sign in again.', 'Refused');
     }
     if (form.get('cancel') !== null) return { kind: 'cancel' };
     const end = form.get('end');
     // An empty `end` (every offered session ended meanwhile): continue if there is room now.
     if (end !== null) return { kind: 'end', end };
-    throw new Problem(400, 'SG_ERR_BAD_REQUEST', 'Choose a session to end, or cancel.', 'Refused');
+    throw new PageProblem(400, 'SG_ERR_BAD_REQUEST', 'Choose a session to end, or cancel.', 'Refused');
   }
 
   async function show(scope: SelfServiceRequest, holdId: string): Promise<void> {
@@ -239,26 +205,6 @@ export function createChoosePage(o: ChoosePageOptions): (scope: SelfServiceReque
         csrfToken: csrfOf(holdId),
         expiresAt: hold.expiresAt,
         now: o.now(),
-      }),
-    );
-  }
-
-  function sendProblem(scope: SelfServiceRequest, p: Problem): void {
-    const { req, res } = scope;
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (wantsJson(req) || (req.method === 'POST' && !isFormPost(req)))
-      return sendJson(res, p.status, { error: p.code, message: p.message });
-    sendHtml(
-      res,
-      p.status,
-      renderMessagePage({
-        title: p.title,
-        message: p.message,
-        code: p.code,
-        link: { href: loginUrl, text: 'Back to sign in' },
       }),
     );
   }

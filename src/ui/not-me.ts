@@ -13,16 +13,25 @@
  * `secret`) and the Fetch Metadata / `Origin` check (`crossSiteReason`).
  */
 import { createHmac } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ERRORS, type ErrorCode } from '../errors.js';
+import type { IncomingMessage } from 'node:http';
+import { ERRORS } from '../errors.js';
 import { readCapped } from '../http/body.js';
 import type { Logger } from '../observability/logger.js';
 import { describeDevice } from '../sessions/device.js';
 import { describePlace } from '../sessions/place.js';
 import type { SessionService } from '../sessions/service.js';
 import { html } from './html.js';
+import {
+  pageMethod,
+  PageProblem,
+  refuseCrossSite,
+  safeEqual,
+  type SelfServiceRequest,
+  sendHtml,
+  sendPageProblem,
+  servePage,
+} from './page-http.js';
 import { layout, renderMessagePage, timeHtml } from './pages.js';
-import { crossSiteReason, safeEqual, sendHtml, type SelfServiceRequest } from './self-service.js';
 
 /** What a link token is (notify/not-me-link.ts `NotMeLinks.read` meets it; ui does not import notify). */
 export type NotMeLinkRead =
@@ -62,16 +71,6 @@ export interface NotMePageOptions {
 const TOKEN = /^not-me\/([A-Za-z0-9_.-]{1,4096})$/;
 /** A form with one hidden field. */
 const MAX_BODY = 4 * 1024;
-
-class Problem extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: ErrorCode,
-    readonly title: string,
-  ) {
-    super(ERRORS[code].message);
-  }
-}
 
 /** What the "sign out everywhere" step needs: the page here and the `onLimit: warn` page share it. */
 export interface SignOutEverywhereDeps {
@@ -117,49 +116,32 @@ export function createNotMePage(o: NotMePageOptions): (scope: SelfServiceRequest
   const csrfOf = (token: string): string =>
     createHmac('sha256', o.csrfKey).update(`sessiongate-not-me:${token}`).digest('base64url');
 
-  return (scope) => {
-    handle(scope).catch((err: unknown) => {
-      const code = (err as { code?: string }).code;
-      const problem =
-        err instanceof Problem
-          ? err
-          : code === 'SG_ERR_STORE_UNAVAILABLE'
-            ? new Problem(503, 'session_store_unavailable', 'Try again shortly')
-            : new Problem(500, 'SG_ERR_INTERNAL', 'Something went wrong');
-      if (problem.status >= 500)
-        o.logger.error({ code: code ?? problem.code, err: (err as Error).message }, 'not-me page failed');
-      send(scope.res, problem);
-    });
-  };
+  // Pages only: a mail client's browser opens the link, and the form posts back here.
+  const send = (scope: SelfServiceRequest, p: PageProblem): void =>
+    sendPageProblem(scope, p, { href: loginUrl, text: 'Go to sign in' }, loginUrl);
+
+  return servePage(handle, {
+    logger: o.logger,
+    failed: 'not-me page failed',
+    internalMessage: ERRORS.SG_ERR_INTERNAL.message,
+    send,
+  });
 
   async function handle(scope: SelfServiceRequest): Promise<void> {
     const { req, res } = scope;
     const path = scope.path ?? (req.url ?? '/').split('?')[0] ?? '/';
     const m = TOKEN.exec(path.slice(o.prefix.length));
-    const method = req.method ?? 'GET';
-    if (method !== 'GET' && method !== 'HEAD' && method !== 'POST') {
-      res.setHeader('allow', 'GET, HEAD, POST');
-      throw new Problem(405, 'SG_ERR_METHOD', 'Method not allowed');
-    }
-    if (method === 'POST') {
-      const crossSite = crossSiteReason(req, trusted.isTrusted(req.socket.remoteAddress));
-      if (crossSite !== undefined) {
-        o.logger.warn(
-          { code: 'SG_ERR_CSRF', reason: crossSite, ip: scope.clientIp },
-          'cross-site not-me refused',
-        );
-        throw new Problem(403, 'SG_ERR_CSRF', 'Refused');
-      }
-    }
+    const method = pageMethod(req, res);
+    if (method === 'post') refuseCrossSite(scope, trusted, o.logger, 'not-me');
     const token = m?.[1];
     const link = token === undefined ? undefined : await usable(scope, token);
     if (token === undefined || link === undefined) throw forged(scope);
-    if (method !== 'POST') return confirm(scope, token, link.user, link.sessionId);
+    if (method === 'show') return confirm(scope, token, link.user, link.sessionId);
 
     const csrf = await csrfFrom(req);
     if (csrf === undefined || !safeEqual(csrf, csrfOf(token))) {
       o.logger.warn({ code: 'SG_ERR_CSRF', reason: 'csrf token', ip: scope.clientIp }, 'not-me without CSRF');
-      throw new Problem(403, 'SG_ERR_CSRF', 'Refused');
+      throw new PageProblem(403, 'SG_ERR_CSRF', ERRORS.SG_ERR_CSRF.message, 'Refused');
     }
     // Spent before acting: of two POSTs of one link (two replicas, a double click), one acts.
     if (!(await o.markers.markUsed(link.id, link.expiresAt - o.now() + 60_000))) throw used(scope);
@@ -181,7 +163,12 @@ export function createNotMePage(o: NotMePageOptions): (scope: SelfServiceRequest
     if (link.kind === 'forged') return undefined;
     if (link.kind === 'expired') {
       o.logger.info({ code: 'SG_ERR_NOT_ME_EXPIRED', ip: scope.clientIp }, 'expired not-me link');
-      throw new Problem(410, 'SG_ERR_NOT_ME_EXPIRED', 'This link has expired');
+      throw new PageProblem(
+        410,
+        'SG_ERR_NOT_ME_EXPIRED',
+        ERRORS.SG_ERR_NOT_ME_EXPIRED.message,
+        'This link has expired',
+      );
     }
     if (await o.markers.isUsed(link.id)) throw used(scope);
     // A browser signed in as someone else: the link is not for it (a forwarded message, a shared device).
@@ -189,20 +176,35 @@ export function createNotMePage(o: NotMePageOptions): (scope: SelfServiceRequest
       const d = await o.sessions.check(scope.tokenId);
       if (d.state === 'live' && d.session !== undefined && d.session.user !== link.user) {
         o.logger.warn({ code: 'SG_ERR_NOT_ME_OTHER_USER', ip: scope.clientIp }, "another user's not-me link");
-        throw new Problem(403, 'SG_ERR_NOT_ME_OTHER_USER', 'This link is for another account');
+        throw new PageProblem(
+          403,
+          'SG_ERR_NOT_ME_OTHER_USER',
+          ERRORS.SG_ERR_NOT_ME_OTHER_USER.message,
+          'This link is for another account',
+        );
       }
     }
     return link;
   }
 
-  function used(scope: SelfServiceRequest): Problem {
+  function used(scope: SelfServiceRequest): PageProblem {
     o.logger.info({ code: 'SG_ERR_NOT_ME_USED', ip: scope.clientIp }, 'used not-me link');
-    return new Problem(410, 'SG_ERR_NOT_ME_USED', 'This link was used already');
+    return new PageProblem(
+      410,
+      'SG_ERR_NOT_ME_USED',
+      ERRORS.SG_ERR_NOT_ME_USED.message,
+      'This link was used already',
+    );
   }
 
-  function forged(scope: SelfServiceRequest): Problem {
+  function forged(scope: SelfServiceRequest): PageProblem {
     o.logger.warn({ code: 'SG_ERR_NOT_ME_FORGED', ip: scope.clientIp }, 'not-me link with a bad signature');
-    return new Problem(404, 'SG_ERR_NOT_ME_FORGED', 'This link is not valid');
+    return new PageProblem(
+      404,
+      'SG_ERR_NOT_ME_FORGED',
+      ERRORS.SG_ERR_NOT_ME_FORGED.message,
+      'This link is not valid',
+    );
   }
 
   async function confirm(
@@ -222,23 +224,6 @@ export function createNotMePage(o: NotMePageOptions): (scope: SelfServiceRequest
       scope.res,
       200,
       renderNotMePage({ action: `${o.prefix}not-me/${token}`, csrfToken: csrfOf(token), user, login }),
-    );
-  }
-
-  function send(res: ServerResponse, p: Problem): void {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    sendHtml(
-      res,
-      p.status,
-      renderMessagePage({
-        title: p.title,
-        message: p.message,
-        code: p.code,
-        link: { href: loginUrl, text: 'Go to sign in' },
-      }),
     );
   }
 }

@@ -19,22 +19,25 @@
  */
 import { createHmac } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { ERRORS, rejectionOf, type ErrorCode, type RejectionCode } from '../errors.js';
+import { ERRORS, rejectionOf, type RejectionCode } from '../errors.js';
 import { readCapped } from '../http/body.js';
 import type { CachedSession, SessionWarning } from '../model.js';
 import type { Logger } from '../observability/logger.js';
 import type { SessionService } from '../sessions/service.js';
 import { html } from './html.js';
-import { layout, renderMessagePage, renderSupersededPage } from './pages.js';
 import {
-  crossSiteReason,
-  isFormPost,
+  pageMethod,
+  PageProblem,
+  refuseCrossSite,
   safeEqual,
+  type SelfServiceRequest,
   sendHtml,
   sendJson,
+  sendPageProblem,
+  servePage,
   wantsJson,
-  type SelfServiceRequest,
-} from './self-service.js';
+} from './page-http.js';
+import { layout, renderMessagePage } from './pages.js';
 
 export interface WarningPageOptions {
   readonly sessions: SessionService;
@@ -97,19 +100,6 @@ export function warningSentence(warning: SessionWarning, now: number): string {
   return `A new sign-in to your account from ${warning.device}${where} at ${when}.`;
 }
 
-class Problem extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: ErrorCode,
-    message: string,
-    readonly title: string,
-    /** A 401 of a session that ended: the record, so the page can say when and why. */
-    readonly session?: CachedSession,
-  ) {
-    super(message);
-  }
-}
-
 type Answer = { readonly kind: 'continue' | 'sign-out'; readonly login?: string; readonly next?: string };
 
 /** The warning page's handler, for a request whose path starts with `{prefix}warning`. */
@@ -121,51 +111,24 @@ export function createWarningPage(o: WarningPageOptions): (scope: SelfServiceReq
   const csrfOf = (sessionId: string): string =>
     createHmac('sha256', o.csrfKey).update(`sessiongate-warning:${sessionId}`).digest('base64url');
 
-  return (scope) => {
-    handle(scope).catch((err: unknown) => {
-      const code = (err as { code?: string }).code;
-      const problem =
-        err instanceof Problem
-          ? err
-          : code === 'SG_ERR_STORE_UNAVAILABLE'
-            ? new Problem(
-                503,
-                'session_store_unavailable',
-                message('session_store_unavailable'),
-                'Try again shortly',
-              )
-            : new Problem(
-                500,
-                'SG_ERR_INTERNAL',
-                'The answer could not be taken. Please try again.',
-                'Something went wrong',
-              );
-      if (problem.status >= 500)
-        o.logger.error({ code: code ?? problem.code, err: (err as Error).message }, 'warning page failed');
-      sendProblem(scope, problem);
-    });
-  };
+  const send = (scope: SelfServiceRequest, p: PageProblem): void =>
+    sendPageProblem(scope, p, { href: loginUrl, text: 'Sign in' }, loginUrl);
+
+  return servePage(handle, {
+    logger: o.logger,
+    failed: 'warning page failed',
+    internalMessage: 'The answer could not be taken. Please try again.',
+    unavailableMessage: message('session_store_unavailable'),
+    send,
+  });
 
   async function handle(scope: SelfServiceRequest): Promise<void> {
     const { req, res } = scope;
     const url = new URL(req.url ?? '/', 'http://gateway.invalid');
     if ((scope.path ?? url.pathname) !== pagePath)
-      throw new Problem(404, 'SG_ERR_NOT_FOUND', 'There is nothing here.', 'Not found');
-    const method = req.method ?? 'GET';
-    if (method === 'GET' || method === 'HEAD')
-      return show(scope, sameOriginPath(url.searchParams.get('next')));
-    if (method !== 'POST') {
-      res.setHeader('allow', 'GET, HEAD, POST');
-      throw new Problem(405, 'SG_ERR_METHOD', 'Use GET or POST.', 'Method not allowed');
-    }
-    const crossSite = crossSiteReason(req, trusted.isTrusted(req.socket.remoteAddress));
-    if (crossSite !== undefined) {
-      o.logger.warn(
-        { code: 'SG_ERR_CSRF', reason: crossSite, ip: scope.clientIp },
-        'cross-site answer refused',
-      );
-      throw new Problem(403, 'SG_ERR_CSRF', `Cross-site request refused (${crossSite}).`, 'Refused');
-    }
+      throw new PageProblem(404, 'SG_ERR_NOT_FOUND', 'There is nothing here.', 'Not found');
+    if (pageMethod(req, res) === 'show') return show(scope, sameOriginPath(url.searchParams.get('next')));
+    refuseCrossSite(scope, trusted, o.logger, 'answer');
     const { fields, csrf } = await fieldsOf(req);
     const session = await liveSession(scope);
     if (csrf === undefined || !safeEqual(csrf, csrfOf(session.id))) {
@@ -173,7 +136,7 @@ export function createWarningPage(o: WarningPageOptions): (scope: SelfServiceReq
         { code: 'SG_ERR_CSRF', reason: 'csrf token', ip: scope.clientIp },
         'answer without a valid CSRF token',
       );
-      throw new Problem(
+      throw new PageProblem(
         403,
         'SG_ERR_CSRF',
         'Missing or invalid CSRF token. Reload the page and try again.',
@@ -255,10 +218,10 @@ export function createWarningPage(o: WarningPageOptions): (scope: SelfServiceReq
   /** The caller's live session as the store has it now, or a 401 (503 when the store cannot say). */
   async function liveSession(scope: SelfServiceRequest): Promise<CachedSession> {
     if (scope.tokenId === undefined)
-      throw new Problem(401, 'session_required', message('session_required'), 'Sign in');
+      throw new PageProblem(401, 'session_required', message('session_required'), 'Sign in');
     const d = await o.sessions.checkFresh(scope.tokenId);
     if (d.state === 'unavailable')
-      throw new Problem(
+      throw new PageProblem(
         503,
         'session_store_unavailable',
         message('session_store_unavailable'),
@@ -266,35 +229,9 @@ export function createWarningPage(o: WarningPageOptions): (scope: SelfServiceReq
       );
     if (d.state !== 'live' || d.session === undefined) {
       const code = rejectionOf(d.state) ?? 'session_unknown';
-      throw new Problem(401, code, message(code), 'You are signed out', d.session);
+      throw new PageProblem(401, code, message(code), 'You are signed out', d.session);
     }
     return d.session;
-  }
-
-  function sendProblem(scope: SelfServiceRequest, p: Problem): void {
-    const { req, res } = scope;
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (wantsJson(req) || (req.method === 'POST' && !isFormPost(req)))
-      return sendJson(res, p.status, { error: p.code, message: p.message });
-    if (p.status === 401 && p.session !== undefined)
-      return sendHtml(
-        res,
-        401,
-        renderSupersededPage({ code: p.code, message: p.message, session: p.session, loginUrl }),
-      );
-    sendHtml(
-      res,
-      p.status,
-      renderMessagePage({
-        title: p.title,
-        message: p.message,
-        code: p.code,
-        link: { href: loginUrl, text: 'Sign in' },
-      }),
-    );
   }
 }
 
@@ -304,9 +241,9 @@ async function fieldsOf(
 ): Promise<{ fields: ReadonlyMap<string, string>; csrf: string | undefined }> {
   const raw = await readCapped(req, MAX_BODY);
   if (raw === 'too_large')
-    throw new Problem(413, 'SG_ERR_BODY_TOO_LARGE', 'Request body too large.', 'Refused');
+    throw new PageProblem(413, 'SG_ERR_BODY_TOO_LARGE', 'Request body too large.', 'Refused');
   if (raw === 'aborted')
-    throw new Problem(400, 'SG_ERR_BAD_REQUEST', 'The request did not arrive whole.', 'Refused');
+    throw new PageProblem(400, 'SG_ERR_BAD_REQUEST', 'The request did not arrive whole.', 'Refused');
   const body = raw.toString('utf8');
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   const fields = new Map<string, string>();
@@ -321,9 +258,9 @@ async function fieldsOf(
       v = undefined;
     }
     if (typeof v !== 'object' || v === null || Array.isArray(v))
-      throw new Problem(400, 'SG_ERR_BAD_REQUEST', 'Send a JSON object.', 'Refused');
+      throw new PageProblem(400, 'SG_ERR_BAD_REQUEST', 'Send a JSON object.', 'Refused');
     for (const [k, x] of Object.entries(v)) if (typeof x === 'string') fields.set(k, x);
-  } else throw new Problem(400, 'SG_ERR_BAD_REQUEST', 'Send a form or JSON.', 'Refused');
+  } else throw new PageProblem(400, 'SG_ERR_BAD_REQUEST', 'Send a form or JSON.', 'Refused');
   const header = req.headers['x-csrf-token'];
   return { fields, csrf: typeof header === 'string' && header !== '' ? header : fields.get('csrf') };
 }
@@ -331,7 +268,7 @@ async function fieldsOf(
 function answerOf(fields: ReadonlyMap<string, string>): Answer {
   const kind = fields.get('answer');
   if (kind !== 'continue' && kind !== 'sign-out')
-    throw new Problem(400, 'SG_ERR_BAD_REQUEST', 'Answer "continue" or "sign-out".', 'Refused');
+    throw new PageProblem(400, 'SG_ERR_BAD_REQUEST', 'Answer "continue" or "sign-out".', 'Refused');
   const login = fields.get('login');
   const next = fields.get('next');
   return { kind, ...(login ? { login } : {}), ...(next !== undefined ? { next } : {}) };
