@@ -75,7 +75,12 @@ describe('packInvalidations', () => {
 
 describe.skipIf(!redisServer)('batched invalidations on a real redis-server', () => {
   async function store(redis: RedisHandle): Promise<RedisSessionStore> {
-    const s = createRedisStore({ url: redis.url, keyPrefix: `b${randomUUID().slice(0, 8)}:` });
+    // Hundreds of commits at once on a shared machine: a generous timeout, so none fails as unanswered.
+    const s = createRedisStore({
+      url: redis.url,
+      keyPrefix: `b${randomUUID().slice(0, 8)}:`,
+      commandTimeout: 5_000,
+    });
     onTestFinished(() => s.close());
     await s.ready();
     return s;
