@@ -93,6 +93,8 @@ export class InvalidationBatcher {
   #ending = 0;
   /** When the last of them was sent (performance.now()). */
   #lastBegin = -Infinity;
+  /** A storm's commits are batched until then (performance.now()). */
+  #stormUntil = -Infinity;
   #pending: DeferredInvalidation[] = [];
   #pendingIds = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -106,13 +108,16 @@ export class InvalidationBatcher {
   }
 
   /**
-   * A commit that ends sessions is about to be sent. True: no other is in flight and none was sent
-   * within STORM_GAP_MS, so its script publishes: no added latency. False: a storm, so its message
-   * joins the others'. Pair with `finish`.
+   * A commit that ends sessions is about to be sent. True: no other is in flight, none was sent
+   * within STORM_GAP_MS and no storm is on, so its script publishes: no added latency. False: a storm,
+   * so its message joins the others'. Pair with `finish`.
    */
   begin(): boolean {
     const now = performance.now();
-    const alone = this.#ending === 0 && now - this.#lastBegin >= STORM_GAP_MS;
+    const alone = this.#ending === 0 && now - this.#lastBegin >= STORM_GAP_MS && now >= this.#stormUntil;
+    // A storm lasts until MAX_BATCH_DELAY_MS pass without an ending commit, so its pauses (a collection,
+    // a slow reply) do not split it into lone publications.
+    if (!alone) this.#stormUntil = now + this.#delay;
     this.#lastBegin = now;
     this.#ending++;
     return alone;
