@@ -84,6 +84,10 @@ export const MAX_BATCH_DELAY_MS = 10;
  */
 export const STORM_GAP_MS = 1;
 
+/** A batched message's PUBLISH is tried this often at most, RETRY_AFTER_MS apart. */
+const PUBLISH_ATTEMPTS = 3;
+const RETRY_AFTER_MS = 100;
+
 /** Decides which commits publish in their script, and publishes the others' messages batched. */
 export class InvalidationBatcher {
   readonly #o: InvalidationBatcherOptions;
@@ -100,6 +104,8 @@ export class InvalidationBatcher {
   #timer: NodeJS.Timeout | undefined;
   #due = false;
   #inflight: Promise<void> | undefined;
+  /** Messages whose PUBLISH failed, with the attempts made. */
+  #retries: { readonly message: string; readonly attempts: number }[] = [];
 
   constructor(options: InvalidationBatcherOptions) {
     this.#o = options;
@@ -141,10 +147,12 @@ export class InvalidationBatcher {
 
   /** Publishes what is pending and resolves when no PUBLISH is in flight (closing). */
   async drain(): Promise<void> {
-    while (this.#inflight !== undefined || this.#pending.length > 0) {
+    while (this.#inflight !== undefined || this.#pending.length > 0 || this.#retries.length > 0) {
       if (this.#inflight === undefined) this.#flush();
       await this.#inflight;
     }
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 
   /**
@@ -166,14 +174,24 @@ export class InvalidationBatcher {
     const batch = this.#pending;
     this.#pending = [];
     this.#pendingIds = 0;
-    const messages = packInvalidations(batch, this.#max);
+    const messages = [
+      ...this.#retries,
+      ...packInvalidations(batch, this.#max).map((message) => ({ message, attempts: 0 })),
+    ];
+    this.#retries = [];
     if (messages.length === 0) return;
     this.#inflight = Promise.all(
-      messages.map((m) =>
-        this.#o.publish(m).catch((err: unknown) => this.#o.onError(err, 'invalidation publish')),
+      messages.map(({ message, attempts }) =>
+        this.#o.publish(message).catch((err: unknown) => {
+          // Unlike a script's PUBLISH, this one can fail on its own (a timeout, the connection
+          // reconnecting): tried again a few times, then left to cache.maxStaleness.
+          if (attempts + 1 < PUBLISH_ATTEMPTS) this.#retries.push({ message, attempts: attempts + 1 });
+          else this.#o.onError(err, 'invalidation publish');
+        }),
       ),
     ).then(() => {
       this.#inflight = undefined;
+      if (this.#retries.length > 0) this.#timer ??= setTimeout(() => this.#flushSoon(), RETRY_AFTER_MS);
       if (this.#due) setImmediate(() => this.#flush());
     });
   }

@@ -9,7 +9,11 @@ import { Redis } from 'ioredis';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { SessionRecord } from '../../src/model.js';
 import { decodeMessage } from '../../src/store/redis-codec.js';
-import { MAX_IDS_PER_MESSAGE, packInvalidations } from '../../src/store/redis-publisher.js';
+import {
+  InvalidationBatcher,
+  MAX_IDS_PER_MESSAGE,
+  packInvalidations,
+} from '../../src/store/redis-publisher.js';
 import { createRedisStore, type RedisSessionStore } from '../../src/store/redis.js';
 import { createTokenIdOf } from '../../src/tokens/token-id.js';
 import { bearer, get, TEST_SECRET, testClock, type TestGateway } from '../support/gateway.js';
@@ -96,6 +100,32 @@ describe('packInvalidations', () => {
     expect(decoded.every((d) => d.problem === undefined)).toBe(true);
     expect(decoded.flatMap((d) => d.invalidation?.tokenIds ?? [])).toEqual(ids);
     expect(packInvalidations([])).toEqual([]);
+  });
+
+  it('InvalidationBatcher: the first commit alone publishes itself; a batched PUBLISH that fails is tried again', async () => {
+    const sent: string[] = [];
+    const errors: unknown[] = [];
+    let failures = 1;
+    let delivered: () => void = () => {};
+    const arrived = new Promise<void>((resolve) => (delivered = resolve));
+    const batcher = new InvalidationBatcher({
+      publish: (m) => {
+        if (failures-- > 0) return Promise.reject(new Error('connection reconnecting'));
+        sent.push(m);
+        delivered();
+        return Promise.resolve();
+      },
+      onError: (err) => errors.push(err),
+    });
+    expect(batcher.begin()).toBe(true);
+    expect(batcher.begin()).toBe(false);
+    batcher.finish();
+    batcher.finish();
+    batcher.add(part(['a', 'b'], 1));
+    await arrived;
+    expect(sent.map((m) => decodeMessage(m).invalidation?.tokenIds)).toEqual([['a', 'b']]);
+    expect(errors).toEqual([]);
+    await batcher.drain();
   });
 });
 
