@@ -20,7 +20,7 @@ export function benchScript(relative: string): string {
 export const defaultGatewayCli: string = resolve(repoRoot, 'dist/src/cli.js');
 
 /** The benches, each with its results file `bench/results/<bench>.md`. */
-export type BenchName = 'hot' | 'micro' | 'revocation' | 'scale' | 'live-tabs';
+export type BenchName = 'hot' | 'micro' | 'revocation' | 'scale' | 'live-tabs' | 'mass-revocation' | 'soak';
 
 /** Where a bench writes its latest run (the section of the run before is replaced; history is in git). */
 export function defaultResultsFile(bench: BenchName): string {

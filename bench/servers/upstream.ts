@@ -1,7 +1,8 @@
 /**
  * The app behind every proxy in the bench: any GET answers a fixed 100-byte body (keep-alive), and
  * `POST /api/login` with `{"username":"..."}` answers a fresh random access token for that user, the
- * shape the bench gateways' login rule reads (`json:accessToken`, `json:user.id`).
+ * shape the bench gateways' login rule reads (`json:accessToken`, `json:user.id`); `POST /api/refresh`
+ * a fresh `accessToken` (the soak's refresh rule links it to the presented token's session).
  *
  * Usage: node dist/bench/servers/upstream.js --port <port>
  */
@@ -65,6 +66,12 @@ const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   }
   if (req.method === 'POST' && req.url === '/api/login') {
     handleLogin(req, res).catch(() => res.destroy());
+    return;
+  }
+  // The soak's refreshes: a new token for the session of the one presented (the gateway links them).
+  if (req.method === 'POST' && req.url === '/api/refresh') {
+    req.resume();
+    req.once('end', () => json(res, 200, { accessToken: randomBytes(32).toString('base64url') }));
     return;
   }
   json(res, 404, { error: 'not found' });

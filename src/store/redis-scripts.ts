@@ -134,11 +134,15 @@ end
  * KEYS: the user's hash; unless on a Cluster, the prefix's live-sessions zset and then the index keys
  *       of the new session's token ids (on a Cluster they live in other slots: the store writes them
  *       before the script, see redis.ts).
- * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel, create ('1' or '0'),
- *       sid, base, state, lastSeenAt, expiresAt, tokens, tag, now, index value, index PX, then per ended
- *       session: sid, state, end JSON; then per warned session (onLimit: warn): sid, 'w', warning JSON
- *       ('' clears it), applied to live sessions only and published as `changed` (nothing revoked).
- * Returns {1, newVersion, sids ended...} or {0, currentVersion} on conflict (nothing written).
+ * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel ('' to leave the
+ *       message to the store), create ('1' or '0'), sid, base, state, lastSeenAt, expiresAt, tokens, tag,
+ *       now, index value, index PX, then per ended session: sid, state, end JSON; then per warned
+ *       session (onLimit: warn): sid, 'w', warning JSON ('' clears it), applied to live sessions only
+ *       and published as `changed` (nothing revoked).
+ * Returns {1, newVersion, n, tokenIds, ended, changed, sids ended...} or {0, currentVersion} on conflict
+ * (nothing written). With no channel, n is the number of token ids invalidated and tokenIds, ended,
+ * changed the message's three lists (their JSON items joined by commas); otherwise n is 0 and the three
+ * are ''.
  */
 export const COMMIT: LuaScript = {
   name: 'sgCommit',
@@ -163,6 +167,7 @@ if tonumber(ARGV[15]) > 0 then
   for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[14], 'PX', ARGV[15]) end
 end
 local writes, invalid, ended, gone, done, changed = {}, {}, {}, {}, {}, {}
+local count = 0
 local j = 2
 for i = 16, #ARGV, 3 do
   local sid = ARGV[i]
@@ -189,7 +194,8 @@ for i = 16, #ARGV, 3 do
     writes[#writes + 1] = 'e|' .. sid
     writes[#writes + 1] = ARGV[i + 2]
     if t ~= '' then
-      local joined = (string.gsub(t, '\\n', ','))
+      local joined, lines = string.gsub(t, '\\n', ',')
+      count = count + lines + 1
       invalid[#invalid + 1] = joined
       -- The record as committed (JSON fragments joined, never decoded), so receivers need no read.
       ended[#ended + 1] = '{"b":' .. (base or 'null') .. ',"s":"' .. ARGV[i + 1] .. '","e":' .. ARGV[i + 2]
@@ -220,17 +226,25 @@ writes[#writes + 1] = 'v'
 writes[#writes + 1] = meta(version, lo, hi)
 redis.call('HSET', h, unpack(writes))
 expire(h, hi, horizon)
-local endedJson, changedJson = nil, nil
-if #invalid > 0 then endedJson = '[' .. table.concat(ended, ',') .. ']' end
-if #changed > 0 then changedJson = '[' .. table.concat(changed, ',') .. ']' end
-if endedJson or changedJson then publish(channel, table.concat(invalid, ','), publishedAt, endedJson, changedJson) end
+-- No channel: the store publishes the message itself, batched with other commits' (redis-publisher.ts).
+local deferred = {0, '', '', ''}
+if #invalid > 0 or #changed > 0 then
+  if channel ~= '' then
+    local endedJson, changedJson = nil, nil
+    if #invalid > 0 then endedJson = '[' .. table.concat(ended, ',') .. ']' end
+    if #changed > 0 then changedJson = '[' .. table.concat(changed, ',') .. ']' end
+    publish(channel, table.concat(invalid, ','), publishedAt, endedJson, changedJson)
+  else
+    deferred = {count, table.concat(invalid, ','), table.concat(ended, ','), table.concat(changed, ',')}
+  end
+end
 if KEYS[2] then
   local tag, removed, add = ARGV[12], {}, ''
   for k, sid in ipairs(gone) do removed[k] = tag .. '\\n' .. sid end
   if ARGV[5] == '1' and ARGV[8] == 'live' then add = tag .. '\\n' .. ARGV[6] end
   if add ~= '' or #removed > 0 then track(KEYS[2], ARGV[13], add, ARGV[10], removed) end
 end
-local reply = {1, version}
+local reply = {1, version, deferred[1], deferred[2], deferred[3], deferred[4]}
 for _, sid in ipairs(gone) do reply[#reply + 1] = sid end
 return reply
 `,

@@ -25,6 +25,7 @@ import {
 import { CommandConnection, type RedisConnectionOptions } from './redis-connection.js';
 import { ADD_TOKENS, COMMIT, COUNT_LIVE, SCRIPTS, TOUCH, TRACK_LIVE } from './redis-scripts.js';
 import { InvalidationSubscriber, publicationClock } from './redis-subscriber.js';
+import { InvalidationBatcher } from './redis-publisher.js';
 
 /**
  * The key layout's version, in every key name after the prefix: a release that changes the layout
@@ -85,6 +86,8 @@ export class RedisSessionStore implements SessionStore {
   readonly #liveKey: string;
   readonly #onError: (err: unknown, what: string) => void;
   readonly #subscriber: InvalidationSubscriber;
+  /** Messages of commits that ended sessions while others did (a mass revocation), batched. */
+  readonly #batcher: InvalidationBatcher;
   readonly #listeners = new Set<InvalidationListener>();
   #closing: Promise<void> | undefined;
 
@@ -97,6 +100,11 @@ export class RedisSessionStore implements SessionStore {
     this.#liveKey = `${this.#prefix}${LAYOUT}live`;
     this.#onError = options.onError ?? (() => {});
     this.#conn = new CommandConnection(options, SCRIPTS);
+    this.#batcher = new InvalidationBatcher({
+      publish: (message) =>
+        this.#conn.call('publish', () => this.#conn.client.publish(this.#channel, message)),
+      onError: (err, what) => this.#onError(err, what),
+    });
     this.seats = new RedisSeats(this.#conn.client, this.#prefix, (what, fn) => this.#conn.call(what, fn));
     this.history = new RedisHistory(
       this.#conn.client,
@@ -190,13 +198,30 @@ export class RedisSessionStore implements SessionStore {
     for (const end of change.end)
       args.push(encodeSessionId(end.sessionId), end.state, encodeEnd(change.at, end.endedBy));
     for (const w of change.warn ?? []) args.push(encodeSessionId(w.sessionId), 'w', encodeWarning(w.warning));
-    const reply = await this.#conn.call('commit', () => {
-      args[1] = publicationClock().toFixed(3);
-      return this.#conn.run(COMMIT, keys, args);
-    });
+    // A commit that ends sessions while others do leaves its message to the batcher (redis-publisher.ts).
+    const ending = change.end.length > 0;
+    if (ending && !this.#batcher.begin()) args[3] = '';
+    let reply: unknown;
+    try {
+      reply = await this.#conn.call('commit', () => {
+        args[1] = publicationClock().toFixed(3);
+        return this.#conn.run(COMMIT, keys, args);
+      });
+    } finally {
+      if (ending) this.#batcher.finish();
+    }
     if (!Array.isArray(reply) || reply[0] !== 1) throw new StoreConflictError(change.user);
+    const [, , count, tokenIds, ended, changed] = reply as unknown[];
+    if (Number(count) > 0 || (changed !== undefined && String(changed) !== ''))
+      this.#batcher.add({
+        count: Number(count),
+        tokenIds: String(tokenIds),
+        ended: String(ended),
+        changed: String(changed ?? ''),
+        at: Number(args[1]),
+      });
     if (this.#conn.cluster)
-      await this.#trackLive(tag, create, (reply as unknown[]).slice(2).map(String), now);
+      await this.#trackLive(tag, create, (reply as unknown[]).slice(6).map(String), now);
   }
 
   /**
@@ -388,6 +413,8 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async #close(): Promise<void> {
+    // Batched messages of commits already answered still go out.
+    await this.#batcher.drain();
     this.#listeners.clear();
     this.#subscriber.close();
     await this.#conn.close();

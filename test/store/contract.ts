@@ -444,6 +444,19 @@ export function describeStoreContract(
       expect(listener.messages[0]?.ended).toEqual([stored]);
     });
 
+    it('sends watchers every token id and ended session of many ends committed at once', async () => {
+      const h = await setup();
+      const listener = recordingListener();
+      onTestFinished(h.store.watch(listener));
+      const sessions = await Promise.all(Array.from({ length: 40 }, () => login(h, newUser())));
+      await Promise.all(sessions.map((s) => end(h, s, 'superseded')));
+      const ids = sessions.flatMap((s) => s.tokenIds);
+      await vi.waitFor(() => expect(new Set(listener.invalidated)).toEqual(new Set(ids)), DELIVERY);
+      const ended = listener.messages.flatMap((m) => m.ended ?? []);
+      expect(new Set(ended.map((s) => s.id))).toEqual(new Set(sessions.map((s) => s.id)));
+      expect(ended.every((s) => s.state === 'superseded')).toBe(true);
+    });
+
     it('stops sending to a watcher once unsubscribed', async () => {
       const h = await setup();
       const gone = recordingListener();
