@@ -242,6 +242,17 @@ function missLoad(users: number): (gateway: Gateway) => Promise<LoadTarget> {
 
 /** store.commandTimeout and store.pingInterval of Redis gateways under valgrind. */
 const CALLGRIND_REDIS_TIMEOUT = '10s';
+/**
+ * cache.maxStaleness of Redis gateways under valgrind: the default 1 s stretched as valgrind slows the
+ * proxy (some 50 times), so the cached session's re-read lands on about as many requests as natively
+ * (one in a few thousand). At 1 s it fell on one in about a hundred, and was a tenth of the gateway's
+ * instructions per request (bench/results/hot.md, 2026-12-03).
+ */
+const CALLGRIND_MAX_STALENESS = '50s';
+
+function objectOr(value: unknown): object {
+  return typeof value === 'object' && value !== null ? value : {};
+}
 
 function gateway(
   name: string,
@@ -272,13 +283,16 @@ function gateway(
                   pingInterval: CALLGRIND_REDIS_TIMEOUT,
                 }
               : redis.url,
+          ...(ctx.meter.name === 'callgrind'
+            ? { cache: { maxStaleness: CALLGRIND_MAX_STALENESS, ...objectOr(overrides.cache) } }
+            : {}),
         };
       }
       const gw = await startGateway(
         name,
         ctx.options.gatewayCli,
         ctx.upstreamUrl,
-        { ...storeKeys, ...overrides },
+        { ...overrides, ...storeKeys },
         { spawn: ctx.meter.spawn, readyTimeoutMs: ctx.meter.readyTimeoutMs },
       );
       try {
