@@ -698,14 +698,17 @@ export const configSchema = z
             url: fullHttpUrl,
             /** HMAC-SHA256 key for the `X-Sessiongate-Signature` header. */
             secret: z.string().min(16, 'expected at least 16 characters'),
-            /** Events sent. @default [session.created, session.superseded] */
+            /**
+             * Events sent (`session.warned` happens only under `onLimit: warn`, where it stands for a
+             * supersession). @default [session.created, session.superseded, session.warned]
+             */
             events: z
               .array(
                 z.enum(WEBHOOK_EVENTS, {
                   errorMap: () => ({ message: `unknown event; known events: ${WEBHOOK_EVENTS.join(', ')}` }),
                 }),
               )
-              .default(['session.created', 'session.superseded']),
+              .default(['session.created', 'session.superseded', 'session.warned']),
             /** @default 5s */
             timeout: duration('webhook timeout').default('5s'),
             /** Attempts per event, with exponential backoff. @default 5 */
@@ -743,7 +746,10 @@ export const configSchema = z
             from: z.string().min(3),
             /** The recipient: `json:<path>`, `jwt:<claim>`, `header:<name>` (read at login) or a template such as `{user}@example.com`. */
             to: emailRecipient,
-            /** Events e-mailed. @default [session.new_device, session.superseded] */
+            /**
+             * Events e-mailed (`session.warned` only under `onLimit: warn`, in place of a supersession).
+             * @default [session.new_device, session.superseded, session.warned]
+             */
             events: z
               .array(
                 z.enum(EMAIL_EVENTS, {
@@ -751,7 +757,7 @@ export const configSchema = z
                 }),
               )
               .min(1)
-              .default(['session.new_device', 'session.superseded']),
+              .default(['session.new_device', 'session.superseded', 'session.warned']),
             /** The app's name in messages ({app}). @default the host of notify.baseUrl */
             app: z.string().min(1).optional(),
             /** Subject template. @default New sign-in to {app} */

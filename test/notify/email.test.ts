@@ -122,6 +122,23 @@ describe('new-login e-mails', () => {
     expect(smtp.received[2]?.mail.text).toContain('from Chrome on Windows');
   });
 
+  it('mails a login past the limit under onLimit: warn with the default events, as a supersession is', async () => {
+    const smtp = await startSmtp();
+    const { gw } = await gatewayWithMail(
+      smtp.port,
+      { to: '{user}@example.test' },
+      { sessions: { limit: 1, onLimit: 'warn' } },
+    );
+    await gw.loginJson('dora', { 'user-agent': UA.firefoxLinux });
+    const second = await gw.loginJson('dora', { 'user-agent': UA.chromeWindows, 'cf-ipcountry': 'FR' });
+    expect(second.response.status).toBe(200);
+    const [got] = await smtp.arrived(1);
+    expect(got?.rcptTo).toEqual(['dora@example.test']);
+    expect(got?.mail.text).toMatch(/from Chrome on Windows in FR at \d\d:\d\d UTC/);
+    expect(gw.logs.audit('session.warned')).toHaveLength(1);
+    await waitUntil('the message counted as sent', async () => (await deliveries(gw, 'sent')) === 1);
+  });
+
   it('reads the address from the login response (json:) and keeps it out of logs, events and the store', async () => {
     const smtp = await startSmtp();
     const app = await appWithEmail();
