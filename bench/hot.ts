@@ -245,8 +245,7 @@ const CALLGRIND_REDIS_TIMEOUT = '10s';
 /**
  * cache.maxStaleness of Redis gateways under valgrind: the default 1 s stretched as valgrind slows the
  * proxy (some 50 times), so the cached session's re-read lands on about as many requests as natively
- * (one in a few thousand). At 1 s it fell on one in about a hundred, and was a tenth of the gateway's
- * instructions per request (bench/results/hot.md, 2026-12-03).
+ * (one in a few thousand). At 1 s it fell on one in about a hundred.
  */
 const CALLGRIND_MAX_STALENESS = '50s';
 
