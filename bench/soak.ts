@@ -17,10 +17,10 @@
  * and the verdicts to soak.md: after the warm-up (the first fifth, at least 60 s) RSS grows under 5 %,
  * descriptors stay flat, no error responses, zero stale accepts.
  *
- *   npm --prefix bench run soak -- [--minutes 10] [--users 500] [--rate <ops/s>]
+ *   npm --prefix bench run soak -- [--minutes 10] [--users 500] [--rate <ops/s>] [--replot]
  */
 import { readdirSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -301,9 +301,9 @@ function csv(samples: readonly Sample[]): string {
 
 function chart(samples: readonly Sample[], replicas: readonly string[]): string {
   const MiB = 1024 * 1024;
-  const of = (name: string, f: (s: Sample) => number) => ({
-    label: name,
-    points: samples.filter((s) => s.replica === name).map((s) => [s.t, f(s)] as const),
+  const of = (replica: string, f: (s: Sample) => number, label = replica) => ({
+    label,
+    points: samples.filter((s) => s.replica === replica).map((s) => [s.t, f(s)] as const),
   });
   const redis = samples
     .filter((s) => s.replica === replicas[0])
@@ -312,9 +312,9 @@ function chart(samples: readonly Sample[], replicas: readonly string[]): string 
     {
       title: 'RSS',
       unit: 'MiB',
-      series: replicas.map((r) => of(`${r} RSS`, (s) => s.rss / MiB)),
+      series: replicas.map((r) => of(r, (s) => s.rss / MiB, `${r} RSS`)),
     },
-    { title: 'heap used', unit: 'MiB', series: replicas.map((r) => of(`${r} heap`, (s) => s.heap / MiB)) },
+    { title: 'heap used', unit: 'MiB', series: replicas.map((r) => of(r, (s) => s.heap / MiB, `${r} heap`)) },
     { title: 'open file descriptors', unit: 'count', series: replicas.map((r) => of(r, (s) => s.fds)) },
     { title: 'event-loop delay p99', unit: 'ms', series: replicas.map((r) => of(r, (s) => s.loopP99Ms)) },
     { title: 'Redis used_memory', unit: 'MiB', series: [{ label: 'redis', points: redis }] },
@@ -379,6 +379,34 @@ function verdicts(
   return { rows, ok };
 }
 
+/** The samples of a results CSV (as `csv` writes them). */
+export function samplesOf(text: string): Sample[] {
+  const [, ...rows] = text.trim().split('\n');
+  return rows.map((row) => {
+    const [t, replica, rss, heap, fds, loop, redis, ops, errors, stale] = row.split(',');
+    return {
+      t: Number(t),
+      replica: replica ?? '',
+      rss: Number(rss),
+      heap: Number(heap),
+      fds: Number(fds),
+      loopP99Ms: Number(loop),
+      redisUsed: Number(redis),
+      ops: Number(ops),
+      errors: Number(errors),
+      staleAccepts: Number(stale),
+    };
+  });
+}
+
+/** `--replot`: the chart drawn again from the latest run's CSV (after a change to the chart). */
+async function replot(dir: string): Promise<void> {
+  const samples = samplesOf(await readFile(resolve(dir, 'soak.csv'), 'utf8'));
+  const names = [...new Set(samples.map((s) => s.replica))];
+  await writeFile(resolve(dir, 'soak.svg'), chart(samples, names), 'utf8');
+  console.log(`  ${resolve(dir, 'soak.svg')} drawn again from soak.csv (${samples.length} samples)`);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -388,8 +416,10 @@ async function main(): Promise<void> {
       'gateway-cli': { type: 'string' },
       results: { type: 'string' },
       'no-results': { type: 'boolean', default: false },
+      replot: { type: 'boolean', default: false },
     },
   });
+  if (values.replot) return replot(resolve(repoRoot, 'bench/results'));
   const minutes = positiveFlag(values.minutes, 10, 'minutes');
   const userCount = positiveFlag(values.users, 500, 'users', { integer: true });
   const { gatewayCli, resultsFile } = outputPaths('soak', values);

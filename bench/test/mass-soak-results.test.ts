@@ -78,6 +78,8 @@ describe('results/soak.*', () => {
     expect(row(md, 'stale accepts (a token revoked over 1 s before answered 200)')[1]).toBe(last[9]);
     // One polyline per replica in four panels, one for Redis.
     expect(svg.match(/<polyline /g)).toHaveLength(9);
+    // Every series drawn: a series whose samples were not found has no points.
+    expect(svg).not.toContain('points=""');
   });
 });
 
