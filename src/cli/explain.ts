@@ -367,6 +367,43 @@ function policyLines(config: Config): string[] {
   ];
 }
 
+/** Where logins come from, who is told of them and how, and whether open tabs follow a sign-out. */
+function tellingLines(config: Config): string[] {
+  const { notify } = config;
+  const header = config.locationHeader;
+  const location = config.geo
+    ? `${config.geo.database}: country, region and city of each login's address${header ? ` (the ${header} header's country wins)` : ''}`
+    : header
+      ? `the ${header} header (set geo.database for region and city)`
+      : 'none (set geo.database or locationHeader)';
+  const email = notify.email;
+  return [
+    ...field('location', [location]),
+    ...field('new logins', [
+      "a device or country not among the user's last 20 of 90 days is flagged newDevice / newLocation",
+      '(session list, audit, webhook); a first login never is',
+    ]),
+    ...field('webhook', [
+      notify.webhook ? `${redactUrl(notify.webhook.url)} for ${notify.webhook.events.join(', ')}` : 'none',
+    ]),
+    ...field('e-mail', [
+      email
+        ? `to ${'template' in email.to ? email.to.template : `the address the login names (${describeUser(email.to)})`} for ${email.events.join(', ')}, via ${redactUrl(email.smtp)}`
+        : 'none',
+    ]),
+    ...field('not me', [
+      notify.baseUrl
+        ? `links on ${notify.baseUrl}, valid ${formatDuration(notify.notMe.ttl)}, once; they end every session of the user`
+        : 'none (needs notify.baseUrl)',
+    ]),
+    ...field('liveSignOut', [
+      config.ui.liveSignOut
+        ? "on: a live session's HTML pages follow its end at once (a script and an event stream)"
+        : 'off: an open tab learns of its session ending at its next request',
+    ]),
+  ];
+}
+
 /** The whole explanation, one line per array element. */
 export function explain(config: Config): string[] {
   const caseSensitive = config.routes.caseSensitive;
@@ -398,5 +435,6 @@ export function explain(config: Config): string[] {
   ]);
   section(['Store', `  ${describeStore(config.store)}`]);
   section(['Policy', ...policyLines(config)]);
+  section(['Telling the user', ...tellingLines(config)]);
   return out;
 }

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { pathExamples } from '../../src/cli/explain.js';
 import { compilePath } from '../../src/tokens/route.js';
+import { GEO_DB_V4 } from '../geo/addresses.js';
 import { runCli, tempFiles } from '../support/cli.js';
 
 const files = tempFiles('sg-cli-explain-');
@@ -124,6 +125,48 @@ describe('sessiongate check --explain', () => {
     );
     expect(policy).toContain(
       '  consistency:   cached: a cached "live" is trusted for up to cache.maxStaleness (1s)',
+    );
+  });
+
+  it('says where logins are located, who is told of them and how, and whether tabs follow a sign-out', async () => {
+    const out = await explainOf(`upstream: http://127.0.0.1:3000
+secret: a-secret-of-sixteen+
+login:
+  - { match: POST /login, token: cookie:sid, user: request.form:username, success: { status: 302 } }
+tokens: [cookie:sid]
+geo: { database: ${JSON.stringify(GEO_DB_V4)} }
+locationHeader: cf-ipcountry
+sessions: { onLimit: warn, unknownTokens: reject }
+notify:
+  baseUrl: https://app.example.test
+  webhook: { url: "https://hooks:s3cret@hooks.example.test/in", secret: a-webhook-secret-16 }
+  email: { smtp: "smtp://mailer:pw-mail@127.0.0.1:2525", from: security@example.test, to: "{user}@example.test" }
+ui: { liveSignOut: true }
+`);
+    expect(out).not.toContain('s3cret');
+    expect(out).not.toContain('pw-mail');
+    expect(section(out, 'Telling the user')).toBe(
+      [
+        'Telling the user',
+        `  location:      ${GEO_DB_V4}: country, region and city of each login's address (the cf-ipcountry header's country wins)`,
+        "  new logins:    a device or country not among the user's last 20 of 90 days is flagged newDevice / newLocation",
+        '                 (session list, audit, webhook); a first login never is',
+        '  webhook:       https://hooks:***@hooks.example.test/in for session.created, session.superseded, session.warned',
+        '  e-mail:        to {user}@example.test for session.new_device, session.superseded, session.warned, via smtp://mailer:***@127.0.0.1:2525',
+        '  not me:        links on https://app.example.test, valid 1d, once; they end every session of the user',
+        "  liveSignOut:   on: a live session's HTML pages follow its end at once (a script and an event stream)",
+      ].join('\n'),
+    );
+  });
+
+  it('says none of it is configured when it is not', async () => {
+    const telling = section(await explainOf(FRONT_CONTROLLER), 'Telling the user');
+    expect(telling).toContain('  location:      none (set geo.database or locationHeader)');
+    expect(telling).toContain('  webhook:       none');
+    expect(telling).toContain('  e-mail:        none');
+    expect(telling).toContain('  not me:        none (needs notify.baseUrl)');
+    expect(telling).toContain(
+      '  liveSignOut:   off: an open tab learns of its session ending at its next request',
     );
   });
 
