@@ -158,3 +158,17 @@ export interface InvalidationListener {
   /** The channel is back (resubscribed). */
   onChannelRestored(): void;
 }
+
+/**
+ * What a presented "not me" link token is (notify/not-me-link.ts reads it, ui/not-me.ts acts on it).
+ * `id` names the link for its single-use marker (the MAC, unique per link).
+ */
+export type NotMeLinkRead =
+  | {
+      readonly kind: 'valid' | 'expired';
+      readonly user: string;
+      readonly sessionId: string;
+      readonly expiresAt: number;
+      readonly id: string;
+    }
+  | { readonly kind: 'forged' };

@@ -8,6 +8,7 @@
  * (the user's own name and a session id, sent to that user): it is signed, not secret.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { NotMeLinkRead } from '../model.js';
 import type { SessionEvent } from '../sessions/events.js';
 
 export interface NotMeLink {
@@ -15,17 +16,6 @@ export interface NotMeLink {
   /** Epoch milliseconds. */
   readonly expiresAt: number;
 }
-
-/** What a presented token is. `id` names the link for its single-use marker (the MAC, unique per link). */
-export type NotMeLinkRead =
-  | {
-      readonly kind: 'valid' | 'expired';
-      readonly user: string;
-      readonly sessionId: string;
-      readonly expiresAt: number;
-      readonly id: string;
-    }
-  | { readonly kind: 'forged' };
 
 export interface NotMeLinks {
   /** A link for this user's session, valid for `ttl` from now. */

@@ -548,8 +548,8 @@ export class SessionService {
       this.#cacheLive(session.tokenIds, session, now);
       const replaced = all.find((s) => s.id === replacesSessionId);
       const ended = all.filter((s) => s.id !== replacesSessionId);
-      this.events.emit({
-        type: 'session.created',
+      // The login as both its events describe it.
+      const created = {
         at: now,
         user: input.user,
         sessionId: session.id,
@@ -557,23 +557,16 @@ export class SessionService {
         userAgent: input.userAgent,
         ...(input.location ? { location: input.location } : {}),
         ...(geo ? { geo } : {}),
-        ...(session.newDevice ? { newDevice: true } : {}),
-        ...(session.newLocation ? { newLocation: true } : {}),
+        ...(session.newDevice ? { newDevice: true as const } : {}),
+        ...(session.newLocation ? { newLocation: true as const } : {}),
+      };
+      this.events.emit({
+        type: 'session.created',
+        ...created,
         ended: ended.filter((s) => s.state === 'superseded').length,
       });
       if (session.newDevice || session.newLocation)
-        this.events.emit({
-          type: 'session.new_device',
-          at: now,
-          user: input.user,
-          sessionId: session.id,
-          ip: input.ip,
-          userAgent: input.userAgent,
-          ...(input.location ? { location: input.location } : {}),
-          ...(geo ? { geo } : {}),
-          ...(session.newDevice ? { newDevice: true } : {}),
-          ...(session.newLocation ? { newLocation: true } : {}),
-        });
+        this.events.emit({ type: 'session.new_device', ...created });
       // After session.created: the warned sessions go on (the ended ones were reported before it).
       const warned = this.#recordWarned(
         snapshot.live,

@@ -18,9 +18,7 @@ import { createHmac } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERRORS } from '../errors.js';
 import { readCapped } from '../http/body.js';
-import type { Logger } from '../observability/logger.js';
 import { sessionView, type SessionView } from '../sessions/device.js';
-import type { SessionService } from '../sessions/service.js';
 import { html } from './html.js';
 import {
   isFormPost,
@@ -34,6 +32,7 @@ import {
   sendPageProblem,
   servePage,
   wantsJson,
+  type PageOptions,
 } from './page-http.js';
 import { layout, relativeHtml, renderMessagePage, timeHtml } from './pages.js';
 
@@ -59,18 +58,8 @@ export interface LoginHoldDesk {
   ): Promise<'released' | 'gone' | 'refused' | 'seat-refused'>;
 }
 
-export interface ChoosePageOptions {
-  readonly sessions: SessionService;
+export interface ChoosePageOptions extends PageOptions {
   readonly holds: LoginHoldDesk;
-  /** The reserved prefix, starting and ending with `/`. */
-  readonly prefix: string;
-  readonly logger: Logger;
-  readonly now: () => number;
-  /** Key of the CSRF tokens (derived from `secret`, so every replica agrees). */
-  readonly csrfKey: string | Uint8Array;
-  readonly trustedProxies?: { isTrusted(address: string | undefined): boolean };
-  /** Where "sign in again" links point. @default / */
-  readonly loginUrl?: string;
   /** What a login still over the limit after the choice is told (the proxy's message). */
   readonly limitMessage: string;
   /** What a login refused for want of a seat is told (`sessions.seats.message`). */

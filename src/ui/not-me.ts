@@ -14,9 +14,9 @@
  */
 import { createHmac } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { NotMeLinkRead } from '../model.js';
 import { ERRORS } from '../errors.js';
 import { readCapped } from '../http/body.js';
-import type { Logger } from '../observability/logger.js';
 import { describeDevice } from '../sessions/device.js';
 import { describePlace } from '../sessions/place.js';
 import type { SessionService } from '../sessions/service.js';
@@ -30,19 +30,9 @@ import {
   sendHtml,
   sendPageProblem,
   servePage,
+  type PageOptions,
 } from './page-http.js';
 import { layout, renderMessagePage, timeHtml } from './pages.js';
-
-/** What a link token is (notify/not-me-link.ts `NotMeLinks.read` meets it; ui does not import notify). */
-export type NotMeLinkRead =
-  | {
-      readonly kind: 'valid' | 'expired';
-      readonly user: string;
-      readonly sessionId: string;
-      readonly expiresAt: number;
-      readonly id: string;
-    }
-  | { readonly kind: 'forged' };
 
 /** The store's single-use markers (`SessionStore.markUsed` / `isUsed`). */
 export interface UsedMarkers {
@@ -50,19 +40,9 @@ export interface UsedMarkers {
   isUsed(key: string): Promise<boolean>;
 }
 
-export interface NotMePageOptions {
-  readonly sessions: SessionService;
+export interface NotMePageOptions extends PageOptions {
   readonly links: { read(token: string): NotMeLinkRead };
   readonly markers: UsedMarkers;
-  /** The reserved prefix, starting and ending with `/`. */
-  readonly prefix: string;
-  readonly logger: Logger;
-  readonly now: () => number;
-  /** Key of the CSRF tokens (derived from `secret`, so every replica agrees). */
-  readonly csrfKey: string | Uint8Array;
-  readonly trustedProxies?: { isTrusted(address: string | undefined): boolean };
-  /** Where "sign in again" links point. @default / */
-  readonly loginUrl?: string;
   /** `Clear-Site-Data` of the answer that ended this browser's session too. @default none */
   readonly clearSiteData?: string | undefined;
 }

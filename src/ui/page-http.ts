@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import type { CachedSession } from '../model.js';
 import type { Logger } from '../observability/logger.js';
+import type { SessionService } from '../sessions/service.js';
 import { PAGE_CSP, renderMessagePage, renderSupersededPage } from './pages.js';
 
 /** What the proxy hands over for a request under the reserved prefix (a subset of its RequestScope). */
@@ -102,6 +103,20 @@ export function sendHtml(res: ServerResponse, status: number, html: string): voi
     'x-frame-options': 'DENY',
   });
   res.end(html);
+}
+
+/** What every page with a form under the prefix is built with (each page adds its own). */
+export interface PageOptions {
+  readonly sessions: SessionService;
+  /** The reserved prefix, starting and ending with `/`. */
+  readonly prefix: string;
+  readonly logger: Logger;
+  readonly now: () => number;
+  /** Key of the CSRF tokens (derived from `secret`, so every replica agrees). */
+  readonly csrfKey: string | Uint8Array;
+  readonly trustedProxies?: { isTrusted(address: string | undefined): boolean };
+  /** Where "sign in again" links point. @default / */
+  readonly loginUrl?: string;
 }
 
 /** A page's answer in place of its content: a status, a registry code, what the user reads. */

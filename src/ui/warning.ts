@@ -22,8 +22,6 @@ import type { IncomingMessage } from 'node:http';
 import { ERRORS, rejectionOf, type RejectionCode } from '../errors.js';
 import { readCapped } from '../http/body.js';
 import type { CachedSession, SessionWarning } from '../model.js';
-import type { Logger } from '../observability/logger.js';
-import type { SessionService } from '../sessions/service.js';
 import { html } from './html.js';
 import {
   pageMethod,
@@ -36,20 +34,11 @@ import {
   sendPageProblem,
   servePage,
   wantsJson,
+  type PageOptions,
 } from './page-http.js';
 import { layout, renderMessagePage } from './pages.js';
 
-export interface WarningPageOptions {
-  readonly sessions: SessionService;
-  /** The reserved prefix, starting and ending with `/`. */
-  readonly prefix: string;
-  readonly logger: Logger;
-  readonly now: () => number;
-  /** Key of the CSRF tokens (derived from `secret`, so every replica agrees). */
-  readonly csrfKey: string | Uint8Array;
-  readonly trustedProxies?: { isTrusted(address: string | undefined): boolean };
-  /** Where "sign in again" links point. @default / */
-  readonly loginUrl?: string;
+export interface WarningPageOptions extends PageOptions {
   /** `Clear-Site-Data` of "sign out everywhere" (this browser's session ends too). @default none */
   readonly clearSiteData?: string | undefined;
   /** The message of each rejection code (the proxy's). @default the registry's messages */
