@@ -4,33 +4,23 @@
  * X-Forwarded-For from the trusted proxy, located with the real geo database). Screenshot in
  * test/artifacts/.
  */
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { haveChromium, launchChromium } from '../support/chromium.js';
+import { type BrowserContext, type Page } from 'playwright-core';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { ARTIFACTS, haveChromium, suiteBrowser } from '../support/chromium.js';
 import { startGateway, type TestGateway, UA } from '../support/gateway.js';
 import { addressIn, GEO_DB_V4 } from './addresses.js';
 
-const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const PHONE = { width: 390, height: 844 };
 
 describe.skipIf(!haveChromium)('new-device and new-location sessions on the page, in Chromium', () => {
-  let browser: Browser;
-  beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    browser = await launchChromium();
-  });
-  afterAll(async () => {
-    await browser?.close();
-  });
+  const browser = suiteBrowser();
 
   async function signedIn(
     gw: TestGateway,
     userAgent: string,
     ip: string,
   ): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({
+    const context = await browser().newContext({
       userAgent,
       extraHTTPHeaders: { 'x-forwarded-for': ip },
       viewport: PHONE,

@@ -3,13 +3,17 @@
  * runs (skipping with one line naming it when it is missing), and the flags of a quiet headless run.
  *
  *   describe.skipIf(!haveChromium)('...', () => {
- *     let browser: Browser;
- *     beforeAll(async () => void (browser = await launchChromium()));
- *     afterAll(() => browser?.close());
+ *     const browser = suiteBrowser();
+ *     it('...', async () => { const context = await browser().newContext(); ... });
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
 import { needTool } from './tools.js';
+
+/** Where page suites save their screenshots (made ready by suiteBrowser). */
+export const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -32,4 +36,24 @@ export function launchChromium(): Promise<Browser> {
       '--disable-sync',
     ],
   });
+}
+
+/**
+ * The suite's Chromium, launched before its tests (test/artifacts/ made ready) and closed after them;
+ * call it at the top of the suite's describe, and `browser()` inside its tests.
+ */
+export function suiteBrowser(): () => Browser {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+  return () => {
+    if (browser === undefined)
+      throw new Error('Chromium is not started: call suiteBrowser() in the describe');
+    return browser;
+  };
 }

@@ -4,28 +4,18 @@
  * and the other browser is signed out with the message. Cancel and a timeout release nothing.
  * Screenshots go to test/artifacts/.
  */
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { haveChromium, launchChromium } from '../support/chromium.js';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { type BrowserContext, type Page } from 'playwright-core';
+import { ARTIFACTS, haveChromium, suiteBrowser } from '../support/chromium.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { startGateway, type TestGateway, UA } from '../support/gateway.js';
 import { waitUntil } from '../support/wait.js';
 
-const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const PHONE = { width: 390, height: 844 };
 const CHOOSE_PAGE = /\/\.sessiongate\/choose\/[A-Za-z0-9_-]{32}$/;
 
 describe.skipIf(!haveChromium)('onLimit: ask in Chromium', () => {
-  let browser: Browser;
-  beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    browser = await launchChromium();
-  });
-  afterAll(async () => {
-    await browser?.close();
-  });
+  const browser = suiteBrowser();
 
   const gateway = (sessions: NonNullable<ConfigInput['sessions']> = {}) =>
     startGateway({ locationHeader: 'CF-IPCountry', sessions: { limit: 1, onLimit: 'ask', ...sessions } });
@@ -34,7 +24,7 @@ describe.skipIf(!haveChromium)('onLimit: ask in Chromium', () => {
     userAgent: string,
     extraHTTPHeaders: Record<string, string> = {},
   ): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({
+    const context = await browser().newContext({
       userAgent,
       extraHTTPHeaders,
       viewport: PHONE,

@@ -2,33 +2,23 @@
  * The self-service page in headless Chromium (playwright-core): two browsers of one user, one ends the
  * other from the page, and the other's next navigation is rejected. Screenshots go to test/artifacts/.
  */
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { haveChromium, launchChromium } from '../support/chromium.js';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { type BrowserContext, type Page } from 'playwright-core';
+import { ARTIFACTS, haveChromium, suiteBrowser } from '../support/chromium.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { startGateway, type TestGateway, UA } from '../support/gateway.js';
 import { listenApp } from '../support/upstreams.js';
 
-const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const PHONE = { width: 390, height: 844 };
 
 describe.skipIf(!haveChromium)('self-service page in Chromium', () => {
-  let browser: Browser;
-  beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    browser = await launchChromium();
-  });
-  afterAll(async () => {
-    await browser?.close();
-  });
+  const browser = suiteBrowser();
 
   async function signedIn(
     gw: TestGateway,
     userAgent: string,
     extraHTTPHeaders: Record<string, string> = {},
   ): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({
+    const context = await browser().newContext({
       userAgent,
       extraHTTPHeaders,
       viewport: PHONE,

@@ -4,29 +4,18 @@
  * and every session of the account is gone: the phone's next page is the signed-out page. Screenshots
  * go to test/artifacts/.
  */
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { haveChromium, launchChromium } from '../support/chromium.js';
+import type { BrowserContext, Page } from 'playwright-core';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { ARTIFACTS, haveChromium, suiteBrowser } from '../support/chromium.js';
 import { startGateway, type TestGateway, UA } from '../support/gateway.js';
 import { freePort } from '../support/ports.js';
 import { startSmtp } from '../support/smtp.js';
 
-const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
-
 describe.skipIf(!haveChromium)('"not me" in Chromium', () => {
-  let browser: Browser;
-  beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    browser = await launchChromium();
-  });
-  afterAll(async () => {
-    await browser?.close();
-  });
+  const browser = suiteBrowser();
 
   async function browse(userAgent: string, headers: Record<string, string> = {}) {
-    const context: BrowserContext = await browser.newContext({ userAgent, extraHTTPHeaders: headers });
+    const context: BrowserContext = await browser().newContext({ userAgent, extraHTTPHeaders: headers });
     onTestFinished(() => context.close());
     return { context, page: await context.newPage() };
   }

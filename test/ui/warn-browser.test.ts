@@ -4,26 +4,16 @@
  * `Sessiongate-Warning`; "Yes, continue" lands on exactly the page it asked for and warns no more; "No,
  * sign out everywhere" signs both browsers out. Screenshots go to test/artifacts/.
  */
-import { mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { haveChromium, launchChromium } from '../support/chromium.js';
+import { type BrowserContext, type Page } from 'playwright-core';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { ARTIFACTS, haveChromium, suiteBrowser } from '../support/chromium.js';
 import { startGateway, type TestGateway, UA } from '../support/gateway.js';
 
-const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const PHONE = { width: 390, height: 844 };
 const WARNING_PAGE = /\/\.sessiongate\/warning\?next=/;
 
 describe.skipIf(!haveChromium)('onLimit: warn in Chromium', () => {
-  let browser: Browser;
-  beforeAll(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    browser = await launchChromium();
-  });
-  afterAll(async () => {
-    await browser?.close();
-  });
+  const browser = suiteBrowser();
 
   const gateway = () =>
     startGateway({ locationHeader: 'CF-IPCountry', sessions: { limit: 1, onLimit: 'warn' } });
@@ -33,7 +23,7 @@ describe.skipIf(!haveChromium)('onLimit: warn in Chromium', () => {
     userAgent: string,
     extraHTTPHeaders: Record<string, string> = {},
   ): Promise<{ context: BrowserContext; page: Page }> {
-    const context = await browser.newContext({ userAgent, extraHTTPHeaders, viewport: PHONE });
+    const context = await browser().newContext({ userAgent, extraHTTPHeaders, viewport: PHONE });
     onTestFinished(() => context.close());
     const page = await context.newPage();
     await page.goto(`${gw.url}/login`);
