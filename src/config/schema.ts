@@ -738,6 +738,11 @@ export const configSchema = z
           .object({
             /** `smtp://host:port` or `smtps://host:port`; credentials as `smtp://${SMTP_USER}:${SMTP_PASSWORD}@host:587`. */
             smtp: smtpUrl,
+            /**
+             * A PEM file of the CA certificates that sign the SMTP server's (smtps:// or STARTTLS), beside
+             * the system's: for a server with a private CA. Read at startup.
+             */
+            ca: z.string().min(1, 'expected the path of a PEM file').optional(),
             /** SMTP user (`${SMTP_USER}`), instead of one in the URL: no URL-encoding needed. */
             user: z.string().min(1).optional(),
             /** SMTP password (`${SMTP_PASSWORD}`), with `user`. */

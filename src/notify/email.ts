@@ -9,7 +9,10 @@
  * an address stays in this replica's memory, for a few minutes, keyed by user: never in an event, so
  * never in the audit log, the webhook or the store.
  */
+import { readFileSync } from 'node:fs';
+import { rootCertificates as tlsRootCertificates } from 'node:tls';
 import nodemailer from 'nodemailer';
+import { ConfigError } from '../errors.js';
 import type { EmailConfig, EmailEventType } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -87,9 +90,25 @@ const ADDRESS = /^[^\s@<>,;:"()[\]\\]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A
 /** "10:42 UTC". */
 const TIME = new Intl.DateTimeFormat('en-GB', { timeStyle: 'short', timeZone: 'UTC' });
 
+/** `notify.email.ca`, read at startup: a missing or non-PEM file is a configuration error naming the key. */
+function readCa(path: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([
+      { path: 'notify.email.ca', message: `cannot read ${path}: ${(err as Error).message}` },
+    ]);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----'))
+    throw new ConfigError([{ path: 'notify.email.ca', message: `${path} holds no PEM certificate` }]);
+  return pem;
+}
+
 /** The SMTP sender of `notify.email.smtp`: `smtps://` is TLS from the start, `smtp://` STARTTLS if offered. */
 export function smtpSender(config: EmailConfig): MailSender {
   const u = new URL(config.smtp);
+  const ca = config.ca === undefined ? undefined : readCa(config.ca);
   const transport = nodemailer.createTransport({
     host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
     ...(u.port !== '' ? { port: Number(u.port) } : {}),
@@ -99,6 +118,8 @@ export function smtpSender(config: EmailConfig): MailSender {
       : u.username !== ''
         ? { auth: { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) } }
         : {}),
+    // Beside the system's CAs (Node's default), not in place of them.
+    ...(ca !== undefined ? { tls: { ca: [...tlsRootCertificates, ca] } } : {}),
     connectionTimeout: config.timeout,
     greetingTimeout: config.timeout,
     socketTimeout: config.timeout,

@@ -4,9 +4,15 @@
  * login stays out of logs and the store; a down SMTP server delays no login, and the message is
  * retried until it is up; a full queue drops and counts.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
+import { smtpSender } from '../../src/notify/email.js';
+import { TEST_LOGIN_RULES } from '../support/login-rules.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { freePort } from '../support/ports.js';
 import { startSilentServer, startSmtp } from '../support/smtp.js';
@@ -137,6 +143,63 @@ describe('new-login e-mails', () => {
     expect(got?.mail.text).toMatch(/from Chrome on Windows in FR at \d\d:\d\d UTC/);
     expect(gw.logs.audit('session.warned')).toHaveLength(1);
     await waitUntil('the message counted as sent', async () => (await deliveries(gw, 'sent')) === 1);
+  });
+
+  it('sends over smtps:// to a server whose certificate notify.email.ca trusts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sg-smtps-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+    execFileSync(
+      'openssl',
+      // prettier-ignore
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+       '-subj', '/CN=sessiongate-test-smtps', '-addext', 'subjectAltName=IP:127.0.0.1',
+       '-keyout', key, '-out', cert],
+      { stdio: 'ignore' },
+    );
+    const smtp = await startSmtp(0, undefined, {
+      key: readFileSync(key, 'utf8'),
+      cert: readFileSync(cert, 'utf8'),
+    });
+    const port = await freePort();
+    const gw = await startGateway({
+      listen: `127.0.0.1:${port}`,
+      notify: {
+        baseUrl: `http://127.0.0.1:${port}`,
+        email: {
+          smtp: `smtps://127.0.0.1:${smtp.port}`,
+          ca: cert,
+          from: 'security@example.test',
+          to: '{user}@example.test',
+        },
+      },
+    });
+    await gw.loginJson('erin', { 'user-agent': UA.firefoxLinux });
+    await gw.loginJson('erin', { 'user-agent': UA.chromeWindows });
+    const [got] = await smtp.arrived(1);
+    expect(got?.rcptTo).toEqual(['erin@example.test']);
+    expect(got?.mail.text).toContain('from Chrome on Windows');
+  });
+
+  it('names notify.email.ca when the file is missing or holds no certificate', () => {
+    const base = { upstream: 'http://127.0.0.1:1', secret: TEST_SECRET, login: TEST_LOGIN_RULES };
+    const email = (ca: string) => ({
+      ...base,
+      notify: {
+        baseUrl: 'https://app.example.test',
+        email: { smtp: 'smtps://127.0.0.1:465', ca, from: 'a@example.test', to: '{user}@example.test' },
+      },
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'sg-smtps-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const notPem = join(dir, 'not.pem');
+    writeFileSync(notPem, 'hello');
+    expect(() => smtpSender(parseConfig(email(join(dir, 'missing.pem'))).config.notify.email!)).toThrow(
+      /notify\.email\.ca: cannot read/,
+    );
+    expect(() => smtpSender(parseConfig(email(notPem)).config.notify.email!)).toThrow(
+      /notify\.email\.ca: .* holds no PEM certificate/,
+    );
   });
 
   it('reads the address from the login response (json:) and keeps it out of logs, events and the store', async () => {

@@ -29,11 +29,14 @@ export interface TestSmtp {
 export async function startSmtp(
   port = 0,
   auth?: { readonly user: string; readonly password: string },
+  /** TLS from the first byte (smtps://) with this key and certificate. */
+  tls?: { readonly key: string; readonly cert: string },
 ): Promise<TestSmtp> {
   const received: ReceivedMail[] = [];
   const logins: string[] = [];
   const events = new EventEmitter();
   const server = new SMTPServer({
+    ...(tls !== undefined ? { secure: true, key: tls.key, cert: tls.cert } : {}),
     authOptional: auth === undefined,
     allowInsecureAuth: true,
     disabledCommands: auth === undefined ? ['STARTTLS', 'AUTH'] : ['STARTTLS'],
