@@ -610,10 +610,11 @@ export async function createGateway(config: Config, deps: GatewayDeps = {}): Pro
         new Promise<boolean>((r) => setTimeout(() => r(false), grace).unref()),
       ]).catch(() => false);
       if (!drained) await upstream.destroy();
+      holds?.close();
+      // Before the notifiers: the last background writes (a session seen expired) emit their events.
+      await sessions.close();
       await webhook?.close();
       await email?.close();
-      holds?.close();
-      sessions.close();
       if (!deps.store) await store.close();
     },
   };

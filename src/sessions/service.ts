@@ -12,6 +12,7 @@ import type {
   SessionWarning,
   TokenLookup,
 } from '../model.js';
+import { BackgroundWrites } from './background-writes.js';
 import { END_EVENT, REPLACED_EVENT, SessionEvents } from './events.js';
 import { describeDevice, deviceClass, type DeviceClass } from './device.js';
 import { describePlace } from './place.js';
@@ -125,6 +126,11 @@ export interface TokenCheck {
 const MAX_COMMIT_ATTEMPTS = 32;
 /** Real milliseconds a live-session count is reused (scrapes of several Prometheus servers). */
 const LIVE_COUNT_TTL = 5_000;
+/**
+ * Background writes in flight at most: enough for thousands a second (each one or two round trips),
+ * few enough that a request's token read never queues behind a storm of them.
+ */
+const BACKGROUND_WRITES = 16;
 const UNAVAILABLE: Decision = Object.freeze({
   state: 'unavailable',
   session: undefined,
@@ -149,6 +155,8 @@ export class SessionService {
   readonly #onSharedToken: (user: string) => void;
   readonly #locate: ((ip: string) => Geo | undefined) | undefined;
   readonly #inflight = new Map<string, Promise<Decision>>();
+  /** Touches, ends of expired sessions and seat releases: off the request path, a few at a time. */
+  readonly #writes: BackgroundWrites;
   readonly #revokedListeners = new Set<(tokenIds: readonly string[]) => void>();
   readonly #unwatch: () => void;
   readonly #restoredListeners = new Set<() => void>();
@@ -171,6 +179,10 @@ export class SessionService {
     this.#newId = options.newId ?? randomUUID;
     this.events = options.events ?? new SessionEvents();
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
+    this.#writes = new BackgroundWrites({
+      concurrency: BACKGROUND_WRITES,
+      onError: this.#onBackgroundError,
+    });
     this.#onSharedToken = options.onSharedToken ?? (() => {});
     this.#locate = options.locate;
     this.#unwritten = this.#store.kind === 'memory' ? 0 : this.#config.activityInterval;
@@ -322,7 +334,7 @@ export class SessionService {
     d.lastSeenAt = now;
     if (now - d.lastWrittenAt >= this.#config.activityInterval) {
       d.lastWrittenAt = now;
-      this.#store.touch(s.user, s.id, now).catch((err: unknown) => this.#onBackgroundError(err, 'touch'));
+      this.#writes.add(`touch ${s.id}`, 'touch', () => this.#store.touch(s.user, s.id, now));
     }
     return d;
   }
@@ -334,9 +346,7 @@ export class SessionService {
   #expire(tokenId: string, s: SessionRecord, now: number): Decision {
     const dead = this.#cache.makeDecision('expired', { ...s, state: 'expired', endedAt: now }, now);
     this.#cache.set(tokenId, dead);
-    this.endSessions(s.user, [s.id], 'expired').catch((err: unknown) =>
-      this.#onBackgroundError(err, 'expire'),
-    );
+    this.#writes.add(`end ${s.id}`, 'expire', () => this.endSessions(s.user, [s.id], 'expired'));
     return dead;
   }
 
@@ -829,8 +839,10 @@ export class SessionService {
     return value;
   }
 
-  close(): void {
+  /** Stops listening for invalidations; resolves once the background writes are done. */
+  async close(): Promise<void> {
     this.#unwatch();
+    await this.#writes.drained();
   }
 
   #cacheLive(tokenIds: readonly string[], session: SessionRecord, now: number): void {
@@ -878,9 +890,9 @@ export class SessionService {
 
   /** Frees the seats of ended sessions, off the caller's path: a failure leaves the seat to its expiry. */
   #releaseSeats(tenant: string, sessionIds: readonly string[]): void {
-    this.#store.seats
-      .release(tenant, sessionIds)
-      .catch((err: unknown) => this.#onBackgroundError(err, 'seat release'));
+    this.#writes.add(`seats ${tenant} ${sessionIds.join(' ')}`, 'seat release', () =>
+      this.#store.seats.release(tenant, sessionIds),
+    );
   }
 
   #notifyRevoked(tokenIds: readonly string[]): void {

@@ -40,9 +40,9 @@ function setup(bounds: { maxHolds?: number; maxBytes?: number } = {}) {
     loginHeader: true,
     ...bounds,
   });
-  onTestFinished(() => {
+  onTestFinished(async () => {
     holds.close();
-    sessions.close();
+    await sessions.close();
   });
   const count = async (outcome: string) =>
     (await registry.getSingleMetric('sessiongate_held_logins_total')?.get())?.values.find(

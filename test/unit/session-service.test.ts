@@ -7,6 +7,7 @@ import { DecisionCache } from '../../src/cache/decision-cache.js';
 import type { SessionEvent, SessionEventType } from '../../src/sessions/events.js';
 import { SessionService, type SessionServiceConfig } from '../../src/sessions/service.js';
 import { MemorySessionStore } from '../../src/store/memory.js';
+import type { SessionCommit } from '../../src/model.js';
 import { testClock, type TestClock } from '../support/gateway.js';
 
 const MIN = 60_000;
@@ -37,15 +38,35 @@ interface Harness {
 }
 
 const open: SessionService[] = [];
-afterEach(() => {
-  for (const s of open.splice(0)) s.close();
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close()));
 });
 
-function harness(config: Partial<SessionServiceConfig> = {}): Harness {
+/** The memory store, counting the commits it is running at once (each yields once before applying). */
+class CommitCountingStore extends MemorySessionStore {
+  running = 0;
+  mostRunning = 0;
+  override async commit(change: SessionCommit): Promise<void> {
+    this.running++;
+    this.mostRunning = Math.max(this.mostRunning, this.running);
+    try {
+      await new Promise((resolve) => setImmediate(resolve));
+      await super.commit(change);
+    } finally {
+      this.running--;
+    }
+  }
+}
+
+function harness(
+  config: Partial<SessionServiceConfig> = {},
+  makeStore: (options: { now: () => number; retention: number }) => MemorySessionStore = (o) =>
+    new MemorySessionStore(o),
+): Harness & { readonly store: MemorySessionStore } {
   const clock = testClock();
   const full = { ...DEFAULTS, ...config };
   // Ended and expired records stay readable for a maxAge, as the gateway builds its memory store.
-  const store = new MemorySessionStore({ now: clock.now, retention: full.maxAge });
+  const store = makeStore({ now: clock.now, retention: full.maxAge });
   const cache = new DecisionCache({ max: 1000, maxStaleness: 5_000, now: clock.now });
   let counter = 0;
   const service = new SessionService({
@@ -69,6 +90,7 @@ function harness(config: Partial<SessionServiceConfig> = {}): Harness {
   service.onRevoked((ids) => revoked.push([...ids]));
   return {
     service,
+    store,
     clock,
     events,
     revoked,
@@ -299,5 +321,24 @@ describe('SessionService refresh, logout and ending', () => {
     const [ended] = await h.service.endSessions('ana', undefined, 'ended_by_admin', { actor: 'admin' });
     expect(ended?.state).toBe('expired');
     expect(await h.nextEvent('session.expired')).toMatchObject({ sessionId: 's1' });
+  });
+
+  it('writes the ends of sessions seen expired all at once a few at a time, and every one of them', async () => {
+    let counting: CommitCountingStore | undefined;
+    const h = harness(
+      { maxAge: HOUR, idleTimeout: 2 * HOUR },
+      (o) => (counting = new CommitCountingStore(o)),
+    );
+    const users = Array.from({ length: 200 }, (_, i) => `user${i}`);
+    for (const u of users) await h.login(u, `tok-${u}`);
+    h.clock.advance(HOUR);
+    const states = await Promise.all(users.map((u) => stateOf(h, `tok-${u}`)));
+    expect(new Set(states)).toEqual(new Set(['expired']));
+    // Every end is written: one session.expired each, once the background writes are done.
+    await h.service.close();
+    expect(h.events.filter((e) => e.type === 'session.expired')).toHaveLength(200);
+    expect(await h.store.countLive()).toBe(0);
+    expect(counting?.mostRunning).toBeGreaterThan(1);
+    expect(counting?.mostRunning).toBeLessThanOrEqual(16);
   });
 });
