@@ -119,6 +119,11 @@ export class DecisionCache {
     return this.#lru.size;
   }
 
+  /** Milliseconds a live or unknown decision is trusted. */
+  get maxStaleness(): number {
+    return this.#maxStaleness;
+  }
+
   /** A trusted decision, or undefined (ask the store). */
   get(tokenId: string, now: number): Decision | undefined {
     const d = this.#lru.get(tokenId);

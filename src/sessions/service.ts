@@ -131,6 +131,12 @@ const LIVE_COUNT_TTL = 5_000;
  * few enough that a request's token read never queues behind a storm of them.
  */
 const BACKGROUND_WRITES = 16;
+/**
+ * The share of cache.maxStaleness after which a live decision in use is read again ahead of time: the
+ * rest is the time the read has to come back (a store storm's queue), at the cost of at most a quarter
+ * more reads for sessions in constant use.
+ */
+const READ_AHEAD = 0.8;
 const UNAVAILABLE: Decision = Object.freeze({
   state: 'unavailable',
   session: undefined,
@@ -157,6 +163,8 @@ export class SessionService {
   readonly #inflight = new Map<string, Promise<Decision>>();
   /** Touches, ends of expired sessions and seat releases: off the request path, a few at a time. */
   readonly #writes: BackgroundWrites;
+  /** Age at which a live decision still trusted is read again in the background (see `check`). */
+  readonly #readAheadAfter: number;
   readonly #revokedListeners = new Set<(tokenIds: readonly string[]) => void>();
   readonly #unwatch: () => void;
   readonly #restoredListeners = new Set<() => void>();
@@ -179,6 +187,7 @@ export class SessionService {
     this.#newId = options.newId ?? randomUUID;
     this.events = options.events ?? new SessionEvents();
     this.#onBackgroundError = options.onBackgroundError ?? (() => {});
+    this.#readAheadAfter = this.#cache.maxStaleness * READ_AHEAD;
     this.#writes = new BackgroundWrites({
       concurrency: BACKGROUND_WRITES,
       onError: this.#onBackgroundError,
@@ -229,8 +238,17 @@ export class SessionService {
     const now = this.#now();
     const hit = this.#cache.get(tokenId, now);
     if (hit !== undefined && (this.#config.consistency === 'cached' || hit.state !== 'live')) {
-      return hit.state === 'live' ? this.#applyActivity(tokenId, hit, now) : hit;
+      if (hit.state !== 'live') return hit;
+      // Read ahead: a session in use is read again before its decision stops being trusted, so its
+      // requests never wait for the store (nor for a storm of other work queued there).
+      if (now - hit.fetchedAt >= this.#readAheadAfter) void this.#fill(tokenId);
+      return this.#applyActivity(tokenId, hit, now);
     }
+    // Past its expiresAt a session is dead whatever the store says now (maxAge is absolute, and a
+    // dead token never lives again): a stale entry answers that without a read.
+    const stale = hit === undefined ? this.#cache.peek(tokenId) : undefined;
+    if (stale?.state === 'live' && stale.session !== undefined && now >= stale.session.expiresAt)
+      return this.#expire(tokenId, stale.session, now);
     // Strict mode never joins a read already in flight: it may have started before a revocation that
     // this request must see.
     return this.#config.consistency === 'strict' ? this.#read(tokenId) : this.#fill(tokenId);
@@ -343,7 +361,7 @@ export class SessionService {
    * Caches the token as expired (so its next requests cost no store read) and commits the end: the
    * replica whose commit ends the session emits `session.expired`, once; the others find it ended.
    */
-  #expire(tokenId: string, s: SessionRecord, now: number): Decision {
+  #expire(tokenId: string, s: CachedSession, now: number): Decision {
     const dead = this.#cache.makeDecision('expired', { ...s, state: 'expired', endedAt: now }, now);
     this.#cache.set(tokenId, dead);
     this.#writes.add(`end ${s.id}`, 'expire', () => this.endSessions(s.user, [s.id], 'expired'));

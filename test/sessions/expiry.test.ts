@@ -42,7 +42,7 @@ describe('absolute expiry (maxAge)', () => {
     expect(expired[0]).toMatchObject({ user: 'ana', reason: 'expired' });
   });
 
-  onRedis('asks the store at most once for a token past maxAge (Redis index reads)', async () => {
+  onRedis('refuses a token past maxAge from the expiresAt it cached, with no store read', async () => {
     const redis = await ownRedis();
     const clock = testClock();
     const [gw] = await replicasOn(redis, clock, { maxAge: '1h', idleTimeout: '2h', activityInterval: '1m' });
@@ -53,8 +53,29 @@ describe('absolute expiry (maxAge)', () => {
       expect(await status(gw, token)).toEqual({ status: 401, error: 'session_expired' });
       clock.advance(10 * MIN);
     }
-    expect((await commandCalls(redis, 'get')) - before).toBe(1);
+    expect((await commandCalls(redis, 'get')) - before).toBe(0);
   });
+
+  onRedis(
+    'asks the store at most once for a token past maxAge that it never saw (Redis index reads)',
+    async () => {
+      const redis = await ownRedis();
+      const clock = testClock();
+      const [a, b] = await replicasOn(redis, clock, {
+        maxAge: '1h',
+        idleTimeout: '2h',
+        activityInterval: '1m',
+      });
+      const { token } = await a.loginJson('bo');
+      clock.advance(61 * MIN);
+      const before = await commandCalls(redis, 'get');
+      for (let i = 0; i < 5; i++) {
+        expect(await status(b, token)).toEqual({ status: 401, error: 'session_expired' });
+        clock.advance(10 * MIN);
+      }
+      expect((await commandCalls(redis, 'get')) - before).toBe(1);
+    },
+  );
 });
 
 describe('idle expiry', () => {

@@ -58,6 +58,24 @@ class CommitCountingStore extends MemorySessionStore {
   }
 }
 
+/** The memory store, counting token reads, with a promise for the next one's answer. */
+class FindCountingStore extends MemorySessionStore {
+  finds = 0;
+  #waiting: (() => void)[] = [];
+  override async find(tokenId: string): ReturnType<MemorySessionStore['find']> {
+    this.finds++;
+    try {
+      return await super.find(tokenId);
+    } finally {
+      for (const resolve of this.#waiting.splice(0)) setImmediate(resolve);
+    }
+  }
+  /** Resolves just after the next find has answered (and its caller has cached the answer). */
+  nextFind(): Promise<void> {
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+}
+
 function harness(
   config: Partial<SessionServiceConfig> = {},
   makeStore: (options: { now: () => number; retention: number }) => MemorySessionStore = (o) =>
@@ -340,5 +358,39 @@ describe('SessionService refresh, logout and ending', () => {
     expect(await h.store.countLive()).toBe(0);
     expect(counting?.mostRunning).toBeGreaterThan(1);
     expect(counting?.mostRunning).toBeLessThanOrEqual(16);
+  });
+
+  it('reads a session in use again before its decision stops being trusted, so its requests never wait', async () => {
+    let store: FindCountingStore | undefined;
+    // The harness's cache trusts a decision for 5 s; the read ahead starts at 4 s.
+    const h = harness({}, (o) => (store = new FindCountingStore(o)));
+    await h.login('ana', 'tok');
+    h.clock.advance(3_900);
+    expect(h.service.check('tok')).toMatchObject({ state: 'live' });
+    expect(store?.finds).toBe(0);
+    h.clock.advance(200);
+    const readAhead = store?.nextFind();
+    // Answered from the cache at once; the read goes on behind it.
+    expect(h.service.check('tok')).toMatchObject({ state: 'live' });
+    expect(store?.finds).toBe(1);
+    await readAhead;
+    // 6.1 s after the login, 2 s after the read: still trusted, answered without a promise.
+    h.clock.advance(2_000);
+    const later = h.service.check('tok');
+    expect(later).not.toBeInstanceOf(Promise);
+    expect(later).toMatchObject({ state: 'live' });
+    expect(store?.finds).toBe(1);
+  });
+
+  it('refuses a token whose cached session is past its expiresAt without asking the store', async () => {
+    let store: FindCountingStore | undefined;
+    const h = harness({ maxAge: HOUR, idleTimeout: 2 * HOUR }, (o) => (store = new FindCountingStore(o)));
+    await h.login('ana', 'tok');
+    h.clock.advance(HOUR);
+    const check = h.service.check('tok');
+    expect(check).not.toBeInstanceOf(Promise);
+    expect(check).toMatchObject({ state: 'expired' });
+    expect(store?.finds).toBe(0);
+    expect(await h.nextEvent('session.expired')).toMatchObject({ sessionId: 's1' });
   });
 });
