@@ -30,7 +30,8 @@ import { publish, runIfMain } from './lib/driver.js';
 import { positiveFlag } from './lib/flags.js';
 import { BENCH_SECRET, cleanupConfigs, startGateway, type Gateway } from './lib/gateway.js';
 import { mapLimit } from './lib/http.js';
-import { pacedLoad, windowOf, type PacedLoad } from './lib/paced.js';
+import { windowOf, type PacedSample } from './lib/paced.js';
+import { pacedLoadProcess, type PacedLoadProcess } from './lib/paced-process.js';
 import { outputPaths } from './lib/paths.js';
 import { redisUnavailableReason, startRedis } from './lib/redis.js';
 import { int, machine, machineLines, num, percentile, table } from './lib/report.js';
@@ -163,12 +164,25 @@ async function announced(
   return [last, missing];
 }
 
+/** Other users' latencies before a storm (BEFORE_S up to t0) and during it, and their non-200 answers. */
+function others(
+  samples: readonly PacedSample[],
+  t0: number,
+  end: number,
+): { before: number[]; during: number[]; otherErrors: number } {
+  return {
+    before: windowOf(samples, t0 - BEFORE_S * 1000, t0),
+    during: windowOf(samples, t0, end),
+    otherErrors: samples.filter((x) => x.at >= t0 - BEFORE_S * 1000 && x.status !== 200).length,
+  };
+}
+
 interface Rig {
   a: Gateway;
   b: Gateway;
   store: SessionStore;
   counter: ChannelCounter;
-  load: PacedLoad;
+  load: PacedLoadProcess;
   agent: Agent;
   users: number;
   concurrency: number;
@@ -211,9 +225,7 @@ async function adminCase(r: Rig, name: 'per-user' | 'bulk'): Promise<CaseResult>
     acceptedAfter: [...onA, ...onB].filter((x) => x === 200).length,
     refusedA: onA.filter((x) => x === 401).length,
     refusedB: onB.filter((x) => x === 401).length,
-    before: windowOf(r.load.samples, t0 - BEFORE_S * 1000, t0),
-    during: windowOf(r.load.samples, t0, t0 + Math.max(t1 - t0, lastAnnouncedMs)),
-    otherErrors: r.load.samples.filter((x) => x.at >= t0 - BEFORE_S * 1000 && x.status !== 200).length,
+    ...others(await r.load.samples(), t0, t0 + Math.max(t1 - t0, lastAnnouncedMs)),
   };
 }
 
@@ -262,9 +274,7 @@ async function expiryCase(r: Rig): Promise<CaseResult> {
     refusedA: onA.filter((x) => x === 401).length,
     refusedB: onB.filter((x) => x === 401).length,
     refusedBeforeMessage,
-    before: windowOf(r.load.samples, t0 - BEFORE_S * 1000, t0),
-    during: windowOf(r.load.samples, t0, t1),
-    otherErrors: r.load.samples.filter((x) => x.at >= t0 - BEFORE_S * 1000 && x.status !== 200).length,
+    ...others(await r.load.samples(), t0, t1),
   };
 }
 
@@ -294,7 +304,7 @@ function report(results: readonly CaseResult[], options: { users: number; rate: 
     `## ${m.date} — mass revocation (bench/mass-revocation.ts)`,
     '',
     ...machineLines(m),
-    `- two gateways (A, B) on one redis-server, cache.maxStaleness 1s, store.commandTimeout 1s; ${int(options.users)} sessions per case seeded through createRedisStore().commit and cached as live on both replicas; other users: ${options.rate} GETs/s over 200 other live sessions, on A and B alike, open loop, from this process`,
+    `- two gateways (A, B) on one redis-server, cache.maxStaleness 1s, store.commandTimeout 1s; ${int(options.users)} sessions per case seeded through createRedisStore().commit and cached as live on both replicas; other users: ${options.rate} GETs/s over 200 other live sessions, on A and B alike, open loop, from a process of their own (bench/servers/paced-client.ts: the storm, the channel counter and the seeding store client stay in this one)`,
     ...results.map((c) => `- ${c.name}: ${c.what}`),
     '- messages: counted by a subscriber of the bench\'s own; "last announced": ms from the storm\'s start to the last of its token ids on the channel; "commit -> channel": per message, from the sending of its first commit (its `at` stamp) to its arrival at that subscriber, the wait for the batch included; the sweep asks every token of A and B afterwards',
     '',
@@ -376,7 +386,7 @@ async function main(): Promise<void> {
       (now) => now + 12 * 3600_000,
     );
     await cacheOnBoth(a, b, others, agent);
-    const load = pacedLoad([a.url, b.url], others.tokens, rate);
+    const load = await pacedLoadProcess([a.url, b.url], others.tokens, rate);
     const rig: Rig = { a, b, store, counter, load, agent, users, concurrency };
     const results: CaseResult[] = [];
     try {

@@ -5,7 +5,14 @@
  * through A (t1); one request with t1 through B (B now caches t1 as live); uN logs in again through A
  * (t2 supersedes t1, limit 1); then B is polled with t1 on one keep-alive connection until it answers
  * 401. The latency is from A's second login response (headers) arriving to B's first 401 (headers).
- * Without pub/sub it would be up to maxStaleness (1 s); DESIGN.md wants p99 < 2 ms on loopback.
+ * Without pub/sub it would be up to maxStaleness (1 s).
+ *
+ * The target (issue 16): the propagation itself, A's commit to B applying it (B's
+ * sessiongate_invalidation_lag_seconds: from the stamp A puts on the commit when it sends it to B having
+ * refused its tokens), within 1.25x of the channel's floor measured in the same run: a PUBLISH from this
+ * process to a subscriber in another process, stamped and timed the same way. Both are read through B's
+ * histogram buckets, interpolated (the floor's raw lags are counted into the same buckets), so the
+ * ratio compares like with like; the floor's raw percentiles are reported beside them.
  *
  * Usage: node dist/bench/revocation.js [--iterations 1000] [--warmup-iterations 20] [--timeout-ms 3000]
  *          [--gateway-cli ../dist/src/cli.js] [--results results/revocation.md] [--no-results]
@@ -28,11 +35,24 @@ import { login } from './lib/http.js';
 import { benchScript, outputPaths } from './lib/paths.js';
 import { spawnNode } from './lib/proc.js';
 import { redisUnavailableReason, startRedis, type BenchRedis } from './lib/redis.js';
-import { machine, machineLines, num, oneLine, percentile, table } from './lib/report.js';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  bucketQuantile,
+  machine,
+  machineLines,
+  num,
+  oneLine,
+  percentile,
+  table,
+  toBuckets,
+  type Bucket,
+} from './lib/report.js';
 import { startUpstream, type Helper } from './lib/servers.js';
 
-/** DESIGN.md's bound for loopback. */
-const TARGET_P99_MS = 2;
+/** Issue 16: the propagation's p50 and p99 within this ratio of the channel's floor, same run. */
+const TARGET_RATIO = 1.25;
 
 export interface RevocationOptions {
   iterations: number;
@@ -106,19 +126,17 @@ function summary(samples: readonly Sample[], options: RevocationOptions): string
   const rtts = samples.map((s) => s.firstPollRtt).sort((x, y) => x - y);
   const atFirstPoll = samples.filter((s) => s.polls === 1 && s.latency !== undefined).length;
   const timeouts = samples.length - latencies.length;
-  const p99 = percentile(latencies, 99);
   const polls = samples.reduce((sum, s) => sum + s.polls, 0) / Math.max(1, samples.length);
   const rows = [
     [
       String(samples.length),
       num(percentile(latencies, 50), 3),
-      num(p99, 3),
+      num(percentile(latencies, 99), 3),
       num(latencies[latencies.length - 1], 3),
       num(polls, 2),
       `${num(percentile(rtts, 50), 3)} / ${num(percentile(rtts, 99), 3)}`,
       `${num((100 * atFirstPoll) / Math.max(1, samples.length), 1)} %`,
       String(timeouts),
-      timeouts === 0 && p99 < TARGET_P99_MS ? 'ok' : 'OVER',
     ],
   ];
   const header = [
@@ -130,7 +148,6 @@ function summary(samples: readonly Sample[], options: RevocationOptions): string
     'first poll RTT p50 / p99 ms',
     '401 at first poll',
     `timeouts (>${options.timeoutMs} ms)`,
-    `p99 < ${TARGET_P99_MS} ms`,
   ];
   return table(header, rows);
 }
@@ -160,23 +177,16 @@ async function stopReplicas(r: Replicas): Promise<void> {
 }
 
 /**
- * The propagation itself, measured inside B: sessiongate_invalidation_lag_seconds (from the commit's
- * publication on A to B applying it), as upper bounds of its histogram buckets. Free of the HTTP
- * round trip that bounds the polled latency's resolution.
+ * The propagation itself, measured inside B: sessiongate_invalidation_lag_seconds (from A's stamp on
+ * the commit to B having applied it), its cumulative buckets in ms. Free of the HTTP round trip that
+ * bounds the polled latency's resolution.
  */
-async function invalidationLag(b: Gateway): Promise<{ count: number; p50: number; p99: number } | undefined> {
+async function invalidationLag(b: Gateway): Promise<Bucket[]> {
   const res = await request(`${b.adminUrl}/metrics`);
   const text = await res.body.text();
-  const buckets = [
-    ...text.matchAll(/^sessiongate_invalidation_lag_seconds_bucket\{le="([^"]+)"\} (\d+)/gm),
-  ].map((m) => ({
-    le: m[1] === '+Inf' ? Infinity : Number(m[1]),
-    n: Number(m[2]),
-  }));
-  const total = buckets[buckets.length - 1]?.n ?? 0;
-  if (total === 0) return undefined;
-  const at = (q: number) => (buckets.find((b) => b.n >= q * total)?.le ?? Infinity) * 1000;
-  return { count: total, p50: at(0.5), p99: at(0.99) };
+  return [...text.matchAll(/^sessiongate_invalidation_lag_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)].map(
+    (m) => ({ le: m[1] === '+Inf' ? Infinity : Number(m[1]) * 1000, n: Number(m[2]) }),
+  );
 }
 
 /**
@@ -184,13 +194,17 @@ async function invalidationLag(b: Gateway): Promise<{ count: number; p50: number
  * subscriber in another process (as B is another process than A), one message every 2 ms so the
  * subscriber is idle at each arrival as B is. Lag: publication stamp to arrival, in the subscriber.
  */
-async function pubsubBaseline(redis: BenchRedis, messages: number): Promise<{ p50: number; p99: number }> {
+async function pubsubBaseline(redis: BenchRedis, messages: number): Promise<number[]> {
   const channel = 'bench:baseline';
+  const dir = await mkdtemp(join(tmpdir(), 'sg-baseline-'));
+  const out = join(dir, 'lags.json');
   const child = spawnNode('subscriber', benchScript('servers/subscriber.js'), [
     '--port',
     String(redis.port),
     '--channel',
     channel,
+    '--out',
+    out,
   ]);
   const pub = new Redis({ host: '127.0.0.1', port: redis.port });
   try {
@@ -206,15 +220,14 @@ async function pubsubBaseline(redis: BenchRedis, messages: number): Promise<{ p5
     }
     await pub.publish(channel, 'done');
     await child.exited;
-    const line = child
-      .tail()
-      .split('\n')
-      .find((l) => l.startsWith('{"p50"'));
-    if (!line) throw new Error(`the baseline subscriber printed no result: ${child.tail()}`);
-    return JSON.parse(line) as { p50: number; p99: number };
+    const lags: unknown = JSON.parse(await readFile(out, 'utf8'));
+    if (!Array.isArray(lags) || lags.length === 0 || !lags.every((x) => typeof x === 'number'))
+      throw new Error(`the baseline subscriber wrote no lags: ${child.tail()}`);
+    return lags;
   } finally {
     pub.disconnect();
     await child.stop();
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -239,7 +252,7 @@ export async function runRevocation(input: RevocationOptions): Promise<void> {
   const upstream = await startUpstream();
   const redis = await startRedis();
   let samples: Sample[] | undefined;
-  let lag: Awaited<ReturnType<typeof invalidationLag>>;
+  let lag: Bucket[] = [];
   const baseline = await pubsubBaseline(redis, options.iterations);
   try {
     const replicas = await startReplicas(redis, upstream, options.gatewayCli);
@@ -260,27 +273,61 @@ export async function runRevocation(input: RevocationOptions): Promise<void> {
   if (samples) await record(samples, options, lag, baseline);
 }
 
+/** The propagation against the channel's floor, both read through the same buckets. */
+export function propagationRows(
+  lag: readonly Bucket[],
+  floorLags: readonly number[],
+): { rows: string[][]; met: boolean } {
+  const floor = toBuckets(floorLags, lag);
+  let met = lag.length > 0;
+  const rows = [0.5, 0.99].map((q) => {
+    const gateway = bucketQuantile(lag, q);
+    const bare = bucketQuantile(floor, q);
+    const ratio = gateway / bare;
+    if (!(ratio <= TARGET_RATIO)) met = false;
+    return [
+      `p${q * 100}`,
+      num(gateway, 3),
+      num(bare, 3),
+      num(percentile(floorLags, q * 100), 3),
+      `${num(ratio, 2)}x ${ratio <= TARGET_RATIO ? 'ok' : 'OVER'}`,
+    ];
+  });
+  return { rows, met };
+}
+
 async function record(
   samples: readonly Sample[],
   options: Required<RevocationOptions>,
-  lag: Awaited<ReturnType<typeof invalidationLag>>,
-  baseline: { p50: number; p99: number },
+  lag: readonly Bucket[],
+  floorLags: readonly number[],
 ): Promise<void> {
   const m = machine();
+  const messages = lag[lag.length - 1]?.n ?? 0;
+  const { rows, met } = propagationRows(lag, floorLags);
   const section = [
     `## ${m.date} — cross-replica revocation (bench/revocation.ts)`,
     '',
     ...machineLines(m),
     `- two gateways on one redis-server, cache.maxStaleness 1s, ${options.warmupIterations} warm-up iterations not counted`,
-    "- latency: A's superseding login response (headers) -> B's first 401 to the old token, polled on one keep-alive connection",
+    `- propagation: A's commit (the stamp A puts on it as it sends it) -> B having applied it (B's sessiongate_invalidation_lag_seconds, ${messages} messages); floor: PUBLISH from the bench process (stamped as it sends) -> a subscriber in another process, ${floorLags.length} messages 2 ms apart, same redis-server, before the gateways start; both read through B's buckets, interpolated`,
+    '',
+    table(
+      [
+        'quantile',
+        'propagation ms',
+        'floor ms (same buckets)',
+        'floor ms (raw)',
+        `ratio (<= ${TARGET_RATIO}x)`,
+      ],
+      rows,
+    ),
+    '',
+    `Propagation within ${TARGET_RATIO}x of the channel's floor at p50 and p99: ${met ? 'met' : 'NOT met'}.`,
+    '',
+    "What a client sees: A's superseding login response (headers) -> B's first 401 to the old token, polled on one keep-alive connection (when the first poll already gets the 401, the revocation was faster than that poll's round trip):",
     '',
     summary(samples, options),
-    '',
-    lag
-      ? `Inside B (sessiongate_invalidation_lag_seconds, publication on A to applied on B, ${lag.count} messages, bucket upper bounds): p50 <= ${num(lag.p50, 1)} ms, p99 <= ${num(lag.p99, 1)} ms (target p99 < ${TARGET_P99_MS} ms: ${lag.p99 < TARGET_P99_MS ? 'ok' : 'OVER'}).`
-      : 'Inside B: no invalidation lag recorded.',
-    '',
-    `Same run, same redis-server, no gateway: PUBLISH from the bench process -> message in a subscriber process, ${options.iterations} messages 2 ms apart: p50 ${num(baseline.p50, 3)} ms, p99 ${num(baseline.p99, 3)} ms (the channel's floor on this machine).`,
   ].join('\n');
   await publish('revocation', section, options.resultsFile);
 }

@@ -184,3 +184,36 @@ export function median(values: readonly number[]): number {
     ? (sorted[mid] as number)
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
+
+/** A cumulative histogram bucket: `n` observations at or under `le`. */
+export interface Bucket {
+  readonly le: number;
+  readonly n: number;
+}
+
+/**
+ * The q-quantile (0..1) of a cumulative histogram, interpolated linearly inside its bucket as
+ * Prometheus's histogram_quantile does (from 0 in the first bucket; the last finite bound past it).
+ */
+export function bucketQuantile(buckets: readonly Bucket[], q: number): number {
+  const total = buckets[buckets.length - 1]?.n ?? 0;
+  if (total === 0) return NaN;
+  const rank = q * total;
+  let lowerLe = 0;
+  let lowerN = 0;
+  for (const b of buckets) {
+    if (b.n >= rank) {
+      if (b.le === Infinity) return lowerLe;
+      const inside = b.n - lowerN;
+      return inside === 0 ? b.le : lowerLe + ((b.le - lowerLe) * (rank - lowerN)) / inside;
+    }
+    lowerLe = b.le;
+    lowerN = b.n;
+  }
+  return lowerLe;
+}
+
+/** Raw observations counted into cumulative buckets with the bounds of `like`. */
+export function toBuckets(values: readonly number[], like: readonly Bucket[]): Bucket[] {
+  return like.map((b) => ({ le: b.le, n: values.filter((v) => v <= b.le).length }));
+}

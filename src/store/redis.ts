@@ -120,8 +120,9 @@ export class RedisSessionStore implements SessionStore {
       channel: this.#channel,
       pingInterval: options.pingInterval ?? 1_000,
       onMessage: (m, at) => {
-        onInvalidation(at === undefined ? undefined : publicationClock() - at);
         this.#each((l) => l.onInvalidate(m));
+        // After the listeners: the lag is until this replica refuses the tokens, not until it read them.
+        onInvalidation(at === undefined ? undefined : publicationClock() - at);
       },
       onLost: () => {
         onChannel('lost');
