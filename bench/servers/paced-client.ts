@@ -30,8 +30,8 @@ process.on('message', (command: Command) => {
     send({ type: 'samples', samples: samples() });
   } else {
     void (load?.stop() ?? Promise.resolve()).then(() => {
-      send({ type: 'samples', samples: samples() });
-      process.disconnect();
+      // Disconnected only once the last reply is out: a send is asynchronous.
+      process.send?.({ type: 'samples', samples: samples() }, undefined, {}, () => process.disconnect());
     });
   }
 });
