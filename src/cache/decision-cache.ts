@@ -83,6 +83,15 @@ type RareFields = Pick<
   'newDevice' | 'newLocation' | 'tenant' | 'endedAt' | 'endedBy' | 'pinned' | 'warning'
 >;
 
+/**
+ * A row's record past its slot's key: its token ids (a string when one other than the key, else the
+ * list; none when just the key of the row's one slot, so no second copy of it) and its rare fields.
+ */
+interface RowExtra {
+  readonly tokens: string | readonly string[] | undefined;
+  readonly rare: RareFields | undefined;
+}
+
 function rareFieldsOf(s: CachedSession): RareFields | undefined {
   if (
     s.newDevice === undefined &&
@@ -179,7 +188,35 @@ function grownU8(a: Uint8Array, n: number) {
   return g;
 }
 
+/** FNV-1a of a session id: the session table's hash (ids are the store's, not the client's). */
+function stringHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * Empties position `i` of a linear-probing table by backward shift, so probes need no tombstones.
+ * `home` is an entry's hash.
+ */
+function shiftOut(table: Int32Array, mask: number, i: number, home: (entry: number) => number): void {
+  for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
+    const e = table[j] ?? 0;
+    if (e === 0) break;
+    const h = home(e) & mask;
+    // The entry at j may move to i unless its home lies cyclically in (i, j].
+    const stays = i <= j ? h > i && h <= j : h > i || h <= j;
+    if (!stays) {
+      table[i] = e;
+      i = j;
+    }
+  }
+  table[i] = 0;
+}
+
 const INITIAL_SLOTS = 1024;
+/** Token ids whose slots are found by their string (`#front`): constant memory, about 1.5 MB. */
+const FRONT = 16_384;
 /**
  * Session objects handed out lately, reused while their row lives (a hit then allocates only its
  * decision); bounded, so memory does not grow with the entries.
@@ -217,7 +254,6 @@ export class DecisionCache {
   #size = 0;
   #free = -1;
   #keyWords = new Uint32Array(0);
-  #hash = new Uint32Array(0);
   #state = new Uint8Array(0);
   #slotEpoch = new Int32Array(0);
   #fetchedAt = new Float64Array(0);
@@ -230,12 +266,14 @@ export class DecisionCache {
   #tail = -1;
   #row = new Int32Array(0);
   /**
-   * The slots of a session, linked from `#bySession`'s head, so a session's end reaches every value
+   * The slots of a session, linked from `#sesTable`'s head, so a session's end reaches every value
    * cached for it: a rotating cookie's values outnumber what the session record lists.
    */
   #sesPrev = new Int32Array(0);
   #sesNext = new Int32Array(0);
-  readonly #bySession = new Map<string, number>();
+  /** Open addressing on the session id's hash: the head slot + 1, 0 empty (no Map of id strings). */
+  #sesTable = new Int32Array(0);
+  #sesMask = 0;
   /** Open addressing, linear probing: slot + 1, 0 empty. */
   #table = new Int32Array(0);
   #mask = 0;
@@ -244,9 +282,20 @@ export class DecisionCache {
   readonly #oddKey = new Map<number, string>();
   readonly #scratch = new Uint32Array(KEY_WORDS);
   readonly #scratchBytes = new Uint8Array(this.#scratch.buffer);
-  /** The last key found and its slot (a hit's activity is noted just after it); cleared on any free. */
-  #lastKey: string | undefined;
-  #lastSlot = -1;
+  /**
+   * The slots of the token ids looked up lately (`FRONT`, oldest first), by their strings: a Map
+   * lookup on a string that caches its hash (the token-id memo hands out the same string) is a third
+   * of the cost of decoding 43 characters, so the hot tokens skip it. Freeing a slot drops its entry.
+   */
+  readonly #front = new Map<string, number>();
+  /**
+   * The key a slot was found by through `#front`, so an entry there is trusted only while its slot
+   * still holds it (cleared when the slot is freed): the Map itself is never swept on a free.
+   */
+  readonly #frontKey: (string | undefined)[] = [];
+  /** The keys in `#front`, oldest at `#ringAt` (a Map's own order costs a scan past its deletions). */
+  readonly #ring: string[] = new Array<string>(FRONT).fill('');
+  #ringAt = 0;
 
   // Rows: one per distinct record, shared by the slots whose reads say the same.
   #rowCapacity = 0;
@@ -261,12 +310,14 @@ export class DecisionCache {
   /** Slots referring to the row; a free row's count is the next free row. */
   #rowRefs = new Int32Array(0);
   /**
-   * The record's token ids: `undefined` when they are just the key of the row's one slot (no second
-   * copy of it), a string when one other, else the list.
    */
-  readonly #rowTokens: (string | readonly string[] | undefined)[] = [];
-  readonly #rowRare: (RareFields | undefined)[] = [];
-  readonly #rowView: (CachedSession | undefined)[] = [];
+  /** The hash of the row's session id (`#sesTable`). */
+  #rowHash = new Uint32Array(0);
+  /** Rows whose record lists other tokens than their slot's key, or has a rare field set. */
+  readonly #rowExtra = new Map<number, RowExtra>();
+  /** Views handed out lately, oldest first (`VIEWS`). */
+  readonly #views: (CachedSession | undefined)[] = [];
+  /** The rows of `#views`, oldest at `#viewAt`. */
   readonly #viewRing = new Int32Array(VIEWS).fill(-1);
   #viewAt = 0;
 
@@ -393,7 +444,7 @@ export class DecisionCache {
 
   /** The token ids cached for a session (its listed values and any others seen). */
   cachedTokensOf(sessionId: string): readonly string[] {
-    let slot = this.#bySession.get(sessionId) ?? -1;
+    let slot = this.#sesHead(sessionId);
     if (slot < 0) return NONE;
     const ids: string[] = [];
     for (; slot >= 0; slot = this.#sesNext[slot] ?? -1) ids.push(this.#keyOf(slot));
@@ -451,15 +502,19 @@ export class DecisionCache {
     };
   }
 
-  /** The slot of a key, or -1. Leaves a canonical key's bytes in `#scratch`, except from the memo. */
+  /** The slot of a key, or -1. */
   #find(tokenId: string): number {
-    if (tokenId === this.#lastKey) return this.#lastSlot;
-    const slot = decodeId(tokenId, this.#scratchBytes)
-      ? this.#probe(hashOf(this.#scratch, 0))
-      : (this.#oddSlot.get(tokenId) ?? -1);
+    const hot = this.#front.get(tokenId);
+    if (hot !== undefined && this.#frontKey[hot] === tokenId) return hot;
+    if (!decodeId(tokenId, this.#scratchBytes)) return this.#oddSlot.get(tokenId) ?? -1;
+    const slot = this.#probe(hashOf(this.#scratch, 0));
     if (slot >= 0) {
-      this.#lastKey = tokenId;
-      this.#lastSlot = slot;
+      const oldest = this.#ring[this.#ringAt] ?? '';
+      if (oldest !== '') this.#front.delete(oldest);
+      this.#ring[this.#ringAt] = tokenId;
+      this.#ringAt = (this.#ringAt + 1) % FRONT;
+      this.#front.set(tokenId, slot);
+      this.#frontKey[slot] = tokenId;
     }
     return slot;
   }
@@ -472,39 +527,49 @@ export class DecisionCache {
       const e = table[i] ?? 0;
       if (e === 0) return -1;
       const slot = e - 1;
-      if (this.#hash[slot] !== h) continue;
       const at = slot * KEY_WORDS;
-      let k = 0;
+      if (words[at] !== key[0]) continue;
+      let k = 1;
       while (k < KEY_WORDS && words[at + k] === key[k]) k++;
       if (k === KEY_WORDS) return slot;
     }
   }
 
   #tableInsert(slot: number): void {
-    const h = this.#hash[slot] ?? 0;
-    let i = h & this.#mask;
+    let i = hashOf(this.#keyWords, slot * KEY_WORDS) & this.#mask;
     while ((this.#table[i] ?? 0) !== 0) i = (i + 1) & this.#mask;
     this.#table[i] = slot + 1;
   }
 
-  /** Backward-shift deletion, so probes need no tombstones. */
   #tableRemove(slot: number): void {
     const table = this.#table;
     const mask = this.#mask;
-    let i = (this.#hash[slot] ?? 0) & mask;
+    const words = this.#keyWords;
+    let i = hashOf(words, slot * KEY_WORDS) & mask;
     while ((table[i] ?? 0) !== slot + 1) i = (i + 1) & mask;
-    for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
-      const e = table[j] ?? 0;
-      if (e === 0) break;
-      const home = (this.#hash[e - 1] ?? 0) & mask;
-      // The entry at j may move to i unless its home lies cyclically in (i, j].
-      const stays = i <= j ? home > i && home <= j : home > i || home <= j;
-      if (!stays) {
-        table[i] = e;
-        i = j;
-      }
+    shiftOut(table, mask, i, (e) => hashOf(words, (e - 1) * KEY_WORDS));
+  }
+
+  /** The position in `#sesTable` of a session's entry, or -1. */
+  #sesPos(sessionId: string, h: number): number {
+    const table = this.#sesTable;
+    for (let i = h & this.#sesMask; ; i = (i + 1) & this.#sesMask) {
+      const e = table[i] ?? 0;
+      if (e === 0) return -1;
+      const r = this.#row[e - 1] ?? -1;
+      if (this.#rowHash[r] === h && this.#rowId[r] === sessionId) return i;
     }
-    table[i] = 0;
+  }
+
+  #sesHead(sessionId: string): number {
+    const pos = this.#sesPos(sessionId, stringHash(sessionId));
+    return pos < 0 ? -1 : (this.#sesTable[pos] ?? 0) - 1;
+  }
+
+  #sesInsert(slot: number, h: number): void {
+    let i = h & this.#sesMask;
+    while ((this.#sesTable[i] ?? 0) !== 0) i = (i + 1) & this.#sesMask;
+    this.#sesTable[i] = slot + 1;
   }
 
   #keyOf(slot: number): string {
@@ -549,7 +614,6 @@ export class DecisionCache {
     } else slot = this.#used++;
     if (decodeId(tokenId, this.#scratchBytes)) {
       this.#keyWords.set(this.#scratch, slot * KEY_WORDS);
-      this.#hash[slot] = hashOf(this.#scratch, 0);
       this.#tableInsert(slot);
     } else {
       this.#oddSlot.set(tokenId, slot);
@@ -590,8 +654,7 @@ export class DecisionCache {
     this.#next[slot] = this.#free;
     this.#free = slot;
     this.#size--;
-    this.#lastKey = undefined;
-    this.#lastSlot = -1;
+    this.#frontKey[slot] = undefined;
   }
 
   #toFront(slot: number): void {
@@ -609,13 +672,15 @@ export class DecisionCache {
 
   /** Links after the head, so the head stays the session's first cached token (the sibling compared). */
   #linkSession(slot: number, sessionId: string): void {
-    const head = this.#bySession.get(sessionId);
-    if (head === undefined) {
-      this.#bySession.set(sessionId, slot);
+    const h = this.#rowHash[this.#row[slot] ?? -1] ?? 0;
+    const pos = this.#sesPos(sessionId, h);
+    if (pos < 0) {
       this.#sesPrev[slot] = -1;
       this.#sesNext[slot] = -1;
+      this.#sesInsert(slot, h);
       return;
     }
+    const head = (this.#sesTable[pos] ?? 0) - 1;
     const n = this.#sesNext[head] ?? -1;
     this.#sesNext[slot] = n;
     this.#sesPrev[slot] = head;
@@ -623,12 +688,19 @@ export class DecisionCache {
     if (n >= 0) this.#sesPrev[n] = slot;
   }
 
+  /** The slot still refers to its row (the session's hash and id). */
   #unlinkSession(slot: number, sessionId: string): void {
     const p = this.#sesPrev[slot] ?? -1;
     const n = this.#sesNext[slot] ?? -1;
     if (p >= 0) this.#sesNext[p] = n;
-    else if (n >= 0) this.#bySession.set(sessionId, n);
-    else this.#bySession.delete(sessionId);
+    else {
+      const pos = this.#sesPos(sessionId, this.#rowHash[this.#row[slot] ?? -1] ?? 0);
+      if (pos >= 0 && n >= 0) this.#sesTable[pos] = n + 1;
+      else if (pos >= 0) {
+        const table = this.#sesTable;
+        shiftOut(table, this.#sesMask, pos, (e) => this.#rowHash[this.#row[e - 1] ?? -1] ?? 0);
+      }
+    }
     if (n >= 0) this.#sesPrev[n] = p;
     this.#sesPrev[slot] = -1;
     this.#sesNext[slot] = -1;
@@ -640,8 +712,8 @@ export class DecisionCache {
    * else a new one. Every token of a session read from the store brings its own copy of the record.
    */
   #rowFor(s: CachedSession, tokenId: string, slot: number): number {
-    const head = this.#bySession.get(s.id);
-    if (head !== undefined) {
+    const head = this.#sesHead(s.id);
+    if (head >= 0) {
       const r = this.#row[head] ?? -1;
       if (r >= 0 && this.#rowSays(r, head === slot, s, tokenId)) {
         this.#rowRefs[r] = (this.#rowRefs[r] ?? 0) + 1;
@@ -653,11 +725,12 @@ export class DecisionCache {
 
   #rowSays(r: number, ownRow: boolean, s: CachedSession, tokenId: string): boolean {
     if (this.#rowState[r] !== codeOf(s.state)) return false;
-    const rare = this.#rowRare[r];
+    const extra = this.#rowExtra.get(r);
+    const rare = extra?.rare;
     if (rare?.endedAt !== s.endedAt || rare?.pinned !== s.pinned) return false;
     if (rare?.warning?.sessionId !== s.warning?.sessionId) return false;
     const listed = s.tokenIds;
-    const kept = this.#rowTokens[r];
+    const kept = extra?.tokens;
     // A row listing just its slot's own key is that slot's alone.
     if (kept === undefined) return ownRow && listed.length === 1 && listed[0] === tokenId;
     if (typeof kept === 'string') return listed.length === 1 && listed[0] === kept;
@@ -682,14 +755,17 @@ export class DecisionCache {
     this.#rowRefs[r] = 1;
     const listed = s.tokenIds;
     const [only] = listed;
-    this.#rowTokens[r] =
+    this.#rowHash[r] = stringHash(s.id);
+    const tokens =
       listed.length === 1 && only === tokenId
         ? undefined
         : listed.length === 1 && only !== undefined
           ? only
           : [...listed];
-    this.#rowRare[r] = rareFieldsOf(s);
-    this.#rowView[r] = undefined;
+    const rare = rareFieldsOf(s);
+    if (tokens !== undefined || rare !== undefined) this.#rowExtra.set(r, { tokens, rare });
+    else this.#rowExtra.delete(r);
+    this.#views[r] = undefined;
     return r;
   }
 
@@ -701,18 +777,18 @@ export class DecisionCache {
     }
     this.#rowId[r] = '';
     this.#rowUser[r] = '';
-    this.#rowTokens[r] = undefined;
-    this.#rowRare[r] = undefined;
-    this.#rowView[r] = undefined;
+    this.#rowExtra.delete(r);
+    this.#views[r] = undefined;
     this.#rowRefs[r] = this.#rowFree;
     this.#rowFree = r;
   }
 
   /** The row as a session object; `key` is the key of the slot read (a row listing only it needs it). */
   #view(r: number, key: string): CachedSession {
-    const cached = this.#rowView[r];
+    const cached = this.#views[r];
     if (cached !== undefined) return cached;
-    const kept = this.#rowTokens[r];
+    const extra = this.#rowExtra.get(r);
+    const kept = extra?.tokens;
     const base: CachedSession = {
       id: this.#rowId[r] ?? '',
       user: this.#rowUser[r] ?? '',
@@ -722,19 +798,19 @@ export class DecisionCache {
       expiresAt: this.#rowExpiresAt[r] ?? 0,
       tokenIds: kept === undefined ? [key] : typeof kept === 'string' ? [kept] : kept,
     };
-    const rare = this.#rowRare[r];
+    const rare = extra?.rare;
     const view = rare === undefined ? base : { ...base, ...rare };
-    this.#rowView[r] = view;
-    const evicted = this.#viewRing[this.#viewAt] ?? -1;
-    if (evicted >= 0 && evicted !== r) this.#rowView[evicted] = undefined;
+    // The row evicted may have been freed and reused since: dropping its newer view only costs a rebuild.
+    const oldest = this.#viewRing[this.#viewAt] ?? -1;
+    if (oldest >= 0) this.#views[oldest] = undefined;
     this.#viewRing[this.#viewAt] = r;
     this.#viewAt = (this.#viewAt + 1) % VIEWS;
+    this.#views[r] = view;
     return view;
   }
 
   #growSlots(n: number): void {
     this.#keyWords = grownU32(this.#keyWords, n * KEY_WORDS);
-    this.#hash = grownU32(this.#hash, n);
     this.#state = grownU8(this.#state, n);
     this.#slotEpoch = grownI32(this.#slotEpoch, n);
     this.#fetchedAt = grownF64(this.#fetchedAt, n);
@@ -746,6 +822,8 @@ export class DecisionCache {
     this.#sesPrev = grownI32(this.#sesPrev, n);
     this.#sesNext = grownI32(this.#sesNext, n);
     this.#capacity = n;
+    // Appended in order, so the arrays stay packed (random writes past the end would make them sparse).
+    while (this.#frontKey.length < n) this.#frontKey.push(undefined);
     // At most half full: short probes.
     let size = 16;
     while (size < n * 2) size *= 2;
@@ -754,6 +832,13 @@ export class DecisionCache {
       this.#mask = size - 1;
       for (let s = 0; s < this.#used; s++)
         if ((this.#state[s] ?? 0) !== 0 && !this.#oddKey.has(s)) this.#tableInsert(s);
+      this.#sesTable = new Int32Array(size);
+      this.#sesMask = size - 1;
+      for (let s = 0; s < this.#used; s++) {
+        const r = this.#row[s] ?? -1;
+        if ((this.#state[s] ?? 0) !== 0 && r >= 0 && this.#sesPrev[s] === -1)
+          this.#sesInsert(s, this.#rowHash[r] ?? 0);
+      }
     }
   }
 
@@ -763,6 +848,8 @@ export class DecisionCache {
     this.#rowLastSeenAt = grownF64(this.#rowLastSeenAt, n);
     this.#rowExpiresAt = grownF64(this.#rowExpiresAt, n);
     this.#rowRefs = grownI32(this.#rowRefs, n);
+    this.#rowHash = grownU32(this.#rowHash, n);
     this.#rowCapacity = n;
+    while (this.#views.length < n) this.#views.push(undefined);
   }
 }
