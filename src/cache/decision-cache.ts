@@ -292,7 +292,7 @@ export class DecisionCache {
    * The key a slot was found by through `#front`, so an entry there is trusted only while its slot
    * still holds it (cleared when the slot is freed): the Map itself is never swept on a free.
    */
-  readonly #frontKey: (string | undefined)[] = [];
+  readonly #frontKey = new Map<number, string>();
   /** The keys in `#front`, oldest at `#ringAt` (a Map's own order costs a scan past its deletions). */
   readonly #ring: string[] = new Array<string>(FRONT).fill('');
   #ringAt = 0;
@@ -316,7 +316,7 @@ export class DecisionCache {
   /** Rows whose record lists other tokens than their slot's key, or has a rare field set. */
   readonly #rowExtra = new Map<number, RowExtra>();
   /** Views handed out lately, oldest first (`VIEWS`). */
-  readonly #views: (CachedSession | undefined)[] = [];
+  readonly #views = new Map<number, CachedSession>();
   /** The rows of `#views`, oldest at `#viewAt`. */
   readonly #viewRing = new Int32Array(VIEWS).fill(-1);
   #viewAt = 0;
@@ -505,16 +505,20 @@ export class DecisionCache {
   /** The slot of a key, or -1. */
   #find(tokenId: string): number {
     const hot = this.#front.get(tokenId);
-    if (hot !== undefined && this.#frontKey[hot] === tokenId) return hot;
+    if (hot !== undefined && this.#frontKey.get(hot) === tokenId) return hot;
     if (!decodeId(tokenId, this.#scratchBytes)) return this.#oddSlot.get(tokenId) ?? -1;
     const slot = this.#probe(hashOf(this.#scratch, 0));
     if (slot >= 0) {
       const oldest = this.#ring[this.#ringAt] ?? '';
-      if (oldest !== '') this.#front.delete(oldest);
+      const gone = oldest === '' ? undefined : this.#front.get(oldest);
+      if (gone !== undefined) {
+        this.#front.delete(oldest);
+        if (this.#frontKey.get(gone) === oldest) this.#frontKey.delete(gone);
+      }
       this.#ring[this.#ringAt] = tokenId;
       this.#ringAt = (this.#ringAt + 1) % FRONT;
       this.#front.set(tokenId, slot);
-      this.#frontKey[slot] = tokenId;
+      this.#frontKey.set(slot, tokenId);
     }
     return slot;
   }
@@ -654,7 +658,7 @@ export class DecisionCache {
     this.#next[slot] = this.#free;
     this.#free = slot;
     this.#size--;
-    this.#frontKey[slot] = undefined;
+    this.#frontKey.delete(slot);
   }
 
   #toFront(slot: number): void {
@@ -765,7 +769,7 @@ export class DecisionCache {
     const rare = rareFieldsOf(s);
     if (tokens !== undefined || rare !== undefined) this.#rowExtra.set(r, { tokens, rare });
     else this.#rowExtra.delete(r);
-    this.#views[r] = undefined;
+    this.#views.delete(r);
     return r;
   }
 
@@ -778,14 +782,14 @@ export class DecisionCache {
     this.#rowId[r] = '';
     this.#rowUser[r] = '';
     this.#rowExtra.delete(r);
-    this.#views[r] = undefined;
+    this.#views.delete(r);
     this.#rowRefs[r] = this.#rowFree;
     this.#rowFree = r;
   }
 
   /** The row as a session object; `key` is the key of the slot read (a row listing only it needs it). */
   #view(r: number, key: string): CachedSession {
-    const cached = this.#views[r];
+    const cached = this.#views.get(r);
     if (cached !== undefined) return cached;
     const extra = this.#rowExtra.get(r);
     const kept = extra?.tokens;
@@ -802,10 +806,10 @@ export class DecisionCache {
     const view = rare === undefined ? base : { ...base, ...rare };
     // The row evicted may have been freed and reused since: dropping its newer view only costs a rebuild.
     const oldest = this.#viewRing[this.#viewAt] ?? -1;
-    if (oldest >= 0) this.#views[oldest] = undefined;
+    if (oldest >= 0) this.#views.delete(oldest);
     this.#viewRing[this.#viewAt] = r;
     this.#viewAt = (this.#viewAt + 1) % VIEWS;
-    this.#views[r] = view;
+    this.#views.set(r, view);
     return view;
   }
 
@@ -822,8 +826,6 @@ export class DecisionCache {
     this.#sesPrev = grownI32(this.#sesPrev, n);
     this.#sesNext = grownI32(this.#sesNext, n);
     this.#capacity = n;
-    // Appended in order, so the arrays stay packed (random writes past the end would make them sparse).
-    while (this.#frontKey.length < n) this.#frontKey.push(undefined);
     // At most half full: short probes.
     let size = 16;
     while (size < n * 2) size *= 2;
@@ -850,6 +852,5 @@ export class DecisionCache {
     this.#rowRefs = grownI32(this.#rowRefs, n);
     this.#rowHash = grownU32(this.#rowHash, n);
     this.#rowCapacity = n;
-    while (this.#views.length < n) this.#views.push(undefined);
   }
 }
