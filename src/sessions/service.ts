@@ -231,7 +231,7 @@ export class SessionService {
   }
 
   /**
-   * The decision for a token id. Synchronous on a cache hit (the hot path: no promise, no allocation),
+   * The decision for a token id. Synchronous on a cache hit (the hot path: no promise; one small object),
    * a promise otherwise. Never throws: an unreachable store gives state `unavailable`.
    */
   check(tokenId: string): TokenCheck | Promise<TokenCheck> {
@@ -354,6 +354,8 @@ export class SessionService {
       d.lastWrittenAt = now;
       this.#writes.add(`touch ${s.id}`, 'touch', () => this.#store.touch(s.user, s.id, now));
     }
+    // The decision is the cache's copy of its entry: the entry keeps the activity for the next hit.
+    this.#cache.noteActivity(tokenId, d.lastSeenAt, d.lastWrittenAt);
     return d;
   }
 
