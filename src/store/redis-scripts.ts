@@ -98,28 +98,6 @@ local function expire(h, hi, horizon)
   redis.call('PEXPIRE', h, num(math.ceil(hi - horizon)))
 end
 
--- A session's member of the live zset: 64 bits of sha1(<tag>, newline, <sid>) in hex, 16 bytes instead of
--- about 60 (a collision, about 3e-8 likely among a million live sessions, makes the count off by one).
-local function member(m) return string.sub(redis.sha1hex(m), 1, 16) end
-
--- The per-prefix zset of live sessions: add one (score = expiresAt), remove ended ones, drop members
--- past their expiry, and let the key expire with the latest session in it.
-local function track(z, now, add, score, removed)
-  if add ~= '' then redis.call('ZADD', z, score, member(add)) end
-  if #removed > 0 then
-    local hashed = {}
-    for k, m in ipairs(removed) do hashed[k] = member(m) end
-    redis.call('ZREM', z, unpack(hashed))
-  end
-  redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
-  if add ~= '' then
-    local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
-    if last[2] then
-      redis.call('PEXPIRE', z, num(math.ceil(tonumber(last[2]) - tonumber(now))))
-    end
-  end
-end
-
 -- at: the publisher's clock, so receivers can measure the channel's lag. ended, changed: JSON arrays or nil.
 local function publish(channel, joined, at, ended, changed)
   local extra = ''
@@ -131,15 +109,15 @@ end
 
 /**
  * Compare-and-set commit of one user.
- * KEYS: the user's hash; unless on a Cluster, the prefix's live-sessions zset and then the index keys
- *       of the new session's token ids (on a Cluster they live in other slots: the store writes them
- *       before the script, see redis.ts).
+ * KEYS: the user's hash; unless on a Cluster, the index keys of the new session's token ids (on a
+ *       Cluster they live in other slots: the store writes them before the script, see redis.ts).
  * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel ('' to leave the
  *       message to the store), create ('1' or '0'), sid, base, state, lastSeenAt, expiresAt, tokens, tag,
  *       now, index value, index PX, then per ended session: sid, state, end JSON; then per warned
  *       session (onLimit: warn): sid, 'w', warning JSON ('' clears it), applied to live sessions only
  *       and published as `changed` (nothing revoked).
- * Returns {1, newVersion, n, tokenIds, ended, changed, sids ended...} or {0, currentVersion} on conflict
+ * Returns {1, newVersion, n, tokenIds, ended, changed, expiresAt of each session ended...} (the store
+ * counts live sessions with them, see ADD_LIVE) or {0, currentVersion} on conflict
  * (nothing written). With no channel, n is the number of token ids invalidated and tokenIds, ended,
  * changed the message's three lists (their JSON items joined by commas); otherwise n is 0 and the three
  * are ''.
@@ -164,9 +142,9 @@ local dropped = {}
 if lo and lo <= horizon then lo, hi, dropped = prune(h, horizon) end
 -- The index keys, as on a Cluster before the rest: none is written by a commit that lost its race.
 if tonumber(ARGV[15]) > 0 then
-  for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[14], 'PX', ARGV[15]) end
+  for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[14], 'PX', ARGV[15]) end
 end
-local writes, invalid, ended, gone, done, changed = {}, {}, {}, {}, {}, {}
+local writes, invalid, ended, goneExp, done, changed = {}, {}, {}, {}, {}, {}
 local count = 0
 local j = 2
 for i = 16, #ARGV, 3 do
@@ -188,7 +166,7 @@ for i = 16, #ARGV, 3 do
   -- Only a live session ends; ending a tombstone again keeps its first reason.
   elseif state == 'live' and not dropped[sid] and not done[sid] then
     done[sid] = true
-    gone[#gone + 1] = sid
+    goneExp[#goneExp + 1] = exp
     writes[#writes + 1] = 's|' .. sid
     writes[#writes + 1] = ARGV[i + 1] .. ' ' .. seen .. ' ' .. exp
     writes[#writes + 1] = 'e|' .. sid
@@ -238,14 +216,8 @@ if #invalid > 0 or #changed > 0 then
     deferred = {count, table.concat(invalid, ','), table.concat(ended, ','), table.concat(changed, ',')}
   end
 end
-if KEYS[2] then
-  local tag, removed, add = ARGV[12], {}, ''
-  for k, sid in ipairs(gone) do removed[k] = tag .. '\\n' .. sid end
-  if ARGV[5] == '1' and ARGV[8] == 'live' then add = tag .. '\\n' .. ARGV[6] end
-  if add ~= '' or #removed > 0 then track(KEYS[2], ARGV[13], add, ARGV[10], removed) end
-end
 local reply = {1, version, deferred[1], deferred[2], deferred[3], deferred[4]}
-for _, sid in ipairs(gone) do reply[#reply + 1] = sid end
+for _, exp in ipairs(goneExp) do reply[#reply + 1] = exp end
 return reply
 `,
 };
@@ -331,31 +303,50 @@ return 1
 };
 
 /**
- * The live-sessions zset on a Cluster, updated right after a commit (see the layout above).
- * KEYS: the zset. ARGV: now, added member ('' for none), its expiresAt, then removed members.
+ * Adds a replica's batch of live-session deltas to the per-prefix count (see the layout above): each
+ * pair a bucket (expiresAt in whole LIVE_BUCKET_MS) and the sessions it gained (+) or lost (-). Buckets
+ * that are not in the future any more are left out: the count ignores them. The key expires with its
+ * latest bucket. KEYS: the count's hash. ARGV: the current bucket, now (ms), the bucket width (ms),
+ * then bucket, delta pairs.
  */
-export const TRACK_LIVE: LuaScript = {
-  name: 'sgTrackLive',
-  source: `${HELPERS}
-local removed = {}
-for i = 4, #ARGV do removed[#removed + 1] = ARGV[i] end
-track(KEYS[1], ARGV[1], ARGV[2], ARGV[3], removed)
+export const ADD_LIVE: LuaScript = {
+  name: 'sgAddLive',
+  source: `
+local current, now, width = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local last = nil
+for i = 4, #ARGV, 2 do
+  local b = tonumber(ARGV[i])
+  if b > current then
+    if redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) == 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+    if not last or b > last then last = b end
+  end
+end
+if last then
+  local want = (last + 1) * width - now
+  if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], string.format('%.0f', want)) end
+end
 return 1
 `,
 };
 
 /**
- * The number of live sessions of a prefix: members past their expiresAt are dropped first, so the
- * answer is exact and the zset stays as small as the live sessions. O(log N + expired members).
- * KEYS: the zset. ARGV: now.
+ * The number of live sessions of a prefix: the sum of the future buckets; the others are dropped. One
+ * HGETALL of at most maxAge / LIVE_BUCKET_MS fields (720 for 12 hours). KEYS: the count's hash.
+ * ARGV: the current bucket.
  */
 export const COUNT_LIVE: LuaScript = {
   name: 'sgCountLive',
   source: `
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-return redis.call('ZCARD', KEYS[1])
+local current = tonumber(ARGV[1])
+local all = redis.call('HGETALL', KEYS[1])
+local n, old = 0, {}
+for i = 1, #all, 2 do
+  if tonumber(all[i]) > current then n = n + tonumber(all[i + 1]) else old[#old + 1] = all[i] end
+end
+for i = 1, #old, 1000 do redis.call('HDEL', KEYS[1], unpack(old, i, math.min(i + 999, #old))) end
+return n
 `,
 };
 
 /** Every script, each defined on the store's client once (see redis.ts). */
-export const SCRIPTS: readonly LuaScript[] = [COMMIT, ADD_TOKENS, TOUCH, TRACK_LIVE, COUNT_LIVE];
+export const SCRIPTS: readonly LuaScript[] = [COMMIT, ADD_TOKENS, TOUCH, ADD_LIVE, COUNT_LIVE];

@@ -23,7 +23,7 @@ import {
   userTag,
 } from './redis-codec.js';
 import { CommandConnection, type RedisConnectionOptions } from './redis-connection.js';
-import { ADD_TOKENS, COMMIT, COUNT_LIVE, SCRIPTS, TOUCH, TRACK_LIVE } from './redis-scripts.js';
+import { ADD_LIVE, ADD_TOKENS, COMMIT, COUNT_LIVE, SCRIPTS, TOUCH } from './redis-scripts.js';
 import { InvalidationSubscriber, publicationClock } from './redis-subscriber.js';
 import { InvalidationBatcher } from './redis-publisher.js';
 
@@ -31,7 +31,16 @@ import { InvalidationBatcher } from './redis-publisher.js';
  * The key layout's version, in every key name after the prefix: a release that changes the layout
  * bumps it, so it never reads an older release's keys as its own (see redis-scripts.ts).
  */
-const LAYOUT = 'v2:';
+const LAYOUT = 'v3:';
+
+/**
+ * Width of a bucket of the live-session count: sessions are counted by the minute of their expiresAt,
+ * so those expiring within the current minute are not counted any more (see `countLive`).
+ */
+export const LIVE_BUCKET_MS = 60_000;
+
+/** How often at most a replica sends its live-session deltas (one script per batch, not per login). */
+export const LIVE_FLUSH_MS = 1_000;
 
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /** Prefix of every key and of the channel. @default sg: */
@@ -82,8 +91,13 @@ export class RedisSessionStore implements SessionStore {
   readonly #now: () => number;
   readonly #retention: number;
   readonly #tombstoneRetention: number;
-  /** Counts live sessions; on a Cluster, COMMIT cannot reach it (another slot), see TRACK_LIVE. */
+  /** Counts live sessions by expiry bucket (see ADD_LIVE): kept off the login's commands. */
   readonly #liveKey: string;
+  /** Live sessions gained (+) and lost (-) per bucket since the last batch was sent. */
+  #liveDeltas = new Map<number, number>();
+  #liveTimer: NodeJS.Timeout | undefined;
+  /** The batch being sent, if any: one at a time, in order. */
+  #liveSending: Promise<void> = Promise.resolve();
   readonly #onError: (err: unknown, what: string) => void;
   readonly #subscriber: InvalidationSubscriber;
   /** Messages of commits that ended sessions while others did (a mass revocation), batched. */
@@ -177,7 +191,6 @@ export class RedisSessionStore implements SessionStore {
     // args[1], the publication stamp, is set as the script is sent (the index write comes first).
     const args: string[] = [String(change.expectedVersion), '', this.#horizon(now), this.#channel];
     const keys = [this.#userKey(tag)];
-    if (!this.#conn.cluster) keys.push(this.#liveKey);
     let index = ['', '0'];
     if (create) {
       const s = encodeSession(create);
@@ -220,40 +233,66 @@ export class RedisSessionStore implements SessionStore {
         changed: String(changed ?? ''),
         at: Number(args[1]),
       });
-    if (this.#conn.cluster)
-      await this.#trackLive(tag, create, (reply as unknown[]).slice(6).map(String), now);
+    if (create?.state === 'live') this.#countLiveDelta(create.expiresAt, 1);
+    for (const expiresAt of (reply as unknown[]).slice(6)) this.#countLiveDelta(Number(expiresAt), -1);
   }
 
-  /**
-   * Cluster only: the commit is applied, so this never fails it. A failure here (the zset's node
-   * unreachable) leaves the count off for that session until its expiresAt at most, and is reported.
-   */
-  async #trackLive(
-    tag: string,
-    create: SessionRecord | undefined,
-    ended: readonly string[],
-    now: number,
-  ): Promise<void> {
-    const added = create?.state === 'live' ? `${tag}\n${encodeSessionId(create.id)}` : '';
-    if (added === '' && ended.length === 0) return;
-    const args = [
-      String(now),
-      added,
-      String(create?.expiresAt ?? 0),
-      ...ended.map((sid) => `${tag}\n${sid}`),
-    ];
-    try {
-      await this.#conn.call('trackLive', () => this.#conn.run(TRACK_LIVE, [this.#liveKey], args));
-    } catch (err) {
-      this.#onError(err, 'live session count');
+  /** One session more or fewer in its expiry bucket, sent with the next batch (LIVE_FLUSH_MS). */
+  #countLiveDelta(expiresAt: number, delta: number): void {
+    const bucket = Math.floor(expiresAt / LIVE_BUCKET_MS);
+    const n = (this.#liveDeltas.get(bucket) ?? 0) + delta;
+    if (n === 0) this.#liveDeltas.delete(bucket);
+    else this.#liveDeltas.set(bucket, n);
+    if (this.#liveDeltas.size > 0 && this.#liveTimer === undefined) {
+      this.#liveTimer = setTimeout(() => {
+        this.#liveTimer = undefined;
+        this.#sendLive().catch((err: unknown) => this.#onError(err, 'live session count'));
+      }, LIVE_FLUSH_MS);
+      // A pending batch never keeps the process alive; close() sends it.
+      this.#liveTimer.unref();
     }
   }
 
+  /**
+   * Sends the pending deltas as one ADD_LIVE, after the batch before it. A batch that fails is merged
+   * back and sent with the next one: the map holds one entry per bucket at most (maxAge / bucket), so
+   * an outage costs bounded memory; the count lags by the deltas not sent yet.
+   */
+  #sendLive(): Promise<void> {
+    const sent = this.#liveSending.then(async () => {
+      clearTimeout(this.#liveTimer);
+      this.#liveTimer = undefined;
+      const now = this.#now();
+      const current = Math.floor(now / LIVE_BUCKET_MS);
+      const batch = [...this.#liveDeltas].filter(([bucket]) => bucket > current);
+      this.#liveDeltas = new Map();
+      if (batch.length === 0) return;
+      const args = [String(current), String(now), String(LIVE_BUCKET_MS)];
+      for (const [bucket, delta] of batch) args.push(String(bucket), String(delta));
+      try {
+        await this.#conn.call('countLive', () => this.#conn.run(ADD_LIVE, [this.#liveKey], args));
+      } catch (err) {
+        for (const [bucket, delta] of batch) this.#countLiveDelta(bucket * LIVE_BUCKET_MS, delta);
+        throw err;
+      }
+    });
+    // The next batch waits for this one whether it failed or not.
+    this.#liveSending = sent.catch(() => {});
+    return sent;
+  }
+
+  /**
+   * This replica's pending deltas are sent first, so the answer includes its own commits; other
+   * replicas' commits of the last LIVE_FLUSH_MS may be missing (see the contract).
+   */
   async countLive(): Promise<number> {
+    await this.#sendLive();
+    const current = Math.floor(this.#now() / LIVE_BUCKET_MS);
     const n = await this.#conn.call('countLive', () =>
-      this.#conn.run(COUNT_LIVE, [this.#liveKey], [String(this.#now())]),
+      this.#conn.run(COUNT_LIVE, [this.#liveKey], [String(current)]),
     );
-    return Number(n);
+    // Deltas lost with a replica that died before sending them can leave the sum below zero.
+    return Math.max(0, Number(n));
   }
 
   async lookup(tokenId: string): Promise<TokenLookup | undefined> {
@@ -413,8 +452,10 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async #close(): Promise<void> {
-    // Batched messages of commits already answered still go out.
+    // Batched messages of commits already answered still go out, and their live-session deltas.
     await this.#batcher.drain();
+    await this.#sendLive().catch((err: unknown) => this.#onError(err, 'live session count'));
+    clearTimeout(this.#liveTimer);
     this.#listeners.clear();
     this.#subscriber.close();
     await this.#conn.close();
