@@ -1,8 +1,8 @@
 /**
  * Lua scripts of the Redis session store, as string constants so the build copies no assets.
  *
- * Key layout, version 2 (every name starts `<prefix>v2:`, so a store never reads the version 1 keys
- * of an older release as its own; those expire by their own TTLs):
+ * Key layout, version 3 (every name starts `<prefix>v3:`, so a store never reads the keys of an older
+ * layout as its own; those expire by their own TTLs):
  * - `u:{<tag>}` (hash), one per user: `v` = `<version> <earliest expiresAt> <latest expiresAt>` of the
  *   records it holds; per session `b|<sid>` the immutable part (JSON), `s|<sid>` the status
  *   `<state> <lastSeenAt> <expiresAt>`, `t|<sid>` its token ids, `e|<sid>` JSON `{endedAt, endedBy}`
@@ -11,11 +11,10 @@
  *   in two more keys per user (a set of live sessions, a zset of expiries): one key, one read.
  * - `t:<tokenId>` (string) maps a token id to `<tag>\n<sid>\n<expiresAt>` and outlives the record as
  *   its tombstone (see redis.ts).
- * - `live` (zset, one per prefix) holds a hash of `<tag>\n<sid>` (see `member`) of every live session
- *   scored by its expiresAt,
- *   so counting live sessions is one ZCOUNT-like read instead of a scan. COMMIT writes it where it
- *   shares the script's node (standalone, Sentinel); on a Cluster it lives in another slot, so the
- *   store updates it with TRACK_LIVE right after each commit.
+ * - `live` (hash, one per prefix) counts live sessions by the minute of their expiresAt (field: the
+ *   minute since the epoch, value: sessions). No commit writes it: each replica sends its commits'
+ *   changes in batches (ADD_LIVE, see redis.ts), and COUNT_LIVE sums the future minutes. Version 2
+ *   kept a zset of every live session here, written by every commit (5 commands, 118 bytes a session).
  *
  * `<sid>` is JSON.stringify(sessionId) and each token id is stored as JSON.stringify(tokenId), one per
  * line (JSON never contains a raw newline). Lua never decodes JSON: it only joins these encodings, so

@@ -67,8 +67,8 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
  * The Redis session store (standalone, Sentinel or Cluster): the operations of the SessionStore
  * contract over one command connection (redis-connection.ts), the record codec (redis-codec.ts), the
  * scripts (redis-scripts.ts, where the key layout of a user is described) and one invalidation
- * subscriber (redis-subscriber.ts). Besides a user's hash, `<prefix>v2:t:<tokenId>` maps a token id
- * to `<tag>\n<sid>\n<expiresAt>`, `<prefix>v2:live` counts live sessions, and `<prefix>invalidate` is
+ * subscriber (redis-subscriber.ts). Besides a user's hash, `<prefix>v3:t:<tokenId>` maps a token id
+ * to `<tag>\n<sid>\n<expiresAt>`, `<prefix>v3:live` counts live sessions, and `<prefix>invalidate` is
  * the invalidation channel (its messages did not change with the layout version).
  *
  * Tombstones: the index key of a token id expires at its session's expiresAt plus the longer of the
