@@ -56,35 +56,107 @@ local function meta(version, lo, hi)
   return version .. ' ' .. num(lo) .. ' ' .. num(hi)
 end
 
--- s|<sid>: state, lastSeenAt, expiresAt (nil when the field is missing or malformed).
+-- <key>s: state, lastSeenAt, expiresAt (nil when the field is missing or malformed).
 local function parseStatus(raw)
   if not raw then return nil end
   return string.match(raw, '^(%S+) (%S+) (%S+)$')
 end
 
--- Drops records whose expiresAt <= horizon. Returns the new bounds and the set of dropped sids.
+-- A session's key is 11 bytes: its fields are <key>i, <key>s, <key>b..., <key>t..., <key>e..., <key>w...
+local KEY = 11
+
+-- Chunked fields: <name>, <name>1, <name>2... each of at most 64 bytes (hash-max-listpack-value), so
+-- the hash stays a listpack. The value is the chunks joined by newlines; a value is cut only at its
+-- newlines (token ids one per line; JSON split by the store, see splitJson in redis-codec.ts).
+local CHUNK = 64
+local function chunkName(f, i) if i == 0 then return f end return f .. i end
+
+-- Appends the fields of value's chunks to writes; returns how many.
+local function putChunks(writes, f, value)
+  local n, cur = 0, nil
+  for line in string.gmatch(value, '[^\\n]+') do
+    if cur and #cur + 1 + #line <= CHUNK then
+      cur = cur .. '\\n' .. line
+    else
+      if cur then
+        writes[#writes + 1] = chunkName(f, n)
+        writes[#writes + 1] = cur
+        n = n + 1
+      end
+      cur = line
+    end
+  end
+  if cur then
+    writes[#writes + 1] = chunkName(f, n)
+    writes[#writes + 1] = cur
+    n = n + 1
+  end
+  return n
+end
+
+-- HMGET names of a chunked field's first READ chunks; joinChunks reads the others only when all were there.
+local READ = 4
+local function chunkNames(names, f)
+  for i = 0, READ - 1 do names[#names + 1] = chunkName(f, i) end
+end
+
+-- The value of the chunks at reply[at..at+READ-1] (nil when none) and their count.
+local function joinChunks(h, f, reply, at)
+  local parts = {}
+  for i = 0, READ - 1 do
+    local c = reply[at + i]
+    if not c then break end
+    parts[#parts + 1] = c
+  end
+  if #parts == READ then
+    while true do
+      local c = redis.call('HGET', h, chunkName(f, #parts))
+      if not c then break end
+      parts[#parts + 1] = c
+    end
+  end
+  if #parts == 0 then return nil, 0 end
+  return table.concat(parts, '\\n'), #parts
+end
+
+local function hdel(h, names)
+  for i = 1, #names, 1000 do redis.call('HDEL', h, unpack(names, i, math.min(i + 999, #names))) end
+end
+
+-- Chunks from..to-1 of a field (left over by a longer value).
+local function dropChunks(h, f, from, to)
+  local names = {}
+  for i = from, to - 1 do names[#names + 1] = chunkName(f, i) end
+  hdel(h, names)
+end
+
+-- Every field of the sessions whose keys are set in drop (from an HGETALL reply).
+local function dropSessions(h, all, drop)
+  local names = {}
+  for i = 1, #all, 2 do
+    if #all[i] > KEY and drop[string.sub(all[i], 1, KEY)] then names[#names + 1] = all[i] end
+  end
+  hdel(h, names)
+end
+
+-- Drops records whose expiresAt <= horizon. Returns the new bounds and the set of dropped keys.
 local function prune(h, horizon)
   local all = redis.call('HGETALL', h)
-  local lo, hi, dropped, fields = nil, nil, {}, {}
+  local lo, hi, dropped = nil, nil, {}
   for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) == 's|' then
-      local sid = string.sub(all[i], 3)
+    local f = all[i]
+    if #f == KEY + 1 and string.sub(f, -1) == 's' then
       local _, _, exp = parseStatus(all[i + 1])
       local e = tonumber(exp)
       if e and e > horizon then
         if not lo or e < lo then lo = e end
         if not hi or e > hi then hi = e end
       else
-        dropped[sid] = true
-        fields[#fields + 1] = 'b|' .. sid
-        fields[#fields + 1] = 's|' .. sid
-        fields[#fields + 1] = 'e|' .. sid
-        fields[#fields + 1] = 't|' .. sid
-        fields[#fields + 1] = 'w|' .. sid
+        dropped[string.sub(f, 1, KEY)] = true
       end
     end
   end
-  if #fields > 0 then redis.call('HDEL', h, unpack(fields)) end
+  dropSessions(h, all, dropped)
   return lo, hi, dropped
 end
 
@@ -95,6 +167,21 @@ local function expire(h, hi, horizon)
     return
   end
   redis.call('PEXPIRE', h, num(math.ceil(hi - horizon)))
+end
+
+-- An expiresAt in base 36, as the token index stores it (encodeTokenRef in redis-codec.ts).
+local function num36(n)
+  n = math.ceil(n)
+  if n == 0 then return '0' end
+  local sign = ''
+  if n < 0 then sign, n = '-', -n end
+  local digits, out = '0123456789abcdefghijklmnopqrstuvwxyz', ''
+  while n > 0 do
+    local d = n % 36
+    out = string.sub(digits, d + 1, d + 1) .. out
+    n = (n - d) / 36
+  end
+  return sign .. out
 end
 
 -- at: the publisher's clock, so receivers can measure the channel's lag. ended, changed: JSON arrays or nil.
@@ -111,10 +198,10 @@ end
  * KEYS: the user's hash; unless on a Cluster, the index keys of the new session's token ids (on a
  *       Cluster they live in other slots: the store writes them before the script, see redis.ts).
  * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel ('' to leave the
- *       message to the store), create ('1' or '0'), sid, base, state, lastSeenAt, expiresAt, tokens, tag,
- *       now, index value, index PX, then per ended session: sid, state, end JSON; then per warned
- *       session (onLimit: warn): sid, 'w', warning JSON ('' clears it), applied to live sessions only
- *       and published as `changed` (nothing revoked).
+ *       message to the store), create ('1' or '0'), key, sid, base, state, lastSeenAt, expiresAt,
+ *       tokens, user (JSON), index value, index PX, then per ended session: key, sid, state, end JSON
+ *       (split); then per warned session (onLimit: warn): key, sid, 'w', warning JSON (split; '' clears
+ *       it), applied to live sessions only and published as `changed` (nothing revoked).
  * Returns {1, newVersion, n, tokenIds, ended, changed, expiresAt of each session ended...} (the store
  * counts live sessions with them, see ADD_LIVE) or {0, currentVersion} on conflict
  * (nothing written). With no channel, n is the number of token ids invalidated and tokenIds, ended,
@@ -126,13 +213,15 @@ export const COMMIT: LuaScript = {
   source: `${HELPERS}
 local h = KEYS[1]
 local publishedAt, horizon, channel = ARGV[2], tonumber(ARGV[3]), ARGV[4]
--- One read: the version and, for each session to end, its status, base and tokens.
-local fields = {'v'}
-for i = 16, #ARGV, 3 do
-  local sid = ARGV[i]
-  fields[#fields + 1] = 's|' .. sid
-  fields[#fields + 1] = 'b|' .. sid
-  fields[#fields + 1] = 't|' .. sid
+local user = ARGV[13]
+-- One read: the version, whether the new session's key holds an earlier one, and for each session to
+-- end or warn, its status, base and tokens.
+local fields = {'v', ARGV[6] .. 'i'}
+for i = 16, #ARGV, 4 do
+  local k = ARGV[i]
+  fields[#fields + 1] = k .. 's'
+  chunkNames(fields, k .. 'b')
+  chunkNames(fields, k .. 't')
 end
 local f = redis.call('HMGET', h, unpack(fields))
 local version, lo, hi = readMeta(f[1])
@@ -145,56 +234,56 @@ if tonumber(ARGV[15]) > 0 then
 end
 local writes, invalid, ended, goneExp, done, changed = {}, {}, {}, {}, {}, {}
 local count = 0
-local j = 2
-for i = 16, #ARGV, 3 do
-  local sid = ARGV[i]
+local j = 3
+for i = 16, #ARGV, 4 do
+  local k, sid = ARGV[i], ARGV[i + 1]
   local state, seen, exp = parseStatus(f[j])
-  local base, t = f[j + 1], f[j + 2] or ''
-  j = j + 3
-  if ARGV[i + 1] == 'w' then
-    if state == 'live' and not dropped[sid] and not done[sid] then
+  local base = joinChunks(h, k .. 'b', f, j + 1) or ''
+  local t = joinChunks(h, k .. 't', f, j + 1 + READ) or ''
+  j = j + 1 + 2 * READ
+  if ARGV[i + 2] == 'w' then
+    if state == 'live' and not dropped[k] and not done[k] then
+      local _, old = joinChunks(h, k .. 'w', redis.call('HMGET', h, k .. 'w', k .. 'w1', k .. 'w2', k .. 'w3'), 1)
       -- A cleared mark leaves no field behind.
-      if ARGV[i + 2] == '' then
-        redis.call('HDEL', h, 'w|' .. sid)
-      else
-        writes[#writes + 1] = 'w|' .. sid
-        writes[#writes + 1] = ARGV[i + 2]
-      end
+      dropChunks(h, k .. 'w', putChunks(writes, k .. 'w', ARGV[i + 3]), old)
       changed[#changed + 1] = '{"id":' .. sid .. ',"t":[' .. (string.gsub(t, '\\n', ',')) .. ']}'
     end
   -- Only a live session ends; ending a tombstone again keeps its first reason.
-  elseif state == 'live' and not dropped[sid] and not done[sid] then
-    done[sid] = true
+  elseif state == 'live' and not dropped[k] and not done[k] then
+    done[k] = true
     goneExp[#goneExp + 1] = exp
-    writes[#writes + 1] = 's|' .. sid
-    writes[#writes + 1] = ARGV[i + 1] .. ' ' .. seen .. ' ' .. exp
-    writes[#writes + 1] = 'e|' .. sid
-    writes[#writes + 1] = ARGV[i + 2]
+    writes[#writes + 1] = k .. 's'
+    writes[#writes + 1] = ARGV[i + 2] .. ' ' .. seen .. ' ' .. exp
+    putChunks(writes, k .. 'e', ARGV[i + 3])
     if t ~= '' then
       local joined, lines = string.gsub(t, '\\n', ',')
       count = count + lines + 1
       invalid[#invalid + 1] = joined
       -- The record as committed (JSON fragments joined, never decoded), so receivers need no read.
-      ended[#ended + 1] = '{"b":' .. (base or 'null') .. ',"s":"' .. ARGV[i + 1] .. '","e":' .. ARGV[i + 2]
+      local rest = string.gsub(base, '\\n', '')
+      if rest ~= '' then rest = ',' .. rest end
+      local b = '{"id":' .. sid .. ',"user":' .. user .. ',"expiresAt":' .. exp .. rest .. '}'
+      ended[#ended + 1] = '{"b":' .. b .. ',"s":"' .. ARGV[i + 2] .. '","e":' .. (string.gsub(ARGV[i + 3], '\\n', ''))
         .. ',"l":' .. seen .. ',"t":[' .. joined .. ']}'
     end
   end
 end
 if ARGV[5] == '1' then
-  local sid, exp = ARGV[6], tonumber(ARGV[10])
-  writes[#writes + 1] = 'b|' .. sid
-  writes[#writes + 1] = ARGV[7]
-  writes[#writes + 1] = 's|' .. sid
-  writes[#writes + 1] = ARGV[8] .. ' ' .. ARGV[9] .. ' ' .. ARGV[10]
-  writes[#writes + 1] = 't|' .. sid
-  writes[#writes + 1] = ARGV[11]
-  -- Nor a warning of an earlier session of the same id.
-  redis.call('HDEL', h, 'w|' .. sid)
-  -- An end left by an earlier session of the same id must not read as this one's.
-  if ARGV[8] ~= 'live' then
-    writes[#writes + 1] = 'e|' .. sid
-    writes[#writes + 1] = ''
+  local k, exp = ARGV[6], tonumber(ARGV[11])
+  -- An earlier session of the same id (rare): none of its fields may read as this one's.
+  if f[2] and not dropped[k] then
+    local all, mine = redis.call('HGETALL', h), {}
+    mine[k] = true
+    dropSessions(h, all, mine)
   end
+  writes[#writes + 1] = 'u'
+  writes[#writes + 1] = user
+  writes[#writes + 1] = k .. 'i'
+  writes[#writes + 1] = ARGV[7]
+  writes[#writes + 1] = k .. 's'
+  writes[#writes + 1] = ARGV[9] .. ' ' .. ARGV[10] .. ' ' .. ARGV[11]
+  putChunks(writes, k .. 'b', ARGV[8])
+  putChunks(writes, k .. 't', ARGV[12])
   if not lo or exp < lo then lo = exp end
   if not hi or exp > hi then hi = exp end
 end
@@ -227,26 +316,32 @@ return reply
  * the session's until the session expires), so nothing is published.
  * KEYS: the user's hash; unless on a Cluster, the index keys of the new token ids (written here, with
  *       the session's expiresAt; on a Cluster the store writes them first).
- * ARGV: sid, maxTokens, now, horizon, new tokens (lines), pinned, tag, index retention (ms past
+ * ARGV: key, maxTokens, now, horizon, new tokens (lines), pinned, tag, index retention (ms past
  *       expiresAt).
- * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens, warning}.
+ * Returns nil when the session is not live, else {sid, user, base, state, lastSeenAt, expiresAt,
+ * tokens, warning}.
  */
 export const ADD_TOKENS: LuaScript = {
   name: 'sgAddTokens',
   source: `${HELPERS}
 local h = KEYS[1]
-local sid, now, horizon = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local k, now, horizon = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 local pinned = tonumber(ARGV[6] or '0')
-local f = redis.call('HMGET', h, 's|' .. sid, 't|' .. sid, 'b|' .. sid, 'v', 'w|' .. sid)
+local names = {k .. 's', 'v', k .. 'i', 'u'}
+chunkNames(names, k .. 't')
+chunkNames(names, k .. 'b')
+chunkNames(names, k .. 'w')
+local f = redis.call('HMGET', h, unpack(names))
 local state, seen, exp = parseStatus(f[1])
 if state ~= 'live' or tonumber(exp) <= now then return false end
 if #KEYS > 1 then
   local px = math.ceil(tonumber(exp) + tonumber(ARGV[8]) - now)
   if px > 0 then
-    local ref = ARGV[7] .. '\\n' .. sid .. '\\n' .. exp
+    local ref = ARGV[7] .. '\\n' .. k .. '\\n' .. num36(tonumber(exp))
     for i = 2, #KEYS do redis.call('SET', KEYS[i], ref, 'PX', num(px)) end
   end
 end
+local listed, oldChunks = joinChunks(h, k .. 't', f, 5)
 local fresh, isFresh = {}, {}
 for tok in string.gmatch(ARGV[5], '[^\\n]+') do
   if not isFresh[tok] then
@@ -256,7 +351,7 @@ for tok in string.gmatch(ARGV[5], '[^\\n]+') do
 end
 local head, isHead, rotated = {}, {}, {}
 local i = 0
-for tok in string.gmatch(f[2] or '', '[^\\n]+') do
+for tok in string.gmatch(listed or '', '[^\\n]+') do
   i = i + 1
   if i <= pinned then
     head[#head + 1] = tok
@@ -274,25 +369,30 @@ for j, tok in ipairs(rotated) do
   if j > drop then kept[#kept + 1] = tok end
 end
 local tokens = table.concat(kept, '\\n')
-redis.call('HSET', h, 't|' .. sid, tokens)
-local version, lo, hi = readMeta(f[4])
+local writes = {}
+local n = putChunks(writes, k .. 't', tokens)
+if #writes > 0 then redis.call('HSET', h, unpack(writes)) end
+dropChunks(h, k .. 't', n, oldChunks)
+local version, lo, hi = readMeta(f[2])
 if lo and lo <= horizon then
   lo, hi = prune(h, horizon)
   redis.call('HSET', h, 'v', meta(version, lo, hi))
 end
 expire(h, hi, horizon)
-return {f[3] or '', state, seen, '', tokens, f[5] or ''}
+local base = joinChunks(h, k .. 'b', f, 5 + READ) or ''
+local warning = joinChunks(h, k .. 'w', f, 5 + 2 * READ) or ''
+return {f[3] or '', f[4] or '', base, state, seen, exp, tokens, warning}
 `,
 };
 
 /**
  * Moves lastSeenAt of a live, unexpired session forward (never back).
- * KEYS: the user's hash. ARGV: sid, at, now. Returns 1 when written.
+ * KEYS: the user's hash. ARGV: key, at, now. Returns 1 when written.
  */
 export const TOUCH: LuaScript = {
   name: 'sgTouch',
   source: `${HELPERS}
-local field = 's|' .. ARGV[1]
+local field = ARGV[1] .. 's'
 local state, seen, exp = parseStatus(redis.call('HGET', KEYS[1], field))
 if state ~= 'live' or tonumber(exp) <= tonumber(ARGV[3]) then return 0 end
 if tonumber(ARGV[2]) <= tonumber(seen) then return 0 end

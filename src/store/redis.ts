@@ -20,6 +20,8 @@ import {
   encodeTokenRef,
   encodeTokens,
   encodeWarning,
+  readChunks,
+  sessionKey,
   userTag,
 } from './redis-codec.js';
 import { CommandConnection, type RedisConnectionOptions } from './redis-connection.js';
@@ -41,6 +43,14 @@ export const LIVE_BUCKET_MS = 60_000;
 
 /** How often at most a replica sends its live-session deltas (one script per batch, not per login). */
 export const LIVE_FLUSH_MS = 1_000;
+
+/** Chunks of each chunked field `find` asks for at once (a 3-token list, a long User-Agent fit). */
+const FIND_CHUNKS = 4;
+
+/** The names of a chunked field's first `n` chunks (`<name>`, `<name>1`, ...). */
+function chunkNames(name: string, n: number): string[] {
+  return Array.from({ length: n }, (_, i) => (i === 0 ? name : `${name}${i}`));
+}
 
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /** Prefix of every key and of the channel. @default sg: */
@@ -156,23 +166,37 @@ export class RedisSessionStore implements SessionStore {
     const now = this.#now();
     const live: SessionRecord[] = [];
     for (const [field, value] of Object.entries(fields)) {
-      if (!field.startsWith('s|')) continue;
+      // Status fields: the 11-byte session key, then `s`.
+      if (field.length !== 12 || !field.endsWith('s')) continue;
       const status = decodeStatus(value);
       if (status?.state !== 'live') continue;
-      const sid = field.slice(2);
-      const s = decodeSession(
-        fields[`b|${sid}`],
-        'live',
-        status.lastSeenAt,
-        '',
-        fields[`t|${sid}`],
-        fields[`w|${sid}`],
-      );
+      const s = this.#decode(fields, field.slice(0, 11), status.state, status.lastSeenAt, status.expiresAt);
       // Not ended yet, though perhaps past its expiresAt: the caller ends it as expired.
       if (s && s.user === user && s.expiresAt + this.#retention > now) live.push(s);
     }
     live.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return { user, version: Number(fields.v?.split(' ')[0] ?? 0), live };
+  }
+
+  /** A session of a user's hash fields (as HGETALL, or the names `#fieldsOf` reads, gives them). */
+  #decode(
+    fields: Readonly<Record<string, string>>,
+    key: string,
+    state: string,
+    lastSeenAt: string,
+    expiresAt: number,
+  ): SessionRecord | undefined {
+    return decodeSession({
+      sid: fields[`${key}i`],
+      user: fields.u,
+      base: readChunks(fields, `${key}b`),
+      state,
+      lastSeenAt,
+      expiresAt,
+      end: readChunks(fields, `${key}e`),
+      tokens: readChunks(fields, `${key}t`),
+      warning: readChunks(fields, `${key}w`),
+    });
   }
 
   /**
@@ -197,20 +221,26 @@ export class RedisSessionStore implements SessionStore {
       // On a Cluster the index keys (other slots) are written before the script; elsewhere by it.
       if (this.#conn.cluster)
         await this.#conn.call('commit', () =>
-          this.#writeIndex(create.tokenIds, tag, s.sid, create.expiresAt, now),
+          this.#writeIndex(create.tokenIds, tag, s.key, create.expiresAt, now),
         );
       else {
-        index = [encodeTokenRef(tag, s.sid, create.expiresAt), String(this.#indexTtl(create.expiresAt, now))];
+        index = [encodeTokenRef(tag, s.key, create.expiresAt), String(this.#indexTtl(create.expiresAt, now))];
         for (const t of create.tokenIds) keys.push(this.#indexKey(t));
       }
-      args.push('1', s.sid, s.base, s.state, s.lastSeenAt, s.expiresAt, s.tokens);
+      args.push('1', s.key, s.sid, s.base, s.state, s.lastSeenAt, s.expiresAt, s.tokens);
     } else {
-      args.push('0', '', '', '', '', '', '');
+      args.push('0', '', '', '', '', '', '', '');
     }
-    args.push(tag, String(now), ...index);
+    args.push(JSON.stringify(change.user), ...index);
     for (const end of change.end)
-      args.push(encodeSessionId(end.sessionId), end.state, encodeEnd(change.at, end.endedBy));
-    for (const w of change.warn ?? []) args.push(encodeSessionId(w.sessionId), 'w', encodeWarning(w.warning));
+      args.push(
+        sessionKey(end.sessionId),
+        encodeSessionId(end.sessionId),
+        end.state,
+        encodeEnd(change.at, end.endedBy),
+      );
+    for (const w of change.warn ?? [])
+      args.push(sessionKey(w.sessionId), encodeSessionId(w.sessionId), 'w', encodeWarning(w.warning));
     // A commit that ends sessions while others do leaves its message to the batcher (redis-publisher.ts).
     const ending = change.end.length > 0;
     if (ending && !this.#batcher.begin()) args[3] = '';
@@ -306,21 +336,29 @@ export class RedisSessionStore implements SessionStore {
     if (value === ANONYMOUS) return 'anonymous';
     const ref = decodeTokenRef(value);
     if (ref === undefined) return undefined;
-    const { sid, expiresAt } = ref;
-    const f = await this.#conn.call('lookup', () =>
-      this.#conn.client.hmget(
-        this.#userKey(ref.tag),
-        `b|${sid}`,
-        `s|${sid}`,
-        `e|${sid}`,
-        `t|${sid}`,
-        `w|${sid}`,
-      ),
-    );
+    const { key, expiresAt } = ref;
+    const h = this.#userKey(ref.tag);
+    const names = ['u', `${key}i`, `${key}s`];
+    for (const f of ['b', 'e', 't', 'w']) names.push(...chunkNames(`${key}${f}`, FIND_CHUNKS));
+    const values = await this.#conn.call('lookup', () => this.#conn.client.hmget(h, ...names));
+    const fields: Record<string, string> = {};
+    names.forEach((name, i) => {
+      const v = values[i];
+      if (v !== null && v !== undefined) fields[name] = v;
+    });
+    // A value longer than FIND_CHUNKS chunks (many rotated tokens, a long User-Agent): the rest.
+    for (const f of ['b', 'e', 't', 'w']) {
+      const name = `${key}${f}`;
+      for (let i = FIND_CHUNKS; fields[`${name}${i - 1}`] !== undefined; i++) {
+        const more = await this.#conn.call('lookup', () => this.#conn.client.hget(h, `${name}${i}`));
+        if (more === null) break;
+        fields[`${name}${i}`] = more;
+      }
+    }
     const now = this.#now();
-    const status = decodeStatus(f[1]);
+    const status = decodeStatus(fields[`${key}s`]);
     // One whose token fell out of the session's list (rotation) is still the session's: dead stays dead.
-    const session = status && decodeSession(f[0], status.state, status.lastSeenAt, f[2], f[3], f[4]);
+    const session = status && this.#decode(fields, key, status.state, status.lastSeenAt, status.expiresAt);
     if (session && session.expiresAt + this.#retention > now) return { tokenId, session };
     // No record (any more): past its session's expiresAt the id is a tombstone until its own end. Before
     // that, the key was left by a commit that failed and names a session that never existed: unknown.
@@ -361,21 +399,21 @@ export class RedisSessionStore implements SessionStore {
   ): Promise<SessionRecord | undefined> {
     const tag = userTag(user);
     const h = this.#userKey(tag);
-    const sid = encodeSessionId(sessionId);
+    const key = sessionKey(sessionId);
     const keys = [h];
     if (this.#conn.cluster) {
       // The index keys live in other slots: written first (commit's ordering), with the TTL of the
       // session's expiresAt, read first (it never changes).
       const status = decodeStatus(
-        await this.#conn.call('addTokens', () => this.#conn.client.hget(h, `s|${sid}`)),
+        await this.#conn.call('addTokens', () => this.#conn.client.hget(h, `${key}s`)),
       );
       if (status?.state !== 'live') return undefined;
       const now = this.#now();
-      await this.#conn.call('addTokens', () => this.#writeIndex(tokenIds, tag, sid, status.expiresAt, now));
+      await this.#conn.call('addTokens', () => this.#writeIndex(tokenIds, tag, key, status.expiresAt, now));
     } else for (const t of tokenIds) keys.push(this.#indexKey(t));
     const now = this.#now();
     const args = [
-      sid,
+      key,
       String(maxTokens),
       String(now),
       this.#horizon(now),
@@ -387,13 +425,23 @@ export class RedisSessionStore implements SessionStore {
     const reply = await this.#conn.call('addTokens', () => this.#conn.run(ADD_TOKENS, keys, args));
     if (!Array.isArray(reply)) return undefined;
     const f = reply as string[];
-    return decodeSession(f[0], f[1], f[2], f[3], f[4], f[5]);
+    return decodeSession({
+      sid: f[0],
+      user: f[1],
+      base: f[2],
+      state: f[3],
+      lastSeenAt: f[4],
+      expiresAt: Number(f[5]),
+      end: '',
+      tokens: f[6],
+      warning: f[7],
+    });
   }
 
   async touch(user: string, sessionId: string, at: number): Promise<void> {
     const h = this.#userKey(userTag(user));
     await this.#conn.call('touch', () =>
-      this.#conn.run(TOUCH, [h], [encodeSessionId(sessionId), String(at), String(this.#now())]),
+      this.#conn.run(TOUCH, [h], [sessionKey(sessionId), String(at), String(this.#now())]),
     );
   }
 
@@ -491,13 +539,13 @@ export class RedisSessionStore implements SessionStore {
   async #writeIndex(
     tokenIds: readonly string[],
     tag: string,
-    sid: string,
+    key: string,
     expiresAt: number,
     now: number,
   ): Promise<void> {
     const px = this.#indexTtl(expiresAt, now);
     if (px <= 0 || tokenIds.length === 0) return;
-    const value = encodeTokenRef(tag, sid, expiresAt);
+    const value = encodeTokenRef(tag, key, expiresAt);
     await Promise.all(tokenIds.map((t) => this.#conn.client.set(this.#indexKey(t), value, 'PX', px)));
   }
 
