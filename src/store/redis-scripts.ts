@@ -3,21 +3,24 @@
  *
  * Key layout, version 3 (every name starts `<prefix>v3:`, so a store never reads the keys of an older
  * layout as its own; those expire by their own TTLs):
- * - `u:{<tag>}` (hash), one per user: `v` = `<version> <earliest expiresAt> <latest expiresAt>` of the
- *   records it holds; per session `b|<sid>` the immutable part (JSON), `s|<sid>` the status
- *   `<state> <lastSeenAt> <expiresAt>`, `t|<sid>` its token ids, `e|<sid>` JSON `{endedAt, endedBy}`
- *   once ended (ignored while the status is live), `w|<sid>` the JSON warning of `onLimit: warn` ('' or
- *   missing: none; read only while live). The status answers what the version 1 layout kept
- *   in two more keys per user (a set of live sessions, a zset of expiries): one key, one read.
- * - `t:<tokenId>` (string) maps a token id to `<tag>\n<sid>\n<expiresAt>` and outlives the record as
- *   its tombstone (see redis.ts).
+ * - `u:{<tag>}` (hash), one per user, kept a listpack (Redis's compact encoding) by values of at most
+ *   64 bytes (hash-max-listpack-value's default): `v` = `<version> <earliest expiresAt> <latest
+ *   expiresAt>` of the records it holds, `u` the user (JSON); per session, under its key (11 bytes of
+ *   its id's sha256, `sessionKey` in redis-codec.ts): `<key>i` the session id (JSON), `<key>s` the
+ *   status `<state> <lastSeenAt> <expiresAt>`, and chunked (see `putChunks`): `<key>b` the immutable
+ *   rest (JSON without its braces and without what the other fields say), `<key>t` its token ids,
+ *   `<key>e` JSON `{endedAt, endedBy}` once ended (ignored while the status is live), `<key>w` the JSON
+ *   warning of `onLimit: warn` (missing: none; read only while live). A longer value (a user or id
+ *   over 64 bytes) only makes that user's hash a hashtable, as every hash was in version 2.
+ * - `t:<tokenId>` (string) maps a token id to `<tag>\n<key>\n<expiresAt in base 36>` (43 bytes, an
+ *   embstr) and outlives the record as its tombstone (see redis.ts).
  * - `live` (hash, one per prefix) counts live sessions by the minute of their expiresAt (field: the
  *   minute since the epoch, value: sessions). No commit writes it: each replica sends its commits'
  *   changes in batches (ADD_LIVE, see redis.ts), and COUNT_LIVE sums the future minutes. Version 2
  *   kept a zset of every live session here, written by every commit (5 commands, 118 bytes a session).
  *
- * `<sid>` is JSON.stringify(sessionId) and each token id is stored as JSON.stringify(tokenId), one per
- * line (JSON never contains a raw newline). Lua never decodes JSON: it only joins these encodings, so
+ * Session ids and users are stored as JSON.stringify, and each token id as JSON.stringify(tokenId), one
+ * per line (JSON never contains a raw newline). Lua never decodes JSON: it only joins these encodings, so
  * arbitrary strings (lone surrogates included) round-trip exactly and no cjson quirk (empty array
  * encoded as `{}`, 14-digit numbers) can corrupt a record.
  *

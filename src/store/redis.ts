@@ -78,17 +78,18 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
  * contract over one command connection (redis-connection.ts), the record codec (redis-codec.ts), the
  * scripts (redis-scripts.ts, where the key layout of a user is described) and one invalidation
  * subscriber (redis-subscriber.ts). Besides a user's hash, `<prefix>v3:t:<tokenId>` maps a token id
- * to `<tag>\n<sid>\n<expiresAt>`, `<prefix>v3:live` counts live sessions, and `<prefix>invalidate` is
+ * to `<tag>\n<session key>\n<expiresAt>`, `<prefix>v3:live` counts live sessions, and `<prefix>invalidate` is
  * the invalidation channel (its messages did not change with the layout version).
  *
  * Tombstones: the index key of a token id expires at its session's expiresAt plus the longer of the
  * retention and `tombstoneRetention`, whatever becomes of the session (it cannot be rewritten when the
  * session ends: rotated-out ids are not listed anywhere, and they live in other slots). Once the record
  * is gone, the key alone says the id is dead: `find` answers `dead` from the expiresAt it carries. One
- * such key costs about 245 bytes of Redis memory (MEMORY USAGE 184 bytes for a 43-character token id
- * under prefix `sg:`, layout 2; a session's 2nd and 3rd token ids cost 290 bytes each of used_memory,
- * about 45 of them in the session's token list; Redis 7.0, bench/store.ts), so 30 days of tombstones at
- * 10 logins a second (one token each) is about 6.4 GB; lower `sessions.tombstoneRetention` where that
+ * such key costs about 210 bytes of Redis memory (MEMORY USAGE 152 bytes for a 43-character token id
+ * under prefix `sg:`, layout 3, its value an embstr; a session's 2nd and 3rd token ids cost about 275
+ * bytes each of used_memory, about 65 of them in the session's token list; Redis 7.0, bench/store.ts),
+ * so 30 days of tombstones at 10 logins a second (one token each) is about 5.4 GB; lower
+ * `sessions.tombstoneRetention` where that
  * matters.
  */
 export class RedisSessionStore implements SessionStore {
