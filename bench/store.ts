@@ -6,7 +6,8 @@
  * - memory: N sessions registered as one login each of a fresh user (1 token, then 3 tokens), then
  *   `used_memory` delta / N, and MEMORY USAGE of sampled keys per key shape with their encoding;
  * - a login: the store calls `SessionService.login` makes on the common path (a new login of a user
- *   whose one live session it replaces, limit 1): `lookup` of each new token id, `readUser`, `commit`
+ *   whose one live session it replaces, limit 1): `readUser`, `lookup` of each new token id after the
+ *   first (the first is looked for in the user's sessions), `commit`
  *   (create the new session, end the old one as superseded). Commands per login from INFO commandstats
  *   deltas (commands a script runs included, as Redis counts them), round trips from a TCP relay in
  *   front of the store's command connection (a request sent after a reply is one more round trip).
@@ -342,9 +343,10 @@ async function commandStats(admin: Redis): Promise<Map<string, number>> {
 async function replacingLogin(store: RedisSessionStore, user: string, tokens: number): Promise<void> {
   const now = Date.now();
   const next = session(user, tokens, now);
-  // The first token id: a re-login of the same session? Then each other one: shared with another session?
-  for (const t of next.tokenIds) await store.lookup(t);
+  // The user's sessions (they also say whether the first token id is a re-login of one of them), then
+  // each other token id: shared with another session?
   const snapshot = await store.readUser(user);
+  for (const t of next.tokenIds.slice(1)) await store.lookup(t);
   const change: SessionCommit = {
     user,
     expectedVersion: snapshot.version,
@@ -454,7 +456,7 @@ function report(
   }
   lines.push('');
   lines.push(
-    'A login on the common path (the store calls of `SessionService.login`: lookup of each new token id, readUser, commit replacing the one live session):',
+    'A login on the common path (the store calls of `SessionService.login`: readUser, lookup of each new token id after the first, commit replacing the one live session):',
   );
   lines.push('');
   lines.push(

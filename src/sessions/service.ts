@@ -373,26 +373,32 @@ export class SessionService {
   /** Registers a login, applying the limit atomically. Throws StoreUnavailableError if the store is down. */
   async login(input: LoginInput): Promise<LoginOutcome> {
     const now = this.#now();
+    // The user's sessions, read first: the policy's first snapshot, and the answer to "is the primary
+    // token one of theirs already" without a lookup of its own. The history read shares its round trip.
+    const history = this.#readHistory(input.user, now);
+    const firstSnapshot = await this.#store.readUser(input.user);
     // The same token seen again at a login of the same user is the same session (apps that issue
     // identical JWTs within one second), never a new one that supersedes itself.
     // Only the first (primary) token decides: a secondary one may be shared by every session of the user
     // (Flask-Login's remember_token is the same at every login) and is re-indexed to the new session.
-    for (const tokenId of input.tokenIds.slice(0, 1)) {
-      const known = await this.#store.lookup(tokenId);
-      if (known && this.#isLive(known.session, now) && known.session.user === input.user) {
-        const others = input.tokenIds.filter((t) => !known.session.tokenIds.includes(t));
-        const session = others.length
-          ? ((await this.#store.addTokens(
-              input.user,
-              known.session.id,
-              others,
-              this.#config.maxTokensPerSession,
-              known.session.pinned ?? 0,
-            )) ?? known.session)
-          : known.session;
-        this.#cacheLive(input.tokenIds, session, now);
-        return { kind: 'existing', session };
-      }
+    // The login's tokens are pinned in its session's list, so the snapshot's lists hold every primary.
+    const primary = input.tokenIds[0];
+    const known = firstSnapshot.live.find(
+      (s) => primary !== undefined && s.tokenIds.includes(primary) && this.#isLive(s, now),
+    );
+    if (known) {
+      const others = input.tokenIds.filter((t) => !known.tokenIds.includes(t));
+      const session = others.length
+        ? ((await this.#store.addTokens(
+            input.user,
+            known.id,
+            others,
+            this.#config.maxTokensPerSession,
+            known.pinned ?? 0,
+          )) ?? known)
+        : known;
+      this.#cacheLive(input.tokenIds, session, now);
+      return { kind: 'existing', session };
     }
     let replacesSessionId: string | undefined;
     // Another user's session in the same browser: the app has switched it to the new user, so it ends
@@ -422,8 +428,6 @@ export class SessionService {
     const seatTenant = this.#config.seats && policy.exempt !== true ? input.tenant : undefined;
     const geo = loginGeo(this.#locate?.(input.ip), input.location);
     const device = deviceFingerprint(input.userAgent);
-    // Sent with the first readUser below, so it costs the login no round trip of its own.
-    const history = this.#readHistory(input.user, now);
     let session: SessionRecord = {
       id: this.#newId(),
       user: input.user,
@@ -451,7 +455,7 @@ export class SessionService {
     let seated = false;
     let recorded = false;
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
-      const snapshot = await this.#store.readUser(input.user);
+      const snapshot = attempt === 0 ? firstSnapshot : await this.#store.readUser(input.user);
       if (attempt === 0) {
         const unfamiliar = compareWithHistory(await history, { device, country: geo?.country });
         if (unfamiliar.newDevice) session = { ...session, newDevice: true };

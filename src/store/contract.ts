@@ -150,7 +150,11 @@ export interface SessionStore {
   touch(user: string, sessionId: string, at: number): Promise<void>;
   /**
    * How many sessions are live across the store: not ended and not past their expiresAt (sessions idle
-   * past the timeout count until something ends them). Exact at the time of the call; for metrics.
+   * past the timeout count until something ends them). For metrics only, so it may be eventual: the
+   * memory store is exact; the Redis store includes this store's own commits at once, another
+   * replica's once it sends its batch (LIVE_FLUSH_MS, 1 s, later at most; those of a replica that died
+   * first stay uncounted, or an end of theirs unsubtracted, until the session's expiresAt), and counts
+   * by the minute of the expiresAt (a session expiring within the current minute no longer counts).
    */
   countLive(): Promise<number>;
   /** Subscribes to invalidations (this replica's and the others'). Returns an unsubscribe function. */

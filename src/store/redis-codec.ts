@@ -45,6 +45,65 @@ export function encodeSessionId(sessionId: string): string {
   return JSON.stringify(sessionId);
 }
 
+/**
+ * A session's key in its user's hash: the first 66 bits of sha256 of the session id's UTF-16 code units,
+ * in base64url (11 characters), so each of its field names is 12 or 13 bytes whatever the id (a UUID
+ * in JSON was 38). The id itself is stored once, in `<key>i`. Two sessions of one user sharing a key
+ * would share fields: about 1e-13 likely for a user with 100,000 sessions in their hash.
+ */
+export function sessionKey(sessionId: string): string {
+  return createHash('sha256')
+    .update(Buffer.from(sessionId, 'utf16le'))
+    .digest()
+    .subarray(0, 9)
+    .toString('base64url')
+    .slice(0, 11);
+}
+
+/** The longest value a field may hold for its hash to stay a listpack (Redis's hash-max-listpack-value). */
+export const MAX_CHUNK = 64;
+
+/**
+ * JSON cut into pieces of at most MAX_CHUNK bytes of UTF-8, one per line (JSON never contains a raw
+ * newline), cut only between code points, so each piece is valid UTF-8 on its own. The scripts store a
+ * value's lines as fields of at most MAX_CHUNK bytes each (see redis-scripts.ts); readers drop the
+ * newlines again.
+ */
+export function splitJson(json: string): string {
+  const pieces: string[] = [];
+  let piece = '';
+  let bytes = 0;
+  for (const ch of json) {
+    const size = Buffer.byteLength(ch, 'utf8');
+    if (bytes + size > MAX_CHUNK && piece !== '') {
+      pieces.push(piece);
+      piece = '';
+      bytes = 0;
+    }
+    piece += ch;
+    bytes += size;
+  }
+  if (piece !== '') pieces.push(piece);
+  return pieces.join('\n');
+}
+
+/** The JSON a split value stands for. */
+export function joinJson(lines: string): string {
+  return lines.replaceAll('\n', '');
+}
+
+/**
+ * A chunked field's value from a hash's fields: `<name>`, `<name>1`, `<name>2`... joined by newlines
+ * (see `putChunks` in redis-scripts.ts); undefined when it has none.
+ */
+export function readChunks(fields: Readonly<Record<string, string>>, name: string): string | undefined {
+  const first = fields[name];
+  if (first === undefined) return undefined;
+  const parts = [first];
+  for (let i = 1; fields[`${name}${i}`] !== undefined; i++) parts.push(fields[`${name}${i}`] as string);
+  return parts.join('\n');
+}
+
 /** One stored token id per line; JSON never contains a raw newline. */
 export function encodeTokens(tokenIds: readonly string[]): string {
   return tokenIds.map((t) => JSON.stringify(t)).join('\n');
@@ -56,7 +115,16 @@ export function decodeTokens(lines: string): string[] {
 
 /** The parts of a new session's fields: what never changes (`base`), and what the scripts update. */
 export interface EncodedSession {
+  /** The session's key in its user's hash (`sessionKey`). */
+  readonly key: string;
+  /** The session id's JSON (`<key>i`). */
   readonly sid: string;
+  /** The user's JSON (the hash's `u`). */
+  readonly user: string;
+  /**
+   * The record's JSON without its braces and without what other fields say (id, user, state,
+   * lastSeenAt, expiresAt, tokenIds), split for `<key>b` (`splitJson`).
+   */
   readonly base: string;
   readonly state: SessionState;
   readonly lastSeenAt: string;
@@ -83,33 +151,35 @@ export function decodeStatus(value: string | null | undefined): SessionStatus | 
 }
 
 export function encodeSession(session: SessionRecord): EncodedSession {
-  const { state, lastSeenAt, tokenIds, ...fixed } = session;
+  const { id, user, state, lastSeenAt, expiresAt, tokenIds, ...fixed } = session;
   return {
-    sid: encodeSessionId(session.id),
-    base: JSON.stringify(fixed),
+    key: sessionKey(id),
+    sid: encodeSessionId(id),
+    user: JSON.stringify(user),
+    base: splitJson(JSON.stringify(fixed).slice(1, -1)),
     state,
     lastSeenAt: String(lastSeenAt),
-    expiresAt: String(session.expiresAt),
+    expiresAt: String(expiresAt),
     tokens: encodeTokens(tokenIds),
   };
 }
 
-/** The `e|<sid>` field of an ended session. */
+/** The `<key>e` field of an ended session (split: its endedBy holds a User-Agent). */
 export function encodeEnd(at: number, endedBy: EndedBy | undefined): string {
-  return JSON.stringify({ endedAt: at, ...(endedBy ? { endedBy } : {}) });
+  return splitJson(JSON.stringify({ endedAt: at, ...(endedBy ? { endedBy } : {}) }));
 }
 
-/** The `w|<sid>` field of a warned live session (`onLimit: warn`); '' for none. */
+/** The `<key>w` field of a warned live session (`onLimit: warn`), split; '' for none. */
 export function encodeWarning(warning: SessionWarning | null): string {
-  return warning === null ? '' : JSON.stringify(warning);
+  return warning === null ? '' : splitJson(JSON.stringify(warning));
 }
 
-/** The warning of a `w|<sid>` field, or undefined when it holds none (or something that is not one). */
+/** The warning of a `<key>w` field, or undefined when it holds none (or something that is not one). */
 export function decodeWarning(value: string | null | undefined): SessionWarning | undefined {
   if (!value) return undefined;
   let v: unknown;
   try {
-    v = JSON.parse(value);
+    v = JSON.parse(joinJson(value));
   } catch {
     return undefined;
   }
@@ -119,52 +189,73 @@ export function decodeWarning(value: string | null | undefined): SessionWarning 
   return { sessionId, at, device, ...(typeof place === 'string' ? { place } : {}) };
 }
 
+/** A session's stored fields, as read (chunked ones joined by `readChunks`); null or undefined: missing. */
+export interface StoredSession {
+  /** `<key>i`: the session id's JSON. */
+  readonly sid: string | null | undefined;
+  /** The hash's `u`: the user's JSON. */
+  readonly user: string | null | undefined;
+  readonly base: string | null | undefined;
+  /** From `<key>s` (`decodeStatus`). */
+  readonly state: string | null | undefined;
+  readonly lastSeenAt: string | null | undefined;
+  readonly expiresAt: number | undefined;
+  readonly end: string | null | undefined;
+  readonly tokens: string | null | undefined;
+  readonly warning?: string | null | undefined;
+}
+
 /**
  * Rebuilds a record from its stored fields, or undefined when they do not make one. A live session has
  * no end: an `end` field left by an earlier session of the same id is ignored.
  */
-export function decodeSession(
-  base: string | null | undefined,
-  state: string | null | undefined,
-  lastSeenAt: string | null | undefined,
-  end: string | null | undefined,
-  tokens: string | null | undefined,
-  warning?: string | null,
-): SessionRecord | undefined {
-  if (!base || !state || !STATES.has(state)) return undefined;
-  const fixed = JSON.parse(base) as Omit<SessionRecord, 'state' | 'lastSeenAt' | 'tokenIds'>;
-  const ended = end && state !== 'live' ? (JSON.parse(end) as { endedAt?: number; endedBy?: EndedBy }) : {};
+export function decodeSession(f: StoredSession): SessionRecord | undefined {
+  const { sid, user, state, expiresAt } = f;
+  if (!sid || !user || !state || !STATES.has(state) || expiresAt === undefined) return undefined;
+  const fixed = JSON.parse(`{${joinJson(f.base ?? '')}}`) as Omit<
+    SessionRecord,
+    'id' | 'user' | 'state' | 'lastSeenAt' | 'expiresAt' | 'tokenIds'
+  >;
+  const ended =
+    f.end && state !== 'live' ? (JSON.parse(joinJson(f.end)) as { endedAt?: number; endedBy?: EndedBy }) : {};
   // Only a live session is warned: a mark left on an ended one means nothing.
-  const marked = state === 'live' ? decodeWarning(warning) : undefined;
+  const marked = state === 'live' ? decodeWarning(f.warning) : undefined;
   return {
+    id: JSON.parse(sid) as string,
+    user: JSON.parse(user) as string,
     ...fixed,
+    expiresAt,
     ...ended,
     ...(marked !== undefined ? { warning: marked } : {}),
     state: state as SessionState,
-    lastSeenAt: Number(lastSeenAt),
-    tokenIds: decodeTokens(tokens ?? ''),
+    lastSeenAt: Number(f.lastSeenAt),
+    tokenIds: decodeTokens(f.tokens ?? ''),
   };
 }
 
-/** What a token id's index key says: the user's tag, the session (encoded), its expiresAt if known. */
+/** What a token id's index key says: the user's tag, the session's key, its expiresAt if known. */
 export interface TokenRef {
   readonly tag: string;
-  readonly sid: string;
+  readonly key: string;
   readonly expiresAt: number | undefined;
 }
 
-export function encodeTokenRef(tag: string, sid: string, expiresAt: number): string {
-  return `${tag}\n${sid}\n${expiresAt}`;
+/**
+ * `<tag>\n<key>\n<expiresAt in base 36>`: 43 bytes, so Redis keeps it inside its object (embstr, at
+ * most 44), one allocation instead of two. The expiresAt is rounded up to a whole millisecond.
+ */
+export function encodeTokenRef(tag: string, key: string, expiresAt: number): string {
+  return `${tag}\n${key}\n${Math.ceil(expiresAt).toString(36)}`;
 }
 
 /**
- * `<tag>\n<sid>\n<expiresAt>` (or `<tag>\n<sid>`, written before tombstones): neither the hex tag nor
- * the JSON sid contains a raw newline. Undefined for a value that is neither.
+ * `<tag>\n<key>\n<expiresAt>` (or `<tag>\n<key>`): neither the base64url tag nor the key contains a
+ * newline. Undefined for a value that is neither.
  */
 export function decodeTokenRef(value: string): TokenRef | undefined {
-  const [tag, sid, end] = value.split('\n');
-  if (tag === undefined || sid === undefined) return undefined;
-  return { tag, sid, expiresAt: end === undefined ? undefined : Number(end) };
+  const [tag, key, end] = value.split('\n');
+  if (tag === undefined || key === undefined) return undefined;
+  return { tag, key, expiresAt: end === undefined ? undefined : parseInt(end, 36) };
 }
 
 /**

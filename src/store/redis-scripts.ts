@@ -1,24 +1,26 @@
 /**
  * Lua scripts of the Redis session store, as string constants so the build copies no assets.
  *
- * Key layout, version 2 (every name starts `<prefix>v2:`, so a store never reads the version 1 keys
- * of an older release as its own; those expire by their own TTLs):
- * - `u:{<tag>}` (hash), one per user: `v` = `<version> <earliest expiresAt> <latest expiresAt>` of the
- *   records it holds; per session `b|<sid>` the immutable part (JSON), `s|<sid>` the status
- *   `<state> <lastSeenAt> <expiresAt>`, `t|<sid>` its token ids, `e|<sid>` JSON `{endedAt, endedBy}`
- *   once ended (ignored while the status is live), `w|<sid>` the JSON warning of `onLimit: warn` ('' or
- *   missing: none; read only while live). The status answers what the version 1 layout kept
- *   in two more keys per user (a set of live sessions, a zset of expiries): one key, one read.
- * - `t:<tokenId>` (string) maps a token id to `<tag>\n<sid>\n<expiresAt>` and outlives the record as
- *   its tombstone (see redis.ts).
- * - `live` (zset, one per prefix) holds a hash of `<tag>\n<sid>` (see `member`) of every live session
- *   scored by its expiresAt,
- *   so counting live sessions is one ZCOUNT-like read instead of a scan. COMMIT writes it where it
- *   shares the script's node (standalone, Sentinel); on a Cluster it lives in another slot, so the
- *   store updates it with TRACK_LIVE right after each commit.
+ * Key layout, version 3 (every name starts `<prefix>v3:`, so a store never reads the keys of an older
+ * layout as its own; those expire by their own TTLs):
+ * - `u:{<tag>}` (hash), one per user, kept a listpack (Redis's compact encoding) by values of at most
+ *   64 bytes (hash-max-listpack-value's default): `v` = `<version> <earliest expiresAt> <latest
+ *   expiresAt>` of the records it holds, `u` the user (JSON); per session, under its key (11 bytes of
+ *   its id's sha256, `sessionKey` in redis-codec.ts): `<key>i` the session id (JSON), `<key>s` the
+ *   status `<state> <lastSeenAt> <expiresAt>`, and chunked (see `putChunks`): `<key>b` the immutable
+ *   rest (JSON without its braces and without what the other fields say), `<key>t` its token ids,
+ *   `<key>e` JSON `{endedAt, endedBy}` once ended (ignored while the status is live), `<key>w` the JSON
+ *   warning of `onLimit: warn` (missing: none; read only while live). A longer value (a user or id
+ *   over 64 bytes) only makes that user's hash a hashtable, as every hash was in version 2.
+ * - `t:<tokenId>` (string) maps a token id to `<tag>\n<key>\n<expiresAt in base 36>` (43 bytes, an
+ *   embstr) and outlives the record as its tombstone (see redis.ts).
+ * - `live` (hash, one per prefix) counts live sessions by the minute of their expiresAt (field: the
+ *   minute since the epoch, value: sessions). No commit writes it: each replica sends its commits'
+ *   changes in batches (ADD_LIVE, see redis.ts), and COUNT_LIVE sums the future minutes. Version 2
+ *   kept a zset of every live session here, written by every commit (5 commands, 118 bytes a session).
  *
- * `<sid>` is JSON.stringify(sessionId) and each token id is stored as JSON.stringify(tokenId), one per
- * line (JSON never contains a raw newline). Lua never decodes JSON: it only joins these encodings, so
+ * Session ids and users are stored as JSON.stringify, and each token id as JSON.stringify(tokenId), one
+ * per line (JSON never contains a raw newline). Lua never decodes JSON: it only joins these encodings, so
  * arbitrary strings (lone surrogates included) round-trip exactly and no cjson quirk (empty array
  * encoded as `{}`, 14-digit numbers) can corrupt a record.
  *
@@ -57,35 +59,107 @@ local function meta(version, lo, hi)
   return version .. ' ' .. num(lo) .. ' ' .. num(hi)
 end
 
--- s|<sid>: state, lastSeenAt, expiresAt (nil when the field is missing or malformed).
+-- <key>s: state, lastSeenAt, expiresAt (nil when the field is missing or malformed).
 local function parseStatus(raw)
   if not raw then return nil end
   return string.match(raw, '^(%S+) (%S+) (%S+)$')
 end
 
--- Drops records whose expiresAt <= horizon. Returns the new bounds and the set of dropped sids.
+-- A session's key is 11 bytes: its fields are <key>i, <key>s, <key>b..., <key>t..., <key>e..., <key>w...
+local KEY = 11
+
+-- Chunked fields: <name>, <name>1, <name>2... each of at most 64 bytes (hash-max-listpack-value), so
+-- the hash stays a listpack. The value is the chunks joined by newlines; a value is cut only at its
+-- newlines (token ids one per line; JSON split by the store, see splitJson in redis-codec.ts).
+local CHUNK = 64
+local function chunkName(f, i) if i == 0 then return f end return f .. i end
+
+-- Appends the fields of value's chunks to writes; returns how many.
+local function putChunks(writes, f, value)
+  local n, cur = 0, nil
+  for line in string.gmatch(value, '[^\\n]+') do
+    if cur and #cur + 1 + #line <= CHUNK then
+      cur = cur .. '\\n' .. line
+    else
+      if cur then
+        writes[#writes + 1] = chunkName(f, n)
+        writes[#writes + 1] = cur
+        n = n + 1
+      end
+      cur = line
+    end
+  end
+  if cur then
+    writes[#writes + 1] = chunkName(f, n)
+    writes[#writes + 1] = cur
+    n = n + 1
+  end
+  return n
+end
+
+-- HMGET names of a chunked field's first READ chunks; joinChunks reads the others only when all were there.
+local READ = 4
+local function chunkNames(names, f)
+  for i = 0, READ - 1 do names[#names + 1] = chunkName(f, i) end
+end
+
+-- The value of the chunks at reply[at..at+READ-1] (nil when none) and their count.
+local function joinChunks(h, f, reply, at)
+  local parts = {}
+  for i = 0, READ - 1 do
+    local c = reply[at + i]
+    if not c then break end
+    parts[#parts + 1] = c
+  end
+  if #parts == READ then
+    while true do
+      local c = redis.call('HGET', h, chunkName(f, #parts))
+      if not c then break end
+      parts[#parts + 1] = c
+    end
+  end
+  if #parts == 0 then return nil, 0 end
+  return table.concat(parts, '\\n'), #parts
+end
+
+local function hdel(h, names)
+  for i = 1, #names, 1000 do redis.call('HDEL', h, unpack(names, i, math.min(i + 999, #names))) end
+end
+
+-- Chunks from..to-1 of a field (left over by a longer value).
+local function dropChunks(h, f, from, to)
+  local names = {}
+  for i = from, to - 1 do names[#names + 1] = chunkName(f, i) end
+  hdel(h, names)
+end
+
+-- Every field of the sessions whose keys are set in drop (from an HGETALL reply).
+local function dropSessions(h, all, drop)
+  local names = {}
+  for i = 1, #all, 2 do
+    if #all[i] > KEY and drop[string.sub(all[i], 1, KEY)] then names[#names + 1] = all[i] end
+  end
+  hdel(h, names)
+end
+
+-- Drops records whose expiresAt <= horizon. Returns the new bounds and the set of dropped keys.
 local function prune(h, horizon)
   local all = redis.call('HGETALL', h)
-  local lo, hi, dropped, fields = nil, nil, {}, {}
+  local lo, hi, dropped = nil, nil, {}
   for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) == 's|' then
-      local sid = string.sub(all[i], 3)
+    local f = all[i]
+    if #f == KEY + 1 and string.sub(f, -1) == 's' then
       local _, _, exp = parseStatus(all[i + 1])
       local e = tonumber(exp)
       if e and e > horizon then
         if not lo or e < lo then lo = e end
         if not hi or e > hi then hi = e end
       else
-        dropped[sid] = true
-        fields[#fields + 1] = 'b|' .. sid
-        fields[#fields + 1] = 's|' .. sid
-        fields[#fields + 1] = 'e|' .. sid
-        fields[#fields + 1] = 't|' .. sid
-        fields[#fields + 1] = 'w|' .. sid
+        dropped[string.sub(f, 1, KEY)] = true
       end
     end
   end
-  if #fields > 0 then redis.call('HDEL', h, unpack(fields)) end
+  dropSessions(h, all, dropped)
   return lo, hi, dropped
 end
 
@@ -98,26 +172,19 @@ local function expire(h, hi, horizon)
   redis.call('PEXPIRE', h, num(math.ceil(hi - horizon)))
 end
 
--- A session's member of the live zset: 64 bits of sha1(<tag>, newline, <sid>) in hex, 16 bytes instead of
--- about 60 (a collision, about 3e-8 likely among a million live sessions, makes the count off by one).
-local function member(m) return string.sub(redis.sha1hex(m), 1, 16) end
-
--- The per-prefix zset of live sessions: add one (score = expiresAt), remove ended ones, drop members
--- past their expiry, and let the key expire with the latest session in it.
-local function track(z, now, add, score, removed)
-  if add ~= '' then redis.call('ZADD', z, score, member(add)) end
-  if #removed > 0 then
-    local hashed = {}
-    for k, m in ipairs(removed) do hashed[k] = member(m) end
-    redis.call('ZREM', z, unpack(hashed))
+-- An expiresAt in base 36, as the token index stores it (encodeTokenRef in redis-codec.ts).
+local function num36(n)
+  n = math.ceil(n)
+  if n == 0 then return '0' end
+  local sign = ''
+  if n < 0 then sign, n = '-', -n end
+  local digits, out = '0123456789abcdefghijklmnopqrstuvwxyz', ''
+  while n > 0 do
+    local d = n % 36
+    out = string.sub(digits, d + 1, d + 1) .. out
+    n = (n - d) / 36
   end
-  redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
-  if add ~= '' then
-    local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')
-    if last[2] then
-      redis.call('PEXPIRE', z, num(math.ceil(tonumber(last[2]) - tonumber(now))))
-    end
-  end
+  return sign .. out
 end
 
 -- at: the publisher's clock, so receivers can measure the channel's lag. ended, changed: JSON arrays or nil.
@@ -131,15 +198,15 @@ end
 
 /**
  * Compare-and-set commit of one user.
- * KEYS: the user's hash; unless on a Cluster, the prefix's live-sessions zset and then the index keys
- *       of the new session's token ids (on a Cluster they live in other slots: the store writes them
- *       before the script, see redis.ts).
+ * KEYS: the user's hash; unless on a Cluster, the index keys of the new session's token ids (on a
+ *       Cluster they live in other slots: the store writes them before the script, see redis.ts).
  * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel ('' to leave the
- *       message to the store), create ('1' or '0'), sid, base, state, lastSeenAt, expiresAt, tokens, tag,
- *       now, index value, index PX, then per ended session: sid, state, end JSON; then per warned
- *       session (onLimit: warn): sid, 'w', warning JSON ('' clears it), applied to live sessions only
- *       and published as `changed` (nothing revoked).
- * Returns {1, newVersion, n, tokenIds, ended, changed, sids ended...} or {0, currentVersion} on conflict
+ *       message to the store), create ('1' or '0'), key, sid, base, state, lastSeenAt, expiresAt,
+ *       tokens, user (JSON), index value, index PX, then per ended session: key, sid, state, end JSON
+ *       (split); then per warned session (onLimit: warn): key, sid, 'w', warning JSON (split; '' clears
+ *       it), applied to live sessions only and published as `changed` (nothing revoked).
+ * Returns {1, newVersion, n, tokenIds, ended, changed, expiresAt of each session ended...} (the store
+ * counts live sessions with them, see ADD_LIVE) or {0, currentVersion} on conflict
  * (nothing written). With no channel, n is the number of token ids invalidated and tokenIds, ended,
  * changed the message's three lists (their JSON items joined by commas); otherwise n is 0 and the three
  * are ''.
@@ -149,13 +216,15 @@ export const COMMIT: LuaScript = {
   source: `${HELPERS}
 local h = KEYS[1]
 local publishedAt, horizon, channel = ARGV[2], tonumber(ARGV[3]), ARGV[4]
--- One read: the version and, for each session to end, its status, base and tokens.
-local fields = {'v'}
-for i = 16, #ARGV, 3 do
-  local sid = ARGV[i]
-  fields[#fields + 1] = 's|' .. sid
-  fields[#fields + 1] = 'b|' .. sid
-  fields[#fields + 1] = 't|' .. sid
+local user = ARGV[13]
+-- One read: the version, whether the new session's key holds an earlier one, and for each session to
+-- end or warn, its status, base and tokens.
+local fields = {'v', ARGV[6] .. 'i'}
+for i = 16, #ARGV, 4 do
+  local k = ARGV[i]
+  fields[#fields + 1] = k .. 's'
+  chunkNames(fields, k .. 'b')
+  chunkNames(fields, k .. 't')
 end
 local f = redis.call('HMGET', h, unpack(fields))
 local version, lo, hi = readMeta(f[1])
@@ -164,60 +233,60 @@ local dropped = {}
 if lo and lo <= horizon then lo, hi, dropped = prune(h, horizon) end
 -- The index keys, as on a Cluster before the rest: none is written by a commit that lost its race.
 if tonumber(ARGV[15]) > 0 then
-  for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[14], 'PX', ARGV[15]) end
+  for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[14], 'PX', ARGV[15]) end
 end
-local writes, invalid, ended, gone, done, changed = {}, {}, {}, {}, {}, {}
+local writes, invalid, ended, goneExp, done, changed = {}, {}, {}, {}, {}, {}
 local count = 0
-local j = 2
-for i = 16, #ARGV, 3 do
-  local sid = ARGV[i]
+local j = 3
+for i = 16, #ARGV, 4 do
+  local k, sid = ARGV[i], ARGV[i + 1]
   local state, seen, exp = parseStatus(f[j])
-  local base, t = f[j + 1], f[j + 2] or ''
-  j = j + 3
-  if ARGV[i + 1] == 'w' then
-    if state == 'live' and not dropped[sid] and not done[sid] then
+  local base = joinChunks(h, k .. 'b', f, j + 1) or ''
+  local t = joinChunks(h, k .. 't', f, j + 1 + READ) or ''
+  j = j + 1 + 2 * READ
+  if ARGV[i + 2] == 'w' then
+    if state == 'live' and not dropped[k] and not done[k] then
+      local _, old = joinChunks(h, k .. 'w', redis.call('HMGET', h, k .. 'w', k .. 'w1', k .. 'w2', k .. 'w3'), 1)
       -- A cleared mark leaves no field behind.
-      if ARGV[i + 2] == '' then
-        redis.call('HDEL', h, 'w|' .. sid)
-      else
-        writes[#writes + 1] = 'w|' .. sid
-        writes[#writes + 1] = ARGV[i + 2]
-      end
+      dropChunks(h, k .. 'w', putChunks(writes, k .. 'w', ARGV[i + 3]), old)
       changed[#changed + 1] = '{"id":' .. sid .. ',"t":[' .. (string.gsub(t, '\\n', ',')) .. ']}'
     end
   -- Only a live session ends; ending a tombstone again keeps its first reason.
-  elseif state == 'live' and not dropped[sid] and not done[sid] then
-    done[sid] = true
-    gone[#gone + 1] = sid
-    writes[#writes + 1] = 's|' .. sid
-    writes[#writes + 1] = ARGV[i + 1] .. ' ' .. seen .. ' ' .. exp
-    writes[#writes + 1] = 'e|' .. sid
-    writes[#writes + 1] = ARGV[i + 2]
+  elseif state == 'live' and not dropped[k] and not done[k] then
+    done[k] = true
+    goneExp[#goneExp + 1] = exp
+    writes[#writes + 1] = k .. 's'
+    writes[#writes + 1] = ARGV[i + 2] .. ' ' .. seen .. ' ' .. exp
+    putChunks(writes, k .. 'e', ARGV[i + 3])
     if t ~= '' then
       local joined, lines = string.gsub(t, '\\n', ',')
       count = count + lines + 1
       invalid[#invalid + 1] = joined
       -- The record as committed (JSON fragments joined, never decoded), so receivers need no read.
-      ended[#ended + 1] = '{"b":' .. (base or 'null') .. ',"s":"' .. ARGV[i + 1] .. '","e":' .. ARGV[i + 2]
+      local rest = string.gsub(base, '\\n', '')
+      if rest ~= '' then rest = ',' .. rest end
+      local b = '{"id":' .. sid .. ',"user":' .. user .. ',"expiresAt":' .. exp .. rest .. '}'
+      ended[#ended + 1] = '{"b":' .. b .. ',"s":"' .. ARGV[i + 2] .. '","e":' .. (string.gsub(ARGV[i + 3], '\\n', ''))
         .. ',"l":' .. seen .. ',"t":[' .. joined .. ']}'
     end
   end
 end
 if ARGV[5] == '1' then
-  local sid, exp = ARGV[6], tonumber(ARGV[10])
-  writes[#writes + 1] = 'b|' .. sid
-  writes[#writes + 1] = ARGV[7]
-  writes[#writes + 1] = 's|' .. sid
-  writes[#writes + 1] = ARGV[8] .. ' ' .. ARGV[9] .. ' ' .. ARGV[10]
-  writes[#writes + 1] = 't|' .. sid
-  writes[#writes + 1] = ARGV[11]
-  -- Nor a warning of an earlier session of the same id.
-  redis.call('HDEL', h, 'w|' .. sid)
-  -- An end left by an earlier session of the same id must not read as this one's.
-  if ARGV[8] ~= 'live' then
-    writes[#writes + 1] = 'e|' .. sid
-    writes[#writes + 1] = ''
+  local k, exp = ARGV[6], tonumber(ARGV[11])
+  -- An earlier session of the same id (rare): none of its fields may read as this one's.
+  if f[2] and not dropped[k] then
+    local all, mine = redis.call('HGETALL', h), {}
+    mine[k] = true
+    dropSessions(h, all, mine)
   end
+  writes[#writes + 1] = 'u'
+  writes[#writes + 1] = user
+  writes[#writes + 1] = k .. 'i'
+  writes[#writes + 1] = ARGV[7]
+  writes[#writes + 1] = k .. 's'
+  writes[#writes + 1] = ARGV[9] .. ' ' .. ARGV[10] .. ' ' .. ARGV[11]
+  putChunks(writes, k .. 'b', ARGV[8])
+  putChunks(writes, k .. 't', ARGV[12])
   if not lo or exp < lo then lo = exp end
   if not hi or exp > hi then hi = exp end
 end
@@ -238,14 +307,8 @@ if #invalid > 0 or #changed > 0 then
     deferred = {count, table.concat(invalid, ','), table.concat(ended, ','), table.concat(changed, ',')}
   end
 end
-if KEYS[2] then
-  local tag, removed, add = ARGV[12], {}, ''
-  for k, sid in ipairs(gone) do removed[k] = tag .. '\\n' .. sid end
-  if ARGV[5] == '1' and ARGV[8] == 'live' then add = tag .. '\\n' .. ARGV[6] end
-  if add ~= '' or #removed > 0 then track(KEYS[2], ARGV[13], add, ARGV[10], removed) end
-end
 local reply = {1, version, deferred[1], deferred[2], deferred[3], deferred[4]}
-for _, sid in ipairs(gone) do reply[#reply + 1] = sid end
+for _, exp in ipairs(goneExp) do reply[#reply + 1] = exp end
 return reply
 `,
 };
@@ -256,26 +319,32 @@ return reply
  * the session's until the session expires), so nothing is published.
  * KEYS: the user's hash; unless on a Cluster, the index keys of the new token ids (written here, with
  *       the session's expiresAt; on a Cluster the store writes them first).
- * ARGV: sid, maxTokens, now, horizon, new tokens (lines), pinned, tag, index retention (ms past
+ * ARGV: key, maxTokens, now, horizon, new tokens (lines), pinned, tag, index retention (ms past
  *       expiresAt).
- * Returns nil when the session is not live, else {base, state, lastSeenAt, end, tokens, warning}.
+ * Returns nil when the session is not live, else {sid, user, base, state, lastSeenAt, expiresAt,
+ * tokens, warning}.
  */
 export const ADD_TOKENS: LuaScript = {
   name: 'sgAddTokens',
   source: `${HELPERS}
 local h = KEYS[1]
-local sid, now, horizon = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local k, now, horizon = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 local pinned = tonumber(ARGV[6] or '0')
-local f = redis.call('HMGET', h, 's|' .. sid, 't|' .. sid, 'b|' .. sid, 'v', 'w|' .. sid)
+local names = {k .. 's', 'v', k .. 'i', 'u'}
+chunkNames(names, k .. 't')
+chunkNames(names, k .. 'b')
+chunkNames(names, k .. 'w')
+local f = redis.call('HMGET', h, unpack(names))
 local state, seen, exp = parseStatus(f[1])
 if state ~= 'live' or tonumber(exp) <= now then return false end
 if #KEYS > 1 then
   local px = math.ceil(tonumber(exp) + tonumber(ARGV[8]) - now)
   if px > 0 then
-    local ref = ARGV[7] .. '\\n' .. sid .. '\\n' .. exp
+    local ref = ARGV[7] .. '\\n' .. k .. '\\n' .. num36(tonumber(exp))
     for i = 2, #KEYS do redis.call('SET', KEYS[i], ref, 'PX', num(px)) end
   end
 end
+local listed, oldChunks = joinChunks(h, k .. 't', f, 5)
 local fresh, isFresh = {}, {}
 for tok in string.gmatch(ARGV[5], '[^\\n]+') do
   if not isFresh[tok] then
@@ -285,7 +354,7 @@ for tok in string.gmatch(ARGV[5], '[^\\n]+') do
 end
 local head, isHead, rotated = {}, {}, {}
 local i = 0
-for tok in string.gmatch(f[2] or '', '[^\\n]+') do
+for tok in string.gmatch(listed or '', '[^\\n]+') do
   i = i + 1
   if i <= pinned then
     head[#head + 1] = tok
@@ -303,25 +372,30 @@ for j, tok in ipairs(rotated) do
   if j > drop then kept[#kept + 1] = tok end
 end
 local tokens = table.concat(kept, '\\n')
-redis.call('HSET', h, 't|' .. sid, tokens)
-local version, lo, hi = readMeta(f[4])
+local writes = {}
+local n = putChunks(writes, k .. 't', tokens)
+if #writes > 0 then redis.call('HSET', h, unpack(writes)) end
+dropChunks(h, k .. 't', n, oldChunks)
+local version, lo, hi = readMeta(f[2])
 if lo and lo <= horizon then
   lo, hi = prune(h, horizon)
   redis.call('HSET', h, 'v', meta(version, lo, hi))
 end
 expire(h, hi, horizon)
-return {f[3] or '', state, seen, '', tokens, f[5] or ''}
+local base = joinChunks(h, k .. 'b', f, 5 + READ) or ''
+local warning = joinChunks(h, k .. 'w', f, 5 + 2 * READ) or ''
+return {f[3] or '', f[4] or '', base, state, seen, exp, tokens, warning}
 `,
 };
 
 /**
  * Moves lastSeenAt of a live, unexpired session forward (never back).
- * KEYS: the user's hash. ARGV: sid, at, now. Returns 1 when written.
+ * KEYS: the user's hash. ARGV: key, at, now. Returns 1 when written.
  */
 export const TOUCH: LuaScript = {
   name: 'sgTouch',
   source: `${HELPERS}
-local field = 's|' .. ARGV[1]
+local field = ARGV[1] .. 's'
 local state, seen, exp = parseStatus(redis.call('HGET', KEYS[1], field))
 if state ~= 'live' or tonumber(exp) <= tonumber(ARGV[3]) then return 0 end
 if tonumber(ARGV[2]) <= tonumber(seen) then return 0 end
@@ -331,31 +405,50 @@ return 1
 };
 
 /**
- * The live-sessions zset on a Cluster, updated right after a commit (see the layout above).
- * KEYS: the zset. ARGV: now, added member ('' for none), its expiresAt, then removed members.
+ * Adds a replica's batch of live-session deltas to the per-prefix count (see the layout above): each
+ * pair a bucket (expiresAt in whole LIVE_BUCKET_MS) and the sessions it gained (+) or lost (-). Buckets
+ * that are not in the future any more are left out: the count ignores them. The key expires with its
+ * latest bucket. KEYS: the count's hash. ARGV: the current bucket, now (ms), the bucket width (ms),
+ * then bucket, delta pairs.
  */
-export const TRACK_LIVE: LuaScript = {
-  name: 'sgTrackLive',
-  source: `${HELPERS}
-local removed = {}
-for i = 4, #ARGV do removed[#removed + 1] = ARGV[i] end
-track(KEYS[1], ARGV[1], ARGV[2], ARGV[3], removed)
+export const ADD_LIVE: LuaScript = {
+  name: 'sgAddLive',
+  source: `
+local current, now, width = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local last = nil
+for i = 4, #ARGV, 2 do
+  local b = tonumber(ARGV[i])
+  if b > current then
+    if redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) == 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+    if not last or b > last then last = b end
+  end
+end
+if last then
+  local want = (last + 1) * width - now
+  if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], string.format('%.0f', want)) end
+end
 return 1
 `,
 };
 
 /**
- * The number of live sessions of a prefix: members past their expiresAt are dropped first, so the
- * answer is exact and the zset stays as small as the live sessions. O(log N + expired members).
- * KEYS: the zset. ARGV: now.
+ * The number of live sessions of a prefix: the sum of the future buckets; the others are dropped. One
+ * HGETALL of at most maxAge / LIVE_BUCKET_MS fields (720 for 12 hours). KEYS: the count's hash.
+ * ARGV: the current bucket.
  */
 export const COUNT_LIVE: LuaScript = {
   name: 'sgCountLive',
   source: `
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-return redis.call('ZCARD', KEYS[1])
+local current = tonumber(ARGV[1])
+local all = redis.call('HGETALL', KEYS[1])
+local n, old = 0, {}
+for i = 1, #all, 2 do
+  if tonumber(all[i]) > current then n = n + tonumber(all[i + 1]) else old[#old + 1] = all[i] end
+end
+for i = 1, #old, 1000 do redis.call('HDEL', KEYS[1], unpack(old, i, math.min(i + 999, #old))) end
+return n
 `,
 };
 
 /** Every script, each defined on the store's client once (see redis.ts). */
-export const SCRIPTS: readonly LuaScript[] = [COMMIT, ADD_TOKENS, TOUCH, TRACK_LIVE, COUNT_LIVE];
+export const SCRIPTS: readonly LuaScript[] = [COMMIT, ADD_TOKENS, TOUCH, ADD_LIVE, COUNT_LIVE];

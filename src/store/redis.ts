@@ -20,10 +20,12 @@ import {
   encodeTokenRef,
   encodeTokens,
   encodeWarning,
+  readChunks,
+  sessionKey,
   userTag,
 } from './redis-codec.js';
 import { CommandConnection, type RedisConnectionOptions } from './redis-connection.js';
-import { ADD_TOKENS, COMMIT, COUNT_LIVE, SCRIPTS, TOUCH, TRACK_LIVE } from './redis-scripts.js';
+import { ADD_LIVE, ADD_TOKENS, COMMIT, COUNT_LIVE, SCRIPTS, TOUCH } from './redis-scripts.js';
 import { InvalidationSubscriber, publicationClock } from './redis-subscriber.js';
 import { InvalidationBatcher } from './redis-publisher.js';
 
@@ -31,7 +33,24 @@ import { InvalidationBatcher } from './redis-publisher.js';
  * The key layout's version, in every key name after the prefix: a release that changes the layout
  * bumps it, so it never reads an older release's keys as its own (see redis-scripts.ts).
  */
-const LAYOUT = 'v2:';
+const LAYOUT = 'v3:';
+
+/**
+ * Width of a bucket of the live-session count: sessions are counted by the minute of their expiresAt,
+ * so those expiring within the current minute are not counted any more (see `countLive`).
+ */
+export const LIVE_BUCKET_MS = 60_000;
+
+/** How often at most a replica sends its live-session deltas (one script per batch, not per login). */
+export const LIVE_FLUSH_MS = 1_000;
+
+/** Chunks of each chunked field `find` asks for at once (a 3-token list, a long User-Agent fit). */
+const FIND_CHUNKS = 4;
+
+/** The names of a chunked field's first `n` chunks (`<name>`, `<name>1`, ...). */
+function chunkNames(name: string, n: number): string[] {
+  return Array.from({ length: n }, (_, i) => (i === 0 ? name : `${name}${i}`));
+}
 
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /** Prefix of every key and of the channel. @default sg: */
@@ -58,18 +77,19 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
  * The Redis session store (standalone, Sentinel or Cluster): the operations of the SessionStore
  * contract over one command connection (redis-connection.ts), the record codec (redis-codec.ts), the
  * scripts (redis-scripts.ts, where the key layout of a user is described) and one invalidation
- * subscriber (redis-subscriber.ts). Besides a user's hash, `<prefix>v2:t:<tokenId>` maps a token id
- * to `<tag>\n<sid>\n<expiresAt>`, `<prefix>v2:live` counts live sessions, and `<prefix>invalidate` is
+ * subscriber (redis-subscriber.ts). Besides a user's hash, `<prefix>v3:t:<tokenId>` maps a token id
+ * to `<tag>\n<session key>\n<expiresAt>`, `<prefix>v3:live` counts live sessions, and `<prefix>invalidate` is
  * the invalidation channel (its messages did not change with the layout version).
  *
  * Tombstones: the index key of a token id expires at its session's expiresAt plus the longer of the
  * retention and `tombstoneRetention`, whatever becomes of the session (it cannot be rewritten when the
  * session ends: rotated-out ids are not listed anywhere, and they live in other slots). Once the record
  * is gone, the key alone says the id is dead: `find` answers `dead` from the expiresAt it carries. One
- * such key costs about 245 bytes of Redis memory (MEMORY USAGE 184 bytes for a 43-character token id
- * under prefix `sg:`, layout 2; a session's 2nd and 3rd token ids cost 290 bytes each of used_memory,
- * about 45 of them in the session's token list; Redis 7.0, bench/store.ts), so 30 days of tombstones at
- * 10 logins a second (one token each) is about 6.4 GB; lower `sessions.tombstoneRetention` where that
+ * such key costs about 210 bytes of Redis memory (MEMORY USAGE 152 bytes for a 43-character token id
+ * under prefix `sg:`, layout 3, its value an embstr; a session's 2nd and 3rd token ids cost about 275
+ * bytes each of used_memory, about 65 of them in the session's token list; Redis 7.0, bench/store.ts),
+ * so 30 days of tombstones at 10 logins a second (one token each) is about 5.4 GB; lower
+ * `sessions.tombstoneRetention` where that
  * matters.
  */
 export class RedisSessionStore implements SessionStore {
@@ -82,8 +102,13 @@ export class RedisSessionStore implements SessionStore {
   readonly #now: () => number;
   readonly #retention: number;
   readonly #tombstoneRetention: number;
-  /** Counts live sessions; on a Cluster, COMMIT cannot reach it (another slot), see TRACK_LIVE. */
+  /** Counts live sessions by expiry bucket (see ADD_LIVE): kept off the login's commands. */
   readonly #liveKey: string;
+  /** Live sessions gained (+) and lost (-) per bucket since the last batch was sent. */
+  #liveDeltas = new Map<number, number>();
+  #liveTimer: NodeJS.Timeout | undefined;
+  /** The batch being sent, if any: one at a time, in order. */
+  #liveSending: Promise<void> = Promise.resolve();
   readonly #onError: (err: unknown, what: string) => void;
   readonly #subscriber: InvalidationSubscriber;
   /** Messages of commits that ended sessions while others did (a mass revocation), batched. */
@@ -143,23 +168,37 @@ export class RedisSessionStore implements SessionStore {
     const now = this.#now();
     const live: SessionRecord[] = [];
     for (const [field, value] of Object.entries(fields)) {
-      if (!field.startsWith('s|')) continue;
+      // Status fields: the 11-byte session key, then `s`.
+      if (field.length !== 12 || !field.endsWith('s')) continue;
       const status = decodeStatus(value);
       if (status?.state !== 'live') continue;
-      const sid = field.slice(2);
-      const s = decodeSession(
-        fields[`b|${sid}`],
-        'live',
-        status.lastSeenAt,
-        '',
-        fields[`t|${sid}`],
-        fields[`w|${sid}`],
-      );
+      const s = this.#decode(fields, field.slice(0, 11), status.state, status.lastSeenAt, status.expiresAt);
       // Not ended yet, though perhaps past its expiresAt: the caller ends it as expired.
       if (s && s.user === user && s.expiresAt + this.#retention > now) live.push(s);
     }
     live.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return { user, version: Number(fields.v?.split(' ')[0] ?? 0), live };
+  }
+
+  /** A session of a user's hash fields (as HGETALL, or the names `#fieldsOf` reads, gives them). */
+  #decode(
+    fields: Readonly<Record<string, string>>,
+    key: string,
+    state: string,
+    lastSeenAt: string,
+    expiresAt: number,
+  ): SessionRecord | undefined {
+    return decodeSession({
+      sid: fields[`${key}i`],
+      user: fields.u,
+      base: readChunks(fields, `${key}b`),
+      state,
+      lastSeenAt,
+      expiresAt,
+      end: readChunks(fields, `${key}e`),
+      tokens: readChunks(fields, `${key}t`),
+      warning: readChunks(fields, `${key}w`),
+    });
   }
 
   /**
@@ -178,27 +217,32 @@ export class RedisSessionStore implements SessionStore {
     // args[1], the publication stamp, is set as the script is sent (the index write comes first).
     const args: string[] = [String(change.expectedVersion), '', this.#horizon(now), this.#channel];
     const keys = [this.#userKey(tag)];
-    if (!this.#conn.cluster) keys.push(this.#liveKey);
     let index = ['', '0'];
     if (create) {
       const s = encodeSession(create);
       // On a Cluster the index keys (other slots) are written before the script; elsewhere by it.
       if (this.#conn.cluster)
         await this.#conn.call('commit', () =>
-          this.#writeIndex(create.tokenIds, tag, s.sid, create.expiresAt, now),
+          this.#writeIndex(create.tokenIds, tag, s.key, create.expiresAt, now),
         );
       else {
-        index = [encodeTokenRef(tag, s.sid, create.expiresAt), String(this.#indexTtl(create.expiresAt, now))];
+        index = [encodeTokenRef(tag, s.key, create.expiresAt), String(this.#indexTtl(create.expiresAt, now))];
         for (const t of create.tokenIds) keys.push(this.#indexKey(t));
       }
-      args.push('1', s.sid, s.base, s.state, s.lastSeenAt, s.expiresAt, s.tokens);
+      args.push('1', s.key, s.sid, s.base, s.state, s.lastSeenAt, s.expiresAt, s.tokens);
     } else {
-      args.push('0', '', '', '', '', '', '');
+      args.push('0', '', '', '', '', '', '', '');
     }
-    args.push(tag, String(now), ...index);
+    args.push(JSON.stringify(change.user), ...index);
     for (const end of change.end)
-      args.push(encodeSessionId(end.sessionId), end.state, encodeEnd(change.at, end.endedBy));
-    for (const w of change.warn ?? []) args.push(encodeSessionId(w.sessionId), 'w', encodeWarning(w.warning));
+      args.push(
+        sessionKey(end.sessionId),
+        encodeSessionId(end.sessionId),
+        end.state,
+        encodeEnd(change.at, end.endedBy),
+      );
+    for (const w of change.warn ?? [])
+      args.push(sessionKey(w.sessionId), encodeSessionId(w.sessionId), 'w', encodeWarning(w.warning));
     // A commit that ends sessions while others do leaves its message to the batcher (redis-publisher.ts).
     const ending = change.end.length > 0;
     if (ending && !this.#batcher.begin()) args[3] = '';
@@ -221,40 +265,66 @@ export class RedisSessionStore implements SessionStore {
         changed: String(changed ?? ''),
         at: Number(args[1]),
       });
-    if (this.#conn.cluster)
-      await this.#trackLive(tag, create, (reply as unknown[]).slice(6).map(String), now);
+    if (create?.state === 'live') this.#countLiveDelta(create.expiresAt, 1);
+    for (const expiresAt of (reply as unknown[]).slice(6)) this.#countLiveDelta(Number(expiresAt), -1);
   }
 
-  /**
-   * Cluster only: the commit is applied, so this never fails it. A failure here (the zset's node
-   * unreachable) leaves the count off for that session until its expiresAt at most, and is reported.
-   */
-  async #trackLive(
-    tag: string,
-    create: SessionRecord | undefined,
-    ended: readonly string[],
-    now: number,
-  ): Promise<void> {
-    const added = create?.state === 'live' ? `${tag}\n${encodeSessionId(create.id)}` : '';
-    if (added === '' && ended.length === 0) return;
-    const args = [
-      String(now),
-      added,
-      String(create?.expiresAt ?? 0),
-      ...ended.map((sid) => `${tag}\n${sid}`),
-    ];
-    try {
-      await this.#conn.call('trackLive', () => this.#conn.run(TRACK_LIVE, [this.#liveKey], args));
-    } catch (err) {
-      this.#onError(err, 'live session count');
+  /** One session more or fewer in its expiry bucket, sent with the next batch (LIVE_FLUSH_MS). */
+  #countLiveDelta(expiresAt: number, delta: number): void {
+    const bucket = Math.floor(expiresAt / LIVE_BUCKET_MS);
+    const n = (this.#liveDeltas.get(bucket) ?? 0) + delta;
+    if (n === 0) this.#liveDeltas.delete(bucket);
+    else this.#liveDeltas.set(bucket, n);
+    if (this.#liveDeltas.size > 0 && this.#liveTimer === undefined) {
+      this.#liveTimer = setTimeout(() => {
+        this.#liveTimer = undefined;
+        this.#sendLive().catch((err: unknown) => this.#onError(err, 'live session count'));
+      }, LIVE_FLUSH_MS);
+      // A pending batch never keeps the process alive; close() sends it.
+      this.#liveTimer.unref();
     }
   }
 
+  /**
+   * Sends the pending deltas as one ADD_LIVE, after the batch before it. A batch that fails is merged
+   * back and sent with the next one: the map holds one entry per bucket at most (maxAge / bucket), so
+   * an outage costs bounded memory; the count lags by the deltas not sent yet.
+   */
+  #sendLive(): Promise<void> {
+    const sent = this.#liveSending.then(async () => {
+      clearTimeout(this.#liveTimer);
+      this.#liveTimer = undefined;
+      const now = this.#now();
+      const current = Math.floor(now / LIVE_BUCKET_MS);
+      const batch = [...this.#liveDeltas].filter(([bucket]) => bucket > current);
+      this.#liveDeltas = new Map();
+      if (batch.length === 0) return;
+      const args = [String(current), String(now), String(LIVE_BUCKET_MS)];
+      for (const [bucket, delta] of batch) args.push(String(bucket), String(delta));
+      try {
+        await this.#conn.call('countLive', () => this.#conn.run(ADD_LIVE, [this.#liveKey], args));
+      } catch (err) {
+        for (const [bucket, delta] of batch) this.#countLiveDelta(bucket * LIVE_BUCKET_MS, delta);
+        throw err;
+      }
+    });
+    // The next batch waits for this one whether it failed or not.
+    this.#liveSending = sent.catch(() => {});
+    return sent;
+  }
+
+  /**
+   * This replica's pending deltas are sent first, so the answer includes its own commits; other
+   * replicas' commits of the last LIVE_FLUSH_MS may be missing (see the contract).
+   */
   async countLive(): Promise<number> {
+    await this.#sendLive();
+    const current = Math.floor(this.#now() / LIVE_BUCKET_MS);
     const n = await this.#conn.call('countLive', () =>
-      this.#conn.run(COUNT_LIVE, [this.#liveKey], [String(this.#now())]),
+      this.#conn.run(COUNT_LIVE, [this.#liveKey], [String(current)]),
     );
-    return Number(n);
+    // Deltas lost with a replica that died before sending them can leave the sum below zero.
+    return Math.max(0, Number(n));
   }
 
   async lookup(tokenId: string): Promise<TokenLookup | undefined> {
@@ -268,21 +338,29 @@ export class RedisSessionStore implements SessionStore {
     if (value === ANONYMOUS) return 'anonymous';
     const ref = decodeTokenRef(value);
     if (ref === undefined) return undefined;
-    const { sid, expiresAt } = ref;
-    const f = await this.#conn.call('lookup', () =>
-      this.#conn.client.hmget(
-        this.#userKey(ref.tag),
-        `b|${sid}`,
-        `s|${sid}`,
-        `e|${sid}`,
-        `t|${sid}`,
-        `w|${sid}`,
-      ),
-    );
+    const { key, expiresAt } = ref;
+    const h = this.#userKey(ref.tag);
+    const names = ['u', `${key}i`, `${key}s`];
+    for (const f of ['b', 'e', 't', 'w']) names.push(...chunkNames(`${key}${f}`, FIND_CHUNKS));
+    const values = await this.#conn.call('lookup', () => this.#conn.client.hmget(h, ...names));
+    const fields: Record<string, string> = {};
+    names.forEach((name, i) => {
+      const v = values[i];
+      if (v !== null && v !== undefined) fields[name] = v;
+    });
+    // A value longer than FIND_CHUNKS chunks (many rotated tokens, a long User-Agent): the rest.
+    for (const f of ['b', 'e', 't', 'w']) {
+      const name = `${key}${f}`;
+      for (let i = FIND_CHUNKS; fields[`${name}${i - 1}`] !== undefined; i++) {
+        const more = await this.#conn.call('lookup', () => this.#conn.client.hget(h, `${name}${i}`));
+        if (more === null) break;
+        fields[`${name}${i}`] = more;
+      }
+    }
     const now = this.#now();
-    const status = decodeStatus(f[1]);
+    const status = decodeStatus(fields[`${key}s`]);
     // One whose token fell out of the session's list (rotation) is still the session's: dead stays dead.
-    const session = status && decodeSession(f[0], status.state, status.lastSeenAt, f[2], f[3], f[4]);
+    const session = status && this.#decode(fields, key, status.state, status.lastSeenAt, status.expiresAt);
     if (session && session.expiresAt + this.#retention > now) return { tokenId, session };
     // No record (any more): past its session's expiresAt the id is a tombstone until its own end. Before
     // that, the key was left by a commit that failed and names a session that never existed: unknown.
@@ -323,21 +401,21 @@ export class RedisSessionStore implements SessionStore {
   ): Promise<SessionRecord | undefined> {
     const tag = userTag(user);
     const h = this.#userKey(tag);
-    const sid = encodeSessionId(sessionId);
+    const key = sessionKey(sessionId);
     const keys = [h];
     if (this.#conn.cluster) {
       // The index keys live in other slots: written first (commit's ordering), with the TTL of the
       // session's expiresAt, read first (it never changes).
       const status = decodeStatus(
-        await this.#conn.call('addTokens', () => this.#conn.client.hget(h, `s|${sid}`)),
+        await this.#conn.call('addTokens', () => this.#conn.client.hget(h, `${key}s`)),
       );
       if (status?.state !== 'live') return undefined;
       const now = this.#now();
-      await this.#conn.call('addTokens', () => this.#writeIndex(tokenIds, tag, sid, status.expiresAt, now));
+      await this.#conn.call('addTokens', () => this.#writeIndex(tokenIds, tag, key, status.expiresAt, now));
     } else for (const t of tokenIds) keys.push(this.#indexKey(t));
     const now = this.#now();
     const args = [
-      sid,
+      key,
       String(maxTokens),
       String(now),
       this.#horizon(now),
@@ -349,13 +427,23 @@ export class RedisSessionStore implements SessionStore {
     const reply = await this.#conn.call('addTokens', () => this.#conn.run(ADD_TOKENS, keys, args));
     if (!Array.isArray(reply)) return undefined;
     const f = reply as string[];
-    return decodeSession(f[0], f[1], f[2], f[3], f[4], f[5]);
+    return decodeSession({
+      sid: f[0],
+      user: f[1],
+      base: f[2],
+      state: f[3],
+      lastSeenAt: f[4],
+      expiresAt: Number(f[5]),
+      end: '',
+      tokens: f[6],
+      warning: f[7],
+    });
   }
 
   async touch(user: string, sessionId: string, at: number): Promise<void> {
     const h = this.#userKey(userTag(user));
     await this.#conn.call('touch', () =>
-      this.#conn.run(TOUCH, [h], [encodeSessionId(sessionId), String(at), String(this.#now())]),
+      this.#conn.run(TOUCH, [h], [sessionKey(sessionId), String(at), String(this.#now())]),
     );
   }
 
@@ -414,8 +502,10 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async #close(): Promise<void> {
-    // Batched messages of commits already answered still go out.
+    // Batched messages of commits already answered still go out, and their live-session deltas.
     await this.#batcher.drain();
+    await this.#sendLive().catch((err: unknown) => this.#onError(err, 'live session count'));
+    clearTimeout(this.#liveTimer);
     this.#listeners.clear();
     this.#subscriber.close();
     await this.#conn.close();
@@ -451,13 +541,13 @@ export class RedisSessionStore implements SessionStore {
   async #writeIndex(
     tokenIds: readonly string[],
     tag: string,
-    sid: string,
+    key: string,
     expiresAt: number,
     now: number,
   ): Promise<void> {
     const px = this.#indexTtl(expiresAt, now);
     if (px <= 0 || tokenIds.length === 0) return;
-    const value = encodeTokenRef(tag, sid, expiresAt);
+    const value = encodeTokenRef(tag, key, expiresAt);
     await Promise.all(tokenIds.map((t) => this.#conn.client.set(this.#indexKey(t), value, 'PX', px)));
   }
 

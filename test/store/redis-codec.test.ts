@@ -13,6 +13,12 @@ import {
   encodeTokenRef,
   encodeTokens,
   encodeWarning,
+  joinJson,
+  MAX_CHUNK,
+  sessionKey,
+  splitJson,
+  type EncodedSession,
+  type StoredSession,
   userTag,
 } from '../../src/store/redis-codec.js';
 
@@ -29,17 +35,38 @@ const record: SessionRecord = {
   pinned: 1,
 };
 
+/** The fields an encoded session is stored as, read back with this state, end and warning. */
+function stored(
+  s: EncodedSession,
+  state: string | null,
+  end = '',
+  warning?: string,
+  base: string | null = s.base,
+): StoredSession {
+  return {
+    sid: s.sid,
+    user: s.user,
+    base,
+    state,
+    lastSeenAt: s.lastSeenAt,
+    expiresAt: Number(s.expiresAt),
+    end,
+    tokens: s.tokens,
+    warning,
+  };
+}
+
 describe('Redis record codec', () => {
   it('round-trips a session through its stored fields', () => {
     const s = encodeSession(record);
-    expect(decodeSession(s.base, s.state, s.lastSeenAt, '', s.tokens)).toEqual(record);
+    expect(decodeSession(stored(s, s.state, ''))).toEqual(record);
   });
 
   it('adds endedAt and endedBy from the end field', () => {
     const s = encodeSession(record);
     const endedBy = { sessionId: 'newer', ip: '198.51.100.1' };
     const end = encodeEnd(1_700_000_100_000, endedBy);
-    expect(decodeSession(s.base, 'superseded', s.lastSeenAt, end, s.tokens)).toEqual({
+    expect(decodeSession(stored(s, 'superseded', end))).toEqual({
       ...record,
       state: 'superseded',
       endedAt: 1_700_000_100_000,
@@ -47,10 +74,10 @@ describe('Redis record codec', () => {
     });
   });
 
-  it('decodes nothing from a missing base or an unknown state', () => {
+  it('decodes nothing from a missing session id or an unknown state', () => {
     const s = encodeSession(record);
-    expect(decodeSession(null, 'live', s.lastSeenAt, '', s.tokens)).toBeUndefined();
-    expect(decodeSession(s.base, 'zombie', s.lastSeenAt, '', s.tokens)).toBeUndefined();
+    expect(decodeSession({ ...stored(s, 'live'), sid: null })).toBeUndefined();
+    expect(decodeSession(stored(s, 'zombie', ''))).toBeUndefined();
   });
 
   it('keeps token ids one per line whatever they contain, and an empty list empty', () => {
@@ -60,11 +87,41 @@ describe('Redis record codec', () => {
     expect(decodeTokens(encodeTokens([]))).toEqual([]);
   });
 
-  it('round-trips a token reference, and reads one written before tombstones without an expiry', () => {
-    const value = encodeTokenRef('ab12', '"sid"', 1_700_003_600_000);
-    expect(decodeTokenRef(value)).toEqual({ tag: 'ab12', sid: '"sid"', expiresAt: 1_700_003_600_000 });
-    expect(decodeTokenRef('ab12\n"sid"')).toEqual({ tag: 'ab12', sid: '"sid"', expiresAt: undefined });
+  it('round-trips a token reference in 43 bytes (an embstr), and reads one without an expiry', () => {
+    const tag = userTag('alice');
+    const key = sessionKey(record.id);
+    const value = encodeTokenRef(tag, key, 1_700_003_600_000);
+    expect(value.length).toBe(43);
+    expect(decodeTokenRef(value)).toEqual({ tag, key, expiresAt: 1_700_003_600_000 });
+    expect(decodeTokenRef(`${tag}\n${key}`)).toEqual({ tag, key, expiresAt: undefined });
     expect(decodeTokenRef('no-newline')).toBeUndefined();
+  });
+
+  it('gives sessions distinct 11-character base64url keys, whatever their ids', () => {
+    const keys = ['s1', 's2', record.id, '\ud800', 'x'.repeat(1000)].map(sessionKey);
+    expect(new Set(keys).size).toBe(5);
+    for (const k of keys) expect(k).toMatch(/^[A-Za-z0-9_-]{11}$/);
+  });
+
+  it('splits JSON into lines of at most 64 bytes of valid UTF-8, and joins it back', () => {
+    const json = JSON.stringify({ userAgent: `Mozilla/5.0 ${'é€😀'.repeat(40)} \ud800 end` });
+    const lines = splitJson(json).split('\n');
+    expect(lines.length).toBeGreaterThan(5);
+    for (const line of lines) {
+      const bytes = Buffer.from(line, 'utf8');
+      expect(bytes.length).toBeLessThanOrEqual(MAX_CHUNK);
+      // Cut between code points only: each line survives a UTF-8 round trip on its own.
+      expect(bytes.toString('utf8')).toBe(line);
+    }
+    expect(joinJson(splitJson(json))).toBe(json);
+    expect(splitJson('')).toBe('');
+  });
+
+  it('round-trips a session with a long User-Agent, its base in lines of at most 64 bytes', () => {
+    const long = { ...record, userAgent: `Mozilla/5.0 (Windows NT 10.0; Win64; x64) ${'x'.repeat(200)}` };
+    const s = encodeSession(long);
+    for (const line of s.base.split('\n')) expect(Buffer.byteLength(line)).toBeLessThanOrEqual(MAX_CHUNK);
+    expect(decodeSession(stored(s, 'live'))).toEqual(long);
   });
 
   it('gives users distinct 22-character base64url tags (128 bits), lone surrogates included', () => {
@@ -85,7 +142,7 @@ describe('Redis record codec', () => {
 
   it('ignores an end field while the session is live (left by an earlier session of the id)', () => {
     const s = encodeSession(record);
-    expect(decodeSession(s.base, 'live', s.lastSeenAt, encodeEnd(5, undefined), s.tokens)).toEqual(record);
+    expect(decodeSession(stored(s, 'live', encodeEnd(5, undefined)))).toEqual(record);
   });
 });
 
@@ -138,12 +195,10 @@ describe('Redis invalidation message codec', () => {
     const warning = { sessionId: 'n', at: 5, device: 'Chrome on Windows', place: 'DE' };
     const s = encodeSession(record);
     const w = encodeWarning(warning);
-    expect(decodeSession(s.base, 'live', s.lastSeenAt, '', s.tokens, w)?.warning).toEqual(warning);
-    expect(
-      decodeSession(s.base, 'live', s.lastSeenAt, '', s.tokens, encodeWarning(null))?.warning,
-    ).toBeUndefined();
-    expect(decodeSession(s.base, 'live', s.lastSeenAt, '', s.tokens, '{"at":"x"}')?.warning).toBeUndefined();
-    expect(decodeSession(s.base, 'live', s.lastSeenAt, '', s.tokens, 'not json')?.warning).toBeUndefined();
-    expect(decodeSession(s.base, 'superseded', s.lastSeenAt, '{}', s.tokens, w)?.warning).toBeUndefined();
+    expect(decodeSession(stored(s, 'live', '', w))?.warning).toEqual(warning);
+    expect(decodeSession(stored(s, 'live', '', encodeWarning(null)))?.warning).toBeUndefined();
+    expect(decodeSession(stored(s, 'live', '', '{"at":"x"}'))?.warning).toBeUndefined();
+    expect(decodeSession(stored(s, 'live', '', 'not json'))?.warning).toBeUndefined();
+    expect(decodeSession(stored(s, 'superseded', '{}', w))?.warning).toBeUndefined();
   });
 });

@@ -8,7 +8,13 @@ import { beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { StoreUnavailableError } from '../../src/errors.js';
 import type { SessionStore } from '../../src/store/contract.js';
 import type { SessionRecord } from '../../src/model.js';
-import { createRedisStore, type RedisSessionStore, type RedisStoreOptions } from '../../src/store/redis.js';
+import {
+  createRedisStore,
+  LIVE_BUCKET_MS,
+  LIVE_FLUSH_MS,
+  type RedisSessionStore,
+  type RedisStoreOptions,
+} from '../../src/store/redis.js';
 import {
   haveRedis,
   keysWithPrefix,
@@ -115,19 +121,21 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
     const store = await openStore({ url: redis.url, keyPrefix: prefix, retention });
     const session = await login(store, 'kim');
     await store.addTokens('kim', session.id, ['t-kim'], 8);
+    // The live-session count is written in batches: counting sends this store's.
+    expect(await store.countLive()).toBe(1);
     const keys = await keysWithPrefix([redis.port], prefix);
-    // Layout v2: the user's hash, three index keys, the live-session count.
+    // Layout v3: the user's hash, three index keys, the live-session count.
     expect(keys.size).toBe(5);
-    keys.delete(`${prefix}v2:live`);
+    keys.delete(`${prefix}v3:live`);
     for (const key of keys.keys()) {
       const ttl = Number(await redisCommand(redis.port, 'PTTL', key));
       // The session ends in an hour; its keys stay for the retention after that.
       expect({ key, ttl: ttl > 3_600_000 + retention - 60_000 }).toEqual({ key, ttl: true });
     }
-    // The live-session count forgets the session at its end.
-    const live = Number(await redisCommand(redis.port, 'PTTL', `${prefix}v2:live`));
+    // The live-session count forgets the session at the end of its expiry's bucket (a minute).
+    const live = Number(await redisCommand(redis.port, 'PTTL', `${prefix}v3:live`));
     expect(live).toBeGreaterThan(3_600_000 - 60_000);
-    expect(live).toBeLessThanOrEqual(3_600_000);
+    expect(live).toBeLessThanOrEqual(3_600_000 + LIVE_BUCKET_MS);
   });
 
   it('keeps the index key of a token id, its tombstone, for tombstoneRetention after the session end', async () => {
@@ -142,7 +150,7 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
     const session = await login(store, 'lou');
     await store.addTokens('lou', session.id, ['t-lou-rotated'], 8);
     for (const t of [...session.tokenIds, 't-lou-rotated']) {
-      const ttl = Number(await redisCommand(redis.port, 'PTTL', `${prefix}v2:t:${t}`));
+      const ttl = Number(await redisCommand(redis.port, 'PTTL', `${prefix}v3:t:${t}`));
       expect(ttl).toBeGreaterThan(3_600_000 + tombstoneRetention - 60_000);
       expect(ttl).toBeLessThanOrEqual(3_600_000 + tombstoneRetention);
     }
@@ -172,6 +180,30 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
     await endAll(a, 'erin');
     await vi.waitFor(() => expect(listenerA.invalidated).toContain(session.tokenIds[0]), { timeout: 5_000 });
     expect(listenerB.invalidated).toEqual([]);
+  });
+
+  it("counts another replica's sessions once it sends its batch, within LIVE_FLUSH_MS, with no command of its own per login", async () => {
+    const r = await ownRedis();
+    const keyPrefix = `sg:${randomUUID().slice(0, 8)}:`;
+    const a = await openStore({ url: r.url, keyPrefix });
+    const b = await openStore({ url: r.url, keyPrefix });
+    await login(a, 'noa');
+    // The replica that committed counts its own at once (it sends its batch before counting).
+    expect(await a.countLive()).toBe(1);
+    const increments = async (): Promise<number> => {
+      const stats = String(await redisCommand(r.port, 'INFO', 'commandstats'));
+      return Number(/cmdstat_hincrby:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    };
+    const before = await increments();
+    await login(a, 'ola');
+    await login(a, 'pia');
+    expect(await increments()).toBe(before);
+    await vi.waitFor(async () => expect(await b.countLive()).toBe(3), { timeout: LIVE_FLUSH_MS * 5 });
+    // One batch: a HINCRBY per expiry minute the sessions fall in (one, or two across a minute's end).
+    expect((await increments()) - before).toBeGreaterThanOrEqual(1);
+    expect((await increments()) - before).toBeLessThanOrEqual(2);
+    await endAll(a, 'noa');
+    await vi.waitFor(async () => expect(await b.countLive()).toBe(2), { timeout: LIVE_FLUSH_MS * 5 });
   });
 
   it('keeps working after SCRIPT FLUSH empties the server script cache (EVAL on NOSCRIPT)', async () => {
