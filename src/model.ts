@@ -6,6 +6,16 @@
 /** `live`, or why a session ended. */
 export type SessionState =
   'live' | 'superseded' | 'logged_out' | 'expired' | 'ended_by_user' | 'ended_by_admin';
+
+/** Every SessionState, in one order (the packed cache's state codes are indexes into it). */
+export const SESSION_STATES: readonly SessionState[] = [
+  'live',
+  'superseded',
+  'logged_out',
+  'expired',
+  'ended_by_user',
+  'ended_by_admin',
+];
 export type EndState = Exclude<SessionState, 'live'>;
 
 /** Who or what ended a session, for the "superseded" page ("a new login from Chrome on Windows at 10:02"). */

@@ -1,4 +1,4 @@
-import type { CachedSession, SessionRecord, SessionState } from '../model.js';
+import { SESSION_STATES, type CachedSession, type SessionRecord, type SessionState } from '../model.js';
 
 const ENDED_REMEMBERED = 10_000;
 const NONE: readonly string[] = Object.freeze([]);
@@ -6,15 +6,7 @@ const NONE: readonly string[] = Object.freeze([]);
 /** What a decision can say of its token. */
 export type DecisionState = SessionState | 'unknown' | 'anonymous' | 'unavailable';
 
-/** Slot state codes are 1 + the index here; 0 is a free slot. */
-const SESSION_STATES: readonly SessionState[] = [
-  'live',
-  'superseded',
-  'logged_out',
-  'expired',
-  'ended_by_user',
-  'ended_by_admin',
-];
+/** Slot state codes are 1 + the index in STATES; 0 is a free slot. */
 const STATES: readonly DecisionState[] = [...SESSION_STATES, 'unknown', 'anonymous', 'unavailable'];
 const CODE_OF = new Map<DecisionState, number>(STATES.map((s, i) => [s, i + 1]));
 const LIVE = 1;

@@ -11,15 +11,9 @@ import type {
   SessionState,
   SessionWarning,
 } from '../model.js';
+import { SESSION_STATES } from '../model.js';
 
-const STATES: ReadonlySet<string> = new Set<SessionState>([
-  'live',
-  'superseded',
-  'logged_out',
-  'expired',
-  'ended_by_user',
-  'ended_by_admin',
-]);
+const STATES: ReadonlySet<string> = new Set<SessionState>(SESSION_STATES);
 
 /**
  * The index key's value for an anonymous token id (a session's is `<tag>\n<sid>\n<expiresAt>`, or
