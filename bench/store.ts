@@ -13,7 +13,7 @@
  *   front of the store's command connection (a request sent after a reply is one more round trip).
  *
  * Usage: node dist/bench/store.js [--sizes 100000,1000000] [--tokens 1,3] [--logins 2000]
- *          [--concurrency 256] [--results results/store.md] [--no-results]
+ *          [--warm 100000] [--concurrency 256] [--results results/store.md] [--no-results]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -41,6 +41,8 @@ interface Options {
   readonly sizes: number[];
   readonly tokens: number[];
   readonly logins: number;
+  /** Registrations through the login measurement's store before it (see measureLogins). */
+  readonly warm: number;
   readonly concurrency: number;
   readonly results: string | undefined;
   /** redis-server's hash-max-listpack-value, when not its default (64). */
@@ -53,6 +55,7 @@ function options(): Options {
       sizes: { type: 'string', default: '100000,1000000' },
       tokens: { type: 'string', default: '1,3' },
       logins: { type: 'string', default: '2000' },
+      warm: { type: 'string', default: '100000' },
       concurrency: { type: 'string', default: '256' },
       'listpack-value': { type: 'string' },
       results: { type: 'string', default: 'results/store.md' },
@@ -67,6 +70,7 @@ function options(): Options {
     sizes: list(values.sizes),
     tokens: list(values.tokens),
     logins: Number(values.logins),
+    warm: Number(values.warm),
     concurrency: Number(values.concurrency),
     results: values['no-results'] ? undefined : join(benchDir, values.results),
     listpackValue: values['listpack-value'] === undefined ? undefined : Number(values['listpack-value']),
@@ -221,7 +225,8 @@ function shapeOf(key: string): string {
   return key
     .replace(/\{[^}]*\}/, '{*}')
     .replace(/:[A-Za-z0-9_-]{20,}$/, ':*')
-    .replace(/:[A-Za-z0-9_-]{20,}:/, ':*:');
+    .replace(/:[A-Za-z0-9_-]{20,}:/, ':*:')
+    .replace(/:t:[A-Za-z0-9_-]{2}[0-3]$/, ':t:*');
 }
 
 interface KeyShape {
@@ -325,6 +330,8 @@ async function measureMemory(
 
 interface LoginResult {
   readonly tokens: number;
+  /** Sessions registered through the measured store first (0: its memos of the token index are cold). */
+  readonly warm: number;
   readonly logins: number;
   readonly commands: number;
   readonly roundTrips: number;
@@ -361,13 +368,26 @@ async function replacingLogin(store: RedisSessionStore, user: string, tokens: nu
   await store.commit(change);
 }
 
-async function measureLogins(redis: OwnRedis, tokens: number, logins: number): Promise<LoginResult> {
+/**
+ * Replacing logins through a store of their own, after `warm` more registrations through it: a replica
+ * that has written every bucket of the token index within INDEX_PRUNE_MS (as one does at about 30
+ * logins a second or more: 16,384 buckets every 10 minutes) knows their TTLs and has pruned them, so
+ * its logins write each entry with one HSET; a cold one (just started, or a far slower rate) also
+ * reads and extends each bucket it writes (PTTL, PEXPIRE, HGETALL).
+ */
+async function measureLogins(
+  redis: OwnRedis,
+  tokens: number,
+  logins: number,
+  warm: number,
+): Promise<LoginResult> {
   await redis.admin.flushall();
   const relay = new RoundTripRelay(redis.port);
   const store = await openStore(await relay.listen());
   try {
     const run = randomUUID().slice(0, 8);
     await register(store, run, 0, logins, tokens, 64);
+    if (warm > 0) await register(store, `${run}w`, 0, warm, tokens, 256);
     // A first replacing login each way would EVAL scripts not sent yet on this connection: warm up.
     await replacingLogin(store, userOf(run, 0), tokens);
     const statsBefore = await commandStats(redis.admin);
@@ -387,6 +407,7 @@ async function measureLogins(redis: OwnRedis, tokens: number, logins: number): P
     const live = (await store.readUser(userOf(run, 1))).live.length;
     return {
       tokens,
+      warm,
       logins: n,
       commands: breakdown.reduce((s, [, c]) => s + c, 0),
       roundTrips: (tripsAfter - tripsBefore) / n,
@@ -456,18 +477,18 @@ function report(
   }
   lines.push('');
   lines.push(
-    'A login on the common path (the store calls of `SessionService.login`: readUser, lookup of each new token id after the first, commit replacing the one live session):',
+    'A login on the common path (the store calls of `SessionService.login`: readUser, lookup of each new token id after the first, commit replacing the one live session), by a replica whose memos of the token index are warm (it registered the sessions first: it wrote every bucket within the last 10 minutes, as a replica does at about 30 logins/s or more) and by a cold one (just started, or logins far slower than that: each write also reads, extends and prunes its bucket):',
   );
   lines.push('');
   lines.push(
-    '| tokens | logins | commands / login | round trips / login | live sessions after | commands (per login) |',
+    '| tokens | replica | logins | commands / login | round trips / login | live sessions after | commands (per login) |',
   );
   lines.push(
-    '|-------:|-------:|-----------------:|--------------------:|--------------------:|----------------------|',
+    '|-------:|---------|-------:|-----------------:|--------------------:|--------------------:|----------------------|',
   );
   for (const l of logins)
     lines.push(
-      `| ${l.tokens} | ${fmt(l.logins)} | ${fmt(l.commands, 1)} | ${fmt(l.roundTrips, 2)} | ${l.liveAfter} | ${l.breakdown
+      `| ${l.tokens} | ${l.warm > 0 ? `warm (${fmt(l.warm)} registered first)` : 'cold'} | ${fmt(l.logins)} | ${fmt(l.commands, 1)} | ${fmt(l.roundTrips, 2)} | ${l.liveAfter} | ${l.breakdown
         .map(([name, c]) => `${name} ${fmt(c, 1)}`)
         .join(', ')} |`,
     );
@@ -483,11 +504,13 @@ async function main(): Promise<void> {
     const redisVersion = /^redis_version:(\S+)/m.exec(server)?.[1] ?? '?';
     const logins: LoginResult[] = [];
     for (const tokens of o.tokens) {
-      const l = await measureLogins(redis, tokens, o.logins);
-      console.log(
-        `login, ${tokens} token(s): ${fmt(l.commands, 1)} commands, ${fmt(l.roundTrips, 2)} round trips; ${l.breakdown.map(([n, c]) => `${n} ${fmt(c, 1)}`).join(', ')}`,
-      );
-      logins.push(l);
+      for (const warm of [o.warm, 0]) {
+        const l = await measureLogins(redis, tokens, o.logins, warm);
+        console.log(
+          `login, ${tokens} token(s), warm ${warm}: ${fmt(l.commands, 1)} commands, ${fmt(l.roundTrips, 2)} round trips; ${l.breakdown.map(([n, c]) => `${n} ${fmt(c, 1)}`).join(', ')}`,
+        );
+        logins.push(l);
+      }
     }
     const memory: MemoryResult[] = [];
     for (const tokens of o.tokens)

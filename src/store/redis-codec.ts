@@ -16,10 +16,56 @@ import { SESSION_STATES } from '../model.js';
 const STATES: ReadonlySet<string> = new Set<SessionState>(SESSION_STATES);
 
 /**
- * The index key's value for an anonymous token id (a session's is `<tag>\n<sid>\n<expiresAt>`, or
- * `<tag>\n<sid>` as written before tombstones).
+ * The first line of an index entry's value for an anonymous token id: `a\n<until in base 36>` (a
+ * session's is `<tag>\n<key>\n<expiresAt in base 36>`, see encodeTokenRef; no tag is one character).
  */
 export const ANONYMOUS = 'a';
+
+/** An anonymous token id's index value, known to be anonymous until `until` (epoch ms). */
+export function encodeAnonymous(until: number): string {
+  return `${ANONYMOUS}\n${Math.ceil(until).toString(36)}`;
+}
+
+/**
+ * Hashes the token index is spread over (see redis-scripts.ts): 2^14, so a million token ids are about
+ * 61 to a hash, each hash within Redis's listpack limits (hash-max-listpack-entries 128, values of at most
+ * 64 bytes) up to about two million ids; past that a hash becomes a hashtable, which still costs less
+ * than a key per id.
+ */
+export const INDEX_BUCKETS = 16_384;
+
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+/** A token id as `TokenIdOf` makes them: 32 bytes of HMAC-SHA256 in base64url. */
+const CANONICAL_ID = /^[A-Za-z0-9_-]{43}$/;
+
+/** Where a token id's entry lives: its bucket (`t:<bucket>`), and its field name in that hash. */
+export interface IndexSlot {
+  /** Three characters: two of base64url (12 bits), then 0-3 (2 bits): one of INDEX_BUCKETS. */
+  readonly bucket: string;
+  readonly field: string;
+  /** The bucket's number, 0 to INDEX_BUCKETS - 1 (the store's per-bucket memos are indexed by it). */
+  readonly n: number;
+}
+
+/**
+ * A token id's place in the index. A canonical id (43 characters of base64url, uniformly random) picks
+ * its bucket from its first 14 bits and is stored under its characters 2 to 21 (120 bits: two ids of
+ * one bucket sharing them is about 2^-100 likely for a billion ids, and would only make one id read as
+ * the other's session, never let a request past the app's own check). Any other string (tests, a
+ * custom extractor's ids) is placed by its sha256 and stored as `.` and that hash (no canonical field
+ * starts with `.`), so no string can collide with another or hold a character Redis would mangle.
+ */
+export function indexSlot(tokenId: string): IndexSlot {
+  const id = CANONICAL_ID.test(tokenId)
+    ? tokenId
+    : createHash('sha256').update(Buffer.from(tokenId, 'utf16le')).digest('base64url');
+  const low = BASE64URL.indexOf(id.charAt(2)) >> 4;
+  return {
+    bucket: `${id.slice(0, 2)}${low}`,
+    field: id === tokenId ? id.slice(2, 22) : `.${id}`,
+    n: (BASE64URL.indexOf(id.charAt(0)) << 8) | (BASE64URL.indexOf(id.charAt(1)) << 2) | low,
+  };
+}
 
 /**
  * The hash tag of a user: sha256 of the user's UTF-16 code units (lossless for any JS string, lone
@@ -227,29 +273,32 @@ export function decodeSession(f: StoredSession): SessionRecord | undefined {
   };
 }
 
-/** What a token id's index key says: the user's tag, the session's key, its expiresAt if known. */
+/** What a token id's index entry says of its session: the user's tag, the session's key, its expiresAt. */
 export interface TokenRef {
   readonly tag: string;
   readonly key: string;
-  readonly expiresAt: number | undefined;
+  readonly expiresAt: number;
 }
 
 /**
- * `<tag>\n<key>\n<expiresAt in base 36>`: 43 bytes, so Redis keeps it inside its object (embstr, at
- * most 44), one allocation instead of two. The expiresAt is rounded up to a whole millisecond.
+ * `<tag>\n<key>\n<expiresAt in base 36>`: 43 bytes, within a listpack value's 64. The expiresAt is
+ * rounded up to a whole millisecond.
  */
 export function encodeTokenRef(tag: string, key: string, expiresAt: number): string {
   return `${tag}\n${key}\n${Math.ceil(expiresAt).toString(36)}`;
 }
 
 /**
- * `<tag>\n<key>\n<expiresAt>` (or `<tag>\n<key>`): neither the base64url tag nor the key contains a
- * newline. Undefined for a value that is neither.
+ * An index entry's value: a session's `<tag>\n<key>\n<expiresAt>` (neither the base64url tag nor the
+ * key contains a newline), or an anonymous id's (`encodeAnonymous`). Undefined for anything else.
  */
-export function decodeTokenRef(value: string): TokenRef | undefined {
+export function decodeIndexValue(value: string): TokenRef | { readonly anonymousUntil: number } | undefined {
   const [tag, key, end] = value.split('\n');
   if (tag === undefined || key === undefined) return undefined;
-  return { tag, key, expiresAt: end === undefined ? undefined : parseInt(end, 36) };
+  if (tag === ANONYMOUS) return end === undefined ? { anonymousUntil: parseInt(key, 36) } : undefined;
+  if (end === undefined) return undefined;
+  const expiresAt = parseInt(end, 36);
+  return Number.isFinite(expiresAt) ? { tag, key, expiresAt } : undefined;
 }
 
 /**

@@ -24,7 +24,7 @@ function isScriptCommand(value: unknown): value is ScriptCommand {
 }
 
 /**
- * Login history on Redis: one sorted set per user, `<prefix>v3:h:{<user tag>}`, in the user hash's
+ * Login history on Redis: one sorted set per user, `<prefix>v4:h:{<user tag>}`, in the user hash's
  * slot (same hash tag). A member is `<device>\n<country>` (the fingerprint holds no newline), so a pair
  * is stored once and its score is its last login: no JSON for Lua to decode.
  */

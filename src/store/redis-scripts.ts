@@ -1,7 +1,7 @@
 /**
  * Lua scripts of the Redis session store, as string constants so the build copies no assets.
  *
- * Key layout, version 3 (every name starts `<prefix>v3:`, so a store never reads the keys of an older
+ * Key layout, version 4 (every name starts `<prefix>v4:`, so a store never reads the keys of an older
  * layout as its own; those expire by their own TTLs):
  * - `u:{<tag>}` (hash), one per user, kept a listpack (Redis's compact encoding) by values of at most
  *   64 bytes (hash-max-listpack-value's default): `v` = `<version> <earliest expiresAt> <latest
@@ -12,8 +12,15 @@
  *   `<key>e` JSON `{endedAt, endedBy}` once ended (ignored while the status is live), `<key>w` the JSON
  *   warning of `onLimit: warn` (missing: none; read only while live). A longer value (a user or id
  *   over 64 bytes) only makes that user's hash a hashtable, as every hash was in version 2.
- * - `t:<tokenId>` (string) maps a token id to `<tag>\n<key>\n<expiresAt in base 36>` (43 bytes, an
- *   embstr) and outlives the record as its tombstone (see redis.ts).
+ * - `t:<bucket>` (hash), the token index, one of INDEX_BUCKETS (2^14) hashes a token id is placed in by
+ *   its first 14 bits (`indexSlot` in redis-codec.ts): field, 20 characters of the id; value,
+ *   `<tag>\n<key>\n<expiresAt in base 36>` (43 bytes), or `a\n<until>` for an anonymous id. An entry
+ *   outlives its record as the token id's tombstone, for the index life (the longer of the
+ *   retentions, see redis.ts) past its expiresAt; past its end it reads as absent. Redis 7.0 has no TTL
+ *   per field, so a bucket's TTL reaches the latest end of its entries (plus a slack, so most writes
+ *   leave it as it is), and dead entries are pruned by the writes that come every so often (both
+ *   decided by each replica's memo of the buckets, see redis.ts). Version 3 had a key per token id:
+ *   about 210 bytes each, against about 75 here at a million.
  * - `live` (hash, one per prefix) counts live sessions by the minute of their expiresAt (field: the
  *   minute since the epoch, value: sessions). No commit writes it: each replica sends its commits'
  *   changes in batches (ADD_LIVE, see redis.ts), and COUNT_LIVE sums the future minutes. Version 2
@@ -187,6 +194,46 @@ local function num36(n)
   return sign .. out
 end
 
+-- The token index (see the layout above). An entry means something until its end: an anonymous id's
+-- own (a\\n<until>), a session's expiresAt plus the index life (<tag>\\n<key>\\n<expiresAt>); nil
+-- for a value that is neither (pruned as dead).
+local function entryEnd(value, life)
+  if string.sub(value, 1, 2) == 'a\\n' then return tonumber(string.sub(value, 3), 36) end
+  local exp = tonumber(string.match(value, '\\n([0-9a-z]+)$') or '', 36)
+  if exp then return exp + life end
+  return nil
+end
+
+-- One entry. An anonymous one is written only where no entry means anything any more: a token id of a
+-- session is never made anonymous.
+local function indexEntry(b, field, value, anonymous, now, life)
+  if anonymous then
+    local old = redis.call('HGET', b, field)
+    local e = old and entryEnd(old, life)
+    if e and e > now then return end
+  end
+  redis.call('HSET', b, field, value)
+end
+
+-- After a bucket's writes: its TTL is made to reach want + slack unless the caller knows it reaches
+-- want already (known, its memo), and never shortened (another replica may have set a longer one; a
+-- new hash has none, PTTL -1), and, when prune is set, entries whose end has passed go (after the
+-- writes, so the hash is never emptied and recreated without a TTL).
+local function indexBucket(b, now, want, known, slack, prune, life)
+  if want > known then
+    local px = math.ceil(want + slack - now)
+    if redis.call('PTTL', b) < px then redis.call('PEXPIRE', b, num(px)) end
+  end
+  if prune then
+    local all, gone = redis.call('HGETALL', b), {}
+    for i = 1, #all, 2 do
+      local e = entryEnd(all[i + 1], life)
+      if not e or e <= now then gone[#gone + 1] = all[i] end
+    end
+    hdel(b, gone)
+  end
+end
+
 -- at: the publisher's clock, so receivers can measure the channel's lag. ended, changed: JSON arrays or nil.
 local function publish(channel, joined, at, ended, changed)
   local extra = ''
@@ -198,13 +245,17 @@ end
 
 /**
  * Compare-and-set commit of one user.
- * KEYS: the user's hash; unless on a Cluster, the index keys of the new session's token ids (on a
- *       Cluster they live in other slots: the store writes them before the script, see redis.ts).
+ * KEYS: the user's hash; unless on a Cluster, the index buckets of the new session's token ids, one
+ *       per id (on a Cluster they live in other slots: the store writes them before the script with
+ *       INDEX, see redis.ts).
  * ARGV: expectedVersion, publishedAt (stamped on the message), horizon, channel ('' to leave the
  *       message to the store), create ('1' or '0'), key, sid, base, state, lastSeenAt, expiresAt,
- *       tokens, user (JSON), index value, index PX, then per ended session: key, sid, state, end JSON
- *       (split); then per warned session (onLimit: warn): key, sid, 'w', warning JSON (split; '' clears
- *       it), applied to live sessions only and published as `changed` (nothing revoked).
+ *       tokens, user (JSON), index value ('' writes no entry), then the index's now, life (ms an entry
+ *       lasts past its session's expiresAt), want (the entries' end), slack, and n, then per entry (n,
+ *       one per bucket key): field, known (the store's memo of the bucket's TTL), prune ('1' or '');
+ *       then per ended session: key, sid, state, end JSON (split); then per warned session (onLimit:
+ *       warn): key, sid, 'w', warning JSON (split; '' clears it), applied to live sessions only and
+ *       published as `changed` (nothing revoked).
  * Returns {1, newVersion, n, tokenIds, ended, changed, expiresAt of each session ended...} (the store
  * counts live sessions with them, see ADD_LIVE) or {0, currentVersion} on conflict
  * (nothing written). With no channel, n is the number of token ids invalidated and tokenIds, ended,
@@ -217,10 +268,11 @@ export const COMMIT: LuaScript = {
 local h = KEYS[1]
 local publishedAt, horizon, channel = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local user = ARGV[13]
+local indexAt = 20 + 3 * tonumber(ARGV[19])
 -- One read: the version, whether the new session's key holds an earlier one, and for each session to
 -- end or warn, its status, base and tokens.
 local fields = {'v', ARGV[6] .. 'i'}
-for i = 16, #ARGV, 4 do
+for i = indexAt, #ARGV, 4 do
   local k = ARGV[i]
   fields[#fields + 1] = k .. 's'
   chunkNames(fields, k .. 'b')
@@ -231,14 +283,19 @@ local version, lo, hi = readMeta(f[1])
 if version ~= tonumber(ARGV[1]) then return {0, version} end
 local dropped = {}
 if lo and lo <= horizon then lo, hi, dropped = prune(h, horizon) end
--- The index keys, as on a Cluster before the rest: none is written by a commit that lost its race.
-if tonumber(ARGV[15]) > 0 then
-  for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[14], 'PX', ARGV[15]) end
+-- The index entries, as on a Cluster before the rest: none is written by a commit that lost its race.
+if ARGV[14] ~= '' then
+  local now, life, want, slack = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
+  for i = 2, #KEYS do
+    local a = 20 + 3 * (i - 2)
+    indexEntry(KEYS[i], ARGV[a], ARGV[14], false, now, life)
+    indexBucket(KEYS[i], now, want, tonumber(ARGV[a + 1]), slack, ARGV[a + 2] == '1', life)
+  end
 end
 local writes, invalid, ended, goneExp, done, changed = {}, {}, {}, {}, {}, {}
 local count = 0
 local j = 3
-for i = 16, #ARGV, 4 do
+for i = indexAt, #ARGV, 4 do
   local k, sid = ARGV[i], ARGV[i + 1]
   local state, seen, exp = parseStatus(f[j])
   local base = joinChunks(h, k .. 'b', f, j + 1) or ''
@@ -317,10 +374,10 @@ return reply
  * Adds token ids to a live session: its first `pinned` ids (issued by its login) always stay listed, and
  * at most maxTokens others, the oldest dropped from the list. A dropped id keeps its index key (it stays
  * the session's until the session expires), so nothing is published.
- * KEYS: the user's hash; unless on a Cluster, the index keys of the new token ids (written here, with
- *       the session's expiresAt; on a Cluster the store writes them first).
- * ARGV: key, maxTokens, now, horizon, new tokens (lines), pinned, tag, index retention (ms past
- *       expiresAt).
+ * KEYS: the user's hash; unless on a Cluster, the index buckets of the new token ids, one per id
+ *       (written here, with the session's expiresAt; on a Cluster the store writes them first).
+ * ARGV: key, maxTokens, now, horizon, new tokens (lines), pinned, tag, index life (ms past
+ *       expiresAt), slack, then per bucket key: field, known, prune (see COMMIT).
  * Returns nil when the session is not live, else {sid, user, base, state, lastSeenAt, expiresAt,
  * tokens, warning}.
  */
@@ -338,10 +395,14 @@ local f = redis.call('HMGET', h, unpack(names))
 local state, seen, exp = parseStatus(f[1])
 if state ~= 'live' or tonumber(exp) <= now then return false end
 if #KEYS > 1 then
-  local px = math.ceil(tonumber(exp) + tonumber(ARGV[8]) - now)
-  if px > 0 then
+  local life, want = tonumber(ARGV[8]), tonumber(exp) + tonumber(ARGV[8])
+  if want > now then
     local ref = ARGV[7] .. '\\n' .. k .. '\\n' .. num36(tonumber(exp))
-    for i = 2, #KEYS do redis.call('SET', KEYS[i], ref, 'PX', num(px)) end
+    for i = 2, #KEYS do
+      local a = 10 + 3 * (i - 2)
+      indexEntry(KEYS[i], ARGV[a], ref, false, now, life)
+      indexBucket(KEYS[i], now, want, tonumber(ARGV[a + 1]), tonumber(ARGV[9]), ARGV[a + 2] == '1', life)
+    end
   end
 end
 local listed, oldChunks = joinChunks(h, k .. 't', f, 5)
@@ -385,6 +446,22 @@ expire(h, hi, horizon)
 local base = joinChunks(h, k .. 'b', f, 5 + READ) or ''
 local warning = joinChunks(h, k .. 'w', f, 5 + 2 * READ) or ''
 return {f[3] or '', f[4] or '', base, state, seen, exp, tokens, warning}
+`,
+};
+
+/**
+ * Index entries of one bucket, for what COMMIT and ADD_TOKENS cannot write themselves: a Cluster's
+ * entries (other slots than the user's), anonymous token ids.
+ * KEYS: the bucket. ARGV: anonymous ('1' or ''), now, life, want, known, slack, prune ('1' or ''),
+ * then field, value pairs (see COMMIT).
+ */
+export const INDEX: LuaScript = {
+  name: 'sgIndex',
+  source: `${HELPERS}
+local anonymous, now, life = ARGV[1] == '1', tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 8, #ARGV, 2 do indexEntry(KEYS[1], ARGV[i], ARGV[i + 1], anonymous, now, life) end
+indexBucket(KEYS[1], now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1', life)
+return 1
 `,
 };
 
@@ -451,4 +528,4 @@ return n
 };
 
 /** Every script, each defined on the store's client once (see redis.ts). */
-export const SCRIPTS: readonly LuaScript[] = [COMMIT, ADD_TOKENS, TOUCH, ADD_LIVE, COUNT_LIVE];
+export const SCRIPTS: readonly LuaScript[] = [COMMIT, ADD_TOKENS, INDEX, TOUCH, ADD_LIVE, COUNT_LIVE];

@@ -10,22 +10,25 @@ import type {
   UserSessions,
 } from '../model.js';
 import {
-  ANONYMOUS,
+  INDEX_BUCKETS,
+  decodeIndexValue,
   decodeSession,
   decodeStatus,
-  decodeTokenRef,
+  encodeAnonymous,
   encodeEnd,
   encodeSession,
   encodeSessionId,
   encodeTokenRef,
   encodeTokens,
   encodeWarning,
+  indexSlot,
   readChunks,
   sessionKey,
   userTag,
+  type IndexSlot,
 } from './redis-codec.js';
 import { CommandConnection, type RedisConnectionOptions } from './redis-connection.js';
-import { ADD_LIVE, ADD_TOKENS, COMMIT, COUNT_LIVE, SCRIPTS, TOUCH } from './redis-scripts.js';
+import { ADD_LIVE, ADD_TOKENS, COMMIT, COUNT_LIVE, INDEX, SCRIPTS, TOUCH } from './redis-scripts.js';
 import { InvalidationSubscriber, publicationClock } from './redis-subscriber.js';
 import { InvalidationBatcher } from './redis-publisher.js';
 
@@ -33,7 +36,17 @@ import { InvalidationBatcher } from './redis-publisher.js';
  * The key layout's version, in every key name after the prefix: a release that changes the layout
  * bumps it, so it never reads an older release's keys as its own (see redis-scripts.ts).
  */
-const LAYOUT = 'v3:';
+const LAYOUT = 'v4:';
+
+/**
+ * A token index bucket's TTL is set this far past the end its entries need, so the writes of the next
+ * ten minutes leave it as it is (one PEXPIRE per bucket and replica every ten minutes, not one per
+ * login); dead entries outlive their end by at most as long (see INDEX_PRUNE_MS), unread.
+ */
+export const INDEX_SLACK_MS = 600_000;
+
+/** How often at most a replica's write to a bucket of the token index prunes its dead entries. */
+export const INDEX_PRUNE_MS = 600_000;
 
 /**
  * Width of a bucket of the live-session count: sessions are counted by the minute of their expiresAt,
@@ -76,21 +89,25 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 /**
  * The Redis session store (standalone, Sentinel or Cluster): the operations of the SessionStore
  * contract over one command connection (redis-connection.ts), the record codec (redis-codec.ts), the
- * scripts (redis-scripts.ts, where the key layout of a user is described) and one invalidation
- * subscriber (redis-subscriber.ts). Besides a user's hash, `<prefix>v3:t:<tokenId>` maps a token id
- * to `<tag>\n<session key>\n<expiresAt>`, `<prefix>v3:live` counts live sessions, and `<prefix>invalidate` is
- * the invalidation channel (its messages did not change with the layout version).
+ * scripts (redis-scripts.ts, where the key layout is described) and one invalidation subscriber
+ * (redis-subscriber.ts). Besides a user's hash, the token index's buckets `<prefix>v4:t:<bucket>` map
+ * each token id to `<tag>\n<session key>\n<expiresAt>`, `<prefix>v4:live` counts live sessions, and
+ * `<prefix>invalidate` is the invalidation channel (its messages did not change with the layout).
  *
- * Tombstones: the index key of a token id expires at its session's expiresAt plus the longer of the
- * retention and `tombstoneRetention`, whatever becomes of the session (it cannot be rewritten when the
- * session ends: rotated-out ids are not listed anywhere, and they live in other slots). Once the record
- * is gone, the key alone says the id is dead: `find` answers `dead` from the expiresAt it carries. One
- * such key costs about 210 bytes of Redis memory (MEMORY USAGE 152 bytes for a 43-character token id
- * under prefix `sg:`, layout 3, its value an embstr; a session's 2nd and 3rd token ids cost about 275
- * bytes each of used_memory, about 65 of them in the session's token list; Redis 7.0, bench/store.ts),
- * so 30 days of tombstones at 10 logins a second (one token each) is about 5.4 GB; lower
- * `sessions.tombstoneRetention` where that
- * matters.
+ * Tombstones: the index entry of a token id ends at its session's expiresAt plus the index life (the
+ * longer of the retention and `tombstoneRetention`), whatever becomes of the session (it cannot be
+ * rewritten when the session ends: rotated-out ids are not listed anywhere, and they live in other
+ * slots). Once the record is gone, the entry alone says the id is dead: `find` answers `dead` from the
+ * expiresAt it carries. An entry costs about 75 bytes of Redis memory at a million (bench/store.ts), so
+ * 30 days of tombstones at 10 logins a second (one token each) is about 2 GB; lower
+ * `sessions.tombstoneRetention` where that matters.
+ *
+ * Redis 7.0 has no TTL per hash field, so each replica keeps two memos per bucket (128 KiB each): how
+ * long it knows the bucket's TTL reaches (it extends the TTL only past that, INDEX_SLACK_MS ahead), and
+ * when it last pruned the bucket's dead entries (INDEX_PRUNE_MS). A memo is only ever behind Redis: a
+ * replica that restarts sends one extension and one prune to each bucket it writes, and TTLs only grow
+ * (a script compares PTTL first). A bucket that is deleted behind the store's back (FLUSHALL) is recreated by the next
+ * write without a TTL until a replica's memo runs out; its entries are still pruned.
  */
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis' as const;
@@ -102,6 +119,12 @@ export class RedisSessionStore implements SessionStore {
   readonly #now: () => number;
   readonly #retention: number;
   readonly #tombstoneRetention: number;
+  /** How long an index entry outlives its session's expiresAt: the longer retention. */
+  readonly #indexLife: number;
+  /** Per bucket of the token index: the time (our clock) its TTL is known to reach. */
+  readonly #bucketKnown = new Float64Array(INDEX_BUCKETS);
+  /** Per bucket of the token index: when this replica last pruned it. */
+  readonly #bucketPruned = new Float64Array(INDEX_BUCKETS);
   /** Counts live sessions by expiry bucket (see ADD_LIVE): kept off the login's commands. */
   readonly #liveKey: string;
   /** Live sessions gained (+) and lost (-) per bucket since the last batch was sent. */
@@ -122,6 +145,7 @@ export class RedisSessionStore implements SessionStore {
     this.#now = options.now ?? Date.now;
     this.#retention = options.retention ?? 0;
     this.#tombstoneRetention = options.tombstoneRetention ?? 0;
+    this.#indexLife = Math.max(this.#retention, this.#tombstoneRetention);
     this.#liveKey = `${this.#prefix}${LAYOUT}live`;
     this.#onError = options.onError ?? (() => {});
     this.#conn = new CommandConnection(options, SCRIPTS);
@@ -217,23 +241,33 @@ export class RedisSessionStore implements SessionStore {
     // args[1], the publication stamp, is set as the script is sent (the index write comes first).
     const args: string[] = [String(change.expectedVersion), '', this.#horizon(now), this.#channel];
     const keys = [this.#userKey(tag)];
-    let index = ['', '0'];
+    let index = '';
+    let want = 0;
+    const slots: IndexSlot[] = [];
     if (create) {
       const s = encodeSession(create);
-      // On a Cluster the index keys (other slots) are written before the script; elsewhere by it.
-      if (this.#conn.cluster)
-        await this.#conn.call('commit', () =>
-          this.#writeIndex(create.tokenIds, tag, s.key, create.expiresAt, now),
-        );
-      else {
-        index = [encodeTokenRef(tag, s.key, create.expiresAt), String(this.#indexTtl(create.expiresAt, now))];
-        for (const t of create.tokenIds) keys.push(this.#indexKey(t));
+      want = create.expiresAt + this.#indexLife;
+      // On a Cluster the index entries (other slots) are written before the script; elsewhere by it.
+      if (want > now) {
+        const value = encodeTokenRef(tag, s.key, create.expiresAt);
+        const created = create.tokenIds.map(indexSlot);
+        if (this.#conn.cluster)
+          await this.#conn.call('commit', () => this.#writeIndex(created, value, false, want, now));
+        else {
+          index = value;
+          slots.push(...created);
+        }
       }
       args.push('1', s.key, s.sid, s.base, s.state, s.lastSeenAt, s.expiresAt, s.tokens);
     } else {
       args.push('0', '', '', '', '', '', '', '');
     }
-    args.push(JSON.stringify(change.user), ...index);
+    args.push(JSON.stringify(change.user), index, String(now), String(this.#indexLife), String(want));
+    args.push(String(INDEX_SLACK_MS), String(slots.length));
+    for (const slot of slots) {
+      keys.push(this.#bucketKey(slot));
+      args.push(...this.#entryArgs(slot, now));
+    }
     for (const end of change.end)
       args.push(
         sessionKey(end.sessionId),
@@ -256,6 +290,7 @@ export class RedisSessionStore implements SessionStore {
       if (ending) this.#batcher.finish();
     }
     if (!Array.isArray(reply) || reply[0] !== 1) throw new StoreConflictError(change.user);
+    this.#noteIndex(slots, want, now);
     const [, , count, tokenIds, ended, changed] = reply as unknown[];
     if (Number(count) > 0 || (changed !== undefined && String(changed) !== ''))
       this.#batcher.add({
@@ -333,13 +368,18 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async find(tokenId: string): Promise<TokenLookup | 'anonymous' | 'dead' | undefined> {
-    const value = await this.#conn.call('lookup', () => this.#conn.client.get(this.#indexKey(tokenId)));
+    const slot = indexSlot(tokenId);
+    const value = await this.#conn.call('lookup', () =>
+      this.#conn.client.hget(this.#bucketKey(slot), slot.field),
+    );
     if (value === null) return undefined;
-    if (value === ANONYMOUS) return 'anonymous';
-    const ref = decodeTokenRef(value);
-    if (ref === undefined) return undefined;
-    const { key, expiresAt } = ref;
-    const h = this.#userKey(ref.tag);
+    const entry = decodeIndexValue(value);
+    if (entry === undefined) return undefined;
+    // An entry past its end reads as absent, as the key of a version 3 index had expired by then.
+    if ('anonymousUntil' in entry) return this.#now() < entry.anonymousUntil ? 'anonymous' : undefined;
+    const { key, expiresAt } = entry;
+    if (this.#now() >= expiresAt + this.#indexLife) return undefined;
+    const h = this.#userKey(entry.tag);
     const names = ['u', `${key}i`, `${key}s`];
     for (const f of ['b', 'e', 't', 'w']) names.push(...chunkNames(`${key}${f}`, FIND_CHUNKS));
     const values = await this.#conn.call('lookup', () => this.#conn.client.hmget(h, ...names));
@@ -365,16 +405,17 @@ export class RedisSessionStore implements SessionStore {
     // No record (any more): past its session's expiresAt the id is a tombstone until its own end. Before
     // that, the key was left by a commit that failed and names a session that never existed: unknown.
     const until = session?.expiresAt ?? expiresAt;
-    if (until === undefined || !Number.isFinite(until) || now < until) return undefined;
+    if (now < until) return undefined;
     return now < until + this.#tombstoneRetention ? 'dead' : undefined;
   }
 
   async rememberAnonymous(tokenIds: readonly string[], ttl: number): Promise<void> {
     const px = Math.ceil(ttl);
     if (px <= 0 || tokenIds.length === 0) return;
-    // NX: an id that belongs to a session is never made anonymous.
+    const now = this.#now();
+    // Written only where no entry means anything: an id that belongs to a session is never made anonymous.
     await this.#conn.call('rememberAnonymous', () =>
-      Promise.all(tokenIds.map((t) => this.#conn.client.set(this.#indexKey(t), ANONYMOUS, 'PX', px, 'NX'))),
+      this.#writeIndex(tokenIds.map(indexSlot), encodeAnonymous(now + px), true, now + px, now),
     );
   }
 
@@ -403,16 +444,20 @@ export class RedisSessionStore implements SessionStore {
     const h = this.#userKey(tag);
     const key = sessionKey(sessionId);
     const keys = [h];
+    const slots = tokenIds.map(indexSlot);
     if (this.#conn.cluster) {
-      // The index keys live in other slots: written first (commit's ordering), with the TTL of the
-      // session's expiresAt, read first (it never changes).
+      // The index entries live in other slots: written first (commit's ordering), with the session's
+      // expiresAt, read first (it never changes).
       const status = decodeStatus(
         await this.#conn.call('addTokens', () => this.#conn.client.hget(h, `${key}s`)),
       );
       if (status?.state !== 'live') return undefined;
       const now = this.#now();
-      await this.#conn.call('addTokens', () => this.#writeIndex(tokenIds, tag, key, status.expiresAt, now));
-    } else for (const t of tokenIds) keys.push(this.#indexKey(t));
+      const want = status.expiresAt + this.#indexLife;
+      const value = encodeTokenRef(tag, key, status.expiresAt);
+      if (want > now)
+        await this.#conn.call('addTokens', () => this.#writeIndex(slots, value, false, want, now));
+    }
     const now = this.#now();
     const args = [
       key,
@@ -422,11 +467,18 @@ export class RedisSessionStore implements SessionStore {
       encodeTokens(tokenIds),
       String(pinned),
       tag,
-      String(Math.max(this.#retention, this.#tombstoneRetention)),
+      String(this.#indexLife),
+      String(INDEX_SLACK_MS),
     ];
+    if (!this.#conn.cluster)
+      for (const slot of slots) {
+        keys.push(this.#bucketKey(slot));
+        args.push(...this.#entryArgs(slot, now));
+      }
     const reply = await this.#conn.call('addTokens', () => this.#conn.run(ADD_TOKENS, keys, args));
     if (!Array.isArray(reply)) return undefined;
     const f = reply as string[];
+    if (!this.#conn.cluster) this.#noteIndex(slots, Number(f[5]) + this.#indexLife, now);
     return decodeSession({
       sid: f[0],
       user: f[1],
@@ -520,8 +572,25 @@ export class RedisSessionStore implements SessionStore {
     return `${this.#prefix}${LAYOUT}used:${key}`;
   }
 
-  #indexKey(tokenId: string): string {
-    return `${this.#prefix}${LAYOUT}t:${tokenId}`;
+  #bucketKey(slot: IndexSlot): string {
+    return `${this.#prefix}${LAYOUT}t:${slot.bucket}`;
+  }
+
+  /** An entry's field and what the memos say of its bucket: known (its TTL's reach), prune ('1' when due). */
+  #entryArgs(slot: IndexSlot, now: number): [string, string, string] {
+    const due = now - (this.#bucketPruned[slot.n] ?? 0) >= INDEX_PRUNE_MS;
+    return [slot.field, String(this.#bucketKnown[slot.n] ?? 0), due ? '1' : ''];
+  }
+
+  /**
+   * After the scripts wrote entries lasting until `want`: what they did to the buckets' TTLs and
+   * prunes (only then: a memo must never be ahead of Redis).
+   */
+  #noteIndex(slots: readonly IndexSlot[], want: number, now: number): void {
+    for (const { n } of slots) {
+      if (want > (this.#bucketKnown[n] ?? 0)) this.#bucketKnown[n] = want + INDEX_SLACK_MS;
+      if (now - (this.#bucketPruned[n] ?? 0) >= INDEX_PRUNE_MS) this.#bucketPruned[n] = now;
+    }
   }
 
   /** Records whose expiresAt is at or before this are gone (see redis-scripts.ts). */
@@ -529,26 +598,34 @@ export class RedisSessionStore implements SessionStore {
     return String(now - this.#retention);
   }
 
-  /** Milliseconds an index key lives: its session's tombstone (see the class comment); <= 0: none. */
-  #indexTtl(expiresAt: number, now: number): number {
-    return Math.ceil(expiresAt + Math.max(this.#retention, this.#tombstoneRetention) - now);
-  }
-
   /**
-   * One SET per token id: they live in different slots, so neither a script nor MULTI can group them.
-   * Each expires with its session's tombstone (see the class comment), and carries its expiresAt.
+   * One INDEX per bucket (buckets live in different slots, so no one script can write them all): the
+   * entries of `slots`, each `value`, lasting until `want`.
    */
   async #writeIndex(
-    tokenIds: readonly string[],
-    tag: string,
-    key: string,
-    expiresAt: number,
+    slots: readonly IndexSlot[],
+    value: string,
+    anonymous: boolean,
+    want: number,
     now: number,
   ): Promise<void> {
-    const px = this.#indexTtl(expiresAt, now);
-    if (px <= 0 || tokenIds.length === 0) return;
-    const value = encodeTokenRef(tag, key, expiresAt);
-    await Promise.all(tokenIds.map((t) => this.#conn.client.set(this.#indexKey(t), value, 'PX', px)));
+    const buckets = new Map<string, IndexSlot[]>();
+    for (const slot of slots) {
+      const same = buckets.get(slot.bucket);
+      if (same) same.push(slot);
+      else buckets.set(slot.bucket, [slot]);
+    }
+    await Promise.all(
+      [...buckets.values()].map(async (group) => {
+        const [first] = group as [IndexSlot];
+        const [, known, prune] = this.#entryArgs(first, now);
+        const args = [anonymous ? '1' : '', String(now), String(this.#indexLife), String(want)];
+        args.push(known, String(INDEX_SLACK_MS), prune);
+        for (const slot of group) args.push(slot.field, value);
+        await this.#conn.run(INDEX, [this.#bucketKey(first)], args);
+        this.#noteIndex([first], want, now);
+      }),
+    );
   }
 
   #each(fn: (l: InvalidationListener) => void): void {

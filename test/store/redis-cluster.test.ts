@@ -60,7 +60,7 @@ describe.skipIf(!redisCluster)('RedisSessionStore on a Redis Cluster', () => {
     const user = `}{\n${randomUUID()}`;
     const session = sessionRecord(user, Date.now());
     await store.commit({ user, expectedVersion: 0, create: session, end: [], at: Date.now() });
-    // Layout v3: one hash per user, whose slot is its tag's (the user string cannot break the braces).
+    // Layout v4: one hash per user, whose slot is its tag's (the user string cannot break the braces).
     const userKeys = [...(await keysWithPrefix(cluster.ports, prefix)).keys()].filter((k) =>
       k.includes(':u:{'),
     );

@@ -1,18 +1,22 @@
 /** The Redis store's record codec: pure, so tested without a server. */
 import { describe, expect, it } from 'vitest';
 import type { SessionRecord } from '../../src/model.js';
+import { createTokenIdOf } from '../../src/tokens/token-id.js';
 import {
   decodeMessage,
   decodeSession,
   decodeStatus,
-  decodeTokenRef,
+  decodeIndexValue,
   decodeTokens,
+  encodeAnonymous,
   encodeEnd,
   encodeSession,
   encodeStatus,
   encodeTokenRef,
   encodeTokens,
   encodeWarning,
+  INDEX_BUCKETS,
+  indexSlot,
   joinJson,
   MAX_CHUNK,
   sessionKey,
@@ -87,14 +91,60 @@ describe('Redis record codec', () => {
     expect(decodeTokens(encodeTokens([]))).toEqual([]);
   });
 
-  it('round-trips a token reference in 43 bytes (an embstr), and reads one without an expiry', () => {
+  it('round-trips a token reference in 43 bytes, within a listpack value', () => {
     const tag = userTag('alice');
     const key = sessionKey(record.id);
     const value = encodeTokenRef(tag, key, 1_700_003_600_000);
     expect(value.length).toBe(43);
-    expect(decodeTokenRef(value)).toEqual({ tag, key, expiresAt: 1_700_003_600_000 });
-    expect(decodeTokenRef(`${tag}\n${key}`)).toEqual({ tag, key, expiresAt: undefined });
-    expect(decodeTokenRef('no-newline')).toBeUndefined();
+    expect(decodeIndexValue(value)).toEqual({ tag, key, expiresAt: 1_700_003_600_000 });
+  });
+
+  it('round-trips an anonymous entry and its end', () => {
+    expect(decodeIndexValue(encodeAnonymous(1_700_003_600_000.5))).toEqual({
+      anonymousUntil: 1_700_003_600_001,
+    });
+  });
+
+  it('reads no entry from a value that is none', () => {
+    expect(decodeIndexValue('no-newline')).toBeUndefined();
+    expect(decodeIndexValue(`${userTag('alice')}\n${sessionKey(record.id)}`)).toBeUndefined();
+    expect(decodeIndexValue(`${userTag('alice')}\n${sessionKey(record.id)}\n!`)).toBeUndefined();
+  });
+
+  it('places a token id by its first 14 bits, under 20 of its characters', () => {
+    const id = 'AB_' + 'x'.repeat(40);
+    // A, B: 0 and 1 of base64url; _ is 63, whose top two bits are 3.
+    expect(indexSlot(id)).toEqual({ bucket: 'AB3', field: '_' + 'x'.repeat(19), n: (0 << 8) | (1 << 2) | 3 });
+    expect(indexSlot('__' + '_'.repeat(41)).n).toBe(INDEX_BUCKETS - 1);
+  });
+
+  it('places any other string by its hash, in fields no canonical id has', () => {
+    const odd = indexSlot('t-alice-1');
+    expect(odd.field).toMatch(/^\.[A-Za-z0-9_-]{43}$/);
+    expect(odd.bucket).toBe(
+      odd.field.slice(1, 3) +
+        String(
+          'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.indexOf(odd.field.charAt(3)) >>
+            4,
+        ),
+    );
+    expect(indexSlot('t-alice-2').field).not.toBe(odd.field);
+    // Lone surrogates are hashed as UTF-16, so two of them never meet as one replacement character.
+    expect(indexSlot('\ud800').field).not.toBe(indexSlot('\udc00').field);
+  });
+
+  it('spreads canonical token ids over every bucket evenly', () => {
+    const counts = new Uint32Array(INDEX_BUCKETS);
+    const tokenIdOf = createTokenIdOf('spread');
+    for (let i = 0; i < 200_000; i++) {
+      const { n } = indexSlot(tokenIdOf(String(i)));
+      counts[n] = (counts[n] ?? 0) + 1;
+    }
+    const max = Math.max(...counts);
+    const min = Math.min(...counts);
+    // 12.2 on average: a uniform spread stays within a few times that.
+    expect(min).toBeGreaterThan(0);
+    expect(max).toBeLessThan(40);
   });
 
   it('gives sessions distinct 11-character base64url keys, whatever their ids', () => {

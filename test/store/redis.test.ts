@@ -10,6 +10,8 @@ import type { SessionStore } from '../../src/store/contract.js';
 import type { SessionRecord } from '../../src/model.js';
 import {
   createRedisStore,
+  INDEX_PRUNE_MS,
+  INDEX_SLACK_MS,
   LIVE_BUCKET_MS,
   LIVE_FLUSH_MS,
   type RedisSessionStore,
@@ -24,6 +26,7 @@ import {
   startTcpProxy,
   type RedisHandle,
 } from '../support/redis.js';
+import { indexSlot, userTag } from '../../src/store/redis-codec.js';
 import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
 import { describeStoreContract, recordingListener, sessionRecord } from './contract.js';
@@ -124,21 +127,26 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
     // The live-session count is written in batches: counting sends this store's.
     expect(await store.countLive()).toBe(1);
     const keys = await keysWithPrefix([redis.port], prefix);
-    // Layout v3: the user's hash, three index keys, the live-session count.
-    expect(keys.size).toBe(5);
-    keys.delete(`${prefix}v3:live`);
+    // Layout v4: the user's hash, the index buckets of the three token ids, the live-session count.
+    const buckets = new Set(
+      [...session.tokenIds, 't-kim'].map((t) => `${prefix}v4:t:${indexSlot(t).bucket}`),
+    );
+    expect([...keys.keys()].sort()).toEqual(
+      [...buckets, `${prefix}v4:live`, `${prefix}v4:u:{${userTag('kim')}}`].sort(),
+    );
+    keys.delete(`${prefix}v4:live`);
     for (const key of keys.keys()) {
       const ttl = Number(await redisCommand(redis.port, 'PTTL', key));
       // The session ends in an hour; its keys stay for the retention after that.
       expect({ key, ttl: ttl > 3_600_000 + retention - 60_000 }).toEqual({ key, ttl: true });
     }
     // The live-session count forgets the session at the end of its expiry's bucket (a minute).
-    const live = Number(await redisCommand(redis.port, 'PTTL', `${prefix}v3:live`));
+    const live = Number(await redisCommand(redis.port, 'PTTL', `${prefix}v4:live`));
     expect(live).toBeGreaterThan(3_600_000 - 60_000);
     expect(live).toBeLessThanOrEqual(3_600_000 + LIVE_BUCKET_MS);
   });
 
-  it('keeps the index key of a token id, its tombstone, for tombstoneRetention after the session end', async () => {
+  it('keeps the index entry of a token id, its tombstone, for tombstoneRetention after the session end', async () => {
     const prefix = `sg:${randomUUID().slice(0, 8)}:`;
     const tombstoneRetention = 30 * 24 * 3_600_000;
     const store = await openStore({
@@ -150,10 +158,125 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
     const session = await login(store, 'lou');
     await store.addTokens('lou', session.id, ['t-lou-rotated'], 8);
     for (const t of [...session.tokenIds, 't-lou-rotated']) {
-      const ttl = Number(await redisCommand(redis.port, 'PTTL', `${prefix}v3:t:${t}`));
+      const ttl = Number(await redisCommand(redis.port, 'PTTL', `${prefix}v4:t:${indexSlot(t).bucket}`));
       expect(ttl).toBeGreaterThan(3_600_000 + tombstoneRetention - 60_000);
-      expect(ttl).toBeLessThanOrEqual(3_600_000 + tombstoneRetention);
+      expect(ttl).toBeLessThanOrEqual(3_600_000 + tombstoneRetention + INDEX_SLACK_MS);
     }
+  });
+
+  describe('the token index buckets', () => {
+    /** Canonical token ids (43 characters of base64url) that all land in bucket `AA0`. */
+    const sameBucket = (n: number): string[] =>
+      Array.from(
+        { length: n },
+        (_, i) => `AAA${String(i).padStart(4, '0')}${randomUUID().replaceAll('-', '').slice(0, 32)}___a`,
+      );
+
+    function clockStore(prefix: string, clock: { value: number }): Promise<RedisSessionStore> {
+      return openStore({ url: redis.url, keyPrefix: prefix, now: () => clock.value });
+    }
+
+    async function loginWith(
+      store: SessionStore,
+      user: string,
+      tokenIds: string[],
+      at: number,
+    ): Promise<void> {
+      const { version } = await store.readUser(user);
+      await store.commit({
+        user,
+        expectedVersion: version,
+        create: sessionRecord(user, at, { tokenIds }),
+        end: [],
+        at,
+      });
+    }
+
+    const bucketTtl = (prefix: string): Promise<number> =>
+      redisCommand(redis.port, 'PTTL', `${prefix}v4:t:AA0`).then(Number);
+
+    it('holds the entries of many token ids in one compact hash', async () => {
+      const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+      const store = await openStore({ url: redis.url, keyPrefix: prefix });
+      const ids = sameBucket(40);
+      for (let i = 0; i < ids.length; i += 2)
+        await loginWith(store, `u${i}`, ids.slice(i, i + 2), Date.now());
+      expect(Number(await redisCommand(redis.port, 'HLEN', `${prefix}v4:t:AA0`))).toBe(40);
+      expect(await redisCommand(redis.port, 'OBJECT', 'ENCODING', `${prefix}v4:t:AA0`)).toBe('listpack');
+      for (const t of ids) expect((await store.lookup(t))?.tokenId).toBe(t);
+    });
+
+    it("extends a bucket's TTL only for entries ending past what it reaches", async () => {
+      const own = await ownRedis();
+      const clock = { value: Date.now() };
+      const store = await openStore({ url: own.url, now: () => clock.value });
+      const pexpires = async (): Promise<number> => {
+        const info = String(await redisCommand(own.port, 'INFO', 'commandstats'));
+        return Number(/cmdstat_pexpire:calls=(\d+)/.exec(info)?.[1] ?? 0);
+      };
+      const [a, b, c] = sameBucket(3) as [string, string, string];
+      // Each commit sets its user's hash's TTL: one PEXPIRE. A new bucket gets one too.
+      let before = await pexpires();
+      await loginWith(store, 'ann', [a], clock.value);
+      expect((await pexpires()) - before).toBe(2);
+      // Half the slack later: the entry ends within the TTL the bucket got, which stays.
+      clock.value += INDEX_SLACK_MS / 2;
+      before = await pexpires();
+      await loginWith(store, 'ben', [b], clock.value);
+      expect((await pexpires()) - before).toBe(1);
+      // Past the slack: extended.
+      clock.value += INDEX_SLACK_MS;
+      before = await pexpires();
+      await loginWith(store, 'cat', [c], clock.value);
+      expect((await pexpires()) - before).toBe(2);
+    });
+
+    it('never shortens a TTL another replica set', async () => {
+      const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+      const long = await openStore({ url: redis.url, keyPrefix: prefix, tombstoneRetention: 24 * 3_600_000 });
+      const short = await openStore({ url: redis.url, keyPrefix: prefix });
+      const [a, b] = sameBucket(2) as [string, string];
+      await loginWith(long, 'ann', [a], Date.now());
+      const set = await bucketTtl(prefix);
+      expect(set).toBeGreaterThan(25 * 3_600_000 - 60_000);
+      // A replica that has not written this bucket yet (its memo says nothing) asks for less.
+      await loginWith(short, 'ben', [b], Date.now());
+      expect(await bucketTtl(prefix)).toBeGreaterThan(25 * 3_600_000 - 60_000);
+    });
+
+    it('prunes the dead entries of a bucket on a write once INDEX_PRUNE_MS has passed', async () => {
+      const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+      const clock = { value: Date.now() };
+      const store = await clockStore(prefix, clock);
+      const [a, b, c] = sameBucket(3) as [string, string, string];
+      await loginWith(store, 'ann', [a], clock.value);
+      await loginWith(store, 'ben', [b], clock.value + 2 * 3_600_000);
+      // Ann's session ended an hour ago (no retention), but the last prune was just now: still there.
+      clock.value += 2 * 3_600_000;
+      expect(await store.find(a)).toBeUndefined();
+      expect(Number(await redisCommand(redis.port, 'HLEN', `${prefix}v4:t:AA0`))).toBe(2);
+      clock.value += INDEX_PRUNE_MS;
+      await loginWith(store, 'cat', [c], clock.value);
+      const fields = String(await redisCommand(redis.port, 'HKEYS', `${prefix}v4:t:AA0`)).split(',');
+      expect(fields.sort()).toEqual([indexSlot(b).field, indexSlot(c).field].sort());
+    });
+
+    it("makes a token id anonymous where its entry has ended, never where it is a session's", async () => {
+      const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+      const clock = { value: Date.now() };
+      const store = await clockStore(prefix, clock);
+      const [a, b] = sameBucket(2) as [string, string];
+      await loginWith(store, 'ann', [a], clock.value);
+      await loginWith(store, 'ben', [b], clock.value + 2 * 3_600_000);
+      await store.rememberAnonymous([a, b], 60_000);
+      expect((await store.find(b)) === 'anonymous').toBe(false);
+      clock.value += 2 * 3_600_000;
+      await store.rememberAnonymous([a, b], 60_000);
+      expect(await store.find(a)).toBe('anonymous');
+      expect(await store.find(b)).toMatchObject({ tokenId: b });
+      clock.value += 60_000;
+      expect(await store.find(a)).toBeUndefined();
+    });
   });
 
   it('removes all keys of a user once the last of their sessions expires', async () => {
