@@ -21,6 +21,9 @@
  *   leave it as it is), and dead entries are pruned by the writes that come every so often (both
  *   decided by each replica's memo of the buckets, see redis.ts). Version 3 had a key per token id:
  *   about 210 bytes each, against about 75 here at a million.
+ * - `a:<ref>` (string), a User-Agent's text, one per distinct User-Agent (`agentRef`): a record's base
+ *   holds `"a":"<ref>"` in its place (the raw User-Agent was the largest part of a record, stored in
+ *   64-byte chunks). It lives as long as the latest record referring to it (AGENT).
  * - `live` (hash, one per prefix) counts live sessions by the minute of their expiresAt (field: the
  *   minute since the epoch, value: sessions). No commit writes it: each replica sends its commits'
  *   changes in batches (ADD_LIVE, see redis.ts), and COUNT_LIVE sums the future minutes. Version 2
@@ -466,6 +469,24 @@ return 1
 };
 
 /**
+ * A User-Agent's text (`a:<ref>`, see `agentRef` in redis-codec.ts), made to live at least PX: written
+ * only where there is none (an existing text is never rewritten), its TTL only ever lengthened (every
+ * session referring to it may need it). KEYS: the key. ARGV: the text, PX.
+ */
+export const AGENT: LuaScript = {
+  name: 'sgAgent',
+  source: `
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif ttl < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+`,
+};
+
+/**
  * Moves lastSeenAt of a live, unexpired session forward (never back).
  * KEYS: the user's hash. ARGV: key, at, now. Returns 1 when written.
  */
@@ -528,4 +549,4 @@ return n
 };
 
 /** Every script, each defined on the store's client once (see redis.ts). */
-export const SCRIPTS: readonly LuaScript[] = [COMMIT, ADD_TOKENS, INDEX, TOUCH, ADD_LIVE, COUNT_LIVE];
+export const SCRIPTS: readonly LuaScript[] = [COMMIT, ADD_TOKENS, INDEX, AGENT, TOUCH, ADD_LIVE, COUNT_LIVE];

@@ -11,6 +11,7 @@ import type {
 } from '../model.js';
 import {
   INDEX_BUCKETS,
+  agentRefOf,
   decodeIndexValue,
   decodeSession,
   decodeStatus,
@@ -26,7 +27,9 @@ import {
   sessionKey,
   userTag,
   type IndexSlot,
+  type SessionStatus,
 } from './redis-codec.js';
+import { RedisUserAgents } from './redis-agents.js';
 import { CommandConnection, type RedisConnectionOptions } from './redis-connection.js';
 import { ADD_LIVE, ADD_TOKENS, COMMIT, COUNT_LIVE, INDEX, SCRIPTS, TOUCH } from './redis-scripts.js';
 import { InvalidationSubscriber, publicationClock } from './redis-subscriber.js';
@@ -125,6 +128,7 @@ export class RedisSessionStore implements SessionStore {
   readonly #bucketKnown = new Float64Array(INDEX_BUCKETS);
   /** Per bucket of the token index: when this replica last pruned it. */
   readonly #bucketPruned = new Float64Array(INDEX_BUCKETS);
+  readonly #agents: RedisUserAgents;
   /** Counts live sessions by expiry bucket (see ADD_LIVE): kept off the login's commands. */
   readonly #liveKey: string;
   /** Live sessions gained (+) and lost (-) per bucket since the last batch was sent. */
@@ -149,6 +153,11 @@ export class RedisSessionStore implements SessionStore {
     this.#liveKey = `${this.#prefix}${LAYOUT}live`;
     this.#onError = options.onError ?? (() => {});
     this.#conn = new CommandConnection(options, SCRIPTS);
+    this.#agents = new RedisUserAgents(
+      this.#conn,
+      (ref) => `${this.#prefix}${LAYOUT}a:${ref}`,
+      INDEX_SLACK_MS,
+    );
     this.#batcher = new InvalidationBatcher({
       publish: (message) =>
         this.#conn.call('publish', () => this.#conn.client.publish(this.#channel, message)),
@@ -190,13 +199,20 @@ export class RedisSessionStore implements SessionStore {
     const h = this.#userKey(userTag(user));
     const fields = await this.#conn.call('readUser', () => this.#conn.client.hgetall(h));
     const now = this.#now();
-    const live: SessionRecord[] = [];
+    const candidates: [string, SessionStatus][] = [];
     for (const [field, value] of Object.entries(fields)) {
       // Status fields: the 11-byte session key, then `s`.
       if (field.length !== 12 || !field.endsWith('s')) continue;
       const status = decodeStatus(value);
-      if (status?.state !== 'live') continue;
-      const s = this.#decode(fields, field.slice(0, 11), status.state, status.lastSeenAt, status.expiresAt);
+      if (status?.state === 'live') candidates.push([field.slice(0, 11), status]);
+    }
+    const agents = await this.#agentsOf(
+      fields,
+      candidates.map(([key]) => key),
+    );
+    const live: SessionRecord[] = [];
+    for (const [key, status] of candidates) {
+      const s = this.#decode(fields, key, status.state, status.lastSeenAt, status.expiresAt, agents);
       // Not ended yet, though perhaps past its expiresAt: the caller ends it as expired.
       if (s && s.user === user && s.expiresAt + this.#retention > now) live.push(s);
     }
@@ -204,25 +220,42 @@ export class RedisSessionStore implements SessionStore {
     return { user, version: Number(fields.v?.split(' ')[0] ?? 0), live };
   }
 
-  /** A session of a user's hash fields (as HGETALL, or the names `#fieldsOf` reads, gives them). */
+  /** The User-Agent texts the records of `keys` refer to (see redis-agents.ts). */
+  #agentsOf(
+    fields: Readonly<Record<string, string>>,
+    keys: readonly string[],
+  ): Promise<ReadonlyMap<string, string>> {
+    const refs: string[] = [];
+    for (const key of keys) {
+      const ref = agentRefOf(readChunks(fields, `${key}b`));
+      if (ref !== undefined) refs.push(ref);
+    }
+    return this.#agents.read(refs);
+  }
+
+  /** A session of a user's hash fields (as HGETALL, or the names `find` reads, gives them). */
   #decode(
     fields: Readonly<Record<string, string>>,
     key: string,
     state: string,
     lastSeenAt: string,
     expiresAt: number,
+    agents: ReadonlyMap<string, string>,
   ): SessionRecord | undefined {
-    return decodeSession({
-      sid: fields[`${key}i`],
-      user: fields.u,
-      base: readChunks(fields, `${key}b`),
-      state,
-      lastSeenAt,
-      expiresAt,
-      end: readChunks(fields, `${key}e`),
-      tokens: readChunks(fields, `${key}t`),
-      warning: readChunks(fields, `${key}w`),
-    });
+    return decodeSession(
+      {
+        sid: fields[`${key}i`],
+        user: fields.u,
+        base: readChunks(fields, `${key}b`),
+        state,
+        lastSeenAt,
+        expiresAt,
+        end: readChunks(fields, `${key}e`),
+        tokens: readChunks(fields, `${key}t`),
+        warning: readChunks(fields, `${key}w`),
+      },
+      agents,
+    );
   }
 
   /**
@@ -243,6 +276,7 @@ export class RedisSessionStore implements SessionStore {
     const keys = [this.#userKey(tag)];
     let index = '';
     let want = 0;
+    let agentWritten: Promise<void> | undefined;
     const slots: IndexSlot[] = [];
     if (create) {
       const s = encodeSession(create);
@@ -258,6 +292,13 @@ export class RedisSessionStore implements SessionStore {
           slots.push(...created);
         }
       }
+      // Pipelined ahead of the script on the same connection (on a Cluster, sent at the same time), so
+      // the commit waits for no extra round trip; one that fails only leaves the User-Agent unknown.
+      const until = create.expiresAt + this.#retention;
+      if (s.agent && until > now)
+        agentWritten = this.#agents
+          .write(s.agent.ref, s.agent.text, until, now)
+          ?.catch((err: unknown) => this.#onError(err, 'user agent'));
       args.push('1', s.key, s.sid, s.base, s.state, s.lastSeenAt, s.expiresAt, s.tokens);
     } else {
       args.push('0', '', '', '', '', '', '', '');
@@ -288,6 +329,7 @@ export class RedisSessionStore implements SessionStore {
       });
     } finally {
       if (ending) this.#batcher.finish();
+      await agentWritten;
     }
     if (!Array.isArray(reply) || reply[0] !== 1) throw new StoreConflictError(change.user);
     this.#noteIndex(slots, want, now);
@@ -400,7 +442,9 @@ export class RedisSessionStore implements SessionStore {
     const now = this.#now();
     const status = decodeStatus(fields[`${key}s`]);
     // One whose token fell out of the session's list (rotation) is still the session's: dead stays dead.
-    const session = status && this.#decode(fields, key, status.state, status.lastSeenAt, status.expiresAt);
+    const agents = status ? await this.#agentsOf(fields, [key]) : new Map<string, string>();
+    const session =
+      status && this.#decode(fields, key, status.state, status.lastSeenAt, status.expiresAt, agents);
     if (session && session.expiresAt + this.#retention > now) return { tokenId, session };
     // No record (any more): past its session's expiresAt the id is a tombstone until its own end. Before
     // that, the key was left by a commit that failed and names a session that never existed: unknown.
@@ -479,17 +523,22 @@ export class RedisSessionStore implements SessionStore {
     if (!Array.isArray(reply)) return undefined;
     const f = reply as string[];
     if (!this.#conn.cluster) this.#noteIndex(slots, Number(f[5]) + this.#indexLife, now);
-    return decodeSession({
-      sid: f[0],
-      user: f[1],
-      base: f[2],
-      state: f[3],
-      lastSeenAt: f[4],
-      expiresAt: Number(f[5]),
-      end: '',
-      tokens: f[6],
-      warning: f[7],
-    });
+    const ref = agentRefOf(f[2]);
+    const agents = ref === undefined ? new Map<string, string>() : await this.#agents.read([ref]);
+    return decodeSession(
+      {
+        sid: f[0],
+        user: f[1],
+        base: f[2],
+        state: f[3],
+        lastSeenAt: f[4],
+        expiresAt: Number(f[5]),
+        end: '',
+        tokens: f[6],
+        warning: f[7],
+      },
+      agents,
+    );
   }
 
   async touch(user: string, sessionId: string, at: number): Promise<void> {

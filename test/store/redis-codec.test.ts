@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import type { SessionRecord } from '../../src/model.js';
 import { createTokenIdOf } from '../../src/tokens/token-id.js';
 import {
+  agentRef,
+  agentRefOf,
   decodeMessage,
   decodeSession,
   decodeStatus,
@@ -60,17 +62,22 @@ function stored(
   };
 }
 
+/** The User-Agent texts an encoded session refers to, as the store reads them from their keys. */
+function agentsOf(s: EncodedSession): Map<string, string> {
+  return new Map(s.agent ? [[s.agent.ref, s.agent.text]] : []);
+}
+
 describe('Redis record codec', () => {
   it('round-trips a session through its stored fields', () => {
     const s = encodeSession(record);
-    expect(decodeSession(stored(s, s.state, ''))).toEqual(record);
+    expect(decodeSession(stored(s, s.state, ''), agentsOf(s))).toEqual(record);
   });
 
   it('adds endedAt and endedBy from the end field', () => {
     const s = encodeSession(record);
     const endedBy = { sessionId: 'newer', ip: '198.51.100.1' };
     const end = encodeEnd(1_700_000_100_000, endedBy);
-    expect(decodeSession(stored(s, 'superseded', end))).toEqual({
+    expect(decodeSession(stored(s, 'superseded', end), agentsOf(s))).toEqual({
       ...record,
       state: 'superseded',
       endedAt: 1_700_000_100_000,
@@ -167,11 +174,11 @@ describe('Redis record codec', () => {
     expect(splitJson('')).toBe('');
   });
 
-  it('round-trips a session with a long User-Agent, its base in lines of at most 64 bytes', () => {
-    const long = { ...record, userAgent: `Mozilla/5.0 (Windows NT 10.0; Win64; x64) ${'x'.repeat(200)}` };
+  it('round-trips a session with a long location, its base in lines of at most 64 bytes', () => {
+    const long = { ...record, location: `Berlin, ${'é'.repeat(200)}` };
     const s = encodeSession(long);
     for (const line of s.base.split('\n')) expect(Buffer.byteLength(line)).toBeLessThanOrEqual(MAX_CHUNK);
-    expect(decodeSession(stored(s, 'live'))).toEqual(long);
+    expect(decodeSession(stored(s, 'live'), agentsOf(s))).toEqual(long);
   });
 
   it('gives users distinct 22-character base64url tags (128 bits), lone surrogates included', () => {
@@ -190,13 +197,55 @@ describe('Redis record codec', () => {
     expect(decodeStatus(null)).toBeUndefined();
   });
 
+  it('stores a User-Agent as a reference to its text, the same for every session that has it', () => {
+    const s = encodeSession(record);
+    expect(s.agent).toEqual({ ref: agentRef('Mozilla/5.0'), text: 'Mozilla/5.0' });
+    expect(s.agent?.ref).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(s.base).not.toContain('Mozilla');
+    expect(agentRefOf(s.base)).toBe(s.agent?.ref);
+    expect(encodeSession({ ...record, id: 'other' }).agent?.ref).toBe(s.agent?.ref);
+    expect(agentRef('Mozilla/5.1')).not.toBe(s.agent?.ref);
+  });
+
+  it('keeps an empty User-Agent inline, with no reference', () => {
+    const s = encodeSession({ ...record, userAgent: '' });
+    expect(s.agent).toBeUndefined();
+    expect(agentRefOf(s.base)).toBeUndefined();
+    expect(decodeSession(stored(s, 'live'))?.userAgent).toBe('');
+  });
+
+  it('reads a User-Agent whose text it was not given as empty (an unknown device)', () => {
+    const s = encodeSession(record);
+    expect(decodeSession(stored(s, 'live'))).toEqual({ ...record, userAgent: '' });
+  });
+
   it('ignores an end field while the session is live (left by an earlier session of the id)', () => {
     const s = encodeSession(record);
-    expect(decodeSession(stored(s, 'live', encodeEnd(5, undefined)))).toEqual(record);
+    expect(decodeSession(stored(s, 'live', encodeEnd(5, undefined)), agentsOf(s))).toEqual(record);
   });
 });
 
 describe('Redis invalidation message codec', () => {
+  it('drops the User-Agent reference of an ended session: a cached decision keeps none', () => {
+    const b = { id: 's1', user: 'u', createdAt: 1, expiresAt: 9, ip: '', a: agentRef('Mozilla/5.0') };
+    const message = JSON.stringify({
+      tokenIds: ['t1'],
+      ended: [{ b, s: 'superseded', e: {}, l: 3, t: ['t1'] }],
+    });
+    const [ended] = decodeMessage(message).invalidation?.ended ?? [];
+    expect(ended).toEqual({
+      id: 's1',
+      user: 'u',
+      createdAt: 1,
+      expiresAt: 9,
+      ip: '',
+      userAgent: '',
+      state: 'superseded',
+      lastSeenAt: 3,
+      tokenIds: ['t1'],
+    });
+  });
+
   it('reads token ids, the publication stamp and the ended sessions', () => {
     const base = { id: 's1', user: 'u', createdAt: 1, expiresAt: 9, ip: '', userAgent: '' };
     const message = JSON.stringify({

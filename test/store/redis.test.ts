@@ -26,7 +26,7 @@ import {
   startTcpProxy,
   type RedisHandle,
 } from '../support/redis.js';
-import { indexSlot, userTag } from '../../src/store/redis-codec.js';
+import { agentRef, indexSlot, userTag } from '../../src/store/redis-codec.js';
 import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
 import { describeStoreContract, recordingListener, sessionRecord } from './contract.js';
@@ -127,12 +127,18 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
     // The live-session count is written in batches: counting sends this store's.
     expect(await store.countLive()).toBe(1);
     const keys = await keysWithPrefix([redis.port], prefix);
-    // Layout v4: the user's hash, the index buckets of the three token ids, the live-session count.
+    // Layout v4: the user's hash, the index buckets of the three token ids, the live-session count,
+    // the User-Agent's text.
     const buckets = new Set(
       [...session.tokenIds, 't-kim'].map((t) => `${prefix}v4:t:${indexSlot(t).bucket}`),
     );
     expect([...keys.keys()].sort()).toEqual(
-      [...buckets, `${prefix}v4:live`, `${prefix}v4:u:{${userTag('kim')}}`].sort(),
+      [
+        ...buckets,
+        `${prefix}v4:live`,
+        `${prefix}v4:u:{${userTag('kim')}}`,
+        `${prefix}v4:a:${agentRef(session.userAgent)}`,
+      ].sort(),
     );
     keys.delete(`${prefix}v4:live`);
     for (const key of keys.keys()) {
@@ -162,6 +168,48 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
       expect(ttl).toBeGreaterThan(3_600_000 + tombstoneRetention - 60_000);
       expect(ttl).toBeLessThanOrEqual(3_600_000 + tombstoneRetention + INDEX_SLACK_MS);
     }
+  });
+
+  describe('User-Agent texts', () => {
+    it('stores each User-Agent once, for every session that has it', async () => {
+      const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+      const store = await openStore({ url: redis.url, keyPrefix: prefix });
+      const userAgent = `Mozilla/5.0 (X11; Linux x86_64) ${randomUUID()}`;
+      for (const user of ['ann', 'ben', 'cat']) {
+        const { version } = await store.readUser(user);
+        const at = Date.now();
+        await store.commit({
+          user,
+          expectedVersion: version,
+          create: sessionRecord(user, at, { userAgent }),
+          end: [],
+          at,
+        });
+      }
+      const keys = [...(await keysWithPrefix([redis.port], prefix)).keys()].filter((k) => k.includes(':a:'));
+      expect(keys).toEqual([`${prefix}v4:a:${agentRef(userAgent)}`]);
+      expect(await redisCommand(redis.port, 'GET', keys[0] as string)).toBe(userAgent);
+      const hash = String(await redisCommand(redis.port, 'HVALS', `${prefix}v4:u:{${userTag('ann')}}`));
+      expect(hash).not.toContain('X11');
+    });
+
+    it('reads the User-Agent of a session another replica registered', async () => {
+      const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+      const a = await openStore({ url: redis.url, keyPrefix: prefix });
+      const b = await openStore({ url: redis.url, keyPrefix: prefix });
+      const session = await login(a, 'dan');
+      expect((await b.readUser('dan')).live.map((s) => s.userAgent)).toEqual([session.userAgent]);
+      expect((await b.lookup(session.tokenIds[0] as string))?.session.userAgent).toBe(session.userAgent);
+    });
+
+    it('reads a User-Agent whose key is gone as empty, the rest of the session intact', async () => {
+      const prefix = `sg:${randomUUID().slice(0, 8)}:`;
+      const a = await openStore({ url: redis.url, keyPrefix: prefix });
+      const session = await login(a, 'eve');
+      await redisCommand(redis.port, 'DEL', `${prefix}v4:a:${agentRef(session.userAgent)}`);
+      const b = await openStore({ url: redis.url, keyPrefix: prefix });
+      expect((await b.readUser('eve')).live).toEqual([{ ...session, userAgent: '' }]);
+    });
   });
 
   describe('the token index buckets', () => {
@@ -224,11 +272,11 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
       before = await pexpires();
       await loginWith(store, 'ben', [b], clock.value);
       expect((await pexpires()) - before).toBe(1);
-      // Past the slack: extended.
+      // Past the slack: extended, and so is the key of the User-Agent the three share (same slack).
       clock.value += INDEX_SLACK_MS;
       before = await pexpires();
       await loginWith(store, 'cat', [c], clock.value);
-      expect((await pexpires()) - before).toBe(2);
+      expect((await pexpires()) - before).toBe(3);
     });
 
     it('never shortens a TTL another replica set', async () => {
