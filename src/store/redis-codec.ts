@@ -27,12 +27,14 @@ export function encodeAnonymous(until: number): string {
 }
 
 /**
- * Hashes the token index is spread over (see redis-scripts.ts): 2^14, so a million token ids are about
- * 61 to a hash, each hash within Redis's listpack limits (hash-max-listpack-entries 128, values of at most
- * 64 bytes) up to about two million ids; past that a hash becomes a hashtable, which still costs less
- * than a key per id.
+ * Hashes the token index is spread over (see redis-scripts.ts): 2^16, so the index stays in Redis's
+ * compact listpack encoding (hash-max-listpack-entries 128 a hash) up to about 8 million token ids,
+ * live and tombstones: a month of tombstones at 200,000 logins a day is 6 million. Past that a hash
+ * becomes a hashtable, which still costs about half of a key per id; raise hash-max-listpack-entries
+ * (say to 512) to keep it compact. Below about 200,000 ids most hashes hold one or two entries and
+ * an id costs about as much as a key of its own did.
  */
-export const INDEX_BUCKETS = 16_384;
+export const INDEX_BUCKETS = 65_536;
 
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 /** A token id as `TokenIdOf` makes them: 32 bytes of HMAC-SHA256 in base64url. */
@@ -40,7 +42,7 @@ const CANONICAL_ID = /^[A-Za-z0-9_-]{43}$/;
 
 /** Where a token id's entry lives: its bucket (`t:<bucket>`), and its field name in that hash. */
 export interface IndexSlot {
-  /** Three characters: two of base64url (12 bits), then 0-3 (2 bits): one of INDEX_BUCKETS. */
+  /** Three characters: two of base64url (12 bits), then a hex digit (4 bits): one of INDEX_BUCKETS. */
   readonly bucket: string;
   readonly field: string;
   /** The bucket's number, 0 to INDEX_BUCKETS - 1 (the store's per-bucket memos are indexed by it). */
@@ -49,7 +51,7 @@ export interface IndexSlot {
 
 /**
  * A token id's place in the index. A canonical id (43 characters of base64url, uniformly random) picks
- * its bucket from its first 14 bits and is stored under its characters 2 to 21 (120 bits: two ids of
+ * its bucket from its first 16 bits and is stored under its characters 2 to 21 (120 bits: two ids of
  * one bucket sharing them is about 2^-100 likely for a billion ids, and would only make one id read as
  * the other's session, never let a request past the app's own check). Any other string (tests, a
  * custom extractor's ids) is placed by its sha256 and stored as `.` and that hash (no canonical field
@@ -59,11 +61,11 @@ export function indexSlot(tokenId: string): IndexSlot {
   const id = CANONICAL_ID.test(tokenId)
     ? tokenId
     : createHash('sha256').update(Buffer.from(tokenId, 'utf16le')).digest('base64url');
-  const low = BASE64URL.indexOf(id.charAt(2)) >> 4;
+  const low = BASE64URL.indexOf(id.charAt(2)) >> 2;
   return {
-    bucket: `${id.slice(0, 2)}${low}`,
+    bucket: `${id.slice(0, 2)}${low.toString(16)}`,
     field: id === tokenId ? id.slice(2, 22) : `.${id}`,
-    n: (BASE64URL.indexOf(id.charAt(0)) << 8) | (BASE64URL.indexOf(id.charAt(1)) << 2) | low,
+    n: (BASE64URL.indexOf(id.charAt(0)) << 10) | (BASE64URL.indexOf(id.charAt(1)) << 4) | low,
   };
 }
 

@@ -12,8 +12,8 @@
  *   `<key>e` JSON `{endedAt, endedBy}` once ended (ignored while the status is live), `<key>w` the JSON
  *   warning of `onLimit: warn` (missing: none; read only while live). A longer value (a user or id
  *   over 64 bytes) only makes that user's hash a hashtable, as every hash was in version 2.
- * - `t:<bucket>` (hash), the token index, one of INDEX_BUCKETS (2^14) hashes a token id is placed in by
- *   its first 14 bits (`indexSlot` in redis-codec.ts): field, 20 characters of the id; value,
+ * - `t:<bucket>` (hash), the token index, one of INDEX_BUCKETS (2^16) hashes a token id is placed in by
+ *   its first 16 bits (`indexSlot` in redis-codec.ts): field, 20 characters of the id; value,
  *   `<tag>\n<key>\n<expiresAt in base 36>` (43 bytes), or `a\n<until>` for an anonymous id. An entry
  *   outlives its record as the token id's tombstone, for the index life (the longer of the
  *   retentions, see redis.ts) past its expiresAt; past its end it reads as absent. Redis 7.0 has no TTL

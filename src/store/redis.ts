@@ -105,7 +105,7 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
  * 30 days of tombstones at 10 logins a second (one token each) is about 2 GB; lower
  * `sessions.tombstoneRetention` where that matters.
  *
- * Redis 7.0 has no TTL per hash field, so each replica keeps two memos per bucket (128 KiB each): how
+ * Redis 7.0 has no TTL per hash field, so each replica keeps two memos per bucket (512 KiB each): how
  * long it knows the bucket's TTL reaches (it extends the TTL only past that, INDEX_SLACK_MS ahead), and
  * when it last pruned the bucket's dead entries (INDEX_PRUNE_MS). A memo is only ever behind Redis: a
  * replica that restarts sends one extension and one prune to each bucket it writes, and TTLs only grow
