@@ -101,16 +101,18 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
  * longer of the retention and `tombstoneRetention`), whatever becomes of the session (it cannot be
  * rewritten when the session ends: rotated-out ids are not listed anywhere, and they live in other
  * slots). Once the record is gone, the entry alone says the id is dead: `find` answers `dead` from the
- * expiresAt it carries. An entry costs about 75 bytes of Redis memory at a million (bench/store.ts), so
- * 30 days of tombstones at 10 logins a second (one token each) is about 2 GB; lower
- * `sessions.tombstoneRetention` where that matters.
+ * expiresAt it carries. An entry costs about 72 bytes of Redis memory while its hash is a listpack
+ * (up to 128 entries, 8 million in all), 123 once it is a hashtable (bench/results/manual-experiments.md),
+ * so 30 days of tombstones at 10 logins a second (26 million, one token each) is about 3.2 GB; lower
+ * `sessions.tombstoneRetention`, or raise Redis's hash-max-listpack-entries, where that matters.
  *
  * Redis 7.0 has no TTL per hash field, so each replica keeps two memos per bucket (512 KiB each): how
  * long it knows the bucket's TTL reaches (it extends the TTL only past that, INDEX_SLACK_MS ahead), and
- * when it last pruned the bucket's dead entries (INDEX_PRUNE_MS). A memo is only ever behind Redis: a
- * replica that restarts sends one extension and one prune to each bucket it writes, and TTLs only grow
- * (a script compares PTTL first). A bucket that is deleted behind the store's back (FLUSHALL) is recreated by the next
- * write without a TTL until a replica's memo runs out; its entries are still pruned.
+ * when it last pruned the bucket's dead entries (INDEX_PRUNE_MS, counted from its start). A TTL memo
+ * is only ever behind Redis: a replica that starts reads each bucket's TTL once as it writes it, and
+ * TTLs only grow (a script compares PTTL first). A bucket deleted behind the store's back (FLUSHALL)
+ * is recreated by the next write without a TTL until a replica's memo runs out; its entries are still
+ * pruned.
  */
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis' as const;
@@ -150,6 +152,9 @@ export class RedisSessionStore implements SessionStore {
     this.#retention = options.retention ?? 0;
     this.#tombstoneRetention = options.tombstoneRetention ?? 0;
     this.#indexLife = Math.max(this.#retention, this.#tombstoneRetention);
+    // As if every bucket had just been pruned: a replica that starts (all of them, after a deploy) does
+    // not read every bucket it writes at once; dead entries wait at most INDEX_PRUNE_MS more, unread.
+    this.#bucketPruned.fill(this.#now());
     this.#liveKey = `${this.#prefix}${LAYOUT}live`;
     this.#onError = options.onError ?? (() => {});
     this.#conn = new CommandConnection(options, SCRIPTS);
