@@ -209,11 +209,35 @@ export function decodeStatus(value: string | null | undefined): SessionStatus | 
   return { state, lastSeenAt, expiresAt: Number(expiresAt) };
 }
 
+/**
+ * Stored names of a record's immutable fields: one letter each, as they are in every record (and in the
+ * ended records of a message); `a` is the User-Agent's reference. A field not named here keeps its name.
+ */
+const STORED_NAMES: Readonly<Record<string, string>> = {
+  createdAt: 'c',
+  ip: 'i',
+  location: 'l',
+  geo: 'g',
+  newDevice: 'd',
+  newLocation: 'n',
+  tenant: 't',
+  pinned: 'p',
+};
+const RECORD_NAMES: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(STORED_NAMES).map(([name, stored]) => [stored, name]),
+);
+
+function renamed(fields: object, names: Readonly<Record<string, string>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(fields)) out[names[name] ?? name] = value;
+  return out;
+}
+
 export function encodeSession(session: SessionRecord): EncodedSession {
   const { id, user, state, lastSeenAt, expiresAt, tokenIds, ...fixed } = session;
   const { userAgent, ...rest } = fixed;
   const agent = userAgent === '' ? undefined : { ref: agentRef(userAgent), text: userAgent };
-  const stored = agent === undefined ? fixed : { ...rest, a: agent.ref };
+  const stored = renamed(agent === undefined ? fixed : { ...rest, a: agent.ref }, STORED_NAMES);
   return {
     key: sessionKey(id),
     sid: encodeSessionId(id),
@@ -227,7 +251,7 @@ export function encodeSession(session: SessionRecord): EncodedSession {
   };
 }
 
-/** The record's immutable fields as stored: the User-Agent as its reference `a`, or inline. */
+/** The record's immutable fields as stored (renamed back): the User-Agent as its reference `a`, or inline. */
 type StoredFixed = Omit<
   SessionRecord,
   'id' | 'user' | 'state' | 'lastSeenAt' | 'expiresAt' | 'tokenIds' | 'userAgent'
@@ -239,7 +263,7 @@ type StoredFixed = Omit<
 /** The User-Agent reference a stored base holds (as `readChunks` gives it), if any. */
 export function agentRefOf(base: string | null | undefined): string | undefined {
   if (!base) return undefined;
-  const { a } = JSON.parse(`{${joinJson(base)}}`) as StoredFixed;
+  const { a } = JSON.parse(`{${joinJson(base)}}`) as { a?: unknown };
   return typeof a === 'string' ? a : undefined;
 }
 
@@ -296,7 +320,8 @@ export function decodeSession(
 ): SessionRecord | undefined {
   const { sid, user, state, expiresAt } = f;
   if (!sid || !user || !state || !STATES.has(state) || expiresAt === undefined) return undefined;
-  const { a, userAgent, ...fixed } = JSON.parse(`{${joinJson(f.base ?? '')}}`) as StoredFixed;
+  const stored: unknown = JSON.parse(`{${joinJson(f.base ?? '')}}`);
+  const { a, userAgent, ...fixed } = renamed(stored as object, RECORD_NAMES) as StoredFixed;
   const ended =
     f.end && state !== 'live' ? (JSON.parse(joinJson(f.end)) as { endedAt?: number; endedBy?: EndedBy }) : {};
   // Only a live session is warned: a mark left on an ended one means nothing.
@@ -358,7 +383,7 @@ function endedRecords(value: unknown): SessionRecord[] | undefined {
     if (!Array.isArray(t) || !t.every((x) => typeof x === 'string')) return undefined;
     // The User-Agent's reference is dropped: a message's records only end cached decisions, which
     // keep no User-Agent (CachedSession).
-    const { a: _ref, ...fixed } = b as Partial<SessionRecord> & { a?: unknown };
+    const { a: _ref, ...fixed } = renamed(b, RECORD_NAMES) as Partial<SessionRecord> & { a?: unknown };
     if (typeof fixed.id !== 'string' || typeof fixed.user !== 'string' || typeof fixed.expiresAt !== 'number')
       return undefined;
     out.push({

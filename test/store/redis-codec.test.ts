@@ -206,6 +206,19 @@ describe('Redis record codec', () => {
     expect(agentRef('Mozilla/5.1')).not.toBe(s.agent?.ref);
   });
 
+  it('stores the fixed fields under one-letter names, and reads them back by their own', () => {
+    const s = encodeSession({ ...record, tenant: 'acme', geo: { country: 'DE' }, newDevice: true });
+    expect(joinJson(s.base)).toBe(
+      `"c":1700000000000,"i":"203.0.113.7","p":1,"t":"acme","g":{"country":"DE"},"d":true,"a":"${agentRef('Mozilla/5.0')}"`,
+    );
+    expect(decodeSession(stored(s, 'live'), agentsOf(s))).toEqual({
+      ...record,
+      tenant: 'acme',
+      geo: { country: 'DE' },
+      newDevice: true,
+    });
+  });
+
   it('keeps an empty User-Agent inline, with no reference', () => {
     const s = encodeSession({ ...record, userAgent: '' });
     expect(s.agent).toBeUndefined();
@@ -226,7 +239,8 @@ describe('Redis record codec', () => {
 
 describe('Redis invalidation message codec', () => {
   it('drops the User-Agent reference of an ended session: a cached decision keeps none', () => {
-    const b = { id: 's1', user: 'u', createdAt: 1, expiresAt: 9, ip: '', a: agentRef('Mozilla/5.0') };
+    // As COMMIT splices it: id, user and expiresAt by their names, then the stored base.
+    const b = { id: 's1', user: 'u', expiresAt: 9, c: 1, i: '', a: agentRef('Mozilla/5.0') };
     const message = JSON.stringify({
       tokenIds: ['t1'],
       ended: [{ b, s: 'superseded', e: {}, l: 3, t: ['t1'] }],
