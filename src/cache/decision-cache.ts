@@ -52,7 +52,7 @@ export interface Decision {
 
 export interface DecisionCacheOptions {
   /**
-   * Entries kept (LRU beyond). About 300 B of memory each when filled (bench/results/cache-memory.md);
+   * Entries kept (LRU beyond). About 400 B of memory each when filled (bench/results/cache-memory.md);
    * the cache's arrays grow by doubling up to it, so a cache never filled costs less.
    */
   max: number;
@@ -113,6 +113,30 @@ function rareFieldsOf(s: CachedSession): RareFields | undefined {
  */
 const ID_CHARS = 43;
 const KEY_WORDS = 8;
+/**
+ * A slot's fields side by side, so a lookup that misses the CPU caches reads two adjacent cache lines
+ * rather than one per field array (bench/results/micro.md): its key's 8 words, then as int32 its
+ * epoch, row and LRU links, then as float64 its fetchedAt, lastSeenAt and lastWrittenAt.
+ */
+const SLOT_BYTES = 72;
+const SLOT_WORDS = SLOT_BYTES / 4;
+const SLOT_F64 = SLOT_BYTES / 8;
+const EPOCH = 8;
+const ROW = 9;
+const PREV = 10;
+const NEXT = 11;
+const FETCHED_AT = 6;
+const LAST_SEEN_AT = 7;
+const LAST_WRITTEN_AT = 8;
+const ROW_BYTES = 32;
+const ROW_F64 = ROW_BYTES / 8;
+const ROW_WORDS = ROW_BYTES / 4;
+const CREATED_AT = 0;
+const ROW_LAST_SEEN_AT = 1;
+const EXPIRES_AT = 2;
+const REFS = 6;
+const HASH = 7;
+const HAS_EXTRA = 0x80;
 const SEXTET = new Int8Array(128).fill(-1);
 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
   .split('')
@@ -169,11 +193,6 @@ function grownI32(a: Int32Array, n: number) {
   g.set(a);
   return g;
 }
-function grownU32(a: Uint32Array, n: number) {
-  const g = new Uint32Array(n);
-  g.set(a);
-  return g;
-}
 function grownU8(a: Uint8Array, n: number) {
   const g = new Uint8Array(n);
   g.set(a);
@@ -206,14 +225,44 @@ function shiftOut(table: Int32Array, mask: number, i: number, home: (entry: numb
   table[i] = 0;
 }
 
+/**
+ * The set of `#frontIds` a canonical id falls in, from its first three characters (the top 13 bits of
+ * its first two bytes, as `frontSetOfKey` reads them): no hashing, and HMAC output is uniform there.
+ * Garbage for other strings, which are never found there anyway.
+ */
+function frontSetOf(id: string): number {
+  return ((sextet(id, 0) << 7) | (sextet(id, 1) << 1) | (sextet(id, 2) >>> 5)) & (FRONT_SETS - 1);
+}
+
+/**
+ * Characters 3-7 of an id, so a way whose id differs is passed over without reading its string (a
+ * cache miss when it is not hot); equal tags still compare the strings.
+ */
+function frontTagOf(id: string): number {
+  return (
+    (sextet(id, 3) << 24) |
+    (sextet(id, 4) << 18) |
+    (sextet(id, 5) << 12) |
+    (sextet(id, 6) << 6) |
+    sextet(id, 7)
+  );
+}
+
+function frontSetOfKey(bytes: Uint8Array, at: number): number {
+  return (((bytes[at] ?? 0) << 5) | ((bytes[at + 1] ?? 0) >>> 3)) & (FRONT_SETS - 1);
+}
+
 const INITIAL_SLOTS = 1024;
-/** Token ids whose slots are found by their string (`#front`): constant memory, about 1.5 MB. */
-const FRONT = 16_384;
+/**
+ * Token ids whose slots are found by their string (`#frontIds`), two to a set: constant memory, about
+ * 200 KB and the strings it holds.
+ */
+const FRONT_SETS = 8192;
 /**
  * Session objects handed out lately, reused while their row lives (a hit then allocates only its
- * decision); bounded, so memory does not grow with the entries.
+ * decision), two to a set of `row % VIEW_SETS`; bounded, so memory does not grow with the entries.
  */
-const VIEWS = 4096;
+const VIEW_SETS = 4096;
 
 /**
  * The per-replica LRU of token decisions. Live and unknown decisions are trusted for `maxStaleness` and
@@ -245,18 +294,16 @@ export class DecisionCache {
   #used = 0;
   #size = 0;
   #free = -1;
+  /**
+   * The slots' fields, `SLOT_BYTES` each, seen as words (the key), int32 (epoch, row, LRU links) and
+   * float64 (times). LRU links: `#head` most recent; a free slot's NEXT is the next free one.
+   */
   #keyWords = new Uint32Array(0);
+  #ints = new Int32Array(0);
+  #times = new Float64Array(0);
   #state = new Uint8Array(0);
-  #slotEpoch = new Int32Array(0);
-  #fetchedAt = new Float64Array(0);
-  #lastSeenAt = new Float64Array(0);
-  #lastWrittenAt = new Float64Array(0);
-  /** LRU links (`#head` most recent); a free slot's `#next` is the next free one. */
-  #prev = new Int32Array(0);
-  #next = new Int32Array(0);
   #head = -1;
   #tail = -1;
-  #row = new Int32Array(0);
   /**
    * The slots of a session, linked from `#sesTable`'s head, so a session's end reaches every value
    * cached for it: a rotating cookie's values outnumber what the session record lists.
@@ -272,46 +319,48 @@ export class DecisionCache {
   /** Keys that are not canonical token ids. */
   readonly #oddSlot = new Map<string, number>();
   readonly #oddKey = new Map<number, string>();
+  /** `#keyWords` as bytes (the front set of a slot's key). */
+  #keyBytes = new Uint8Array(0);
   readonly #scratch = new Uint32Array(KEY_WORDS);
   readonly #scratchBytes = new Uint8Array(this.#scratch.buffer);
   /**
-   * The slots of the token ids looked up lately (`FRONT`, oldest first), by their strings: a Map
-   * lookup on a string that caches its hash (the token-id memo hands out the same string) is a third
-   * of the cost of decoding 43 characters, so the hot tokens skip it. Freeing a slot drops its entry.
+   * The slots of the token ids found lately, by their strings, in two-way sets picked by the first
+   * characters (the more recent first): comparing a string the token-id memo handed out again is a
+   * pointer compare, against 200-400 ns to decode 43 characters and probe, so hot tokens skip that.
+   * A set, not a Map with an eviction ring: a cold hit (the working set past the front) costs two
+   * array writes here, where the Map's get, delete and two sets on fresh strings cost 2 us of cache
+   * misses (bench/results/micro.md). Freeing a slot drops its entry; '' is an empty way.
    */
-  readonly #front = new Map<string, number>();
-  /**
-   * The key a slot was found by through `#front`, so an entry there is trusted only while its slot
-   * still holds it (cleared when the slot is freed): the Map itself is never swept on a free.
-   */
-  readonly #frontKey = new Map<number, string>();
-  /** The keys in `#front`, oldest at `#ringAt` (a Map's own order costs a scan past its deletions). */
-  readonly #ring: string[] = new Array<string>(FRONT).fill('');
-  #ringAt = 0;
+  readonly #frontIds: string[] = new Array<string>(FRONT_SETS * 2).fill('');
+  readonly #frontSlots = new Int32Array(FRONT_SETS * 2).fill(-1);
+  readonly #frontTags = new Int32Array(FRONT_SETS * 2);
 
   // Rows: one per distinct record, shared by the slots whose reads say the same.
   #rowCapacity = 0;
   #rowUsed = 0;
   #rowFree = -1;
-  readonly #rowId: string[] = [];
-  readonly #rowUser: string[] = [];
+  /** Each row's session id and user, side by side. */
+  readonly #rowStrings: string[] = [];
+  /** The record's state code, with `HAS_EXTRA` when `#rowExtra` holds the row (no Map lookup else). */
   #rowState = new Uint8Array(0);
-  #rowCreatedAt = new Float64Array(0);
-  #rowLastSeenAt = new Float64Array(0);
-  #rowExpiresAt = new Float64Array(0);
-  /** Slots referring to the row; a free row's count is the next free row. */
-  #rowRefs = new Int32Array(0);
   /**
+   * The rows' numbers, `ROW_BYTES` each (one cache line holds a row's): as float64 its createdAt,
+   * lastSeenAt and expiresAt; as int32 the slots referring to it (for a free row, the next free row);
+   * as uint32 the hash of its session id (`#sesTable`).
    */
-  /** The hash of the row's session id (`#sesTable`). */
-  #rowHash = new Uint32Array(0);
+  #rowTimes = new Float64Array(0);
+  #rowInts = new Int32Array(0);
+  #rowWords = new Uint32Array(0);
   /** Rows whose record lists other tokens than their slot's key, or has a rare field set. */
   readonly #rowExtra = new Map<number, RowExtra>();
-  /** Views handed out lately, oldest first (`VIEWS`). */
-  readonly #views = new Map<number, CachedSession>();
-  /** The rows of `#views`, oldest at `#viewAt`. */
-  readonly #viewRing = new Int32Array(VIEWS).fill(-1);
-  #viewAt = 0;
+  /**
+   * Views handed out lately, two-way sets of rows (the more recent first), -1 an empty way: a Map with
+   * an eviction ring cost a cold hit 0.6 us of misses.
+   */
+  readonly #viewRows = new Int32Array(VIEW_SETS * 2).fill(-1);
+  readonly #views: (CachedSession | undefined)[] = new Array<CachedSession | undefined>(VIEW_SETS * 2).fill(
+    undefined,
+  );
 
   constructor(options: DecisionCacheOptions) {
     this.#max = Math.max(1, Math.floor(options.max));
@@ -342,7 +391,8 @@ export class DecisionCache {
     const code = this.#state[slot] ?? 0;
     if (
       isProvisionalCode(code) &&
-      (this.#slotEpoch[slot] !== this.#epoch || now - (this.#fetchedAt[slot] ?? 0) >= this.#maxStaleness)
+      (this.#ints[slot * SLOT_WORDS + EPOCH] !== this.#epoch ||
+        now - (this.#times[slot * SLOT_F64 + FETCHED_AT] ?? 0) >= this.#maxStaleness)
     )
       return undefined;
     return this.#decisionAt(slot, tokenId);
@@ -358,8 +408,8 @@ export class DecisionCache {
   noteActivity(tokenId: string, lastSeenAt: number, lastWrittenAt: number): void {
     const slot = this.#find(tokenId);
     if (slot < 0) return;
-    this.#lastSeenAt[slot] = lastSeenAt;
-    this.#lastWrittenAt[slot] = lastWrittenAt;
+    this.#times[slot * SLOT_F64 + LAST_SEEN_AT] = lastSeenAt;
+    this.#times[slot * SLOT_F64 + LAST_WRITTEN_AT] = lastWrittenAt;
   }
 
   beginFill(tokenId: string): FillTicket {
@@ -415,7 +465,7 @@ export class DecisionCache {
       const ticket = this.#pending.get(id);
       if (ticket) ticket.voided = true;
       const slot = this.#find(id);
-      if (slot >= 0 && this.#state[slot] === LIVE) this.#slotEpoch[slot] = -1;
+      if (slot >= 0 && this.#state[slot] === LIVE) this.#ints[slot * SLOT_WORDS + EPOCH] = -1;
     }
   }
 
@@ -478,7 +528,7 @@ export class DecisionCache {
   /** For tests: rows (distinct records) held. */
   get rowCount(): number {
     let free = 0;
-    for (let r = this.#rowFree; r >= 0; r = this.#rowRefs[r] ?? -1) free++;
+    for (let r = this.#rowFree; r >= 0; r = this.#rowInts[r * ROW_WORDS + REFS] ?? -1) free++;
     return this.#rowUsed - free;
   }
 
@@ -488,36 +538,56 @@ export class DecisionCache {
   }
 
   #decisionAt(slot: number, key: string): Decision {
-    const r = this.#row[slot] ?? -1;
+    const r = this.#ints[slot * SLOT_WORDS + ROW] ?? -1;
     return {
       state: STATES[(this.#state[slot] ?? 1) - 1] ?? 'unknown',
       session: r < 0 ? undefined : this.#view(r, key),
-      fetchedAt: this.#fetchedAt[slot] ?? 0,
-      epoch: this.#slotEpoch[slot] ?? 0,
-      lastSeenAt: this.#lastSeenAt[slot] ?? 0,
-      lastWrittenAt: this.#lastWrittenAt[slot] ?? 0,
+      fetchedAt: this.#times[slot * SLOT_F64 + FETCHED_AT] ?? 0,
+      epoch: this.#ints[slot * SLOT_WORDS + EPOCH] ?? 0,
+      lastSeenAt: this.#times[slot * SLOT_F64 + LAST_SEEN_AT] ?? 0,
+      lastWrittenAt: this.#times[slot * SLOT_F64 + LAST_WRITTEN_AT] ?? 0,
     };
   }
 
   /** The slot of a key, or -1. */
   #find(tokenId: string): number {
-    const hot = this.#front.get(tokenId);
-    if (hot !== undefined && this.#frontKey.get(hot) === tokenId) return hot;
-    if (!decodeId(tokenId, this.#scratchBytes)) return this.#oddSlot.get(tokenId) ?? -1;
-    const slot = this.#probe(hashOf(this.#scratch, 0));
-    if (slot >= 0) {
-      const oldest = this.#ring[this.#ringAt] ?? '';
-      const gone = oldest === '' ? undefined : this.#front.get(oldest);
-      if (gone !== undefined) {
-        this.#front.delete(oldest);
-        if (this.#frontKey.get(gone) === oldest) this.#frontKey.delete(gone);
-      }
-      this.#ring[this.#ringAt] = tokenId;
-      this.#ringAt = (this.#ringAt + 1) % FRONT;
-      this.#front.set(tokenId, slot);
-      this.#frontKey.set(slot, tokenId);
+    if (tokenId.length !== ID_CHARS) return this.#oddSlot.get(tokenId) ?? -1;
+    const ids = this.#frontIds;
+    const slots = this.#frontSlots;
+    const tags = this.#frontTags;
+    const at = frontSetOf(tokenId) * 2;
+    const tag = frontTagOf(tokenId);
+    if (tags[at] === tag && ids[at] === tokenId) return slots[at] ?? -1;
+    let slot: number;
+    if (tags[at + 1] === tag && ids[at + 1] === tokenId) slot = slots[at + 1] ?? -1;
+    else {
+      if (!decodeId(tokenId, this.#scratchBytes)) return this.#oddSlot.get(tokenId) ?? -1;
+      slot = this.#probe(hashOf(this.#scratch, 0));
+      if (slot < 0) return -1;
     }
+    ids[at + 1] = ids[at] ?? '';
+    slots[at + 1] = slots[at] ?? -1;
+    tags[at + 1] = tags[at] ?? 0;
+    ids[at] = tokenId;
+    slots[at] = slot;
+    tags[at] = tag;
     return slot;
+  }
+
+  /** A slot freed: its key leaves `#frontIds` (its set is read from the key's bytes). */
+  #dropFront(slot: number): void {
+    const at = frontSetOfKey(this.#keyBytes, slot * SLOT_BYTES) * 2;
+    const ids = this.#frontIds;
+    const slots = this.#frontSlots;
+    const tags = this.#frontTags;
+    if (slots[at] === slot) {
+      ids[at] = ids[at + 1] ?? '';
+      slots[at] = slots[at + 1] ?? -1;
+      tags[at] = tags[at + 1] ?? 0;
+    } else if (slots[at + 1] !== slot) return;
+    ids[at + 1] = '';
+    slots[at + 1] = -1;
+    tags[at + 1] = 0;
   }
 
   #probe(h: number): number {
@@ -528,7 +598,7 @@ export class DecisionCache {
       const e = table[i] ?? 0;
       if (e === 0) return -1;
       const slot = e - 1;
-      const at = slot * KEY_WORDS;
+      const at = slot * SLOT_WORDS;
       if (words[at] !== key[0]) continue;
       let k = 1;
       while (k < KEY_WORDS && words[at + k] === key[k]) k++;
@@ -537,7 +607,7 @@ export class DecisionCache {
   }
 
   #tableInsert(slot: number): void {
-    let i = hashOf(this.#keyWords, slot * KEY_WORDS) & this.#mask;
+    let i = hashOf(this.#keyWords, slot * SLOT_WORDS) & this.#mask;
     while ((this.#table[i] ?? 0) !== 0) i = (i + 1) & this.#mask;
     this.#table[i] = slot + 1;
   }
@@ -546,9 +616,9 @@ export class DecisionCache {
     const table = this.#table;
     const mask = this.#mask;
     const words = this.#keyWords;
-    let i = hashOf(words, slot * KEY_WORDS) & mask;
+    let i = hashOf(words, slot * SLOT_WORDS) & mask;
     while ((table[i] ?? 0) !== slot + 1) i = (i + 1) & mask;
-    shiftOut(table, mask, i, (e) => hashOf(words, (e - 1) * KEY_WORDS));
+    shiftOut(table, mask, i, (e) => hashOf(words, (e - 1) * SLOT_WORDS));
   }
 
   /** The position in `#sesTable` of a session's entry, or -1. */
@@ -557,8 +627,8 @@ export class DecisionCache {
     for (let i = h & this.#sesMask; ; i = (i + 1) & this.#sesMask) {
       const e = table[i] ?? 0;
       if (e === 0) return -1;
-      const r = this.#row[e - 1] ?? -1;
-      if (this.#rowHash[r] === h && this.#rowId[r] === sessionId) return i;
+      const r = this.#ints[(e - 1) * SLOT_WORDS + ROW] ?? -1;
+      if (this.#rowWords[r * ROW_WORDS + HASH] === h && this.#rowStrings[r * 2] === sessionId) return i;
     }
   }
 
@@ -576,8 +646,7 @@ export class DecisionCache {
   #keyOf(slot: number): string {
     const odd = this.#oddKey.get(slot);
     if (odd !== undefined) return odd;
-    const at = slot * KEY_WORDS * 4;
-    return Buffer.from(this.#keyWords.buffer, at, KEY_WORDS * 4).toString('base64url');
+    return Buffer.from(this.#keyWords.buffer, slot * SLOT_BYTES, KEY_WORDS * 4).toString('base64url');
   }
 
   #store(tokenId: string, d: Decision): void {
@@ -585,22 +654,22 @@ export class DecisionCache {
     if (slot < 0) slot = this.#insert(tokenId);
     else this.#toFront(slot);
     const session = d.session;
-    const oldRow = this.#row[slot] ?? -1;
+    const oldRow = this.#ints[slot * SLOT_WORDS + ROW] ?? -1;
     const row = session === undefined ? -1 : this.#rowFor(session, tokenId, slot);
     if (oldRow >= 0) {
-      this.#unlinkSession(slot, this.#rowId[oldRow] ?? '');
+      this.#unlinkSession(slot, this.#rowStrings[oldRow * 2] ?? '');
       this.#unref(oldRow);
     }
-    this.#row[slot] = row;
+    this.#ints[slot * SLOT_WORDS + ROW] = row;
     if (session !== undefined && row >= 0) {
       this.#linkSession(slot, session.id);
       d.session = this.#view(row, tokenId);
     }
     this.#state[slot] = codeOf(d.state);
-    this.#slotEpoch[slot] = d.epoch;
-    this.#fetchedAt[slot] = d.fetchedAt;
-    this.#lastSeenAt[slot] = d.lastSeenAt;
-    this.#lastWrittenAt[slot] = d.lastWrittenAt;
+    this.#ints[slot * SLOT_WORDS + EPOCH] = d.epoch;
+    this.#times[slot * SLOT_F64 + FETCHED_AT] = d.fetchedAt;
+    this.#times[slot * SLOT_F64 + LAST_SEEN_AT] = d.lastSeenAt;
+    this.#times[slot * SLOT_F64 + LAST_WRITTEN_AT] = d.lastWrittenAt;
   }
 
   /** A new slot for a key not cached, the least recent entry evicted first when at `max`. */
@@ -611,21 +680,21 @@ export class DecisionCache {
     let slot: number;
     if (this.#free >= 0) {
       slot = this.#free;
-      this.#free = this.#next[slot] ?? -1;
+      this.#free = this.#ints[slot * SLOT_WORDS + NEXT] ?? -1;
     } else slot = this.#used++;
     if (decodeId(tokenId, this.#scratchBytes)) {
-      this.#keyWords.set(this.#scratch, slot * KEY_WORDS);
+      this.#keyWords.set(this.#scratch, slot * SLOT_WORDS);
       this.#tableInsert(slot);
     } else {
       this.#oddSlot.set(tokenId, slot);
       this.#oddKey.set(slot, tokenId);
     }
-    this.#row[slot] = -1;
+    this.#ints[slot * SLOT_WORDS + ROW] = -1;
     this.#sesPrev[slot] = -1;
     this.#sesNext[slot] = -1;
-    this.#prev[slot] = -1;
-    this.#next[slot] = this.#head;
-    if (this.#head >= 0) this.#prev[this.#head] = slot;
+    this.#ints[slot * SLOT_WORDS + PREV] = -1;
+    this.#ints[slot * SLOT_WORDS + NEXT] = this.#head;
+    if (this.#head >= 0) this.#ints[this.#head * SLOT_WORDS + PREV] = slot;
     this.#head = slot;
     if (this.#tail < 0) this.#tail = slot;
     this.#size++;
@@ -638,42 +707,44 @@ export class DecisionCache {
     if (odd !== undefined) {
       this.#oddKey.delete(slot);
       this.#oddSlot.delete(odd);
-    } else this.#tableRemove(slot);
-    const p = this.#prev[slot] ?? -1;
-    const n = this.#next[slot] ?? -1;
-    if (p >= 0) this.#next[p] = n;
+    } else {
+      this.#tableRemove(slot);
+      this.#dropFront(slot);
+    }
+    const p = this.#ints[slot * SLOT_WORDS + PREV] ?? -1;
+    const n = this.#ints[slot * SLOT_WORDS + NEXT] ?? -1;
+    if (p >= 0) this.#ints[p * SLOT_WORDS + NEXT] = n;
     else this.#head = n;
-    if (n >= 0) this.#prev[n] = p;
+    if (n >= 0) this.#ints[n * SLOT_WORDS + PREV] = p;
     else this.#tail = p;
-    const row = this.#row[slot] ?? -1;
+    const row = this.#ints[slot * SLOT_WORDS + ROW] ?? -1;
     if (row >= 0) {
-      this.#unlinkSession(slot, this.#rowId[row] ?? '');
+      this.#unlinkSession(slot, this.#rowStrings[row * 2] ?? '');
       this.#unref(row);
-      this.#row[slot] = -1;
+      this.#ints[slot * SLOT_WORDS + ROW] = -1;
     }
     this.#state[slot] = 0;
-    this.#next[slot] = this.#free;
+    this.#ints[slot * SLOT_WORDS + NEXT] = this.#free;
     this.#free = slot;
     this.#size--;
-    this.#frontKey.delete(slot);
   }
 
   #toFront(slot: number): void {
     if (this.#head === slot) return;
-    const p = this.#prev[slot] ?? -1;
-    const n = this.#next[slot] ?? -1;
-    if (p >= 0) this.#next[p] = n;
-    if (n >= 0) this.#prev[n] = p;
+    const p = this.#ints[slot * SLOT_WORDS + PREV] ?? -1;
+    const n = this.#ints[slot * SLOT_WORDS + NEXT] ?? -1;
+    if (p >= 0) this.#ints[p * SLOT_WORDS + NEXT] = n;
+    if (n >= 0) this.#ints[n * SLOT_WORDS + PREV] = p;
     else this.#tail = p;
-    this.#prev[slot] = -1;
-    this.#next[slot] = this.#head;
-    if (this.#head >= 0) this.#prev[this.#head] = slot;
+    this.#ints[slot * SLOT_WORDS + PREV] = -1;
+    this.#ints[slot * SLOT_WORDS + NEXT] = this.#head;
+    if (this.#head >= 0) this.#ints[this.#head * SLOT_WORDS + PREV] = slot;
     this.#head = slot;
   }
 
   /** Links after the head, so the head stays the session's first cached token (the sibling compared). */
   #linkSession(slot: number, sessionId: string): void {
-    const h = this.#rowHash[this.#row[slot] ?? -1] ?? 0;
+    const h = this.#rowWords[(this.#ints[slot * SLOT_WORDS + ROW] ?? -1) * ROW_WORDS + HASH] ?? 0;
     const pos = this.#sesPos(sessionId, h);
     if (pos < 0) {
       this.#sesPrev[slot] = -1;
@@ -695,11 +766,19 @@ export class DecisionCache {
     const n = this.#sesNext[slot] ?? -1;
     if (p >= 0) this.#sesNext[p] = n;
     else {
-      const pos = this.#sesPos(sessionId, this.#rowHash[this.#row[slot] ?? -1] ?? 0);
+      const pos = this.#sesPos(
+        sessionId,
+        this.#rowWords[(this.#ints[slot * SLOT_WORDS + ROW] ?? -1) * ROW_WORDS + HASH] ?? 0,
+      );
       if (pos >= 0 && n >= 0) this.#sesTable[pos] = n + 1;
       else if (pos >= 0) {
         const table = this.#sesTable;
-        shiftOut(table, this.#sesMask, pos, (e) => this.#rowHash[this.#row[e - 1] ?? -1] ?? 0);
+        shiftOut(
+          table,
+          this.#sesMask,
+          pos,
+          (e) => this.#rowWords[(this.#ints[(e - 1) * SLOT_WORDS + ROW] ?? -1) * ROW_WORDS + HASH] ?? 0,
+        );
       }
     }
     if (n >= 0) this.#sesPrev[n] = p;
@@ -715,9 +794,9 @@ export class DecisionCache {
   #rowFor(s: CachedSession, tokenId: string, slot: number): number {
     const head = this.#sesHead(s.id);
     if (head >= 0) {
-      const r = this.#row[head] ?? -1;
+      const r = this.#ints[head * SLOT_WORDS + ROW] ?? -1;
       if (r >= 0 && this.#rowSays(r, head === slot, s, tokenId)) {
-        this.#rowRefs[r] = (this.#rowRefs[r] ?? 0) + 1;
+        this.#rowInts[r * ROW_WORDS + REFS] = (this.#rowInts[r * ROW_WORDS + REFS] ?? 0) + 1;
         return r;
       }
     }
@@ -725,8 +804,9 @@ export class DecisionCache {
   }
 
   #rowSays(r: number, ownRow: boolean, s: CachedSession, tokenId: string): boolean {
-    if (this.#rowState[r] !== codeOf(s.state)) return false;
-    const extra = this.#rowExtra.get(r);
+    const code = this.#rowState[r] ?? 0;
+    if ((code & ~HAS_EXTRA) !== codeOf(s.state)) return false;
+    const extra = code & HAS_EXTRA ? this.#rowExtra.get(r) : undefined;
     const rare = extra?.rare;
     if (rare?.endedAt !== s.endedAt || rare?.pinned !== s.pinned) return false;
     if (rare?.warning?.sessionId !== s.warning?.sessionId) return false;
@@ -745,18 +825,18 @@ export class DecisionCache {
     let r: number;
     if (this.#rowFree >= 0) {
       r = this.#rowFree;
-      this.#rowFree = this.#rowRefs[r] ?? -1;
+      this.#rowFree = this.#rowInts[r * ROW_WORDS + REFS] ?? -1;
     } else r = this.#rowUsed++;
-    this.#rowId[r] = s.id;
-    this.#rowUser[r] = s.user;
+    this.#rowStrings[r * 2] = s.id;
+    this.#rowStrings[r * 2 + 1] = s.user;
     this.#rowState[r] = codeOf(s.state);
-    this.#rowCreatedAt[r] = s.createdAt;
-    this.#rowLastSeenAt[r] = s.lastSeenAt;
-    this.#rowExpiresAt[r] = s.expiresAt;
-    this.#rowRefs[r] = 1;
+    this.#rowTimes[r * ROW_F64 + CREATED_AT] = s.createdAt;
+    this.#rowTimes[r * ROW_F64 + ROW_LAST_SEEN_AT] = s.lastSeenAt;
+    this.#rowTimes[r * ROW_F64 + EXPIRES_AT] = s.expiresAt;
+    this.#rowInts[r * ROW_WORDS + REFS] = 1;
     const listed = s.tokenIds;
     const [only] = listed;
-    this.#rowHash[r] = stringHash(s.id);
+    this.#rowWords[r * ROW_WORDS + HASH] = stringHash(s.id);
     const tokens =
       listed.length === 1 && only === tokenId
         ? undefined
@@ -764,62 +844,90 @@ export class DecisionCache {
           ? only
           : [...listed];
     const rare = rareFieldsOf(s);
-    if (tokens !== undefined || rare !== undefined) this.#rowExtra.set(r, { tokens, rare });
-    else this.#rowExtra.delete(r);
-    this.#views.delete(r);
+    if (tokens !== undefined || rare !== undefined) {
+      this.#rowExtra.set(r, { tokens, rare });
+      this.#rowState[r] = codeOf(s.state) | HAS_EXTRA;
+    } else this.#rowExtra.delete(r);
+    this.#dropView(r);
     return r;
   }
 
   #unref(r: number): void {
-    const refs = (this.#rowRefs[r] ?? 1) - 1;
+    const refs = (this.#rowInts[r * ROW_WORDS + REFS] ?? 1) - 1;
     if (refs > 0) {
-      this.#rowRefs[r] = refs;
+      this.#rowInts[r * ROW_WORDS + REFS] = refs;
       return;
     }
-    this.#rowId[r] = '';
-    this.#rowUser[r] = '';
+    this.#rowStrings[r * 2] = '';
+    this.#rowStrings[r * 2 + 1] = '';
     this.#rowExtra.delete(r);
-    this.#views.delete(r);
-    this.#rowRefs[r] = this.#rowFree;
+    this.#dropView(r);
+    this.#rowInts[r * ROW_WORDS + REFS] = this.#rowFree;
     this.#rowFree = r;
   }
 
   /** The row as a session object; `key` is the key of the slot read (a row listing only it needs it). */
   #view(r: number, key: string): CachedSession {
-    const cached = this.#views.get(r);
-    if (cached !== undefined) return cached;
-    const extra = this.#rowExtra.get(r);
+    const at = (r % VIEW_SETS) * 2;
+    const rows = this.#viewRows;
+    const views = this.#views;
+    if (rows[at] === r) {
+      const cached = views[at];
+      if (cached !== undefined) return cached;
+    }
+    if (rows[at + 1] === r) {
+      const cached = views[at + 1];
+      if (cached !== undefined) {
+        rows[at + 1] = rows[at] ?? -1;
+        views[at + 1] = views[at];
+        rows[at] = r;
+        views[at] = cached;
+        return cached;
+      }
+    }
+    const code = this.#rowState[r] ?? 0;
+    const extra = code & HAS_EXTRA ? this.#rowExtra.get(r) : undefined;
     const kept = extra?.tokens;
     const base: CachedSession = {
-      id: this.#rowId[r] ?? '',
-      user: this.#rowUser[r] ?? '',
-      state: SESSION_STATES[(this.#rowState[r] ?? 1) - 1] ?? 'live',
-      createdAt: this.#rowCreatedAt[r] ?? 0,
-      lastSeenAt: this.#rowLastSeenAt[r] ?? 0,
-      expiresAt: this.#rowExpiresAt[r] ?? 0,
+      id: this.#rowStrings[r * 2] ?? '',
+      user: this.#rowStrings[r * 2 + 1] ?? '',
+      state: SESSION_STATES[(code & ~HAS_EXTRA) - 1] ?? 'live',
+      createdAt: this.#rowTimes[r * ROW_F64 + CREATED_AT] ?? 0,
+      lastSeenAt: this.#rowTimes[r * ROW_F64 + ROW_LAST_SEEN_AT] ?? 0,
+      expiresAt: this.#rowTimes[r * ROW_F64 + EXPIRES_AT] ?? 0,
       tokenIds: kept === undefined ? [key] : typeof kept === 'string' ? [kept] : kept,
     };
     const rare = extra?.rare;
     const view = rare === undefined ? base : { ...base, ...rare };
-    // The row evicted may have been freed and reused since: dropping its newer view only costs a rebuild.
-    const oldest = this.#viewRing[this.#viewAt] ?? -1;
-    if (oldest >= 0) this.#views.delete(oldest);
-    this.#viewRing[this.#viewAt] = r;
-    this.#viewAt = (this.#viewAt + 1) % VIEWS;
-    this.#views.set(r, view);
+    rows[at + 1] = rows[at] ?? -1;
+    views[at + 1] = views[at];
+    rows[at] = r;
+    views[at] = view;
     return view;
   }
 
+  /** A row freed or rebuilt: its view is no longer its record. */
+  #dropView(r: number): void {
+    const at = (r % VIEW_SETS) * 2;
+    const rows = this.#viewRows;
+    const views = this.#views;
+    if (rows[at] === r) {
+      rows[at] = rows[at + 1] ?? -1;
+      views[at] = views[at + 1];
+    } else if (rows[at + 1] !== r) return;
+    rows[at + 1] = -1;
+    views[at + 1] = undefined;
+  }
+
   #growSlots(n: number): void {
-    this.#keyWords = grownU32(this.#keyWords, n * KEY_WORDS);
+    const slots = new ArrayBuffer(n * SLOT_BYTES);
+    const bytes = new Uint8Array(slots);
+    bytes.set(this.#keyBytes);
+    this.#keyBytes = bytes;
+    this.#keyWords = new Uint32Array(slots);
+    this.#ints = new Int32Array(slots);
+    this.#times = new Float64Array(slots);
     this.#state = grownU8(this.#state, n);
-    this.#slotEpoch = grownI32(this.#slotEpoch, n);
-    this.#fetchedAt = grownF64(this.#fetchedAt, n);
-    this.#lastSeenAt = grownF64(this.#lastSeenAt, n);
-    this.#lastWrittenAt = grownF64(this.#lastWrittenAt, n);
-    this.#prev = grownI32(this.#prev, n);
-    this.#next = grownI32(this.#next, n);
-    this.#row = grownI32(this.#row, n);
     this.#sesPrev = grownI32(this.#sesPrev, n);
     this.#sesNext = grownI32(this.#sesNext, n);
     this.#capacity = n;
@@ -834,20 +942,18 @@ export class DecisionCache {
       this.#sesTable = new Int32Array(size);
       this.#sesMask = size - 1;
       for (let s = 0; s < this.#used; s++) {
-        const r = this.#row[s] ?? -1;
+        const r = this.#ints[s * SLOT_WORDS + ROW] ?? -1;
         if ((this.#state[s] ?? 0) !== 0 && r >= 0 && this.#sesPrev[s] === -1)
-          this.#sesInsert(s, this.#rowHash[r] ?? 0);
+          this.#sesInsert(s, this.#rowWords[r * ROW_WORDS + HASH] ?? 0);
       }
     }
   }
 
   #growRows(n: number): void {
     this.#rowState = grownU8(this.#rowState, n);
-    this.#rowCreatedAt = grownF64(this.#rowCreatedAt, n);
-    this.#rowLastSeenAt = grownF64(this.#rowLastSeenAt, n);
-    this.#rowExpiresAt = grownF64(this.#rowExpiresAt, n);
-    this.#rowRefs = grownI32(this.#rowRefs, n);
-    this.#rowHash = grownU32(this.#rowHash, n);
+    this.#rowTimes = grownF64(this.#rowTimes, n * ROW_F64);
+    this.#rowInts = new Int32Array(this.#rowTimes.buffer);
+    this.#rowWords = new Uint32Array(this.#rowTimes.buffer);
     this.#rowCapacity = n;
   }
 }

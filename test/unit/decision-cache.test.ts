@@ -1,21 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { DecisionCache } from '../../src/cache/decision-cache.js';
 import type { SessionRecord } from '../../src/model.js';
-
-const NOW = 1_700_000_000_000;
+import { NOW, sessionRecord } from './fixtures/session-record.js';
 
 function record(state: SessionRecord['state'], tokenIds: string[]): SessionRecord {
-  return {
-    id: 's1',
-    user: 'u1',
-    state,
-    createdAt: NOW - 1000,
-    lastSeenAt: NOW - 500,
-    expiresAt: NOW + 3_600_000,
-    ip: '192.0.2.1',
-    userAgent: 'test',
-    tokenIds,
-  };
+  return sessionRecord('s1', 'u1', state, tokenIds);
 }
 
 function cacheWithLive(tokenIds: string[]): DecisionCache {

@@ -2,24 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { DecisionCache } from '../../src/cache/decision-cache.js';
 import type { SessionRecord } from '../../src/model.js';
 import { createTokenIdOf } from '../../src/tokens/token-id.js';
+import { NOW, sessionRecord } from './fixtures/session-record.js';
 
-const NOW = 1_700_000_000_000;
 // Token ids as the gateway makes them (43-character base64url digests: the packed, binary-key path).
 const tokenIdOf = createTokenIdOf('packed-cache-test-secret');
 const tid = (n: number) => tokenIdOf(`token-${n}`);
 
 function record(id: string, tokenIds: string[], state: SessionRecord['state'] = 'live'): SessionRecord {
-  return {
-    id,
-    user: `user-of-${id}`,
-    state,
-    createdAt: NOW - 1000,
-    lastSeenAt: NOW - 500,
-    expiresAt: NOW + 3_600_000,
-    ip: '192.0.2.1',
-    userAgent: 'test',
-    tokenIds,
-  };
+  return sessionRecord(id, `user-of-${id}`, state, tokenIds);
 }
 
 function fill(cache: DecisionCache, tokenId: string, s: SessionRecord | undefined): void {
@@ -128,6 +118,30 @@ describe('packed decision cache: slots and rows', () => {
     expect(entry?.lastWrittenAt).toBe(NOW + 1);
     cache.noteActivity(tid(2), NOW, NOW); // not cached: nothing to note
     expect(cache.size).toBe(1);
+  });
+});
+
+describe('packed decision cache: ids that share their first characters', () => {
+  // Canonical ids whose first bytes agree: the same set of the front (two ways), so a third id pushes
+  // one out and a freed slot must leave it.
+  const sibling = (n: number) => {
+    const bytes = Buffer.alloc(32, 7);
+    bytes[31] = n;
+    return bytes.toString('base64url');
+  };
+
+  it('finds each of three after they took turns in the front, and none once its slot is freed', () => {
+    const cache = new DecisionCache({ max: 3, maxStaleness: 1000 });
+    const ids = [1, 2, 3].map(sibling);
+    for (const id of ids) fill(cache, id, record(`s-${id}`, [id]));
+    for (let round = 0; round < 3; round++)
+      for (const id of ids) expect(cache.get(id, NOW)?.session?.id).toBe(`s-${id}`);
+    cache.invalidate([ids[2] ?? '']);
+    const fourth = sibling(4);
+    fill(cache, fourth, record('s-fourth', [fourth])); // takes the freed slot
+    expect(cache.get(ids[2] ?? '', NOW)).toBeUndefined();
+    expect(cache.get(fourth, NOW)?.session?.id).toBe('s-fourth');
+    for (const id of ids.slice(0, 2)) expect(cache.get(id, NOW)?.session?.id).toBe(`s-${id}`);
   });
 });
 
