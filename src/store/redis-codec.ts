@@ -16,6 +16,18 @@ import { SESSION_STATES } from '../model.js';
 const STATES: ReadonlySet<string> = new Set<SessionState>(SESSION_STATES);
 
 /**
+ * The first `bytes` of the sha256 of a string's UTF-16 code units, in base64url: lossless for any JS
+ * string, lone surrogates included (UTF-8 would turn them all into one replacement character).
+ */
+function digestOf(s: string, bytes: number): string {
+  return createHash('sha256')
+    .update(Buffer.from(s, 'utf16le'))
+    .digest()
+    .subarray(0, bytes)
+    .toString('base64url');
+}
+
+/**
  * The first line of an index entry's value for an anonymous token id: `a\n<until in base 36>` (a
  * session's is `<tag>\n<key>\n<expiresAt in base 36>`, see encodeTokenRef; no tag is one character).
  */
@@ -58,9 +70,7 @@ export interface IndexSlot {
  * starts with `.`), so no string can collide with another or hold a character Redis would mangle.
  */
 export function indexSlot(tokenId: string): IndexSlot {
-  const id = CANONICAL_ID.test(tokenId)
-    ? tokenId
-    : createHash('sha256').update(Buffer.from(tokenId, 'utf16le')).digest('base64url');
+  const id = CANONICAL_ID.test(tokenId) ? tokenId : digestOf(tokenId, 32);
   const low = BASE64URL.indexOf(id.charAt(2)) >> 2;
   return {
     bucket: `${id.slice(0, 2)}${low.toString(16)}`,
@@ -75,11 +85,7 @@ export function indexSlot(tokenId: string): IndexSlot {
  * cannot contain `}` or a newline, so no user string can break the tag or land in another user's slot.
  */
 export function userTag(user: string): string {
-  return createHash('sha256')
-    .update(Buffer.from(user, 'utf16le'))
-    .digest()
-    .subarray(0, 16)
-    .toString('base64url');
+  return digestOf(user, 16);
 }
 
 /** A session id as the scripts see it: JSON, so any string (newlines, `|`) is one safe field suffix. */
@@ -94,12 +100,7 @@ export function encodeSessionId(sessionId: string): string {
  * would share fields: about 1e-13 likely for a user with 100,000 sessions in their hash.
  */
 export function sessionKey(sessionId: string): string {
-  return createHash('sha256')
-    .update(Buffer.from(sessionId, 'utf16le'))
-    .digest()
-    .subarray(0, 9)
-    .toString('base64url')
-    .slice(0, 11);
+  return digestOf(sessionId, 9).slice(0, 11);
 }
 
 /**
@@ -110,11 +111,7 @@ export function sessionKey(sessionId: string): string {
  * User-Agent, and the text of an existing key is never rewritten.
  */
 export function agentRef(userAgent: string): string {
-  return createHash('sha256')
-    .update(Buffer.from(userAgent, 'utf16le'))
-    .digest()
-    .subarray(0, 16)
-    .toString('base64url');
+  return digestOf(userAgent, 16);
 }
 
 /** The longest value a field may hold for its hash to stay a listpack (Redis's hash-max-listpack-value). */
