@@ -64,7 +64,7 @@ export interface IndexSlot {
 /**
  * A token id's place in the index. A canonical id (43 characters of base64url, uniformly random) picks
  * its bucket from its first 16 bits and is stored under its characters 2 to 21 (120 bits: two ids of
- * one bucket sharing them is about 2^-100 likely for a billion ids, and would only make one id read as
+ * one bucket sharing them is about 2^-77 likely for a billion ids, and would only make one id read as
  * the other's session, never let a request past the app's own check). Any other string (tests, a
  * custom extractor's ids) is placed by its sha256 and stored as `.` and that hash (no canonical field
  * starts with `.`), so no string can collide with another or hold a character Redis would mangle.

@@ -87,23 +87,20 @@ local function chunkName(f, i) if i == 0 then return f end return f .. i end
 -- Appends the fields of value's chunks to writes; returns how many.
 local function putChunks(writes, f, value)
   local n, cur = 0, nil
-  for line in string.gmatch(value, '[^\\n]+') do
-    if cur and #cur + 1 + #line <= CHUNK then
-      cur = cur .. '\\n' .. line
-    else
-      if cur then
-        writes[#writes + 1] = chunkName(f, n)
-        writes[#writes + 1] = cur
-        n = n + 1
-      end
-      cur = line
-    end
-  end
-  if cur then
+  local function flush()
     writes[#writes + 1] = chunkName(f, n)
     writes[#writes + 1] = cur
     n = n + 1
   end
+  for line in string.gmatch(value, '[^\\n]+') do
+    if cur and #cur + 1 + #line <= CHUNK then
+      cur = cur .. '\\n' .. line
+    else
+      if cur then flush() end
+      cur = line
+    end
+  end
+  if cur then flush() end
   return n
 end
 
