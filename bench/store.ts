@@ -12,8 +12,13 @@
  *   deltas (commands a script runs included, as Redis counts them), round trips from a TCP relay in
  *   front of the store's command connection (a request sent after a reply is one more round trip).
  *
+ * - tombstones: what a token index entry costs while its record is kept, and once the bucket's prune
+ *   has shortened it to a tombstone (its record gone), on a clock of the bench's own (the store's
+ *   `now`), summed MEMORY USAGE of the index's buckets.
+ *
  * Usage: node dist/bench/store.js [--sizes 100000,1000000] [--tokens 1,3] [--logins 2000]
- *          [--warm 400000] [--concurrency 256] [--results results/store.md] [--no-results]
+ *          [--warm 400000] [--tombstones 1000000] [--concurrency 256] [--results results/store.md]
+ *          [--no-results]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -26,7 +31,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import type { SessionCommit, SessionRecord } from '../src/model.js';
-import { createRedisStore, type RedisSessionStore } from '../src/store/redis.js';
+import { createRedisStore, INDEX_PRUNE_MS, type RedisSessionStore } from '../src/store/redis.js';
+import { INDEX_BUCKETS } from '../src/store/redis-codec.js';
 import { createTokenIdOf } from '../src/tokens/token-id.js';
 
 const HOUR = 3_600_000;
@@ -44,6 +50,8 @@ interface Options {
   /** Registrations through the login measurement's store before it (see measureLogins). */
   readonly warm: number;
   readonly concurrency: number;
+  /** Token index entries of the tombstone measurement (0: skip it). */
+  readonly tombstones: number;
   readonly results: string | undefined;
   /** redis-server's hash-max-listpack-value, when not its default (64). */
   readonly listpackValue: number | undefined;
@@ -57,6 +65,7 @@ function options(): Options {
       logins: { type: 'string', default: '2000' },
       warm: { type: 'string', default: '400000' },
       concurrency: { type: 'string', default: '256' },
+      tombstones: { type: 'string', default: '1000000' },
       'listpack-value': { type: 'string' },
       results: { type: 'string', default: 'results/store.md' },
       'no-results': { type: 'boolean', default: false },
@@ -72,6 +81,7 @@ function options(): Options {
     logins: Number(values.logins),
     warm: Number(values.warm),
     concurrency: Number(values.concurrency),
+    tombstones: Number(values.tombstones),
     results: values['no-results'] ? undefined : join(benchDir, values.results),
     listpackValue: values['listpack-value'] === undefined ? undefined : Number(values['listpack-value']),
   };
@@ -420,6 +430,99 @@ async function measureLogins(
   }
 }
 
+interface TombstoneResult {
+  readonly entries: number;
+  /** Bytes per entry while its record is kept (`<tag>\n<key>\n<expiresAt>`). */
+  readonly whole: number;
+  /** Bytes per entry once shortened (`-\n-\n<expiresAt>`). */
+  readonly shortened: number;
+  /** Of the entries in a sample of buckets, how many were shortened (all should be). */
+  readonly sampled: number;
+  readonly sampledShort: number;
+}
+
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** A canonical token id of index bucket `n` (see indexSlot in src/store/redis-codec.ts). */
+function idOfBucket(n: number): string {
+  const head = `${BASE64URL[n >> 10]}${BASE64URL[(n >> 4) & 63]}${BASE64URL[(n & 15) << 2]}`;
+  return head + tokenIdOf(randomUUID()).slice(3);
+}
+
+/** Summed MEMORY USAGE (SAMPLES 0) of the token index's buckets. */
+async function indexUsage(admin: Redis): Promise<number> {
+  let bytes = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await admin.scan(cursor, 'MATCH', '*:t:*', 'COUNT', 10_000);
+    cursor = next;
+    const pipeline = admin.pipeline();
+    for (const key of keys) pipeline.call('MEMORY', 'USAGE', key, 'SAMPLES', '0');
+    for (const [err, usage] of (await pipeline.exec()) ?? []) if (!err) bytes += Number(usage);
+  } while (cursor !== '0');
+  return bytes;
+}
+
+/**
+ * `entries` one-token sessions registered at t0, then the clock moved past their end and their
+ * records' retention (and INDEX_PRUNE_MS): one more write to every bucket prunes it, which shortens
+ * each entry to a tombstone. Every bucket holds a long-lived anonymous id from the start, so the
+ * buckets' own cost is measured before the entries' and the second write adds nothing.
+ */
+async function measureTombstones(
+  redis: OwnRedis,
+  entries: number,
+  concurrency: number,
+): Promise<TombstoneResult> {
+  await redis.admin.flushall();
+  const t0 = Date.now();
+  const clock = { value: t0 };
+  const store = createRedisStore({
+    url: `redis://127.0.0.1:${redis.port}`,
+    pingInterval: 600_000,
+    commandTimeout: 5_000,
+    now: () => clock.value,
+    retention: MAX_AGE,
+    tombstoneRetention: 30 * 24 * HOUR,
+  });
+  await store.ready();
+  try {
+    const markers = Array.from({ length: INDEX_BUCKETS }, (_, n) => idOfBucket(n));
+    const mark = async (): Promise<void> => {
+      for (let i = 0; i < markers.length; i += 4096)
+        await store.rememberAnonymous(markers.slice(i, i + 4096), 60 * 24 * HOUR);
+    };
+    await mark();
+    const buckets = await indexUsage(redis.admin);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < entries) {
+        const i = next++;
+        const create = session(`tomb${i}@example.com`, 1, t0);
+        await store.commit({ user: create.user, expectedVersion: 0, create, end: [], at: t0 });
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    const whole = (await indexUsage(redis.admin)) - buckets;
+    clock.value = t0 + MAX_AGE + MAX_AGE + INDEX_PRUNE_MS;
+    await mark();
+    const shortened = (await indexUsage(redis.admin)) - buckets;
+    let sampled = 0;
+    let sampledShort = 0;
+    for (let n = 0; n < INDEX_BUCKETS; n += 256) {
+      const all = await redis.admin.hgetall(`sg:v4:t:${markers[n]?.slice(0, 2)}${(n & 15).toString(16)}`);
+      for (const value of Object.values(all)) {
+        if (value.startsWith('a\n')) continue;
+        sampled++;
+        if (value.startsWith('-\n-\n')) sampledShort++;
+      }
+    }
+    return { entries, whole: whole / entries, shortened: shortened / entries, sampled, sampledShort };
+  } finally {
+    await store.close();
+  }
+}
+
 function fmt(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
@@ -437,6 +540,7 @@ function commit(): string {
 function report(
   memory: MemoryResult[],
   logins: LoginResult[],
+  tombstones: TombstoneResult | undefined,
   redisVersion: string,
   listpackValue: number | undefined,
 ): string {
@@ -493,6 +597,18 @@ function report(
         .join(', ')} |`,
     );
   lines.push('');
+  if (tombstones) {
+    lines.push(
+      `A token index entry (summed MEMORY USAGE of the 65,536 buckets, less their cost before the entries; ${fmt(tombstones.entries)} one-token sessions): while its record is kept, and once its record is gone (past expiresAt and its retention, maxAge 12 h) and the bucket's next prune has shortened it to a tombstone, as a month of \`tombstoneRetention\` holds most entries:`,
+    );
+    lines.push('');
+    lines.push('| entries | whole entry B | tombstone B | saved | shortened (sampled buckets) |');
+    lines.push('|--------:|--------------:|------------:|------:|----------------------------:|');
+    lines.push(
+      `| ${fmt(tombstones.entries)} | ${fmt(tombstones.whole, 1)} | ${fmt(tombstones.shortened, 1)} | ${fmt(100 * (1 - tombstones.shortened / tombstones.whole))} % | ${fmt(tombstones.sampledShort)} of ${fmt(tombstones.sampled)} |`,
+    );
+    lines.push('');
+  }
   return lines.join('\n');
 }
 
@@ -521,7 +637,14 @@ async function main(): Promise<void> {
         );
         memory.push(m);
       }
-    const text = report(memory, logins, redisVersion, o.listpackValue);
+    let tombstones: TombstoneResult | undefined;
+    if (o.tombstones > 0) {
+      tombstones = await measureTombstones(redis, o.tombstones, o.concurrency);
+      console.log(
+        `tombstones: ${fmt(tombstones.whole, 1)} B per whole entry, ${fmt(tombstones.shortened, 1)} B per tombstone (${fmt(tombstones.sampledShort)} of ${fmt(tombstones.sampled)} sampled shortened)`,
+      );
+    }
+    const text = report(memory, logins, tombstones, redisVersion, o.listpackValue);
     console.log(`\n${text}`);
     if (o.results) writeFileSync(o.results, text);
   } finally {

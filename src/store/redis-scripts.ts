@@ -16,7 +16,9 @@
  *   its first 16 bits (`indexSlot` in redis-codec.ts): field, 20 characters of the id; value,
  *   `<tag>\n<key>\n<expiresAt in base 36>` (43 bytes), or `a\n<until>` for an anonymous id. An entry
  *   outlives its record as the token id's tombstone, for the index life (the longer of the
- *   retentions, see redis.ts) past its expiresAt; past its end it reads as absent. Redis 7.0 has no TTL
+ *   retentions, see redis.ts) past its expiresAt; past its end it reads as absent. Once its record is
+ *   gone, the bucket's next prune shortens it to `-\n-\n<expiresAt>` (12 bytes, `tombstoneOf`): a
+ *   month of tombstones is most of the index. Redis 7.0 has no TTL
  *   per field, so a bucket's TTL reaches the latest end of its entries (plus a slack, so most writes
  *   leave it as it is), and dead entries are pruned by the writes that come every so often (both
  *   decided by each replica's memo of the buckets, see redis.ts). Version 3 had a key per token id:
@@ -215,22 +217,42 @@ local function indexEntry(b, field, value, anonymous, now, life)
   redis.call('HSET', b, field, value)
 end
 
+-- A session's entry whose record is gone (its expiresAt at or before the horizon) says no more than
+-- "dead from expiresAt": its tag and key name nothing any more. It is rewritten as the tombstone
+-- -\\n-\\n<expiresAt> (TOMBSTONE in redis-codec.ts), 12 bytes instead of 43. That is the same shape, so a
+-- replica of the release before reads it as it read the long form by then: no record, so dead.
+local function tombstoneOf(value, horizon)
+  local tag, exp = string.match(value, '^([^\\n]+)\\n[^\\n]+\\n([0-9a-z]+)$')
+  if not tag or tag == '-' or tonumber(exp, 36) > horizon then return nil end
+  return '-\\n-\\n' .. exp
+end
+
 -- After a bucket's writes: its TTL is made to reach want + slack unless the caller knows it reaches
 -- want already (known, its memo), and never shortened (another replica may have set a longer one; a
--- new hash has none, PTTL -1), and, when prune is set, entries whose end has passed go (after the
--- writes, so the hash is never emptied and recreated without a TTL).
-local function indexBucket(b, now, want, known, slack, prune, life)
+-- new hash has none, PTTL -1), and, when prune is set, entries whose end has passed go and those whose
+-- record is gone (horizon) become tombstones (after the writes, so the hash is never emptied and
+-- recreated without a TTL).
+local function indexBucket(b, now, want, known, slack, prune, life, horizon)
   if want > known then
     local px = math.ceil(want + slack - now)
     if redis.call('PTTL', b) < px then redis.call('PEXPIRE', b, num(px)) end
   end
   if prune then
-    local all, gone = redis.call('HGETALL', b), {}
+    local all, gone, short = redis.call('HGETALL', b), {}, {}
     for i = 1, #all, 2 do
       local e = entryEnd(all[i + 1], life)
-      if not e or e <= now then gone[#gone + 1] = all[i] end
+      if not e or e <= now then
+        gone[#gone + 1] = all[i]
+      else
+        local t = tombstoneOf(all[i + 1], horizon)
+        if t then
+          short[#short + 1] = all[i]
+          short[#short + 1] = t
+        end
+      end
     end
     hdel(b, gone)
+    for i = 1, #short, 1000 do redis.call('HSET', b, unpack(short, i, math.min(i + 999, #short))) end
   end
 end
 
@@ -289,7 +311,7 @@ if ARGV[14] ~= '' then
   for i = 2, #KEYS do
     local a = 20 + 3 * (i - 2)
     indexEntry(KEYS[i], ARGV[a], ARGV[14], false, now, life)
-    indexBucket(KEYS[i], now, want, tonumber(ARGV[a + 1]), slack, ARGV[a + 2] == '1', life)
+    indexBucket(KEYS[i], now, want, tonumber(ARGV[a + 1]), slack, ARGV[a + 2] == '1', life, horizon)
   end
 end
 local writes, invalid, ended, goneExp, done, changed = {}, {}, {}, {}, {}, {}
@@ -401,7 +423,7 @@ if #KEYS > 1 then
     for i = 2, #KEYS do
       local a = 10 + 3 * (i - 2)
       indexEntry(KEYS[i], ARGV[a], ref, false, now, life)
-      indexBucket(KEYS[i], now, want, tonumber(ARGV[a + 1]), tonumber(ARGV[9]), ARGV[a + 2] == '1', life)
+      indexBucket(KEYS[i], now, want, tonumber(ARGV[a + 1]), tonumber(ARGV[9]), ARGV[a + 2] == '1', life, horizon)
     end
   end
 end
@@ -453,14 +475,14 @@ return {f[3] or '', f[4] or '', base, state, seen, exp, tokens, warning}
  * Index entries of one bucket, for what COMMIT and ADD_TOKENS cannot write themselves: a Cluster's
  * entries (other slots than the user's), anonymous token ids.
  * KEYS: the bucket. ARGV: anonymous ('1' or ''), now, life, want, known, slack, prune ('1' or ''),
- * then field, value pairs (see COMMIT).
+ * horizon (records whose expiresAt is at or before it are gone), then field, value pairs (see COMMIT).
  */
 export const INDEX: LuaScript = {
   name: 'sgIndex',
   source: `${HELPERS}
 local anonymous, now, life = ARGV[1] == '1', tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 8, #ARGV, 2 do indexEntry(KEYS[1], ARGV[i], ARGV[i + 1], anonymous, now, life) end
-indexBucket(KEYS[1], now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1', life)
+for i = 9, #ARGV, 2 do indexEntry(KEYS[1], ARGV[i], ARGV[i + 1], anonymous, now, life) end
+indexBucket(KEYS[1], now, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1', life, tonumber(ARGV[8]))
 return 1
 `,
 };

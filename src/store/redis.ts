@@ -424,6 +424,8 @@ export class RedisSessionStore implements SessionStore {
     if (entry === undefined) return undefined;
     // An entry past its end reads as absent, as the key of a version 3 index had expired by then.
     if ('anonymousUntil' in entry) return this.#now() < entry.anonymousUntil ? 'anonymous' : undefined;
+    // Its record is gone (the bucket's prune shortened the entry): dead, as the record's absence says below.
+    if ('tombstoneFrom' in entry) return this.#tombstone(entry.tombstoneFrom, this.#now());
     const { key, expiresAt } = entry;
     if (this.#now() >= expiresAt + this.#indexLife) return undefined;
     const h = this.#userKey(entry.tag);
@@ -453,9 +455,13 @@ export class RedisSessionStore implements SessionStore {
     if (session && session.expiresAt + this.#retention > now) return { tokenId, session };
     // No record (any more): past its session's expiresAt the id is a tombstone until its own end. Before
     // that, the key was left by a commit that failed and names a session that never existed: unknown.
-    const until = session?.expiresAt ?? expiresAt;
-    if (now < until) return undefined;
-    return now < until + this.#tombstoneRetention ? 'dead' : undefined;
+    return this.#tombstone(session?.expiresAt ?? expiresAt, now);
+  }
+
+  /** A token id of a session that ended by `expiresAt`, with no record left: dead for the tombstone retention. */
+  #tombstone(expiresAt: number, now: number): 'dead' | undefined {
+    if (now < expiresAt) return undefined;
+    return now < expiresAt + this.#tombstoneRetention ? 'dead' : undefined;
   }
 
   async rememberAnonymous(tokenIds: readonly string[], ttl: number): Promise<void> {
@@ -674,7 +680,7 @@ export class RedisSessionStore implements SessionStore {
         const [first] = group as [IndexSlot];
         const [, known, prune] = this.#entryArgs(first, now);
         const args = [anonymous ? '1' : '', String(now), String(this.#indexLife), String(want)];
-        args.push(known, String(INDEX_SLACK_MS), prune);
+        args.push(known, String(INDEX_SLACK_MS), prune, this.#horizon(now));
         for (const slot of group) args.push(slot.field, value);
         await this.#conn.run(INDEX, [this.#bucketKey(first)], args);
         this.#noteIndex([first], want, now);

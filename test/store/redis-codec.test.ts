@@ -16,6 +16,7 @@ import {
   encodeStatus,
   encodeTokenRef,
   encodeTokens,
+  encodeTombstone,
   encodeWarning,
   INDEX_BUCKETS,
   indexSlot,
@@ -104,6 +105,20 @@ describe('Redis record codec', () => {
     const value = encodeTokenRef(tag, key, 1_700_003_600_000);
     expect(value.length).toBe(43);
     expect(decodeIndexValue(value)).toEqual({ tag, key, expiresAt: 1_700_003_600_000 });
+  });
+
+  it('shortens a tombstone to 12 bytes, read as dead from its expiresAt', () => {
+    const value = encodeTombstone(1_700_003_600_000);
+    expect(value.length).toBe(12);
+    expect(decodeIndexValue(value)).toEqual({ tombstoneFrom: 1_700_003_600_000 });
+  });
+
+  it("shapes a tombstone as a session's reference, so a reader that predates it finds no record", () => {
+    const [tag, key, end] = encodeTombstone(1_700_003_600_000).split('\n');
+    expect(end).toBe((1_700_003_600_000).toString(36));
+    // Never a real user's tag (22 characters) or session key (11).
+    expect([tag?.length, key?.length]).toEqual([1, 1]);
+    expect([userTag('-').length, sessionKey('-').length]).toEqual([22, 11]);
   });
 
   it('round-trips an anonymous entry and its end', () => {

@@ -26,7 +26,7 @@ import {
   startTcpProxy,
   type RedisHandle,
 } from '../support/redis.js';
-import { agentRef, indexSlot, userTag } from '../../src/store/redis-codec.js';
+import { agentRef, encodeTombstone, indexSlot, userTag } from '../../src/store/redis-codec.js';
 import { waitUntil } from '../support/wait.js';
 import { needTool } from '../support/tools.js';
 import { describeStoreContract, recordingListener, sessionRecord } from './contract.js';
@@ -307,6 +307,75 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
       await loginWith(store, 'cat', [c], clock.value);
       const fields = String(await redisCommand(redis.port, 'HKEYS', `${prefix}v4:t:AA0`)).split(',');
       expect(fields.sort()).toEqual([indexSlot(b).field, indexSlot(c).field].sort());
+    });
+
+    describe("an entry whose session's record is gone", () => {
+      const HOUR = 3_600_000;
+      const hget = (port: number, field: string): Promise<string> =>
+        redisCommand(port, 'HGET', `sg:v4:t:AA0`, field).then(String);
+      const hmgets = async (port: number): Promise<number> => {
+        const info = String(await redisCommand(port, 'INFO', 'commandstats'));
+        return Number(/cmdstat_hmget:calls=(\d+)/.exec(info)?.[1] ?? 0);
+      };
+
+      /** Ann's session ends at t0 + 1 h, Ben's at t0 + 2.5 h; records are kept 1 h past their end. */
+      async function twoSessions(): Promise<{
+        port: number;
+        store: RedisSessionStore;
+        clock: { value: number };
+        ann: string;
+        ben: string;
+        t0: number;
+      }> {
+        const own = await ownRedis();
+        const t0 = Date.now();
+        const clock = { value: t0 };
+        const store = await openStore({
+          url: own.url,
+          keyPrefix: 'sg:',
+          now: () => clock.value,
+          retention: HOUR,
+          tombstoneRetention: 24 * HOUR,
+        });
+        const [ann, ben] = sameBucket(2) as [string, string];
+        await loginWith(store, 'ann', [ann], t0);
+        return { port: own.port, store, clock, ann, ben, t0 };
+      }
+
+      it('keeps its tag and key while the record is kept, so a late token still learns why', async () => {
+        const { port, store, clock, ann, ben, t0 } = await twoSessions();
+        // Half an hour past Ann's end, with the bucket's prune due: her record is still kept.
+        clock.value = t0 + 90 * 60_000;
+        await loginWith(store, 'ben', [ben], clock.value);
+        expect(await hget(port, indexSlot(ann).field)).toMatch(new RegExp(`^${userTag('ann')}\n`));
+        expect(await store.find(ann)).toMatchObject({ tokenId: ann, session: { user: 'ann' } });
+      });
+
+      it("shortens to a 12-byte tombstone at the bucket's next prune, answered dead without a read of the user", async () => {
+        const { port, store, clock, ann, ben, t0 } = await twoSessions();
+        clock.value = t0 + 90 * 60_000;
+        await loginWith(store, 'ben', [ben], clock.value);
+        // Past Ann's end and her record's hour, and INDEX_PRUNE_MS past the last prune: the next write prunes.
+        clock.value = t0 + 2 * HOUR + INDEX_PRUNE_MS;
+        await store.rememberAnonymous([sameBucket(1)[0] as string], 60_000);
+        expect(await hget(port, indexSlot(ann).field)).toBe(encodeTombstone(t0 + HOUR));
+        const before = await hmgets(port);
+        expect(await store.find(ann)).toBe('dead');
+        expect((await hmgets(port)) - before).toBe(0);
+        // Ben's session has not ended: his entry is whole.
+        expect(await hget(port, indexSlot(ben).field)).toMatch(new RegExp(`^${userTag('ben')}\n`));
+        expect(await store.find(ben)).toMatchObject({ tokenId: ben, session: { user: 'ben' } });
+      });
+
+      it('is dead until the tombstone retention ends, then unknown, as the whole entry was', async () => {
+        const { store, clock, ann, t0 } = await twoSessions();
+        clock.value = t0 + 2 * HOUR + INDEX_PRUNE_MS;
+        await store.rememberAnonymous([sameBucket(1)[0] as string], 60_000);
+        clock.value = t0 + HOUR + 24 * HOUR - 1;
+        expect(await store.find(ann)).toBe('dead');
+        clock.value = t0 + HOUR + 24 * HOUR;
+        expect(await store.find(ann)).toBeUndefined();
+      });
     });
 
     it("makes a token id anonymous where its entry has ended, never where it is a session's", async () => {
