@@ -6,8 +6,8 @@
  * - memory: N sessions registered as one login each of a fresh user (1 token, then 3 tokens), then
  *   `used_memory` delta / N, and MEMORY USAGE of sampled keys per key shape with their encoding;
  * - a login: the store calls `SessionService.login` makes on the common path (a new login of a user
- *   whose one live session it replaces, limit 1): `readUser`, `lookup` of each new token id after the
- *   first (the first is looked for in the user's sessions), `commit`
+ *   whose one live session it replaces, limit 1): `readUser` and, at the same time, `lookup` of each
+ *   new token id after the first (the first is looked for in the user's sessions), then `commit`
  *   (create the new session, end the old one as superseded). Commands per login from INFO commandstats
  *   deltas (commands a script runs included, as Redis counts them), round trips from a TCP relay in
  *   front of the store's command connection (a request sent after a reply is one more round trip).
@@ -360,10 +360,12 @@ async function commandStats(admin: Redis): Promise<Map<string, number>> {
 async function replacingLogin(store: RedisSessionStore, user: string, tokens: number): Promise<void> {
   const now = Date.now();
   const next = session(user, tokens, now);
-  // The user's sessions (they also say whether the first token id is a re-login of one of them), then
-  // each other token id: shared with another session?
-  const snapshot = await store.readUser(user);
-  for (const t of next.tokenIds.slice(1)) await store.lookup(t);
+  // The user's sessions (they also say whether the first token id is a re-login of one of them), and at
+  // the same time each other token id: shared with another session?
+  const [snapshot] = await Promise.all([
+    store.readUser(user),
+    ...next.tokenIds.slice(1).map((t) => store.lookup(t)),
+  ]);
   const change: SessionCommit = {
     user,
     expectedVersion: snapshot.version,
@@ -581,7 +583,7 @@ function report(
   }
   lines.push('');
   lines.push(
-    'A login on the common path (the store calls of `SessionService.login`: readUser, lookup of each new token id after the first, commit replacing the one live session), by a replica whose memos of the token index are warm (it registered the sessions first: it wrote every bucket within the last 10 minutes, as a replica does at about 110 logins/s or more) and by a cold one (just started, or logins far slower than that: each write also reads, extends and prunes its bucket):',
+    'A login on the common path (the store calls of `SessionService.login`: readUser and, sent with it, a lookup of each new token id after the first, then the commit replacing the one live session), by a replica whose memos of the token index are warm (it registered the sessions first: it wrote every bucket within the last 10 minutes, as a replica does at about 110 logins/s or more) and by a cold one (just started, or logins far slower than that: each write also reads, extends and prunes its bucket):',
   );
   lines.push('');
   lines.push(

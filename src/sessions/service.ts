@@ -376,7 +376,14 @@ export class SessionService {
     // The user's sessions, read first: the policy's first snapshot, and the answer to "is the primary
     // token one of theirs already" without a lookup of its own. The history read shares its round trip.
     const history = this.#readHistory(input.user, now);
-    const firstSnapshot = await this.#store.readUser(input.user);
+    // The other reads of a login depend on none of these, so all go out at once (one round trip on
+    // Redis, however many tokens the login issued): the token the request presented, and the login's
+    // secondary tokens (is one of them another session's?).
+    const [firstSnapshot, presented, secondaries] = await Promise.all([
+      this.#store.readUser(input.user),
+      input.presentedTokenId === undefined ? undefined : this.#store.lookup(input.presentedTokenId),
+      Promise.all(input.tokenIds.slice(1).map((t) => this.#store.lookup(t))),
+    ]);
     // The same token seen again at a login of the same user is the same session (apps that issue
     // identical JWTs within one second), never a new one that supersedes itself.
     // Only the first (primary) token decides: a secondary one may be shared by every session of the user
@@ -404,25 +411,21 @@ export class SessionService {
     // Another user's session in the same browser: the app has switched it to the new user, so it ends
     // (logged out) once this login is registered, and no longer counts toward the first user's limit.
     let otherUsers: SessionRecord | undefined;
-    if (input.presentedTokenId !== undefined) {
-      const presented = await this.#store.lookup(input.presentedTokenId);
-      if (presented && this.#isLive(presented.session, now)) {
-        if (presented.session.user === input.user) replacesSessionId = presented.session.id;
-        // Unless the app kept the very value for the new user (no session id regeneration): ending the
-        // old session would revoke the new one's token on every replica.
-        else if (!presented.session.tokenIds.some((t) => input.tokenIds.includes(t)))
-          otherUsers = presented.session;
-      }
+    if (presented && this.#isLive(presented.session, now)) {
+      if (presented.session.user === input.user) replacesSessionId = presented.session.id;
+      // Unless the app kept the very value for the new user (no session id regeneration): ending the
+      // old session would revoke the new one's token on every replica.
+      else if (!presented.session.tokenIds.some((t) => input.tokenIds.includes(t)))
+        otherUsers = presented.session;
     }
     // A secondary token that already belongs to another session is not per-session (Flask-Login's
     // remember_token is the same at every login of a user): linking it to the new session would let the
     // superseded device sign itself back in with it. It stays with the old session and is revoked with it.
     const tokenIds: string[] = [input.tokenIds[0] as string];
-    for (const tokenId of input.tokenIds.slice(1)) {
-      const other = await this.#store.lookup(tokenId);
-      if (other === undefined) tokenIds.push(tokenId);
+    input.tokenIds.slice(1).forEach((tokenId, i) => {
+      if (secondaries[i] === undefined) tokenIds.push(tokenId);
       else this.#onSharedToken(input.user);
-    }
+    });
     const policy = this.#policyOf(input);
     // Exempt users take no seat.
     const seatTenant = this.#config.seats && policy.exempt !== true ? input.tenant : undefined;

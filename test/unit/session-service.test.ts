@@ -76,6 +76,28 @@ class FindCountingStore extends MemorySessionStore {
   }
 }
 
+/**
+ * The memory store, answering readUser only once `lookups` token lookups have started: a login that
+ * waited for the user's sessions before looking its tokens up would never finish.
+ */
+class ReadsTogetherStore extends MemorySessionStore {
+  lookups = 0;
+  #wanted = Infinity;
+  #started: (() => void) | undefined;
+  expectLookups(n: number): void {
+    this.#wanted = n;
+  }
+  override async readUser(user: string): ReturnType<MemorySessionStore['readUser']> {
+    if (this.lookups < this.#wanted) await new Promise<void>((resolve) => (this.#started = resolve));
+    return super.readUser(user);
+  }
+  override async lookup(tokenId: string): ReturnType<MemorySessionStore['lookup']> {
+    this.lookups++;
+    if (this.lookups >= this.#wanted) this.#started?.();
+    return super.lookup(tokenId);
+  }
+}
+
 function harness(
   config: Partial<SessionServiceConfig> = {},
   makeStore: (options: { now: () => number; retention: number }) => MemorySessionStore = (o) =>
@@ -218,6 +240,26 @@ describe('SessionService logins', () => {
     expect(await stateOf(h, 'phone')).toBe('live');
     expect(await h.nextEvent('session.replaced')).toMatchObject({ sessionId: 's2', reason: 'replaced' });
     expect(types(h)).not.toContain('session.superseded');
+  });
+});
+
+describe('SessionService login reads', () => {
+  it("looks up the presented and the secondary tokens while the user's sessions are read, not after", async () => {
+    let store: ReadsTogetherStore | undefined;
+    const h = harness({ limit: 2 }, (o) => (store = new ReadsTogetherStore(o)));
+    store?.expectLookups(0);
+    await h.login('ana', 'old');
+    store?.expectLookups((store?.lookups ?? 0) + 3);
+    const outcome = await h.service.login({
+      user: 'ana',
+      tokenIds: ['new', 'remember-1', 'remember-2'],
+      ip: '198.51.100.1',
+      userAgent: 'test-agent',
+      presentedTokenId: 'old',
+    });
+    expect(outcome).toMatchObject({ kind: 'created', replaced: { state: 'superseded' } });
+    if (outcome.kind === 'created')
+      expect(outcome.session.tokenIds).toEqual(['new', 'remember-1', 'remember-2']);
   });
 });
 
