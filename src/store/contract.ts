@@ -63,8 +63,9 @@ export interface LoginHistoryStore {
   read(user: string, since: number): Promise<LoginHistoryEntry[]>;
   /**
    * Adds the entry (a pair already there moves to `entry.at`), drops entries at or before
-   * `entry.at - window` and all but the newest `max`, and lets the user's history expire `window` after
-   * `entry.at`. Atomic. Throws StoreUnavailableError.
+   * `entry.at - window` and all but the newest `max`, and keeps the user's history for at least
+   * `window` after `entry.at` (Redis: to the end of that UTC day, so one login a day sets the TTL).
+   * Atomic. Throws StoreUnavailableError.
    */
   record(
     user: string,

@@ -717,6 +717,34 @@ export function describeStoreContract(
         ]);
       });
 
+      it('keeps only the newest max entries and drops old ones when each record follows a read, as at a login', async () => {
+        const h = await setup();
+        const user = newUser();
+        const t = h.clock.value;
+        await h.store.history.record(user, { device: 'old/?/other', at: t - 60 * DAY }, bounds);
+        for (let i = 0; i < 23; i++) {
+          await h.store.history.read(user, t - bounds.window);
+          await h.store.history.record(user, { device: `d${i}/?/other`, at: t + i }, bounds);
+        }
+        const read = await h.store.history.read(user, 0);
+        expect(read).toHaveLength(20);
+        expect(read.map((e) => e.device)).not.toContain('old/?/other');
+        expect(read[19]).toEqual({ device: 'd3/?/other', at: t + 3 });
+        h.clock.value = t + 89 * DAY;
+        await h.store.history.read(user, h.clock.value - bounds.window);
+        await h.store.history.record(user, { device: 'd22/?/other', at: h.clock.value }, bounds);
+        // 89 days on, every entry but the one just recorded is within the window still...
+        expect(await h.store.history.read(user, 0)).toHaveLength(20);
+        h.clock.value = t + 91 * DAY;
+        await h.store.history.read(user, h.clock.value - bounds.window);
+        await h.store.history.record(user, { device: 'late/?/other', at: h.clock.value }, bounds);
+        // ...and 91 days on, only the two recorded since.
+        expect((await h.store.history.read(user, 0)).map((e) => e.device)).toEqual([
+          'late/?/other',
+          'd22/?/other',
+        ]);
+      });
+
       it('keeps users apart whatever their names', async () => {
         const h = await setup();
         const a = `${newUser()}{}\n`;

@@ -212,6 +212,65 @@ describe.skipIf(!redisServer)('RedisSessionStore on a standalone Redis', () => {
     });
   });
 
+  describe('the login history', () => {
+    const DAY = 24 * 3_600_000;
+    const bounds = { max: 20, window: 90 * DAY };
+    const calls = async (port: number): Promise<Record<string, number>> => {
+      const info = String(await redisCommand(port, 'INFO', 'commandstats'));
+      const out: Record<string, number> = {};
+      for (const m of info.matchAll(/^cmdstat_(zadd|zremrangebyscore|zremrangebyrank|pexpire):calls=(\d+)/gm))
+        out[m[1] as string] = Number(m[2]);
+      return out;
+    };
+    const delta = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
+      Object.fromEntries(
+        Object.keys(b)
+          .map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)])
+          .filter(([, n]) => n !== 0),
+      );
+
+    it("trims and sets the TTL only when the login's read saw they are needed", async () => {
+      const own = await ownRedis();
+      // Noon UTC, so the logins below stay within one day.
+      const clock = { value: Math.floor(Date.now() / DAY) * DAY + DAY / 2 };
+      const store = await openStore({ url: own.url, keyPrefix: 'sg:', now: () => clock.value });
+      const login = async (device: string): Promise<Record<string, number>> => {
+        const before = await calls(own.port);
+        await store.history.read('ann', clock.value - bounds.window);
+        await store.history.record('ann', { device, at: clock.value }, bounds);
+        return delta(before, await calls(own.port));
+      };
+      // The first: nothing to trim, the TTL set to the day's end plus the window.
+      expect(await login('a/?/desktop')).toEqual({ zadd: 1, pexpire: 1 });
+      const ttl = Number(await redisCommand(own.port, 'PTTL', `sg:v4:h:{${userTag('ann')}}`));
+      expect(ttl).toBeGreaterThanOrEqual(bounds.window);
+      expect(ttl).toBeLessThanOrEqual(bounds.window + DAY / 2);
+      // Later the same day: the TTL reaches far enough already.
+      clock.value += 3_600_000;
+      expect(await login('b/?/desktop')).toEqual({ zadd: 1 });
+      // The next day: set again.
+      clock.value += DAY;
+      expect(await login('b/?/desktop')).toEqual({ zadd: 1, pexpire: 1 });
+      // Past max distinct pairs: the oldest one goes.
+      for (let i = 0; i < 18; i++) await login(`c${i}/?/desktop`);
+      expect(await login('d/?/desktop')).toEqual({ zadd: 1, zremrangebyrank: 1 });
+      expect((await store.history.read('ann', 0)).map((e) => e.device)).not.toContain('a/?/desktop');
+    });
+
+    it('trims and sets the TTL on a record that follows no read', async () => {
+      const own = await ownRedis();
+      const store = await openStore({ url: own.url });
+      const before = await calls(own.port);
+      await store.history.record('ann', { device: 'a/?/desktop', at: Date.now() }, bounds);
+      expect(delta(before, await calls(own.port))).toEqual({
+        zadd: 1,
+        zremrangebyscore: 1,
+        zremrangebyrank: 1,
+        pexpire: 1,
+      });
+    });
+  });
+
   describe('the token index buckets', () => {
     /** Canonical token ids (43 characters of base64url) that all land in bucket `AA0`. */
     const sameBucket = (n: number): string[] =>
