@@ -110,7 +110,7 @@ export class RedisHistory implements LoginHistoryStore {
     this.#seen.delete(user);
     const known = seen !== undefined && now - seen.at < SEEN_FOR ? seen : undefined;
     const day = Math.floor(entry.at / TTL_GRID);
-    const dropOld = known?.oldest === undefined ? known === undefined : known.oldest <= horizon;
+    const dropOld = known === undefined || (known.oldest !== undefined && known.oldest <= horizon);
     const dropOver =
       known === undefined || known.members.size + (known.members.has(member) ? 0 : 1) > bounds.max;
     const expire = known?.newest === undefined || Math.floor(known.newest / TTL_GRID) < day;
