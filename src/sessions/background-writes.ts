@@ -10,7 +10,8 @@
  *
  * Why keyed: a write still waiting is replaced by a newer one of the same key (a later touch of the same
  * session carries the later time; a second "end it, it expired" of the same session is the same write),
- * so the queue holds at most one write per session however often its tokens come back.
+ * so the queue holds at most one write per session however often its tokens come back; and one that
+ * has become pointless (the session ended elsewhere) is cancelled before it costs a store call.
  */
 
 export interface BackgroundWritesOptions {
@@ -60,6 +61,12 @@ export class BackgroundWrites {
       return;
     }
     this.#waiting.set(key, { run, what });
+  }
+
+  /** Drops the write of `key` if it is still waiting (one in flight runs on); true when one was dropped. */
+  cancel(key: string): boolean {
+    // Nothing waits while a slot is free, so no write has to start in its place.
+    return this.#waiting.delete(key);
   }
 
   /** Resolves once nothing is waiting or in flight (shutdown: the last touches reach the store). */

@@ -201,7 +201,15 @@ export class SessionService {
     this.#unwatch = this.#store.watch({
       onInvalidate: (m) => {
         // Tombstones first: invalidate() then drops only what is still cached as live.
-        if (m.ended !== undefined) this.#cache.bury(m.ended, this.#now());
+        if (m.ended !== undefined) {
+          this.#cache.bury(m.ended, this.#now());
+          // Ended, here or on another replica: this replica's writes for them that have not started
+          // would only read the store to find nothing to do (10,000 expiring at once queue one each).
+          for (const s of m.ended) {
+            this.#writes.cancel(`end ${s.id}`);
+            this.#writes.cancel(`touch ${s.id}`);
+          }
+        }
         if (m.changed !== undefined) for (const c of m.changed) this.#refresh(c.sessionId, c.tokenIds);
         this.#cache.invalidate(m.tokenIds);
         this.#notifyRevoked(m.tokenIds);

@@ -58,6 +58,36 @@ describe('BackgroundWrites', () => {
     expect(ran).toEqual(['a at 2', 'b']);
   });
 
+  it('cancels a waiting write, never one in flight', async () => {
+    const writes = new BackgroundWrites({ concurrency: 1, onError: noErrors() });
+    const first = gate();
+    const ran: string[] = [];
+    writes.add('end a', 'test', async () => {
+      await first.promise;
+      ran.push('a');
+    });
+    writes.add('end b', 'test', async () => void ran.push('b'));
+    writes.add('end c', 'test', async () => void ran.push('c'));
+    expect(writes.cancel('end a')).toBe(false);
+    expect(writes.cancel('end b')).toBe(true);
+    expect(writes.cancel('end b')).toBe(false);
+    first.open();
+    await writes.drained();
+    expect(ran).toEqual(['a', 'c']);
+  });
+
+  it('does not wait for a cancelled write to be drained', async () => {
+    const writes = new BackgroundWrites({ concurrency: 1, onError: noErrors() });
+    const first = gate();
+    writes.add('busy', 'test', () => first.promise);
+    writes.add('end a', 'test', () => Promise.resolve());
+    const drained = writes.drained();
+    first.open();
+    writes.cancel('end a');
+    await drained;
+    expect([writes.running, writes.waiting]).toEqual([0, 0]);
+  });
+
   it('reports a failed write, synchronous throw included, and goes on with the rest', async () => {
     const errors: string[] = [];
     const writes = new BackgroundWrites({

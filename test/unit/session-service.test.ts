@@ -2,7 +2,7 @@
  * The session service alone (sessions/service.ts): the memory store, a real decision cache and an
  * injected clock, no HTTP. Each case reads the outcome, the token check and the events emitted.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { DecisionCache } from '../../src/cache/decision-cache.js';
 import type { SessionEvent, SessionEventType } from '../../src/sessions/events.js';
 import { SessionService, type SessionServiceConfig } from '../../src/sessions/service.js';
@@ -95,6 +95,29 @@ class ReadsTogetherStore extends MemorySessionStore {
     this.lookups++;
     if (this.lookups >= this.#wanted) this.#started?.();
     return super.lookup(tokenId);
+  }
+}
+
+/** The memory store, counting readUser calls, which wait while the test holds them (`hold`/`release`). */
+class HeldReadsStore extends MemorySessionStore {
+  reads = 0;
+  #held: Promise<void> | undefined;
+  #release: (() => void) | undefined;
+  hold(): void {
+    this.#held = new Promise((resolve) => (this.#release = resolve));
+  }
+  release(): void {
+    this.#release?.();
+    this.#held = undefined;
+  }
+  override async readUser(user: string): ReturnType<MemorySessionStore['readUser']> {
+    this.reads++;
+    await this.#held;
+    return super.readUser(user);
+  }
+  /** A read of its own (another replica's), neither held nor counted. */
+  readAsAnotherReplica(user: string): ReturnType<MemorySessionStore['readUser']> {
+    return super.readUser(user);
   }
 }
 
@@ -381,6 +404,37 @@ describe('SessionService refresh, logout and ending', () => {
     const [ended] = await h.service.endSessions('ana', undefined, 'ended_by_admin', { actor: 'admin' });
     expect(ended?.state).toBe('expired');
     expect(await h.nextEvent('session.expired')).toMatchObject({ sessionId: 's1' });
+  });
+
+  it('drops its waiting ends of expired sessions once another replica has ended them', async () => {
+    let store: HeldReadsStore | undefined;
+    const h = harness({ maxAge: HOUR, idleTimeout: 2 * HOUR }, (o) => (store = new HeldReadsStore(o)));
+    const users = Array.from({ length: 40 }, (_, i) => `user${i}`);
+    for (const u of users) await h.login(u, `tok-${u}`);
+    h.clock.advance(HOUR);
+    // Seen expired here: 40 ends queued, the first few held in their reads, the rest waiting.
+    const before = store?.reads ?? 0;
+    store?.hold();
+    onTestFinished(() => store?.release());
+    await Promise.all(users.map((u) => stateOf(h, `tok-${u}`)));
+    const reads = store?.reads ?? 0;
+    expect(reads - before).toBeGreaterThan(0);
+    expect(reads - before).toBeLessThan(users.length);
+    // Another replica ends every one of them; its messages reach this replica.
+    for (const u of users) {
+      const { version, live } = (await store?.readAsAnotherReplica(u)) ?? { version: 0, live: [] };
+      await store?.commit({
+        user: u,
+        expectedVersion: version,
+        end: live.map((s) => ({ sessionId: s.id, state: 'expired' as const })),
+        at: h.clock.now(),
+      });
+    }
+    store?.release();
+    await h.service.close();
+    // The ends in flight finished (finding nothing to do); none of the waiting ones read the store.
+    expect(store?.reads).toBe(reads);
+    expect(h.events.filter((e) => e.type === 'session.expired')).toEqual([]);
   });
 
   it('writes the ends of sessions seen expired all at once a few at a time, and every one of them', async () => {
